@@ -1,0 +1,1 @@
+"""Flowyard's connectors; each module registers one connector by entry point."""

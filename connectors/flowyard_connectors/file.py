@@ -1,0 +1,196 @@
+"""file: read files from a folder, write files to a folder.
+
+Source: polls a folder for names matching a glob pattern. A file is taken only once it
+is completely written: its size and modification time must stay the same for `settle`.
+It is read, handed to the runtime (which stores it durably), and only then archived,
+deleted or, with `after: keep`, remembered so it is not taken again.
+
+Target: writes each message to a file whose name comes from a template; the write is
+atomic (a temporary file in the same folder, flushed to disk, then renamed), and the
+default name is derived from the idempotency key, so a retried delivery overwrites its
+own earlier attempt instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from flowyard.connector import Accept, Connector, Source, Target, guess_content_type
+from flowyard.errors import DeliveryError
+from flowyard.message import Message
+from flowyard.options import Duration, Options
+from flowyard.step import FlowContext
+from flowyard.templating import make_environment
+
+from .paths import inside
+
+EXTENSIONS = {
+    "application/json": ".json",
+    "application/xml": ".xml",
+    "text/xml": ".xml",
+    "text/csv": ".csv",
+    "application/edi-x12": ".edi",
+    "text/plain": ".txt",
+}
+
+
+class FileSourceOptions(Options):
+    path: str = Field(description="folder to watch, relative to the flow file")
+    pattern: str = Field("*", description="glob pattern of the files to take, e.g. *.csv")
+    poll: Duration = Field("5s", description="how often to look for new files")  # type: ignore[assignment]
+    settle: Duration = Field("1s", description="a file is taken once its size and time are unchanged this long")  # type: ignore[assignment]
+    after: Literal["archive", "delete", "keep"] = Field("archive", description="what to do with a file once it is stored")
+    archive_path: str | None = Field(None, description="where archived files go (default: an `archive` folder inside `path`)")
+    content_type: str | None = Field(None, description="content type of the files (default: from the file name)")
+    recursive: bool = Field(False, description="also look in sub-folders")
+
+
+class FileTargetOptions(Options):
+    path: str = Field(description="folder to write to, relative to the flow file")
+    name: str = Field(
+        "{{ message.flow }}-{{ key }}{{ ext }}",
+        description="file name template (sandboxed Jinja: message, data, key, ext, now())",
+    )
+    overwrite: bool = Field(True, description="replace a file of the same name (a retried delivery rewrites its own file)")
+    mode: int = Field(0o640, description="file permissions")
+
+
+class FileSource(Source[FileSourceOptions]):
+    def __init__(self, options: FileSourceOptions, context: FlowContext) -> None:
+        super().__init__(options, context)
+        self.root = context.resolve_path(options.path)
+        self.archive = context.resolve_path(options.archive_path) if options.archive_path else self.root / "archive"
+        self._seen: dict[Path, tuple[int, int, float]] = {}  # path -> size, mtime_ns, first seen stable at
+        self._done: set[tuple[str, int, int]] = set()  # for after: keep
+
+    def candidates(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        found = self.root.rglob(self.options.pattern) if self.options.recursive else self.root.glob(self.options.pattern)
+        archive = self.archive.resolve()
+        return sorted(
+            p for p in found
+            if p.is_file() and not p.is_symlink() and not p.name.startswith(".")
+            and not p.resolve().is_relative_to(archive)
+        )
+
+    def ready(self, path: Path, now: float) -> bool:
+        """True once the file has kept the same size and mtime for `settle`."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self._seen.pop(path, None)
+            return False
+        key = (stat.st_size, stat.st_mtime_ns)
+        seen = self._seen.get(path)
+        if seen is None or seen[:2] != key:
+            self._seen[path] = (*key, now)
+            return self.options.settle.total_seconds() == 0
+        return now - seen[2] >= self.options.settle.total_seconds()
+
+    async def poll_once(self, accept: Accept) -> int:
+        """Take every ready file once; returns how many were handed over."""
+        taken = 0
+        now = time.monotonic()
+        for path in self.candidates():
+            if not self.ready(path, now):
+                continue
+            stat = path.stat()
+            identity = (str(path), stat.st_size, stat.st_mtime_ns)
+            if self.options.after == "keep" and identity in self._done:
+                continue
+            payload = path.read_bytes()
+            rel = path.relative_to(self.root).as_posix()
+            message = Message(
+                payload=payload,
+                content_type=self.options.content_type or guess_content_type(path.name),
+                source={"connector": "file", "file": rel, "size": stat.st_size},
+            )
+            await accept(message)  # returns once the message is stored
+            self.finish(path, rel)
+            self._seen.pop(path, None)
+            if self.options.after == "keep":
+                self._done.add(identity)
+            taken += 1
+        self.health.ok()
+        return taken
+
+    def finish(self, path: Path, rel: str) -> None:
+        if self.options.after == "delete":
+            path.unlink(missing_ok=True)
+        elif self.options.after == "archive":
+            target = self.archive / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                target = target.with_name(f"{target.stem}.{time.strftime('%Y%m%dT%H%M%S')}{target.suffix}")
+            os.replace(path, target)
+
+    async def run(self, accept: Accept) -> None:
+        interval = self.options.poll.total_seconds()
+        while True:
+            try:
+                await self.poll_once(accept)
+            except OSError as exc:
+                self.health.failed(f"cannot read {self.root}: {exc.strerror or exc}")
+            await asyncio.sleep(min(interval, max(self.options.settle.total_seconds(), 0.05)) if self._seen else interval)
+
+
+class FileTarget(Target[FileTargetOptions]):
+    def __init__(self, options: FileTargetOptions, context: FlowContext) -> None:
+        super().__init__(options, context)
+        self.root = context.resolve_path(options.path)
+        self.template = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(options.name)
+
+    def file_name(self, message: Message, key: str) -> str:
+        variables: dict[str, Any] = {
+            "message": message.metadata(),
+            "data": message.last_data if message.is_bytes else message.payload,
+            "key": key,
+            "ext": EXTENSIONS.get(message.content_type.split(";")[0].strip(), ".bin" if message.is_bytes else ".json"),
+        }
+        return self.template.render(variables).strip()
+
+    async def send(self, message: Message, idempotency_key: str) -> dict[str, Any]:
+        name = self.file_name(message, idempotency_key)
+        path = inside(self.root, name)
+        if path.exists() and not self.options.overwrite:
+            raise DeliveryError(f"file {name} exists and overwrite is off", retryable=False)
+        payload = message.payload_bytes()
+        try:
+            await asyncio.to_thread(self.write_atomic, path, payload)
+        except OSError as exc:
+            self.health.failed(str(exc))
+            raise DeliveryError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        self.health.ok()
+        return {"file": str(path), "bytes": len(payload)}
+
+    def write_atomic(self, path: Path, payload: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, self.options.mode)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class FileConnector(Connector):
+    """Files in a folder: a source that polls, a target that writes atomically."""
+
+    kind = "file"
+    SourceOptions = FileSourceOptions
+    TargetOptions = FileTargetOptions
+    source_class = FileSource
+    target_class = FileTarget

@@ -1,0 +1,51 @@
+"""The `flowyard` command. Each sub-command is a module with `register(subparsers)`;
+exit codes: 0 success, 1 something invalid or failed, 2 a bad command or flow."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from ..errors import FlowyardError
+from ..secrets import RedactingFilter, redactor
+
+COMMAND_MODULES = ["validate", "testcmd", "run", "schema", "docs"]
+OPTIONAL_COMMAND_MODULES = ["flowyard.x12.cli", "flowyard.xml.cli", "flowyard.templates_cli", "flowyard.runtime.cli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowyard", description="Integration flows declared in YAML.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        import_module(f"{__name__}.{name}").register(sub)
+    for name in OPTIONAL_COMMAND_MODULES:
+        try:
+            module = import_module(name)
+        except ImportError:
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler], format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.handler(args)
+    except FlowyardError as exc:
+        print(redactor.redact(f"flowyard: {exc}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def run() -> None:
+    sys.exit(main())

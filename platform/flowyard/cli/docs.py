@@ -1,0 +1,24 @@
+"""flowyard docs: the option reference, generated from the option models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..schema_gen import reference_markdown
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("docs", help="print (or write) the option reference generated from the models")
+    p.add_argument("--output", type=Path, help="write to this file instead of printing")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    text = reference_markdown()
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        print(text)
+    return 0

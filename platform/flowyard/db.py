@@ -1,0 +1,102 @@
+"""The store's database: one SQLAlchemy declarative base for every module's tables.
+
+SQLite (WAL, synchronous=FULL) under the data directory is the embedded default;
+PostgreSQL is used when FLOWYARD_DATABASE_URL says so. Modules define their tables on
+`Base` (runtime store, X12 control numbers, UI users...) and the Alembic migrations in
+`flowyard.store` create them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def data_dir() -> Path:
+    """Where the embedded store, secrets and runtime state live (FLOWYARD_DATA_DIR)."""
+    return Path(os.environ.get("FLOWYARD_DATA_DIR", ".flowyard")).resolve()
+
+
+def database_url() -> str:
+    url = os.environ.get("FLOWYARD_DATABASE_URL")
+    if url:
+        return url
+    directory = data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'flowyard.db'}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit survives power loss, at the cost of one more fsync per commit.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    url = url or database_url()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One engine per URL per process, with the schema brought up to date once."""
+    url = url or database_url()
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = make_engine(url)
+            ensure_schema(engine)
+            _engines[url] = engine
+        return engine
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring the database schema up to date (Alembic migrations once the store has them)."""
+    try:
+        from .store.migrations import upgrade  # type: ignore[import-not-found]
+    except ImportError:
+        _import_models()
+        Base.metadata.create_all(engine)
+        return
+    upgrade(engine)
+
+
+def _import_models() -> None:
+    from importlib import import_module
+
+    for module in ("flowyard.store.models", "flowyard.x12.control", "flowyard_ui.models"):
+        try:
+            import_module(module)
+        except ImportError:
+            continue

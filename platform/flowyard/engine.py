@@ -1,0 +1,129 @@
+"""Runs a flow's steps over a message.
+
+The engine is the hot path: steps were compiled when the flow loaded, so here a message
+only passes through `process` calls. A split fans out depth-first, so output order is
+input order. A step that fails stops that message (and only that message) with a
+StepError naming the step; nothing a step raises escapes as a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InputLocation, StepError
+from .expressions import truthy
+from .flow import ConnectorSpec, Flow, StepSpec
+from .message import Message, is_json_type
+
+log = logging.getLogger("flowyard.engine")
+
+Tracer = Callable[[StepSpec, Message | list[Message] | None, float], None]
+
+
+@dataclass
+class Failure:
+    message: Message  # the message as it entered the failing step
+    error: StepError
+
+
+@dataclass
+class RunResult:
+    outputs: list[Message] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    dropped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def decode_json_payload(message: Message, step: StepSpec) -> None:
+    """A data step given bytes of a JSON content type decodes them."""
+    if not is_json_type(message.content_type):
+        raise StepError(
+            f"this step takes data but the message is {message.content_type} bytes; "
+            "add a parse step (json.parse, csv.parse, xml.parse, x12.parse) before it"
+        )
+    try:
+        message.payload = json.loads(message.payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        line = getattr(exc, "lineno", None)
+        col = getattr(exc, "colno", None)
+        raise StepError(f"invalid JSON: {getattr(exc, 'msg', exc)}", where=InputLocation(line, col)) from exc
+    message.content_type = "application/json"
+
+
+def condition_input(message: Message) -> Any:
+    """What a `when:` expression sees: the data, or for bytes the data before the last
+    render (and the message metadata under `message`)."""
+    if not message.is_bytes:
+        return message.payload
+    if message.last_data is not None:
+        return message.last_data
+    return {"message": message.metadata()}
+
+
+class Pipeline:
+    def __init__(self, flow: Flow) -> None:
+        self.flow = flow
+        self.steps = flow.steps
+
+    def run(self, message: Message, tracer: Tracer | None = None) -> RunResult:
+        message.flow = message.flow or self.flow.name
+        message.flow_version = message.flow_version or self.flow.version
+        result = RunResult()
+        self._run_from(0, message, result, tracer)
+        return result
+
+    def _run_from(self, start: int, message: Message, result: RunResult, tracer: Tracer | None) -> None:
+        steps = self.steps
+        for i in range(start, len(steps)):
+            spec = steps[i]
+            step = spec.step
+            if spec.condition is not None and not truthy(spec.condition.search(condition_input(message))):
+                if tracer:
+                    tracer(spec, message, -1.0)
+                continue
+            began = time.perf_counter() if tracer else 0.0
+            try:
+                if step.takes == "data" and message.is_bytes:
+                    decode_json_payload(message, spec)
+                elif step.takes == "bytes" and not message.is_bytes:
+                    raise StepError(
+                        "this step takes bytes but the message holds data; render it first"
+                    )
+                if step.gives == "bytes" and not message.is_bytes:
+                    message.last_data = message.payload
+                out = step.process(message)
+            except StepError as exc:
+                exc.step, exc.step_index = spec.name, i
+                result.failures.append(Failure(message, exc))
+                return
+            except Exception as exc:  # a bug or an unexpected library error: keep the message
+                log.exception("step %s failed unexpectedly", spec.name)
+                error = StepError(f"unexpected error: {type(exc).__name__}: {exc}")
+                error.step, error.step_index = spec.name, i
+                result.failures.append(Failure(message, error))
+                return
+            if tracer:
+                tracer(spec, out, time.perf_counter() - began)
+            if out is None:
+                result.dropped += 1
+                return
+            if isinstance(out, list):
+                for child in out:
+                    self._run_from(i + 1, child, result, tracer)
+                return
+            message = out
+        result.outputs.append(message)
+
+
+def target_applies(target: ConnectorSpec, message: Message) -> bool:
+    if target.condition is None:
+        return True
+    return truthy(target.condition.search(condition_input(message)))

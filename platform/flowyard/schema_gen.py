@@ -1,0 +1,157 @@
+"""The JSON Schema of flow files and the option reference, both from the option models.
+
+VS Code's YAML extension reads the schema (`# yaml-language-server: $schema=...`) for
+completion, hover help and errors while an analyst types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import registry
+from .flow import API_VERSION, FlowTest, Metadata, RetryPolicy
+
+
+class _Defs:
+    """Collects model schemas under one `$defs`, refusing two different models with one name."""
+
+    def __init__(self) -> None:
+        self.defs: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel]) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template="#/$defs/{model}", by_alias=True)
+        for name, sub in schema.pop("$defs", {}).items():
+            self._put(name, sub)
+        self._put(model.__name__, schema)
+        return {"$ref": f"#/$defs/{model.__name__}"}
+
+    def _put(self, name: str, schema: Any) -> None:
+        if name in self.defs and self.defs[name] != schema:
+            raise ValueError(f"two option models are both named {name}; rename one")
+        self.defs[name] = schema
+
+
+def _shorthand(model: type[BaseModel], main: str | None) -> list[dict[str, Any]]:
+    if not main:
+        return []
+    field = model.model_fields.get(main)
+    if field is None:
+        for f in model.model_fields.values():
+            if f.alias == main:
+                field = f
+    desc = field.description if field is not None else ""
+    return [{"type": "string", "description": f"shorthand for `{main}`: {desc}"}]
+
+
+def flow_schema() -> dict[str, Any]:
+    defs = _Defs()
+    step_variants = []
+    for name, cls in registry.available_steps().items():
+        options = [defs.ref(cls.Options), *_shorthand(cls.Options, cls.main_option)]
+        step_variants.append(
+            {
+                "type": "object",
+                "title": name,
+                "description": cls.summary(),
+                "properties": {
+                    name: {"anyOf": options} if len(options) > 1 else options[0],
+                    "name": {"type": "string", "description": "shown in traces and errors"},
+                    "when": {"type": "string", "description": "JMESPath condition; the step is skipped when falsy"},
+                },
+                "required": [name],
+                "additionalProperties": False,
+            }
+        )
+    sources, targets = [], []
+    for name, conn in registry.available_connectors().items():
+        if conn.SourceOptions is not None:
+            sources.append({"type": "object", "title": name, "description": conn.summary(), "properties": {name: defs.ref(conn.SourceOptions)}, "required": [name], "additionalProperties": False})
+        if conn.TargetOptions is not None:
+            targets.append(
+                {
+                    "type": "object",
+                    "title": name,
+                    "description": conn.summary(),
+                    "properties": {
+                        name: defs.ref(conn.TargetOptions),
+                        "name": {"type": "string"},
+                        "when": {"type": "string", "description": "JMESPath over the data before the last render"},
+                        "retry": defs.ref(RetryPolicy),
+                    },
+                    "required": [name],
+                    "additionalProperties": False,
+                }
+            )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://flowyard.example/schema/flow.schema.json",
+        "title": "Flowyard flow",
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "source", "targets"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": API_VERSION},
+            "kind": {"const": "Flow"},
+            "metadata": defs.ref(Metadata),
+            "source": {"oneOf": sources},
+            "steps": {"type": "array", "items": {"oneOf": step_variants}},
+            "targets": {"type": "array", "minItems": 1, "items": {"oneOf": targets}},
+            "tests": {"type": "array", "items": defs.ref(FlowTest)},
+            "keys": {"type": "object", "additionalProperties": {"type": "string"}, "description": "business keys: name -> JMESPath over the parsed data, searchable in the UI"},
+            "sla": {"type": "object", "description": "thresholds that turn the flow's dashboard tile red"},
+        },
+        "$defs": defs.defs,
+    }
+
+
+def _type_text(prop: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[-1]
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if "anyOf" in prop:
+        return " or ".join(_type_text(p) for p in prop["anyOf"] if p.get("type") != "null")
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"list of {_type_text(prop.get('items', {}))}"
+    return " or ".join(kind) if isinstance(kind, list) else str(kind)
+
+
+def _options_table(model: type[BaseModel]) -> list[str]:
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", []))
+    rows = ["| option | type | default | description |", "| --- | --- | --- | --- |"]
+    for name, prop in schema.get("properties", {}).items():
+        default = "required" if name in required else f"`{prop['default']}`" if "default" in prop else ""
+        desc = (prop.get("description") or "").replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `{name}` | {_type_text(prop)} | {default} | {desc} |")
+    return rows
+
+
+def reference_markdown() -> str:
+    """docs/reference.md: every step's and connector's options, from their models."""
+    from . import expressions, templating
+
+    out = ["# Flowyard option reference", "", "Generated by `flowyard docs` from the option models; do not edit by hand.", ""]
+    out += ["## Steps", ""]
+    for name, cls in registry.available_steps().items():
+        out += [f"### `{name}`", "", cls.summary(), "", f"Takes {cls.takes}, gives {'several messages' if cls.fans_out else cls.gives}."]
+        if cls.main_option:
+            out.append(f"Shorthand: `- {name}: VALUE` sets `{cls.main_option}`.")
+        out += ["", *_options_table(cls.Options), ""]
+    out += ["Every step also takes `name:` (shown in traces and errors) and `when:` (a JMESPath condition).", ""]
+    out += ["## Connectors", ""]
+    for name, conn in registry.available_connectors().items():
+        out += [f"### `{name}`", "", conn.summary(), ""]
+        if conn.SourceOptions is not None:
+            out += ["As a source:", "", *_options_table(conn.SourceOptions), ""]
+        if conn.TargetOptions is not None:
+            out += ["As a target:", "", *_options_table(conn.TargetOptions), ""]
+    out += ["Every target also takes `name:`, `when:` and `retry:`:", "", *_options_table(RetryPolicy), ""]
+    out += ["## JMESPath functions", "", (expressions.__doc__ or "").split("\n", 2)[2].strip(), ""]
+    out += ["## Jinja filters", "", (templating.__doc__ or "").split("Filters (examples in docs/reference.md):", 1)[1].strip().replace("\\\\|", "\\|"), ""]
+    return "\n".join(out)

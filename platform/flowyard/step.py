@@ -1,0 +1,111 @@
+"""The one interface every step implements.
+
+A step is a small class registered by name under the entry point group
+`flowyard.steps`. It declares its options once (`Options`, a typed model), what it
+takes and gives (bytes or data), compiles everything it can when the flow loads
+(expressions, templates, schemas), and then processes messages. A new step is one new
+module, one entry point line and a test.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from .message import Message
+from .options import Options
+from .secrets import Secrets
+from .tables import TABLE_SUFFIXES, Table, tables
+
+Kind = Literal["bytes", "data", "any"]
+
+
+class OptionError(Exception):
+    """Raised while compiling a step: an option value is wrong.
+
+    `offset` is a character offset inside that option's string value (a JMESPath or
+    Jinja syntax error), so the loader can point at the exact line and column.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        option: str | None = None,
+        offset: int | None = None,
+        line_in_value: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.option = option
+        self.offset = offset
+        self.line_in_value = line_in_value
+
+
+@dataclass
+class FlowContext:
+    """What a step or connector may know about the flow it belongs to."""
+
+    flow_file: Path
+    flow_name: str = ""
+    secrets: Secrets = field(default_factory=Secrets)
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.flow_file.parent
+
+    def resolve_path(self, relative: str) -> Path:
+        """A path written in the flow is relative to the flow file."""
+        return (self.base_dir / relative).resolve()
+
+    def find_shared(self, folder: str, name: str, suffixes: tuple[str, ...]) -> Path | None:
+        """Find `folder/name.suffix` beside the flow or in a parent folder
+        (`flows/tables/`, `flows/partners/`, `flows/guides/`)."""
+        for directory in [self.base_dir, *self.base_dir.parents]:
+            for suffix in suffixes:
+                candidate = directory / folder / f"{name}{suffix}"
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    def table(self, name: str) -> Table:
+        """A code table from `tables/NAME.csv|yaml` beside the flow or above it."""
+        path = self.find_shared("tables", name, TABLE_SUFFIXES)
+        if path is None:
+            raise OptionError(
+                f"no code table named {name!r}: expected tables/{name}.csv or tables/{name}.yaml "
+                "beside the flow file or in a folder above it",
+                "table",
+            )
+        return tables.get(path)
+
+
+Emit = Callable[[Message], None]
+
+
+class Step(ABC):
+    """A processing step. Subclasses set the class attributes and implement `process`."""
+
+    kind: ClassVar[str]  # the name used in flow files, e.g. "json.parse"
+    Options: ClassVar[type[Options]]
+    main_option: ClassVar[str | None] = None  # `- step: VALUE` shorthand fills this option
+    takes: ClassVar[Kind] = "data"
+    gives: ClassVar[Kind] = "data"
+    fans_out: ClassVar[bool] = False  # may give zero or several messages
+
+    def __init__(self, options: Any, context: FlowContext) -> None:
+        self.options = options
+        self.context = context
+
+    @abstractmethod
+    def process(self, message: Message) -> Message | list[Message] | None:
+        """Transform a message. Return it (changed in place or new), a list of messages
+        (a split), or None to drop it. Raise StepError for bad data."""
+
+    @classmethod
+    def summary(cls) -> str:
+        doc = (cls.__doc__ or "").strip()
+        return doc.split("\n\n", 1)[0].replace("\n", " ")

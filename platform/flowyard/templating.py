@@ -1,0 +1,206 @@
+"""The sandboxed Jinja2 environment used by the `jinja` step (and anywhere a flow renders text).
+
+Always the immutable sandbox: templates cannot reach Python internals or change the data.
+Limits: rendering stops with a clear error past a time limit or an output size, and loops
+over `range()` check the deadline, so a template cannot hang a worker. Autoescaping is on
+for XML and HTML content types.
+
+Filters (examples in docs/reference.md):
+
+| filter | example | result |
+| --- | --- | --- |
+| `date(format, from=None)` | `"2026-11-22" \\| date("%Y%m%d")` | `20261122` |
+| `number(places)` | `3.14159 \\| number(2)` | `3.14` |
+| `pad_left(width, char=" ")` | `42 \\| pad_left(6, "0")` | `000042` |
+| `pad_right(width, char=" ")` | `"AB" \\| pad_right(4)` | `AB␠␠` |
+| `fixed(width, align="left", char=" ")` | `"ABCDEF" \\| fixed(4)` | `ABCD` (cut or padded to exactly width) |
+| `x12_id(width)` | `"ACME" \\| x12_id(15)` | ISA-style id: upper-case, padded with spaces to width |
+| `x12_num(width)` | `7 \\| x12_num(9)` | control number: zero-padded digits |
+| `lookup(table, default=None)` | `"CT" \\| lookup("mx01-uom")` | the code's translation |
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from dateutil import parser as date_parser
+from jinja2 import FileSystemLoader, StrictUndefined, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_RANGE = 100_000
+
+
+class RenderLimitError(Exception):
+    """Rendering went past the time or size limit."""
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, Undefined):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def f_date(value: Any, fmt: str = "%Y-%m-%d", source_format: str | None = None) -> str:
+    if value in (None, "") or isinstance(value, Undefined):
+        return ""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value)
+        moment = datetime.strptime(text, source_format) if source_format else date_parser.parse(text)
+    return moment.strftime(fmt)
+
+
+def f_number(value: Any, places: int = 2) -> str:
+    if value in (None, "") or isinstance(value, Undefined):
+        return ""
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"number: {value!r} is not a number") from exc
+    return str(number.quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP))
+
+
+def f_pad_left(value: Any, width: int, char: str = " ") -> str:
+    return _text(value).rjust(width, char[:1] or " ")
+
+
+def f_pad_right(value: Any, width: int, char: str = " ") -> str:
+    return _text(value).ljust(width, char[:1] or " ")
+
+
+def f_fixed(value: Any, width: int, align: str = "left", char: str = " ") -> str:
+    text = _text(value)
+    if align == "right":
+        return text[-width:].rjust(width, char[:1] or " ") if len(text) > width else text.rjust(width, char[:1] or " ")
+    return text[:width].ljust(width, char[:1] or " ")
+
+
+def f_x12_id(value: Any, width: int) -> str:
+    return _text(value).upper()[:width].ljust(width)
+
+
+def f_x12_num(value: Any, width: int) -> str:
+    text = _text(value)
+    if not text.isdigit():
+        raise ValueError(f"x12_num: {value!r} is not a whole number")
+    if len(text) > width:
+        raise ValueError(f"x12_num: {value!r} does not fit in {width} digits")
+    return text.zfill(width)
+
+
+class FlowEnvironment(ImmutableSandboxedEnvironment):
+    """Immutable sandbox with a deadline and an output cap."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def __init__(self, *, max_output: int, time_limit: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_output = max_output
+        self.time_limit = time_limit
+        self.deadline = 0.0
+        self.filters.update(
+            date=f_date,
+            number=f_number,
+            pad_left=f_pad_left,
+            pad_right=f_pad_right,
+            fixed=f_fixed,
+            x12_id=f_x12_id,
+            x12_num=f_x12_num,
+        )
+        self.globals["range"] = self.checked_range
+        self.globals["now"] = lambda fmt=None: (
+            datetime.now(UTC).strftime(fmt) if fmt else datetime.now(UTC).isoformat(timespec="seconds")
+        )
+
+    def check_deadline(self) -> None:
+        if self.deadline and time.monotonic() > self.deadline:
+            raise RenderLimitError(f"the template ran longer than {self.time_limit:g}s")
+
+    def checked_range(self, *args: int) -> Iterator[int]:
+        numbers = range(*args)
+        if len(numbers) > MAX_RANGE:
+            raise RenderLimitError(f"range() of more than {MAX_RANGE} numbers is not allowed")
+        for n in numbers:
+            if n % 1000 == 0:
+                self.check_deadline()
+            yield n
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > self.max_output:
+                    raise RenderLimitError("repeating a text or list that many times would exceed the output limit")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 1000:
+            raise RenderLimitError("exponent too large")
+        return super().call_binop(context, operator, left, right)
+
+    def render_limited(self, render: Callable[[], Iterator[str]]) -> str:
+        """Consume a template's output chunks, enforcing the size and time limits."""
+        self.deadline = time.monotonic() + self.time_limit
+        parts: list[str] = []
+        size = 0
+        try:
+            for count, chunk in enumerate(render()):
+                size += len(chunk)
+                if size > self.max_output:
+                    raise RenderLimitError(f"the output is larger than {self.max_output} characters")
+                parts.append(chunk)
+                if count & 255 == 255:
+                    self.check_deadline()
+            self.check_deadline()
+        finally:
+            self.deadline = 0.0
+        return "".join(parts)
+
+
+def make_environment(
+    *,
+    autoescape: bool,
+    folder: Path | None = None,
+    strict: bool = False,
+    max_output: int = 10_000_000,
+    time_limit: float = 5.0,
+) -> FlowEnvironment:
+    return FlowEnvironment(
+        max_output=max_output,
+        time_limit=time_limit,
+        autoescape=autoescape,
+        loader=FileSystemLoader(str(folder)) if folder else None,
+        undefined=StrictUndefined if strict else Undefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def template_line(tb: TracebackType | None, filename: str) -> int | None:
+    """The template line a rendering error happened on (Jinja rewrites tracebacks so
+    frames carry template line numbers)."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def current_template_line(filename: str) -> int | None:
+    return template_line(sys.exc_info()[2], filename)
+
+
+def referenced_names(env: FlowEnvironment, source: str) -> set[str]:
+    """Top-level names a template reads (for the UI's hints)."""
+    from jinja2 import meta
+
+    return set(meta.find_undeclared_variables(env.parse(source)))
+
