@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +19,11 @@ from .errors import InputLocation, StepError
 from .expressions import truthy
 from .flow import ConnectorSpec, Flow, StepSpec
 from .message import Message, is_json_type
+from .step import ROUTE_TO_TARGETS, Rejected
 
 log = logging.getLogger("flowyard.engine")
 
-Tracer = Callable[[StepSpec, Message | list[Message] | None, float], None]
+Tracer = Callable[[StepSpec, Any, float], None]
 
 
 @dataclass
@@ -100,6 +101,8 @@ class Pipeline:
                 if step.gives == "bytes" and not message.is_bytes:
                     message.last_data = message.payload
                 out = step.process(message)
+                if tracer and out is not None and not isinstance(out, Message | list):
+                    out = list(out)  # the trace shows every part; fine off the hot path
             except StepError as exc:
                 exc.step, exc.step_index = spec.name, i
                 result.failures.append(Failure(message, exc))
@@ -115,12 +118,26 @@ class Pipeline:
             if out is None:
                 result.dropped += 1
                 return
-            if isinstance(out, list):
-                for child in out:
-                    self._run_from(i + 1, child, result, tracer)
+            if not isinstance(out, Message):
+                self._fan_out(i, spec, out, result, tracer)
                 return
             message = out
         result.outputs.append(message)
+
+
+    def _fan_out(self, i: int, spec: StepSpec, parts: Iterable[Message | Rejected], result: RunResult, tracer: Tracer | None) -> None:
+        try:
+            for part in parts:
+                if isinstance(part, Rejected):
+                    part.error.step, part.error.step_index = spec.name, i
+                    result.failures.append(Failure(part.message, part.error))
+                elif part.headers.get(ROUTE_TO_TARGETS):
+                    result.outputs.append(part)
+                else:
+                    self._run_from(i + 1, part, result, tracer)
+        except StepError as exc:  # a generator failing midway: what it gave so far goes on
+            exc.step, exc.step_index = spec.name, i
+            result.failures.append(Failure(Message(payload=b"", flow=self.flow.name), exc))
 
 
 def target_applies(target: ConnectorSpec, message: Message) -> bool:

@@ -422,9 +422,37 @@ class FlowLoader:
             producer = f"step {spec.name!r}"
 
 
+FlowKindLoader = Callable[[Path, str], Flow]
+_kind_loaders: dict[str, FlowKindLoader] = {}
+
+
+def register_flow_kind(kind: str, load: FlowKindLoader) -> None:
+    """Let another kind of file stand for a flow (a FlowInstance renders to one)."""
+    _kind_loaders[kind] = load
+
+
+def _kind_of(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith("kind:"):
+            return line.split(":", 1)[1].split("#", 1)[0].strip().strip("'\"")
+    return None
+
+
 def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None = None) -> Flow:
-    """Load a flow file; raise DefinitionError listing every problem."""
-    loader = FlowLoader(Path(path), text, secrets)
+    """Load a flow file (or a file of a registered kind that renders to a flow, such as a
+    FlowInstance); raise DefinitionError listing every problem."""
+    path = Path(path)
+    text = text if text is not None else path.read_text(encoding="utf-8")
+    kind = _kind_of(text)
+    if kind not in (None, "Flow"):
+        if kind not in _kind_loaders:
+            try:
+                import flowyard.templates  # noqa: F401  (registers FlowInstance)
+            except ImportError:
+                pass
+        if kind in _kind_loaders:
+            return _kind_loaders[kind](path, text)
+    loader = FlowLoader(path, text, secrets)
     flow = loader.load()
     if flow is None:
         if not loader.issues.errors:

@@ -10,11 +10,12 @@ module, one entry point line and a test.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .errors import StepError
 from .message import Message
 from .options import Options
 from .secrets import Secrets
@@ -83,7 +84,20 @@ class FlowContext:
         return tables.get(path)
 
 
-Emit = Callable[[Message], None]
+ROUTE_TO_TARGETS = "flowyard.route_to_targets"
+"""Header on a message a step emits that skips the remaining steps (an acknowledgment)."""
+
+
+@dataclass
+class Rejected:
+    """One part of a fanned-out input that failed (an X12 set that does not validate):
+    it becomes a dead letter while the other parts go on."""
+
+    message: Message
+    error: StepError
+
+
+StepOutput = Message | Iterable["Message | Rejected"] | None
 
 
 class Step(ABC):
@@ -101,9 +115,10 @@ class Step(ABC):
         self.context = context
 
     @abstractmethod
-    def process(self, message: Message) -> Message | list[Message] | None:
-        """Transform a message. Return it (changed in place or new), a list of messages
-        (a split), or None to drop it. Raise StepError for bad data."""
+    def process(self, message: Message) -> StepOutput:
+        """Transform a message. Return it (changed in place or new), an iterable of
+        messages (a split; a generator keeps memory bounded on large inputs, and may
+        yield `Rejected` parts), or None to drop it. Raise StepError for bad data."""
 
     @classmethod
     def summary(cls) -> str:

@@ -13,6 +13,7 @@ from ..loader import load_flow
 from ..message import Message
 from ..runner import run_flow
 from ..secrets import redactor
+from ..step import Rejected
 
 TRACE_LIMIT = 20_000
 
@@ -27,7 +28,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=handle)
 
 
-def trace(spec: StepSpec, out: Message | list[Message] | None, seconds: float) -> None:
+def trace(spec: StepSpec, out: Any, seconds: float) -> None:
     if seconds < 0:
         print(f"== {spec.name}: skipped (when: {spec.when})", file=sys.stderr)
         return
@@ -37,7 +38,10 @@ def trace(spec: StepSpec, out: Message | list[Message] | None, seconds: float) -
     elif isinstance(out, list):
         print(f"{head}: {len(out)} message(s)", file=sys.stderr)
         for i, child in enumerate(out, 1):
-            print(f"-- {i}\n{redactor.redact(child.payload_text(TRACE_LIMIT))}", file=sys.stderr)
+            if isinstance(child, Rejected):
+                print(f"-- {i} rejected: {child.error}", file=sys.stderr)
+            else:
+                print(f"-- {i}\n{redactor.redact(child.payload_text(TRACE_LIMIT))}", file=sys.stderr)
     else:
         print(f"{head}: {out.content_type}\n{redactor.redact(out.payload_text(TRACE_LIMIT))}", file=sys.stderr)
 
