@@ -59,6 +59,16 @@ class FlowFunctions(functions.Functions):
         super().__init__()
         self._table_lookup = table_lookup
 
+    def _validate_arguments(self, args: Any, signature: Any, function_name: str) -> Any:
+        """jmespath has no optional arguments; ours are marked `"optional": True`."""
+        optional = [s for s in signature if s.get("optional")]
+        if optional:
+            required = len(signature) - len(optional)
+            if not required <= len(args) <= len(signature):
+                raise jexc.ArityError(len(signature), len(args), function_name)
+            return self._type_check(args, signature[: len(args)], function_name)
+        return super()._validate_arguments(args, signature, function_name)
+
     @functions.signature({"types": ["string", "null"]})
     def _func_upper(self, s: str | None) -> str | None:
         return None if s is None else s.upper()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..definitions import definition_files
+from ..definitions import definition_files, is_table
 from ..errors import DefinitionError
 from ..loader import load_flow
 from ..testing import run_tests
@@ -23,14 +23,14 @@ def register(sub: Any) -> None:
 def flow_files(paths: list[Path]) -> list[Path]:
     found = []
     for path in definition_files(paths):
-        if path.suffix.lower() not in (".yaml", ".yml"):
+        if path.suffix.lower() not in (".yaml", ".yml") or is_table(path):
             continue
         try:
             document = load_file(path)
         except YamlSyntaxError:
             found.append(path)  # reported as a broken flow below
             continue
-        if isinstance(document, dict) and document.get("kind") in ("Flow", None):
+        if isinstance(document, dict) and document.get("kind") in ("Flow", "FlowInstance", None):
             found.append(path)
     return found
 

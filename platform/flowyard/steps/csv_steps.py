@@ -52,7 +52,7 @@ def _convert(value: str, kind: ColumnType, column: str, line: int) -> Any:
         if kind == "integer":
             return int(value)
         if kind == "number":
-            number = Decimal(value.replace(" ", ""))
+            number = Decimal(value)
             return int(number) if number == number.to_integral_value() and "." not in value else float(number)
     except (ValueError, InvalidOperation):
         raise StepError(f"column {column!r}: {value!r} is not a {kind}", where=InputLocation(line)) from None

@@ -48,7 +48,7 @@ class Lookup(Step):
 
     def process(self, message: Message) -> Message:
         table: Table = self.context.table(self.options.table)
-        missing: list[str] = []
+        missing: list[tuple[str, str]] = []
 
         def translate(code: Any, where: str) -> Any:
             if code is None:
@@ -63,16 +63,17 @@ class Lookup(Step):
                     return self.options.default if self.options.default is not None else table.default
                 if table.has_default:
                     return table.default
-                missing.append(f"{key!r} at {where}")
+                missing.append((key, where))
                 return code
 
         absent = list(visit(message.payload, self.path, translate))
         if missing:
+            code, where = missing[0]
             raise StepError(
-                f"code {missing[0]} is not in table {self.options.table!r}"
+                f"code {code!r} is not in table {self.options.table!r}"
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                where=InputLocation(path=missing[0].split(" at ", 1)[1]),
-                details=missing[1:10],
+                where=InputLocation(path=where),
+                details=[f"code {c!r} at {w}" for c, w in missing[1:10]],
             )
         if absent and self.options.on_missing == "error" and all("not a list" in a for a in absent):
             raise StepError(f"{absent[0]}: expected a list of codes")

@@ -1,0 +1,222 @@
+"""The runtime's tables, declared once on `flowyard.db.Base`.
+
+Times are UNIX epoch seconds (float) so that SQLite and PostgreSQL behave the same and
+lease arithmetic is plain. Payloads are stored as bytes; data payloads as their JSON.
+States:
+
+- message: `received` (stored, source acknowledged) -> `processing` (leased by a worker)
+  -> `delivering` (steps done, some delivery pending a retry) -> `done` | `dead`
+  (a step failed or a delivery died) | `dropped` (a filter removed it, nothing to send).
+- delivery: `pending` (waiting for its next attempt at `next_at`) -> `sending` (leased)
+  -> `done` | `dead`.
+- dead letter: `open` -> `replayed` | `discarded`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db import Base
+
+MESSAGE_STATES = ("received", "processing", "delivering", "done", "dead", "dropped")
+DELIVERY_STATES = ("pending", "sending", "done", "dead")
+OPEN_STATES = ("received", "processing", "delivering")
+
+
+class Deployment(Base):
+    """One deployment of one flow version: who deployed what, when, and why. The file
+    text is kept so that replay can run the version a message failed on and rollback can
+    restore it."""
+
+    __tablename__ = "fy_deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flow: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(1000), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(40), default="Flow")
+    who: Mapped[str] = mapped_column(String(200), default="")
+    at: Mapped[float] = mapped_column(Float)
+    note: Mapped[str] = mapped_column(Text, default="")
+    action: Mapped[str] = mapped_column(String(20), default="deploy")  # deploy|undeploy|rollback
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_fy_deployments_flow_version", "flow", "version"),)
+
+
+class FlowState(Base):
+    """The current state of each flow the runtime knows: deployed or not, and which
+    version. The flow files are the source of truth for content; this row says whether
+    the runtime runs it (an undeploy keeps the file but stops the flow)."""
+
+    __tablename__ = "fy_flows"
+
+    flow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), default="")
+    path: Mapped[str] = mapped_column(String(1000), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[float] = mapped_column(Float, default=0.0)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class StoredMessage(Base):
+    """A message accepted from a source (or created by a replay), with its lease."""
+
+    __tablename__ = "fy_messages"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    correlation_id: Mapped[str] = mapped_column(String(64), index=True)
+    flow: Mapped[str] = mapped_column(String(100))
+    flow_version: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(20), default="received")
+    content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    plant: Mapped[str] = mapped_column(String(100), default="")
+    partner: Mapped[str] = mapped_column(String(100), default="")
+    replay_of: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # processing attempts so far
+    outputs: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_step: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_token: Mapped[int] = mapped_column(Integer, default=0)  # fencing: +1 per claim
+
+    __table_args__ = (
+        Index("ix_fy_messages_state_created", "state", "created_at"),
+        Index("ix_fy_messages_flow_created", "flow", "created_at"),
+    )
+
+
+class Delivery(Base):
+    """One output of one message towards one target, with its own state and retries."""
+
+    __tablename__ = "fy_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("fy_messages.id", ondelete="CASCADE"), index=True
+    )
+    output_index: Mapped[int] = mapped_column(Integer, default=0)
+    output_id: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(500), default="")
+    idempotency_key: Mapped[str] = mapped_column(String(300))
+    flow: Mapped[str] = mapped_column(String(100))
+    flow_version: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[float] = mapped_column(Float, default=0.0)
+    content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # output message metadata
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_token: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_fy_deliveries_idempotency_key"),
+        Index("ix_fy_deliveries_state_next", "state", "next_at"),
+    )
+
+
+class Attempt(Base):
+    """Every processing or delivery attempt, successful or not."""
+
+    __tablename__ = "fy_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(20))  # process | deliver
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    number: Mapped[int] = mapped_column(Integer, default=1)
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+    ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class StepTrace(Base):
+    """What one step gave for one message: a snapshot capped in size (FLOWYARD_TRACE_CAP)
+    and purged after the retention period (FLOWYARD_TRACE_RETENTION_DAYS)."""
+
+    __tablename__ = "fy_step_traces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    step_index: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="ok")  # ok|skipped|failed|dropped
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+    snapshot: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[float] = mapped_column(Float)
+
+
+class DeadLetter(Base):
+    """A message (or one of its deliveries) that could not be completed: the reason, the
+    step or target, the input it failed on and the trace up to the failure."""
+
+    __tablename__ = "fy_dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    correlation_id: Mapped[str] = mapped_column(String(64), default="")
+    flow: Mapped[str] = mapped_column(String(100), index=True)
+    flow_version: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(20))  # step | delivery
+    reason: Mapped[str] = mapped_column(Text)
+    reason_kind: Mapped[str] = mapped_column(String(300), default="")  # groups similar reasons
+    step: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    input: Mapped[bytes] = mapped_column(LargeBinary)
+    input_content_type: Mapped[str] = mapped_column(String(200), default="")
+    trace: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[float] = mapped_column(Float)
+    replayed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    replay_message_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (Index("ix_fy_dead_letters_status_created", "status", "created_at"),)
+
+
+class Worker(Base):
+    """A runtime process, with its last heartbeat (shown on the dashboard)."""
+
+    __tablename__ = "fy_workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    mode: Mapped[str] = mapped_column(String(20), default="worker")
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
