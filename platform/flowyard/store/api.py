@@ -1,0 +1,779 @@
+"""The store's query and command API, shared by the runtime, the CLI and the web UI.
+
+Everything returns plain dataclasses (never ORM objects bound to a session), so callers
+need no session handling. Times are UNIX epoch seconds. Payload texts are cut to
+`TEXT_CAP` characters and passed through the secret redactor.
+
+    store = Store()                       # FLOWYARD_DATABASE_URL or the embedded SQLite
+    store.list_messages(flow="mx01-asn", state="dead", limit=50)
+    store.message("3f2a...")              # detail with deliveries, traces, timeline
+    store.dead_letter_groups()            # by flow and reason
+    store.replay(["3f2a..."], version="current", who="ana")
+    store.deploy(Path("flows/x.yaml"), who="ana", note="new mapping")
+    store.undeploy("x", who="ana"); store.rollback("x", "ab12...", who="ana")
+    store.dashboard()                     # counts, backlog, dead letters, workers
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..db import get_engine
+from ..errors import FlowyardError
+from ..message import Message
+from ..secrets import redactor
+from .models import (
+    OPEN_STATES,
+    Attempt,
+    DeadLetter,
+    Delivery,
+    Deployment,
+    FlowState,
+    StepTrace,
+    StoredMessage,
+    Worker,
+)
+
+TEXT_CAP = 20_000
+
+
+class StoreError(FlowyardError):
+    """A store command could not be carried out (unknown id, no such version...)."""
+
+
+def payload_text(payload: bytes | None, limit: int = TEXT_CAP) -> str:
+    if payload is None:
+        return ""
+    text = redactor.redact(payload.decode("utf-8", errors="replace"))
+    if len(text) > limit:
+        return text[:limit] + f"\n... ({len(text) - limit} more characters)"
+    return text
+
+
+def reason_kind(reason: str) -> str:
+    """A reason with its specifics (numbers, quoted values) blanked, to group dead
+    letters that failed for the same cause."""
+    import re
+
+    first = reason.strip().splitlines()[0] if reason.strip() else ""
+    first = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first)
+    first = re.sub(r"\d+", "N", first)
+    return first[:300]
+
+
+# -- results ----------------------------------------------------------------------
+
+
+@dataclass
+class MessageSummary:
+    id: str
+    correlation_id: str
+    flow: str
+    flow_version: str
+    state: str
+    content_type: str
+    size: int
+    source: dict[str, Any]
+    plant: str
+    partner: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    error: str | None
+    error_step: str | None
+    attempt: int
+    outputs: int
+    replay_of: str | None
+
+
+@dataclass
+class DeliveryInfo:
+    id: int
+    message_id: str
+    output_index: int
+    output_id: str
+    target: str
+    endpoint: str
+    idempotency_key: str
+    state: str
+    attempts: int
+    next_at: float
+    last_error: str | None
+    detail: dict[str, Any]
+    content_type: str
+    created_at: float
+    updated_at: float
+    payload_text: str = ""
+
+
+@dataclass
+class TraceInfo:
+    step_index: int
+    step: str
+    status: str
+    duration: float
+    snapshot: str
+    at: float
+
+
+@dataclass
+class AttemptInfo:
+    kind: str
+    target: str | None
+    number: int
+    worker: str
+    started_at: float
+    duration: float
+    ok: bool
+    error: str | None
+    detail: dict[str, Any]
+
+
+@dataclass
+class TimelineEvent:
+    at: float
+    kind: str  # received | step | attempt | delivery | dead_letter | replay | finished
+    title: str
+    status: str = "ok"  # ok | failed | skipped | pending
+    detail: str = ""
+    duration: float | None = None
+
+
+@dataclass
+class DeadLetterInfo:
+    id: int
+    message_id: str
+    delivery_id: int | None
+    correlation_id: str
+    flow: str
+    flow_version: str
+    kind: str
+    reason: str
+    reason_kind: str
+    step: str | None
+    target: str | None
+    status: str
+    created_at: float
+    replayed_at: float | None
+    replay_message_id: str | None
+    input_content_type: str
+    input_text: str = ""
+    trace: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class DeadLetterGroup:
+    flow: str
+    reason_kind: str
+    count: int
+    oldest: float
+    newest: float
+    sample_reason: str
+    ids: list[int]
+
+
+@dataclass
+class MessageDetail:
+    summary: MessageSummary
+    payload_text: str
+    deliveries: list[DeliveryInfo]
+    traces: list[TraceInfo]
+    attempts: list[AttemptInfo]
+    dead_letters: list[DeadLetterInfo]
+    replays: list[MessageSummary]
+    timeline: list[TimelineEvent]
+
+
+@dataclass
+class DeploymentInfo:
+    id: int
+    flow: str
+    version: str
+    path: str
+    who: str
+    at: float
+    note: str
+    action: str
+    kind: str
+
+
+@dataclass
+class FlowInfo:
+    flow: str
+    version: str
+    path: str
+    enabled: bool
+    updated_at: float
+    labels: dict[str, Any]
+
+
+@dataclass
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    mode: str
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+
+
+@dataclass
+class FlowCounts:
+    flow: str
+    states: dict[str, int]
+    dead_letters: int
+    last_message_at: float | None
+
+
+@dataclass
+class Dashboard:
+    states: dict[str, int]
+    flows: list[FlowCounts]
+    backlog: int
+    pending_deliveries: int
+    dead_letters_open: int
+    oldest_dead_letter_age: float | None
+    received_last_hour: int
+    finished_last_hour: int
+    workers: list[WorkerInfo]
+    recent_failures: list[MessageSummary]
+
+
+@dataclass
+class ReplayResult:
+    source_id: str  # the dead letter id or message id replayed
+    message_id: str | None  # the new message
+    version: str
+    diff: str = ""  # unified diff of the output: failed-on version vs the version used
+    error: str | None = None
+
+
+# -- converters -------------------------------------------------------------------
+
+
+def _summary(m: StoredMessage) -> MessageSummary:
+    return MessageSummary(
+        id=m.id, correlation_id=m.correlation_id, flow=m.flow, flow_version=m.flow_version,
+        state=m.state, content_type=m.content_type, size=m.size, source=m.source or {},
+        plant=m.plant, partner=m.partner, created_at=m.created_at, updated_at=m.updated_at,
+        finished_at=m.finished_at, error=redactor.redact(m.error) if m.error else None,
+        error_step=m.error_step, attempt=m.attempt, outputs=m.outputs, replay_of=m.replay_of,
+    )
+
+
+def _delivery(d: Delivery, with_payload: bool = False) -> DeliveryInfo:
+    return DeliveryInfo(
+        id=d.id, message_id=d.message_id, output_index=d.output_index, output_id=d.output_id,
+        target=d.target, endpoint=d.endpoint, idempotency_key=d.idempotency_key, state=d.state,
+        attempts=d.attempts, next_at=d.next_at,
+        last_error=redactor.redact(d.last_error) if d.last_error else None,
+        detail=d.detail or {}, content_type=d.content_type, created_at=d.created_at,
+        updated_at=d.updated_at, payload_text=payload_text(d.payload) if with_payload else "",
+    )
+
+
+def _dead(d: DeadLetter, with_input: bool = False) -> DeadLetterInfo:
+    return DeadLetterInfo(
+        id=d.id, message_id=d.message_id, delivery_id=d.delivery_id,
+        correlation_id=d.correlation_id, flow=d.flow, flow_version=d.flow_version, kind=d.kind,
+        reason=redactor.redact(d.reason), reason_kind=d.reason_kind, step=d.step,
+        target=d.target, status=d.status, created_at=d.created_at, replayed_at=d.replayed_at,
+        replay_message_id=d.replay_message_id, input_content_type=d.input_content_type,
+        input_text=payload_text(d.input) if with_input else "",
+        trace=d.trace if with_input else [],
+    )
+
+
+def _deployment(d: Deployment) -> DeploymentInfo:
+    return DeploymentInfo(
+        id=d.id, flow=d.flow, version=d.version, path=d.path, who=d.who, at=d.at,
+        note=d.note, action=d.action, kind=d.kind,
+    )
+
+
+def message_row(message: Message, now: float | None = None) -> dict[str, Any]:
+    """The fy_messages row for a message a source (or a replay) hands in."""
+    now = now or time.time()
+    payload = message.payload_bytes()
+    labels = message.headers.get("labels") or {}
+    return {
+        "id": message.id,
+        "correlation_id": message.correlation_id,
+        "flow": message.flow,
+        "flow_version": message.flow_version,
+        "state": "received",
+        "content_type": message.content_type,
+        "payload": payload,
+        "size": len(payload),
+        "source": json.loads(redactor.redact(json.dumps(message.source, default=str))),
+        "headers": {k: v for k, v in message.headers.items() if k != "labels"},
+        "plant": str(labels.get("plant", "")),
+        "partner": str(labels.get("partner", "")),
+        "replay_of": message.headers.get("replay_of"),
+        "attempt": 0,
+        "outputs": 0,
+        "created_at": now,
+        "updated_at": now,
+        "lease_token": 0,
+    }
+
+
+# -- the store --------------------------------------------------------------------
+
+
+class Store:
+    """The one entry point to the durable store (thread-safe; one per process is enough)."""
+
+    def __init__(self, engine: Engine | None = None, url: str | None = None) -> None:
+        self.engine = engine or get_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    # -- messages -----------------------------------------------------------------
+    def accept(self, message: Message) -> str:
+        """Store a new message durably (committed when this returns); returns its id."""
+        with self.engine.begin() as connection:
+            connection.execute(insert(StoredMessage), [message_row(message)])
+        return message.id
+
+    def accept_many(self, messages: Sequence[Message]) -> list[str]:
+        """Store several messages in one transaction (one fsync)."""
+        if messages:
+            now = time.time()
+            with self.engine.begin() as connection:
+                connection.execute(
+                    insert(StoredMessage), [message_row(m, now) for m in messages]
+                )
+        return [m.id for m in messages]
+
+    def list_messages(
+        self,
+        *,
+        flow: str | None = None,
+        state: str | Sequence[str] | None = None,
+        plant: str | None = None,
+        partner: str | None = None,
+        correlation_id: str | None = None,
+        search: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[MessageSummary]:
+        """Newest first. `search` matches an id, a correlation id or the source file name."""
+        query = select(StoredMessage)
+        if flow:
+            query = query.where(StoredMessage.flow == flow)
+        if state:
+            states = [state] if isinstance(state, str) else list(state)
+            query = query.where(StoredMessage.state.in_(states))
+        if plant:
+            query = query.where(StoredMessage.plant == plant)
+        if partner:
+            query = query.where(StoredMessage.partner == partner)
+        if correlation_id:
+            query = query.where(StoredMessage.correlation_id == correlation_id)
+        if since is not None:
+            query = query.where(StoredMessage.created_at >= since)
+        if until is not None:
+            query = query.where(StoredMessage.created_at < until)
+        if search:
+            like = f"%{search}%"
+            query = query.where(
+                or_(
+                    StoredMessage.id.like(like),
+                    StoredMessage.correlation_id.like(like),
+                    StoredMessage.error.like(like),
+                )
+            )
+        query = query.order_by(StoredMessage.created_at.desc()).limit(limit).offset(offset)
+        with self.session() as session:
+            return [_summary(m) for m in session.scalars(query)]
+
+    def count_messages(self, *, flow: str | None = None, state: str | None = None) -> int:
+        query = select(func.count()).select_from(StoredMessage)
+        if flow:
+            query = query.where(StoredMessage.flow == flow)
+        if state:
+            query = query.where(StoredMessage.state == state)
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
+
+    def message(self, message_id: str) -> MessageDetail | None:
+        """Everything about one message, with a timeline of what happened to it."""
+        with self.session() as session:
+            m = session.get(StoredMessage, message_id)
+            if m is None:
+                return None
+            deliveries = list(session.scalars(
+                select(Delivery).where(Delivery.message_id == message_id)
+                .order_by(Delivery.output_index, Delivery.id)
+            ))
+            traces = list(session.scalars(
+                select(StepTrace).where(StepTrace.message_id == message_id)
+                .order_by(StepTrace.at, StepTrace.id)
+            ))
+            attempts = list(session.scalars(
+                select(Attempt).where(Attempt.message_id == message_id)
+                .order_by(Attempt.started_at, Attempt.id)
+            ))
+            dead = list(session.scalars(
+                select(DeadLetter).where(DeadLetter.message_id == message_id)
+                .order_by(DeadLetter.id)
+            ))
+            replays = list(session.scalars(
+                select(StoredMessage).where(StoredMessage.replay_of == message_id)
+                .order_by(StoredMessage.created_at)
+            ))
+            detail = MessageDetail(
+                summary=_summary(m),
+                payload_text=payload_text(m.payload),
+                deliveries=[_delivery(d, with_payload=True) for d in deliveries],
+                traces=[
+                    TraceInfo(t.step_index, t.step, t.status, t.duration,
+                              redactor.redact(t.snapshot), t.at)
+                    for t in traces
+                ],
+                attempts=[
+                    AttemptInfo(a.kind, a.target, a.number, a.worker, a.started_at, a.duration,
+                                a.ok, redactor.redact(a.error) if a.error else None,
+                                a.detail or {})
+                    for a in attempts
+                ],
+                dead_letters=[_dead(d, with_input=True) for d in dead],
+                replays=[_summary(r) for r in replays],
+                timeline=[],
+            )
+        detail.timeline = timeline(detail)
+        return detail
+
+    def payload(self, message_id: str) -> tuple[bytes, str] | None:
+        """The stored source payload and content type (for replay and download)."""
+        with self.session() as session:
+            m = session.get(StoredMessage, message_id)
+            return None if m is None else (m.payload, m.content_type)
+
+    # -- dead letters ------------------------------------------------------------
+    def dead_letters(
+        self,
+        *,
+        flow: str | None = None,
+        reason: str | None = None,
+        status: str | None = "open",
+        kind: str | None = None,
+        since: float | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        with_input: bool = False,
+    ) -> list[DeadLetterInfo]:
+        """Newest first; `reason` matches part of the reason text."""
+        query = select(DeadLetter)
+        if flow:
+            query = query.where(DeadLetter.flow == flow)
+        if reason:
+            query = query.where(
+                or_(DeadLetter.reason.like(f"%{reason}%"), DeadLetter.reason_kind == reason)
+            )
+        if status:
+            query = query.where(DeadLetter.status == status)
+        if kind:
+            query = query.where(DeadLetter.kind == kind)
+        if since is not None:
+            query = query.where(DeadLetter.created_at >= since)
+        if ids is not None:
+            query = query.where(DeadLetter.id.in_(list(ids)))
+        query = query.order_by(DeadLetter.created_at.desc(), DeadLetter.id.desc())
+        query = query.limit(limit).offset(offset)
+        with self.session() as session:
+            return [_dead(d, with_input) for d in session.scalars(query)]
+
+    def dead_letter(self, dead_letter_id: int) -> DeadLetterInfo | None:
+        with self.session() as session:
+            d = session.get(DeadLetter, dead_letter_id)
+            return None if d is None else _dead(d, with_input=True)
+
+    def dead_letter_groups(self, *, status: str = "open", flow: str | None = None,
+                           max_ids: int = 1000) -> list[DeadLetterGroup]:
+        """Open dead letters grouped by flow and reason (specifics blanked), biggest first."""
+        query = select(
+            DeadLetter.flow, DeadLetter.reason_kind, func.count(), func.min(DeadLetter.created_at),
+            func.max(DeadLetter.created_at), func.min(DeadLetter.reason),
+        ).where(DeadLetter.status == status)
+        if flow:
+            query = query.where(DeadLetter.flow == flow)
+        query = query.group_by(DeadLetter.flow, DeadLetter.reason_kind)
+        groups: list[DeadLetterGroup] = []
+        with self.session() as session:
+            for flow_name, kind, count, oldest, newest, sample in session.execute(query):
+                ids = list(session.scalars(
+                    select(DeadLetter.id).where(
+                        DeadLetter.status == status, DeadLetter.flow == flow_name,
+                        DeadLetter.reason_kind == kind,
+                    ).order_by(DeadLetter.id).limit(max_ids)
+                ))
+                groups.append(DeadLetterGroup(flow_name, kind, int(count), float(oldest),
+                                              float(newest), redactor.redact(sample), ids))
+        groups.sort(key=lambda g: (-g.count, g.flow))
+        return groups
+
+    def discard_dead_letters(self, ids: Sequence[int], who: str = "") -> int:
+        """Mark dead letters as handled without replaying them."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(DeadLetter).where(DeadLetter.id.in_(list(ids)), DeadLetter.status == "open")
+                .values(status="discarded", replayed_at=time.time())
+            )
+            return int(result.rowcount or 0)
+
+    def replay(
+        self,
+        ids: Sequence[str | int],
+        *,
+        version: str = "failed",
+        who: str = "",
+        dry_run: bool = False,
+        flows_dir: Path | None = None,
+    ) -> list[ReplayResult]:
+        """Re-run dead letters (int ids) or messages (str ids) as new messages with the
+        same correlation id. `version`: "failed" (the version the message ran on),
+        "current" (the deployed version; the result carries the difference of output)
+        or an explicit version hash. `dry_run` computes the outputs and the diff only."""
+        from ..runtime.replay import replay as run_replay
+
+        return run_replay(self, ids, version=version, who=who, dry_run=dry_run,
+                          flows_dir=flows_dir)
+
+    # -- deployments -------------------------------------------------------------
+    def record_deployment(
+        self, *, flow: str, version: str, path: str, text: str, who: str = "", note: str = "",
+        action: str = "deploy", kind: str = "Flow", labels: dict[str, Any] | None = None,
+        enabled: bool = True, dedupe: bool = True,
+    ) -> DeploymentInfo | None:
+        """Write a deployment row and the flow's state. With `dedupe`, nothing is written
+        when the flow's last deployment already is this version with this action."""
+        now = time.time()
+        with self.session() as session, session.begin():
+            if dedupe:
+                last = session.scalars(
+                    select(Deployment).where(Deployment.flow == flow)
+                    .order_by(Deployment.id.desc()).limit(1)
+                ).first()
+                state = session.get(FlowState, flow)
+                if (last is not None and last.version == version and last.action == action
+                        and state is not None and state.enabled == enabled):
+                    return None
+            row = Deployment(flow=flow, version=version, path=path, text=text, kind=kind,
+                             who=who, at=now, note=note, action=action, labels=labels or {})
+            session.add(row)
+            state = session.get(FlowState, flow)
+            if state is None:
+                state = FlowState(flow=flow)
+                session.add(state)
+            state.version, state.path, state.enabled = version, path, enabled
+            state.updated_at, state.labels = now, labels or {}
+            session.flush()
+            return _deployment(row)
+
+    def deploy(self, path: Path | str, *, who: str = "", note: str = "") -> DeploymentInfo:
+        """Deploy the flow file as it is now (validated first); the running runtime
+        starts or restarts the flow within a few seconds."""
+        from ..loader import load_flow
+
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        flow = load_flow(path, text)
+        info = self.record_deployment(
+            flow=flow.name, version=flow.version, path=str(path.resolve()), text=text, who=who,
+            note=note, kind=_kind_of(text), labels=dict(flow.labels), dedupe=False,
+        )
+        assert info is not None
+        return info
+
+    def undeploy(self, flow: str, *, who: str = "", note: str = "") -> DeploymentInfo:
+        """Stop running a flow (its file stays; `deploy` starts it again)."""
+        with self.session() as session:
+            state = session.get(FlowState, flow)
+            if state is None:
+                raise StoreError(f"flow {flow!r} was never deployed")
+            version, path = state.version, state.path
+        info = self.record_deployment(flow=flow, version=version, path=path, text="", who=who,
+                                      note=note, action="undeploy", enabled=False, dedupe=False)
+        assert info is not None
+        return info
+
+    def deployments(self, flow: str | None = None, limit: int = 100) -> list[DeploymentInfo]:
+        """Deployment history, newest first."""
+        query = select(Deployment)
+        if flow:
+            query = query.where(Deployment.flow == flow)
+        query = query.order_by(Deployment.id.desc()).limit(limit)
+        with self.session() as session:
+            return [_deployment(d) for d in session.scalars(query)]
+
+    def version_text(self, flow: str, version: str) -> tuple[str, str] | None:
+        """The file text and path of a deployed version (for replay and rollback)."""
+        with self.session() as session:
+            row = session.scalars(
+                select(Deployment).where(
+                    Deployment.flow == flow, Deployment.version == version, Deployment.text != ""
+                ).order_by(Deployment.id.desc()).limit(1)
+            ).first()
+            return None if row is None else (row.text, row.path)
+
+    def rollback(self, flow: str, version: str, *, who: str = "", note: str = "") -> DeploymentInfo:
+        """Write a previously deployed version back to the flow file and deploy it."""
+        found = self.version_text(flow, version)
+        if found is None:
+            raise StoreError(f"flow {flow!r} has no deployed version {version!r}")
+        text, path = found
+        with self.session() as session:
+            state = session.get(FlowState, flow)
+            if state is not None and state.path:
+                path = state.path
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.rollback")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+        info = self.record_deployment(
+            flow=flow, version=version, path=path, text=text, who=who,
+            note=note or f"rollback to {version}", action="rollback", kind=_kind_of(text),
+            dedupe=False,
+        )
+        assert info is not None
+        return info
+
+    def flows(self) -> list[FlowInfo]:
+        with self.session() as session:
+            return [
+                FlowInfo(s.flow, s.version, s.path, s.enabled, s.updated_at, s.labels or {})
+                for s in session.scalars(select(FlowState).order_by(FlowState.flow))
+            ]
+
+    def flow_state(self, flow: str) -> FlowInfo | None:
+        with self.session() as session:
+            s = session.get(FlowState, flow)
+            return None if s is None else FlowInfo(s.flow, s.version, s.path, s.enabled,
+                                                   s.updated_at, s.labels or {})
+
+    # -- dashboard ---------------------------------------------------------------
+    def dashboard(self, *, recent_failures: int = 10) -> Dashboard:
+        now = time.time()
+        with self.session() as session:
+            per_flow: dict[str, FlowCounts] = {}
+            states: dict[str, int] = {}
+            rows = session.execute(
+                select(StoredMessage.flow, StoredMessage.state, func.count(),
+                       func.max(StoredMessage.created_at))
+                .group_by(StoredMessage.flow, StoredMessage.state)
+            )
+            for flow_name, state, count, last in rows:
+                fc = per_flow.setdefault(flow_name, FlowCounts(flow_name, {}, 0, None))
+                fc.states[state] = int(count)
+                fc.last_message_at = max(fc.last_message_at or 0.0, float(last or 0.0)) or None
+                states[state] = states.get(state, 0) + int(count)
+            for flow_name, count in session.execute(
+                select(DeadLetter.flow, func.count()).where(DeadLetter.status == "open")
+                .group_by(DeadLetter.flow)
+            ):
+                per_flow.setdefault(flow_name, FlowCounts(flow_name, {}, 0, None))
+                per_flow[flow_name].dead_letters = int(count)
+            oldest = session.scalar(
+                select(func.min(DeadLetter.created_at)).where(DeadLetter.status == "open")
+            )
+            pending = session.scalar(
+                select(func.count()).select_from(Delivery)
+                .where(Delivery.state.in_(("pending", "sending")))
+            )
+            received = session.scalar(
+                select(func.count()).select_from(StoredMessage)
+                .where(StoredMessage.created_at >= now - 3600)
+            )
+            finished = session.scalar(
+                select(func.count()).select_from(StoredMessage)
+                .where(StoredMessage.finished_at >= now - 3600)
+            )
+            workers = [
+                WorkerInfo(w.id, w.host, w.pid, w.mode, w.started_at, w.heartbeat_at, w.stopped_at)
+                for w in session.scalars(
+                    select(Worker).where(or_(Worker.stopped_at.is_(None),
+                                             Worker.stopped_at >= now - 3600))
+                    .order_by(Worker.started_at.desc()).limit(50)
+                )
+            ]
+            failures = [
+                _summary(m) for m in session.scalars(
+                    select(StoredMessage).where(StoredMessage.state == "dead")
+                    .order_by(StoredMessage.updated_at.desc()).limit(recent_failures)
+                )
+            ]
+        return Dashboard(
+            states=states,
+            flows=sorted(per_flow.values(), key=lambda f: f.flow),
+            backlog=sum(states.get(s, 0) for s in OPEN_STATES),
+            pending_deliveries=int(pending or 0),
+            dead_letters_open=sum(f.dead_letters for f in per_flow.values()),
+            oldest_dead_letter_age=(now - float(oldest)) if oldest is not None else None,
+            received_last_hour=int(received or 0),
+            finished_last_hour=int(finished or 0),
+            workers=workers,
+            recent_failures=failures,
+        )
+
+
+def _kind_of(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("kind:"):
+            return line.split(":", 1)[1].split("#", 1)[0].strip().strip("'\"") or "Flow"
+    return "Flow"
+
+
+def timeline(detail: MessageDetail) -> list[TimelineEvent]:
+    """What happened to a message, in time order: received, each step, each delivery
+    attempt, dead letters, replays, the end."""
+    s = detail.summary
+    source = s.source.get("file") or s.source.get("topic") or s.source.get("connector") or ""
+    events = [TimelineEvent(s.created_at, "received", f"received {source}".strip(),
+                            detail=f"{s.size} bytes, {s.content_type}")]
+    for t in detail.traces:
+        events.append(TimelineEvent(t.at, "step", t.step, t.status, t.snapshot, t.duration))
+    for a in detail.attempts:
+        if a.kind == "deliver":
+            title = f"delivery to {a.target} (attempt {a.number})"
+        else:
+            title = f"processing (attempt {a.number})"
+        events.append(TimelineEvent(a.started_at, "attempt", title, "ok" if a.ok else "failed",
+                                    a.error or json.dumps(a.detail, default=str), a.duration))
+    for d in detail.deliveries:
+        if d.state in ("pending", "sending"):
+            events.append(TimelineEvent(d.next_at or d.updated_at, "delivery",
+                                        f"next attempt to {d.target}", "pending",
+                                        d.last_error or ""))
+    for dl in detail.dead_letters:
+        events.append(TimelineEvent(dl.created_at, "dead_letter",
+                                    f"dead letter ({dl.step or dl.target or dl.kind})", "failed",
+                                    dl.reason))
+    for r in detail.replays:
+        events.append(TimelineEvent(r.created_at, "replay", f"replayed as {r.id}", r.state))
+    if s.finished_at:
+        events.append(TimelineEvent(s.finished_at, "finished", s.state,
+                                    "ok" if s.state in ("done", "dropped") else "failed"))
+    events.sort(key=lambda e: e.at)
+    return events
