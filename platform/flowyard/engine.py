@@ -43,7 +43,7 @@ class RunResult:
         return not self.failures
 
 
-def decode_json_payload(message: Message, step: StepSpec) -> None:
+def decode_json_payload(message: Message) -> None:
     """A data step given bytes of a JSON content type decodes them."""
     if not is_json_type(message.content_type):
         raise StepError(
@@ -86,18 +86,18 @@ class Pipeline:
         for i in range(start, len(steps)):
             spec = steps[i]
             step = spec.step
-            if spec.condition is not None and not truthy(spec.condition.search(condition_input(message))):
-                if tracer:
-                    tracer(spec, message, -1.0)
-                continue
             began = time.perf_counter() if tracer else 0.0
             try:
                 if step.takes == "data" and message.is_bytes:
-                    decode_json_payload(message, spec)
+                    decode_json_payload(message)
                 elif step.takes == "bytes" and not message.is_bytes:
                     raise StepError(
                         "this step takes bytes but the message holds data; render it first"
                     )
+                if spec.condition is not None and not truthy(spec.condition.search(condition_input(message))):
+                    if tracer:
+                        tracer(spec, message, -1.0)
+                    continue
                 if step.gives == "bytes" and not message.is_bytes:
                     message.last_data = message.payload
                 out = step.process(message)

@@ -457,7 +457,7 @@ def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None
     if flow is None:
         if not loader.issues.errors:
             loader.error("the flow could not be loaded")
-        raise DefinitionError(loader.issues.issues)
+        raise DefinitionError(sorted(loader.issues.issues, key=lambda i: (i.position.line or 0, i.position.column or 0)))
     return flow
 
 
@@ -465,4 +465,4 @@ def check_flow(path: Path | str, text: str | None = None) -> list[Any]:
     """Every issue in a flow file (empty when valid)."""
     loader = FlowLoader(Path(path), text)
     loader.load()
-    return loader.issues.issues
+    return sorted(loader.issues.issues, key=lambda i: (i.position.line or 0, i.position.column or 0))

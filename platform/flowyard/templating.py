@@ -21,7 +21,6 @@ Filters (examples in docs/reference.md):
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from dateutil import parser as date_parser
-from jinja2 import FileSystemLoader, StrictUndefined, Undefined
+from jinja2 import FileSystemLoader, StrictUndefined, Template, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_RANGE = 100_000
@@ -183,19 +182,16 @@ def make_environment(
     )
 
 
-def template_line(tb: TracebackType | None, filename: str) -> int | None:
-    """The template line a rendering error happened on (Jinja rewrites tracebacks so
-    frames carry template line numbers)."""
+def template_line(tb: TracebackType | None, template: Template) -> int | None:
+    """The template line a rendering error happened on: the innermost frame of the
+    template's compiled code, mapped back through Jinja's line table."""
     line = None
+    filename = template.filename or "<template>"
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
+            line = template.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
     return line
-
-
-def current_template_line(filename: str) -> int | None:
-    return template_line(sys.exc_info()[2], filename)
 
 
 def referenced_names(env: FlowEnvironment, source: str) -> set[str]:

@@ -59,6 +59,7 @@ class Jinja(Step):
             max_output=options.max_output,
             time_limit=options.time_limit,
         )
+        self.env.filters["lookup"] = self._lookup
         try:
             if options.template is not None:
                 self.filename = INLINE
@@ -81,6 +82,14 @@ class Jinja(Step):
         self._new_context = self.template.new_context
         self._render = self.template.root_render_func
 
+    def _lookup(self, code: Any, table: str, *default: Any) -> Any:
+        try:
+            return self.context.table(table).get(str(code))
+        except KeyError:
+            if default:
+                return default[0]
+            raise ValueError(f"code {code!r} is not in table {table!r}") from None
+
     def render(self, data: Any, metadata: dict[str, Any]) -> str:
         variables = dict(data) if isinstance(data, dict) else {}
         variables["data"] = data
@@ -94,7 +103,7 @@ class Jinja(Step):
         except RenderLimitError as exc:
             raise StepError(f"template stopped: {exc}") from exc
         except (TemplateError, ValueError, TypeError, ArithmeticError, LookupError) as exc:
-            line = template_line(exc.__traceback__, self.filename)
+            line = template_line(exc.__traceback__, self.template)
             where = f"{self.options.template_file or 'template'} line {line}" if line else None
             raise StepError(f"template error: {exc}", where=InputLocation(path=where) if where else None) from exc
         message.payload = text.encode(self.options.encoding)
