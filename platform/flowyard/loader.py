@@ -18,7 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from . import registry
 from .connector import Connector, guess_content_type
-from .errors import DefinitionError, FlowyardError, IssueList, Position, did_you_mean
+from .errors import DefinitionError, FlowyardError, Issue, IssueList, Position, did_you_mean
 from .expressions import compile_expression
 from .flow import (
     API_VERSION,
@@ -442,7 +442,12 @@ def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None
     """Load a flow file (or a file of a registered kind that renders to a flow, such as a
     FlowInstance); raise DefinitionError listing every problem."""
     path = Path(path)
-    text = text if text is not None else path.read_text(encoding="utf-8")
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise DefinitionError([Issue(Position(str(path)), f"cannot read the flow file: {reason}")]) from exc
     kind = _kind_of(text)
     if kind not in (None, "Flow"):
         if kind not in _kind_loaders:

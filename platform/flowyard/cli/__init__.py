@@ -42,8 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlowyardError as exc:
         print(redactor.redact(f"flowyard: {exc}"), file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(redactor.redact(f"flowyard: {exc.strerror or exc}: {exc.filename or ''}"), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: say so plainly; -v shows the traceback
+        if args.verbose:
+            raise
+        print(redactor.redact(f"flowyard: internal error: {type(exc).__name__}: {exc} (run with -v for details)"), file=sys.stderr)
+        return 2
     return code
 
 
