@@ -87,7 +87,7 @@ class Connector:
     @classmethod
     def summary(cls) -> str:
         doc = (cls.__doc__ or "").strip()
-        return doc.split("\n\n", 1)[0].replace("\n", " ")
+        return " ".join(doc.split("\n\n", 1)[0].split())
 
     @classmethod
     def input_message(cls, options: Any, payload: bytes, name: str) -> Message:

@@ -123,4 +123,4 @@ class Step(ABC):
     @classmethod
     def summary(cls) -> str:
         doc = (cls.__doc__ or "").strip()
-        return doc.split("\n\n", 1)[0].replace("\n", " ")
+        return " ".join(doc.split("\n\n", 1)[0].split())
