@@ -1,0 +1,50 @@
+"""The audit log: every change and deployment, by whom, shown in the UI.
+
+Details pass through the secret redactor before they are stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flowyard.secrets import redactor
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from .models import AuditEntry
+
+
+def record(engine: Engine, username: str, action: str, target: str = "", detail: str = "") -> None:
+    with Session(engine) as db:
+        db.add(
+            AuditEntry(
+                username=username,
+                action=action,
+                target=target[:300],
+                detail=redactor.redact(detail)[:20000],
+            )
+        )
+        db.commit()
+
+
+def recent(
+    engine: Engine,
+    *,
+    limit: int = 200,
+    action: str | None = None,
+    username: str | None = None,
+    target: str | None = None,
+    before: datetime | None = None,
+) -> list[AuditEntry]:
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if username:
+        query = query.where(AuditEntry.username == username)
+    if target:
+        query = query.where(AuditEntry.target.contains(target))
+    if before is not None:
+        query = query.where(AuditEntry.at < before)
+    with Session(engine) as db:
+        return list(db.scalars(query))

@@ -1,0 +1,34 @@
+"""Route handlers, one small module per page family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def all_routes() -> list[Any]:
+    from . import (
+        account,
+        admin,
+        dashboard,
+        deadletters,
+        deploy,
+        editor,
+        flows,
+        playground,
+        runs,
+        tables,
+    )
+
+    modules = (
+        account,
+        flows,
+        editor,
+        playground,
+        deploy,
+        runs,
+        deadletters,
+        dashboard,
+        tables,
+        admin,
+    )
+    return [handler for module in modules for handler in module.ROUTES]

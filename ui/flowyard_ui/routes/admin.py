@@ -1,0 +1,144 @@
+"""Users (admin only) and the audit log (everyone can read it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get, post
+from litestar.response import Template
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .. import audit, auth
+from ..models import ROLES, UiSession, User
+from ..state import ui, user
+from .common import arg, form, off_loop, page
+
+
+def _users(request: Request[Any, Any, Any]) -> list[User]:
+    with Session(ui(request).engine) as db:
+        return list(db.scalars(select(User).order_by(User.username)))
+
+
+@get("/admin/users", guards=[auth.require("admin")], sync_to_thread=False)
+def users_page(request: Request[Any, Any, Any]) -> Template:
+    return page(
+        request, "admin/users.html", users=_users(request), roles=ROLES, error=None, message=None
+    )
+
+
+@post("/admin/users", guards=[auth.require("admin")])
+async def create_user(request: Request[Any, Any, Any]) -> Template:
+    data = await form(request)
+    state = ui(request)
+    username = str(data.get("username") or "").strip()
+    try:
+        await off_loop(
+            auth.create_user,
+            state.engine,
+            username,
+            str(data.get("password") or ""),
+            str(data.get("role") or ""),
+            display_name=str(data.get("display_name") or ""),
+            must_change=True,
+        )
+    except auth.AuthError as exc:
+        return page(
+            request,
+            "admin/users.html",
+            status_code=400,
+            users=_users(request),
+            roles=ROLES,
+            error=str(exc),
+            message=None,
+        )
+    audit.record(
+        state.engine, user(request).username, "user-created", username, f"role {data.get('role')}"
+    )
+    return page(
+        request,
+        "admin/users.html",
+        users=_users(request),
+        roles=ROLES,
+        error=None,
+        message=f"User {username} created; they choose their own password at first login.",
+    )
+
+
+@post("/admin/users/{username:str}", guards=[auth.require("admin")])
+async def update_user(request: Request[Any, Any, Any], username: str) -> Template:
+    data = await form(request)
+    state = ui(request)
+    me = user(request)
+    error = message = None
+    with Session(state.engine) as db:
+        target = db.scalar(select(User).where(User.username == username))
+        if target is None:
+            error = f"no user named {username!r}"
+        elif target.username == me.username and (
+            data.get("role") not in (None, "admin") or data.get("active") == "0"
+        ):
+            error = "you cannot lower your own role or deactivate yourself; ask another admin"
+        else:
+            changes = []
+            role = data.get("role")
+            if role is not None and role != target.role:
+                if role not in ROLES:
+                    error = f"unknown role {role!r}"
+                else:
+                    changes.append(f"role {target.role} -> {role}")
+                    target.role = str(role)
+            active = data.get("active")
+            if active is not None and (active == "1") != target.active:
+                target.active = active == "1"
+                changes.append("activated" if target.active else "deactivated")
+                if not target.active:
+                    db.execute(delete(UiSession).where(UiSession.user_id == target.id))
+            if not error:
+                db.commit()
+                if changes:
+                    audit.record(
+                        state.engine, me.username, "user-changed", username, ", ".join(changes)
+                    )
+                message = f"{username}: " + (", ".join(changes) or "nothing changed")
+    new_password = str(data.get("password") or "")
+    if new_password and not error:
+        try:
+            await off_loop(auth.set_password, state.engine, username, new_password)
+            audit.record(state.engine, me.username, "password-reset", username)
+            message = f"{username}: password reset; they choose their own at next login"
+        except auth.AuthError as exc:
+            error = str(exc)
+    return page(
+        request,
+        "admin/users.html",
+        status_code=400 if error else 200,
+        users=_users(request),
+        roles=ROLES,
+        error=error,
+        message=message,
+    )
+
+
+@get("/audit", sync_to_thread=True)
+def audit_page(request: Request[Any, Any, Any]) -> Template:
+    action, who, target = arg(request, "action"), arg(request, "who"), arg(request, "target")
+    entries = audit.recent(
+        ui(request).engine,
+        action=action or None,
+        username=who or None,
+        target=target or None,
+        limit=300,
+    )
+    template = (
+        "audit_rows.html"
+        if request.headers.get("hx-request") == "true"
+        and request.headers.get("hx-target") == "audit-rows"
+        else "audit.html"
+    )
+    return page(
+        request, template, entries=entries, action=action or "", who=who or "", target=target or ""
+    )
+
+
+ROUTES = [users_page, create_user, update_user, audit_page]

@@ -1,0 +1,3 @@
+"""dashboard pages."""
+
+ROUTES: list[object] = []

@@ -1,0 +1,3 @@
+"""deadletters pages."""
+
+ROUTES: list[object] = []

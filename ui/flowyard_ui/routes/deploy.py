@@ -1,0 +1,3 @@
+"""deploy pages."""
+
+ROUTES: list[object] = []

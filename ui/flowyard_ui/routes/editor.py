@@ -1,0 +1,3 @@
+"""editor pages."""
+
+ROUTES: list[object] = []

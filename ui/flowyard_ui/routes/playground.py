@@ -1,0 +1,3 @@
+"""playground pages."""
+
+ROUTES: list[object] = []

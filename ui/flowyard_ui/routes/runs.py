@@ -1,0 +1,3 @@
+"""runs pages."""
+
+ROUTES: list[object] = []

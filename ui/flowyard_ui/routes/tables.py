@@ -1,0 +1,3 @@
+"""tables pages."""
+
+ROUTES: list[object] = []
