@@ -1,0 +1,265 @@
+"""The one hardened XML parser factory every XML step uses.
+
+Why one place: XML's dangerous features (external entities, DTD loading, network
+access, entity expansion, unbounded trees) are all switched on or off in the parser, so
+a single factory with safe settings, reviewed once, keeps every step safe by default:
+
+- `resolve_entities=False`: an entity reference is never replaced by its content, so
+  `<!ENTITY x SYSTEM "file:///etc/passwd">` reads nothing; besides, any document whose
+  DTD declares an entity is refused (`refuse_entities`): XXE, billion laughs and the
+  quadratic blowup all need an entity declaration.
+- `load_dtd=False`, `no_network=True`, plus a resolver that refuses every external
+  resource: a `<!DOCTYPE ... SYSTEM "http://...">` opens no connection and reads no file.
+- `huge_tree=False`: libxml2's own limits stay on (nesting depth 256, a text or
+  attribute value up to 10,000,000 characters, entity amplification bounded).
+- Our limits on top (`XmlLimits`): document size, nesting depth and attribute size,
+  checked before or while the document is walked so hostile input fails fast.
+
+Stylesheets and schemas are trusted files reviewed in git, but what they may load is
+still fenced: `FolderResolver` serves `xsl:import`, `xsl:include`, `document()` and
+`xs:include`/`xs:import` only from inside the flow's folder, and `xslt_access_control`
+denies writing files, creating folders and any network access.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlparse
+
+from lxml import etree
+
+from ..errors import InputLocation, StepError
+from .where import element_path
+
+DEFAULT_MAX_SIZE = 100_000_000
+DEFAULT_STREAM_MAX_SIZE = 10_000_000_000
+DEFAULT_MAX_DEPTH = 256  # libxml2's own limit without huge_tree
+DEFAULT_MAX_ATTRIBUTE = 1_000_000
+
+
+@dataclass(frozen=True)
+class XmlLimits:
+    """Bounds applied to every input document (not to stylesheets or schemas)."""
+
+    max_size: int = DEFAULT_MAX_SIZE
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_attribute: int = DEFAULT_MAX_ATTRIBUTE
+
+
+class AccessRefused(OSError):
+    """A stylesheet, schema or document asked for a resource it may not load."""
+
+
+class RefuseAll(etree.Resolver):  # type: ignore[misc]
+    """Input documents load nothing from outside: every external resource is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+
+    def resolve(self, url: str, pubid: str | None, context: Any) -> Any:
+        self.refused.append(url)
+        raise AccessRefused(f"refused to load {url!r}: XML input may not load external resources")
+
+
+class FolderResolver(etree.Resolver):  # type: ignore[misc]
+    """Serves files from inside one folder; refuses everything else (other folders,
+    http, ftp, ...). Raising (rather than returning None) stops lxml from falling back
+    to its default loader."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder.resolve()
+        self.refused: list[str] = []
+
+    def resolve(self, url: str, pubid: str | None, context: Any) -> Any:
+        parsed = urlparse(url)
+        if parsed.scheme in ("", "file") and not parsed.netloc:
+            path = Path(unquote(parsed.path)).resolve()
+            if path.is_relative_to(self.folder) and path.is_file():
+                return self.resolve_filename(str(path), context)
+        self.refused.append(url)
+        raise AccessRefused(f"refused to load {url!r}: only files inside {self.folder} may be loaded")
+
+
+def make_parser(folder: Path | None = None) -> tuple[Any, RefuseAll | FolderResolver]:
+    """A hardened parser and its resolver. With `folder`, files inside it may be loaded
+    (for stylesheets and schemas); without, nothing external is ever loaded."""
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=False,
+    )
+    resolver: RefuseAll | FolderResolver = FolderResolver(folder) if folder else RefuseAll()
+    parser.resolvers.add(resolver)
+    return parser, resolver
+
+
+def hardened_iterparse(source: IO[bytes], tag: str | None, events: tuple[str, ...] = ("end",)) -> Any:
+    """`lxml.etree.iterparse` with the same safe settings as `make_parser`."""
+    return etree.iterparse(
+        source,
+        events=events,
+        tag=tag,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_blank_text=False,
+    )
+
+
+def xslt_access_control() -> Any:
+    """Stylesheets may read (through `FolderResolver`, so only the flow's folder) but
+    never write files, create folders or touch the network."""
+    return etree.XSLTAccessControl(
+        read_file=True, write_file=False, create_dir=False, read_network=False, write_network=False
+    )
+
+
+# -- reading input documents ------------------------------------------------------------
+
+_LIBXML_HINTS = (
+    ("amplification", "entity expansion is too large (an entity bomb?); documents with entities are refused"),
+    ("Excessive depth", "elements are nested deeper than 256 levels; refused"),
+    ("Buffer size limit", "a text or attribute value is longer than 10,000,000 characters; refused"),
+    ("Resource limit", "a text or attribute value is longer than 10,000,000 characters; refused"),
+    ("Detected an entity reference loop", "an entity refers to itself; refused"),
+)
+
+
+def syntax_error(exc: etree.XMLSyntaxError, what: str = "the input") -> StepError:
+    """An analyst-readable StepError for a libxml2 parse error, with line and column."""
+    entry = exc.error_log.last_error if exc.error_log else None
+    raw = (entry.message if entry is not None else exc.msg) or str(exc)
+    raw = raw.strip()
+    line = entry.line if entry is not None and entry.line else exc.lineno
+    column = entry.column if entry is not None and entry.column else (exc.position[1] if exc.position else None)
+    for needle, hint in _LIBXML_HINTS:
+        if needle in raw:
+            return StepError(f"{what} is refused: {hint}", where=InputLocation(line, column))
+    return StepError(f"{what} is not well-formed XML: {raw}", where=InputLocation(line, column))
+
+
+def payload_size(payload: Any) -> int:
+    if isinstance(payload, bytes | bytearray | memoryview | mmap.mmap):
+        return len(payload)
+    raise StepError("this XML step needs the document as bytes")
+
+
+def open_payload(payload: Any) -> IO[bytes]:
+    """A binary stream over the payload without copying it: bytes, bytearray, memoryview
+    or an mmap of a file (a file-backed payload pages in as it is read)."""
+    if isinstance(payload, mmap.mmap):
+        payload.seek(0)
+        return payload  # type: ignore[return-value]
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return io.BytesIO(payload)
+    raise StepError("this XML step needs the document as bytes")
+
+
+def check_size(payload: Any, limits: XmlLimits) -> None:
+    size = payload_size(payload)
+    if size > limits.max_size:
+        raise StepError(f"the document is {size:,} bytes, more than the limit of {limits.max_size:,} (option max_size)")
+    if size == 0:
+        raise StepError("the document is empty")
+
+
+_ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s+)?([^\s>]+)")
+
+
+def refuse_entities(tree: Any, raw: Any = None) -> None:
+    """Refuse a document whose DTD declares entities (XXE and entity bombs need one)."""
+    dtd = tree.docinfo.internalDTD
+    if dtd is None:
+        return
+    names = [entity.name for entity in dtd.iterentities()]
+    if not names:
+        return
+    line = None
+    if isinstance(raw, bytes | bytearray):
+        match = _ENTITY_DECL.search(bytes(raw[:1_000_000]))
+        if match:
+            line = raw.count(b"\n", 0, match.start()) + 1
+    shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+    raise StepError(
+        f"the document declares entities ({shown}) in its DOCTYPE; entity declarations are refused "
+        "(they are how XXE file reads and entity-expansion bombs work)",
+        where=InputLocation(line),
+    )
+
+
+def check_tree(root: Any, limits: XmlLimits) -> None:
+    """Depth and attribute-size limits over a parsed tree (libxml2 already stopped
+    anything past its own hard limits)."""
+    max_attribute = limits.max_attribute
+    max_depth = limits.max_depth
+    for element in root.iter():
+        for name, value in element.attrib.items():
+            if len(value) > max_attribute:
+                raise StepError(
+                    f"attribute {name} is {len(value):,} characters long, more than the limit of {max_attribute:,} (option max_attribute)",
+                    where=InputLocation(element.sourceline, path=element_path(element)),
+                )
+    if max_depth < DEFAULT_MAX_DEPTH:
+        for element in root.iter():
+            depth = sum(1 for _ in element.iterancestors()) + 1
+            if depth > max_depth:
+                raise StepError(
+                    f"elements are nested {depth} levels deep, more than the limit of {max_depth} (option max_depth)",
+                    where=InputLocation(element.sourceline, path=element_path(element)),
+                )
+
+
+def parse_document(payload: Any, limits: XmlLimits, *, check: bool = True) -> Any:
+    """Parse an input document safely; return the ElementTree or raise StepError."""
+    check_size(payload, limits)
+    parser, _resolver = make_parser()
+    try:
+        if isinstance(payload, bytes):
+            root = etree.fromstring(payload, parser)
+            tree = root.getroottree()
+        else:
+            tree = etree.parse(open_payload(payload), parser)
+    except etree.XMLSyntaxError as exc:
+        raise syntax_error(exc) from None
+    except AccessRefused as exc:
+        raise StepError(str(exc)) from None
+    refuse_entities(tree, payload)
+    if check:
+        check_tree(tree.getroot(), limits)
+    return tree
+
+
+def iter_records(source: IO[bytes], tag: str | None, limits: XmlLimits, raw: Any = None) -> Iterator[Any]:
+    """Stream elements named `tag` (Clark notation) with bounded memory: each element is
+    yielded once complete and then cleared with the siblings before it."""
+    events = hardened_iterparse(source, tag, ("end",))
+    checked = False
+    try:
+        for _event, element in events:
+            if not checked:
+                refuse_entities(element.getroottree(), raw)
+                checked = True
+            check_tree(element, limits)
+            yield element
+            element.clear(keep_tail=False)
+            parent = element.getparent()
+            if parent is not None:
+                while element.getprevious() is not None:
+                    del parent[0]
+    except etree.XMLSyntaxError as exc:
+        raise syntax_error(exc) from None
+    except AccessRefused as exc:
+        raise StepError(str(exc)) from None
