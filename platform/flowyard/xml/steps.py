@@ -175,6 +175,10 @@ class XmlXPath(Step):
                 self.compiled[name] = etree.XPath(expression, namespaces=options.namespaces, smart_strings=False)
             except etree.XPathSyntaxError as exc:
                 raise OptionError(f"expression {name!r}: invalid XPath 1.0 ({exc})", "expressions") from exc
+            try:  # unknown prefixes, functions and variables show only when evaluated
+                self.compiled[name](etree.Element("probe"))
+            except etree.XPathEvalError as exc:
+                raise OptionError(f"expression {name!r}: invalid XPath 1.0 ({exc})", "expressions") from exc
         self.record_tag: str | None = None
         self.ancestors: list[str] | None = None
         if options.each is not None:

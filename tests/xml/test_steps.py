@@ -1,0 +1,181 @@
+"""xml.xpath, xml.xslt and xml.validate in real flows (loader + engine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowyard.errors import DefinitionError
+from flowyard.loader import load_flow
+
+ORDER = b"""<?xml version="1.0"?>
+<o:order xmlns:o="urn:orders" xmlns:p="urn:parts" id="PO-7">
+  <o:line n="1"><p:part>A-1</p:part><o:qty>5</o:qty></o:line>
+  <o:line n="2"><p:part>B-2</p:part><o:qty>2.5</o:qty></o:line>
+</o:order>"""
+
+
+def test_xpath_named_values_with_prefixes(run_steps) -> None:  # type: ignore[no-untyped-def]
+    steps = """  - xml.xpath:
+      namespaces: {ord: "urn:orders", pt: "urn:parts"}
+      expressions:
+        id: string(/ord:order/@id)
+        parts: /ord:order/ord:line/pt:part
+        lines: count(//ord:line)
+        total: sum(//ord:qty)
+        big: boolean(//ord:qty[. > 3])
+        missing: string(/ord:order/ord:nothing)"""
+    result = run_steps(steps, ORDER)
+    assert result.ok, [str(f.error) for f in result.failures]
+    assert result.outputs[0].payload == {"id": "PO-7", "parts": ["A-1", "B-2"], "lines": 2, "total": 7.5, "big": True, "missing": ""}
+
+
+def test_xpath_each_streams_one_message_per_record(run_steps) -> None:  # type: ignore[no-untyped-def]
+    steps = """  - xml.xpath:
+      namespaces: {ord: "urn:orders", pt: "urn:parts"}
+      each: /ord:order/ord:line
+      expressions: {n: string(@n), part: string(pt:part), qty: number(ord:qty)}"""
+    result = run_steps(steps, ORDER)
+    assert [m.payload for m in result.outputs] == [{"n": "1", "part": "A-1", "qty": 5}, {"n": "2", "part": "B-2", "qty": 2.5}]
+    assert [m.headers["record_index"] for m in result.outputs] == [0, 1]
+    assert len({m.correlation_id for m in result.outputs}) == 1
+
+
+def test_xpath_each_without_split_gives_one_list(run_steps) -> None:  # type: ignore[no-untyped-def]
+    steps = """  - xml.xpath: {namespaces: {ord: "urn:orders"}, each: "//ord:line", split: false, expressions: {n: string(@n)}}"""
+    result = run_steps(steps, ORDER)
+    assert [m.payload for m in result.outputs] == [[{"n": "1"}, {"n": "2"}]]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ("  - xml.xpath: {expressions: {a: '//ord:line['}, namespaces: {ord: urn:o}}", "invalid XPath 1.0"),
+        ("  - xml.xpath: {expressions: {a: '//x:line'}}", "invalid XPath 1.0"),
+        ("  - xml.xpath: {expressions: {a: '.'}, namespaces: {'': urn:o}}", "XPath 1.0 has no default namespace"),
+        ("  - xml.xpath: {expressions: {a: '.'}, each: 'a[1]'}", "each must be a path of element names"),
+        ("  - xml.xslt: missing.xsl", "file 'missing.xsl' not found"),
+        ("  - xml.validate: ../../etc/x.xsd", "must stay inside the flow's folder"),
+    ],
+)
+def test_bad_options_are_definition_errors_with_a_position(steps, expected, write_flow, flow_text) -> None:  # type: ignore[no-untyped-def]
+    path = write_flow(flow_text(steps))
+    with pytest.raises(DefinitionError) as info:
+        load_flow(path)
+    text = str(info.value)
+    assert expected in text
+    assert f"{path}:7:" in text
+
+
+REPORT_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+    xmlns:o="urn:orders" xmlns:p="urn:parts" exclude-result-prefixes="o p">
+  <xsl:import href="lib/common.xsl"/>
+  <xsl:output method="xml" indent="no"/>
+  <xsl:param name="plant" select="'none'"/>
+  <xsl:param name="factor" select="1"/>
+  <xsl:template match="/o:order">
+    <receipt plant="{$plant}" po="{@id}">
+      <xsl:for-each select="o:line">
+        <item part="{p:part}" qty="{o:qty * $factor}"><xsl:call-template name="stamp"/></item>
+      </xsl:for-each>
+      <xsl:if test="not(o:line)"><xsl:message terminate="yes">order <xsl:value-of select="@id"/> has no lines</xsl:message></xsl:if>
+    </receipt>
+  </xsl:template>
+</xsl:stylesheet>"""
+COMMON_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:template name="stamp">ok</xsl:template>
+</xsl:stylesheet>"""
+
+
+def test_xslt_with_parameters_and_an_import(run_steps) -> None:  # type: ignore[no-untyped-def]
+    steps = """  - xml.xslt: {stylesheet: report.xsl, parameters: {plant: "MX01 'north'", factor: 10}}"""
+    result = run_steps(steps, ORDER, **{"report.xsl": REPORT_XSL, "lib__common.xsl": COMMON_XSL})
+    assert result.ok, [str(f.error) for f in result.failures]
+    out = result.outputs[0]
+    assert out.content_type == "application/xml"
+    assert out.payload.decode() == (
+        """<?xml version="1.0"?>\n<receipt plant="MX01 'north'" po="PO-7"><item part="A-1" qty="50">ok</item><item part="B-2" qty="25">ok</item></receipt>"""
+    )
+
+
+def test_xslt_message_terminate_is_a_step_error(run_steps) -> None:  # type: ignore[no-untyped-def]
+    empty = b'<o:order xmlns:o="urn:orders" id="PO-8"/>'
+    result = run_steps("  - xml.xslt: report.xsl", empty, **{"report.xsl": REPORT_XSL, "lib__common.xsl": COMMON_XSL})
+    assert len(result.failures) == 1
+    text = str(result.failures[0].error)
+    assert "report.xsl failed" in text
+    assert "order PO-8 has no lines" in text
+
+
+def test_xslt_then_validate_the_rendered_document(run_steps) -> None:  # type: ignore[no-untyped-def]
+    xsd = """<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+      <xs:element name="receipt"><xs:complexType><xs:sequence>
+        <xs:element name="item" maxOccurs="unbounded"><xs:complexType mixed="true">
+          <xs:attribute name="part" type="xs:string"/><xs:attribute name="qty" type="xs:decimal"/>
+        </xs:complexType></xs:element>
+      </xs:sequence><xs:attribute name="plant"/><xs:attribute name="po"/></xs:complexType></xs:element>
+    </xs:schema>"""
+    files = {"report.xsl": REPORT_XSL, "lib__common.xsl": COMMON_XSL, "receipt.xsd": xsd}
+    ok = run_steps("  - xml.xslt: report.xsl\n  - xml.validate: receipt.xsd", ORDER, **files)
+    assert ok.ok, [str(f.error) for f in ok.failures]
+    bad = ORDER.replace(b"<o:qty>5</o:qty>", b"<o:qty>five</o:qty>")
+    failed = run_steps("  - xml.xslt: report.xsl\n  - xml.validate: receipt.xsd", bad, **files)
+    assert "2-xml.validate" in str(failed.failures[0].error)
+    assert "'NaN' is not a valid value" in str(failed.failures[0].error)
+
+
+def test_jinja_rendered_xml_can_be_validated(run_steps) -> None:  # type: ignore[no-untyped-def]
+    xsd = """<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+      <xs:element name="note"><xs:complexType><xs:simpleContent><xs:extension base="xs:string">
+        <xs:attribute name="by" use="required"/></xs:extension></xs:simpleContent></xs:complexType></xs:element>
+    </xs:schema>"""
+    steps = """  - xml.parse: {}
+  - jinja: {template: '<note by="{{ r.who }}">{{ r.text }}</note>', content_type: application/xml}
+  - xml.validate: note.xsd"""
+    doc = b"<r><who>A &amp; B</who><text>&lt;script&gt; &quot;x&quot;</text></r>"
+    result = run_steps(steps, doc, **{"note.xsd": xsd})
+    assert result.ok, [str(f.error) for f in result.failures]
+    assert result.outputs[0].payload == b'<note by="A &amp; B">&lt;script&gt; &#34;x&#34;</note>'
+
+
+NS_XSD = """<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:orders"
+    xmlns="urn:orders" elementFormDefault="qualified">
+  <xs:include schemaLocation="types/qty.xsd"/>
+  <xs:element name="order"><xs:complexType><xs:sequence>
+    <xs:element name="line" maxOccurs="unbounded"><xs:complexType><xs:sequence>
+      <xs:any namespace="urn:parts" processContents="skip"/>
+      <xs:element name="qty" type="Qty"/>
+    </xs:sequence><xs:attribute name="n" type="xs:positiveInteger" use="required"/></xs:complexType></xs:element>
+  </xs:sequence><xs:attribute name="id" use="required"/></xs:complexType></xs:element>
+</xs:schema>"""
+QTY_XSD = """<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:orders">
+  <xs:simpleType name="Qty"><xs:restriction base="xs:decimal"><xs:minExclusive value="0"/></xs:restriction></xs:simpleType>
+</xs:schema>"""
+
+
+def test_validate_reports_every_error_with_line_and_path(run_steps) -> None:  # type: ignore[no-untyped-def]
+    files = {"order.xsd": NS_XSD, "types__qty.xsd": QTY_XSD}
+    assert run_steps("  - xml.validate: order.xsd", ORDER, **files).ok
+    bad = ORDER.replace(b'n="2"', b'n="zero"').replace(b"<o:qty>5</o:qty>", b"<o:qty>-5</o:qty>")
+    result = run_steps("  - xml.validate: order.xsd", bad, **files)
+    error = result.failures[0].error
+    assert error.step == "1-xml.validate"
+    assert "2 error(s)" in error.message
+    assert error.where is not None and error.where.line == 3
+    assert error.where.path == "/o:order/o:line[1]/o:qty"
+    assert len(error.details) == 2
+    assert error.details[0].startswith("line 3, at /o:order/o:line[1]/o:qty: Element 'qty': ")
+    assert error.details[1].startswith("line 4, at /o:order/o:line[2]: Element 'line', attribute 'n': 'zero'")
+    assert result.failures[0].message.payload == bad  # unchanged: the dead letter is the input
+
+
+def test_validate_passes_the_message_through_unchanged(run_steps) -> None:  # type: ignore[no-untyped-def]
+    result = run_steps("  - xml.validate: order.xsd", ORDER, **{"order.xsd": NS_XSD, "types__qty.xsd": QTY_XSD})
+    assert result.outputs[0].payload == ORDER
+    assert result.outputs[0].content_type == "application/xml"
+
+
+def test_bytes_step_after_a_data_step_is_a_definition_error(write_flow, flow_text) -> None:  # type: ignore[no-untyped-def]
+    path = write_flow(flow_text("  - xml.parse: {}\n  - xml.validate: order.xsd"), **{"order.xsd": NS_XSD, "types__qty.xsd": QTY_XSD})
+    with pytest.raises(DefinitionError) as info:
+        load_flow(path)
+    assert "takes bytes but step '1-xml.parse' gives data" in str(info.value)
