@@ -1,0 +1,258 @@
+"""`flowyard serve`, `flowyard worker`, `flowyard dead-letters`, `flowyard replay`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import FlowyardError
+from ..options import parse_duration
+from ..secrets import redactor
+
+log = logging.getLogger("flowyard.runtime")
+
+
+def register(sub: Any) -> None:
+    for name, help_text in (
+        ("serve", "the runtime and the web UI in one process (embedded SQLite by default)"),
+        ("worker", "the runtime alone; several workers share one PostgreSQL store"),
+    ):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--flows", default="flows", help="the deployed flows (default ./flows)")
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        p.add_argument("--port", type=int, default=8080 if name == "serve" else None,
+                       help="HTTP port for the UI, /metrics and /hooks/FLOW"
+                       + ("" if name == "serve" else " (default: no HTTP server)"))
+        p.add_argument("--processors", type=int, default=2, help="concurrent processing loops")
+        p.add_argument("--batch", type=int, default=50, help="messages claimed at once")
+        p.add_argument("--no-sources", action="store_true",
+                       help="process and deliver only; run no source here")
+        p.add_argument("--trace", choices=("all", "failed", "none"), default="all",
+                       help="which messages keep step snapshots (default all)")
+        p.add_argument("--text-logs", action="store_true", help="plain log lines, not JSON")
+        if name == "serve":
+            p.add_argument("--no-samples", action="store_true",
+                           help="on first start, do not copy the flows' sample inputs in")
+        p.set_defaults(handler=serve if name == "serve" else worker, mode=name)
+
+    p = sub.add_parser("dead-letters", help="list dead letters",
+                       description="List dead letters, newest first, or grouped by reason.")
+    p.add_argument("--flow", help="only this flow")
+    p.add_argument("--reason", help="reason contains this text")
+    p.add_argument("--status", default="open", choices=("open", "replayed", "discarded", "all"))
+    p.add_argument("--since", help="only the last DURATION (30m, 2h, 7d)")
+    p.add_argument("--groups", action="store_true", help="count by flow and reason")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--show", action="store_true", help="print each input and trace")
+    p.add_argument("--json", action="store_true", help="JSON lines")
+    p.set_defaults(handler=dead_letters)
+
+    p = sub.add_parser("replay", help="replay dead letters or messages",
+                       description="Replay dead letters (numeric ids) or messages (message "
+                       "ids) as new messages with the same correlation id.")
+    p.add_argument("ids", nargs="*", help="dead letter ids or message ids")
+    p.add_argument("--version", default="failed",
+                   help="failed (the version it failed on, default), current, or a version")
+    p.add_argument("--all", action="store_true",
+                   help="every open dead letter matching --flow/--reason")
+    p.add_argument("--flow", help="with --all: only this flow")
+    p.add_argument("--reason", help="with --all: reason contains this text")
+    p.add_argument("--dry-run", action="store_true", help="show the output difference only")
+    p.add_argument("--who", default=None, help="who replays (default: the login name)")
+    p.set_defaults(handler=replay)
+
+
+# -- runtime commands ---------------------------------------------------------------
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    if not args.text_logs:
+        from .logs import setup_json_logging
+
+        setup_json_logging(logging.DEBUG if args.verbose else logging.INFO)
+    else:
+        logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
+
+
+def runtime_config(args: argparse.Namespace) -> Any:
+    from .runtime import RuntimeConfig
+
+    return RuntimeConfig(
+        flows_dir=Path(args.flows).resolve(), mode=args.mode, batch=args.batch,
+        processors=args.processors, run_sources=not args.no_sources, trace=args.trace,
+    )
+
+
+def seed_samples(flows_dir: Path) -> list[Path]:
+    """First start: copy each file-source flow's test inputs into its source folder, so
+    the runtime has real work to show."""
+    from ..loader import load_flow
+    from .flows import flow_files
+
+    copied = []
+    for path in flow_files(flows_dir):
+        try:
+            flow = load_flow(path)
+        except FlowyardError:
+            continue
+        if flow.source.kind != "file":
+            continue
+        inbox = (path.parent / flow.source.options.path).resolve()
+        for test in flow.tests:
+            sample = (path.parent / test.input).resolve()
+            if not sample.is_file():
+                continue
+            inbox.mkdir(parents=True, exist_ok=True)
+            target = inbox / sample.name
+            if not target.exists():
+                shutil.copyfile(sample, target)
+                copied.append(target)
+    return copied
+
+
+def serve(args: argparse.Namespace) -> int:
+    configure_logging(args)
+    return asyncio.run(run_runtime(args, with_ui=True))
+
+
+def worker(args: argparse.Namespace) -> int:
+    configure_logging(args)
+    return asyncio.run(run_runtime(args, with_ui=False))
+
+
+async def run_runtime(args: argparse.Namespace, *, with_ui: bool) -> int:
+    from ..store.api import Store
+    from .runtime import Runtime
+
+    store = Store()
+    config = runtime_config(args)
+    if with_ui and not getattr(args, "no_samples", False) and not store.deployments(limit=1):
+        copied = seed_samples(config.flows_dir)
+        if copied:
+            log.info("first start: copied %d sample inputs into the flows' inboxes", len(copied))
+    runtime = Runtime(store, config)
+    await runtime.start()
+    try:
+        if args.port:
+            await serve_http(runtime, args, with_ui)
+        else:
+            await wait_for_signal()
+    finally:
+        await runtime.stop()
+    return 0
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve_http(runtime: Any, args: argparse.Namespace, with_ui: bool) -> None:
+    import uvicorn
+
+    from .server import RuntimeApp, load_ui
+
+    ui = load_ui(runtime, runtime.config.flows_dir, runtime.engine) if with_ui else None
+    if with_ui and ui is None:
+        log.warning("the web UI (flowyard_ui) is not installed: serving /metrics and /hooks")
+    app = RuntimeApp(runtime, ui)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
+                            access_log=False, lifespan="auto" if ui else "off")
+    server = uvicorn.Server(config)
+    print(f"flowyard: listening on http://{args.host}:{args.port}/", file=sys.stderr)
+    await server.serve()
+
+
+# -- dead letters and replay --------------------------------------------------------
+
+
+def since_value(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return time.time() - parse_duration(text).total_seconds()
+    except (ValueError, TypeError) as exc:
+        raise FlowyardError(f"--since: {exc}") from exc
+
+
+def when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def dead_letters(args: argparse.Namespace) -> int:
+    from ..store.api import Store
+
+    store = Store()
+    status = None if args.status == "all" else args.status
+    if args.groups:
+        groups = store.dead_letter_groups(status=status or "open", flow=args.flow)
+        for g in groups:
+            if args.json:
+                print(json.dumps(asdict(g)))
+            else:
+                print(f"{g.count:6d}  {g.flow}  {g.reason_kind}\n        "
+                      f"oldest {when(g.oldest)}, newest {when(g.newest)}; ids "
+                      f"{' '.join(map(str, g.ids[:20]))}{' ...' if len(g.ids) > 20 else ''}")
+        if not groups and not args.json:
+            print("no dead letters")
+        return 0
+    rows = store.dead_letters(flow=args.flow, reason=args.reason, status=status,
+                              since=since_value(args.since), limit=args.limit,
+                              with_input=args.show or args.json)
+    for d in rows:
+        if args.json:
+            print(json.dumps(asdict(d), default=str))
+            continue
+        where = f"step {d.step}" if d.step else f"target {d.target}" if d.target else d.kind
+        print(f"{d.id:6d}  {when(d.created_at)}  {d.flow}@{d.flow_version}  {where}  "
+              f"[{d.status}]  message {d.message_id}\n        {d.reason.splitlines()[0]}")
+        if args.show:
+            print("        input:\n" + indent(d.input_text))
+            for t in d.trace:
+                print(f"        - {t.get('step')}: {t.get('status')}")
+    if not rows and not args.json:
+        print("no dead letters")
+    return 0
+
+
+def indent(text: str, prefix: str = "          ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def replay(args: argparse.Namespace) -> int:
+    from ..store.api import Store
+
+    store = Store()
+    ids: list[str | int] = list(args.ids)
+    if args.all:
+        ids += [d.id for d in store.dead_letters(flow=args.flow, reason=args.reason,
+                                                 status="open", limit=100_000)]
+    if not ids:
+        print("flowyard replay: give dead letter or message ids, or --all", file=sys.stderr)
+        return 2
+    who = args.who or getpass.getuser()
+    results = store.replay(ids, version=args.version, who=who, dry_run=args.dry_run)
+    failed = 0
+    for r in results:
+        if r.error:
+            failed += 1
+            print(f"{r.source_id}: not replayed: {r.error}")
+            continue
+        verb = "would run" if args.dry_run else f"replayed as {r.message_id}"
+        print(f"{r.source_id}: {verb} on version {r.version}")
+        if r.diff:
+            print(redactor.redact(r.diff).rstrip())
+    return 1 if failed else 0

@@ -1,0 +1,407 @@
+"""Claiming work with leases, and fenced commits.
+
+A worker claims messages (and delivery retries) with one UPDATE over a sub-select that
+PostgreSQL runs `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint rows
+without waiting for each other (SQLite has a single writer; the same statement is
+atomic there). A claim sets `lease_owner`, `lease_until` and increments
+`lease_token`. The heartbeat pushes `lease_until` forward while the worker lives.
+
+Every commit is fenced: the row is updated only `WHERE lease_token = <claimed token>
+AND lease_owner = <me> AND lease_until >= now`. A worker that was paused or cut off
+past its lease finds zero rows updated; its whole result for that message is dropped
+(refused), because another worker has taken the message over and will commit instead.
+Targets get the same idempotency key on both tries, so the only visible effect of a
+takeover is a repeated delivery that an idempotent target ignores.
+
+Lease times come from this process's clock: keep workers' clocks in sync (NTP); a
+skew well below the lease time (default 30 s) is harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from ..store.models import Attempt, DeadLetter, Delivery, StepTrace, StoredMessage, Worker
+
+FINAL_DELIVERY = ("done", "dead")
+
+
+@dataclass
+class ClaimedMessage:
+    id: str
+    token: int
+    correlation_id: str
+    flow: str
+    flow_version: str
+    content_type: str
+    payload: bytes
+    source: dict[str, Any]
+    headers: dict[str, Any]
+    attempt: int
+    replay_of: str | None
+    plant: str = ""
+    partner: str = ""
+
+
+@dataclass
+class ClaimedDelivery:
+    id: int
+    token: int
+    message_id: str
+    output_id: str
+    target: str
+    endpoint: str
+    idempotency_key: str
+    flow: str
+    flow_version: str
+    attempts: int
+    content_type: str
+    payload: bytes | None
+    meta: dict[str, Any]
+
+
+@dataclass
+class ProcessOutcome:
+    """What processing one message produced, committed in one fenced transaction."""
+
+    message: ClaimedMessage
+    state: str  # delivering | done | dead | dropped
+    outputs: int = 0
+    error: str | None = None
+    error_step: str | None = None
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    traces: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)  # may name "delivery_key"
+
+
+@dataclass
+class DeliveryOutcome:
+    delivery: ClaimedDelivery
+    state: str  # pending | done | dead
+    attempts: int
+    next_at: float = 0.0
+    last_error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    attempt: dict[str, Any] | None = None
+    dead_letter: dict[str, Any] | None = None
+
+
+def worker_id() -> str:
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+# -- claiming ---------------------------------------------------------------------
+
+
+def claim_messages(
+    engine: Engine, worker: str, flows: Sequence[str], limit: int, ttl: float
+) -> list[ClaimedMessage]:
+    if not flows or limit <= 0:
+        return []
+    now = time.time()
+    m = StoredMessage
+    ready = select(m.id).where(
+        m.flow.in_(list(flows)),
+        or_(m.state == "received", and_(m.state == "processing", m.lease_until < now)),
+    ).order_by(m.created_at).limit(limit).with_for_update(skip_locked=True)
+    stmt = (
+        update(m)
+        .where(m.id.in_(ready.scalar_subquery()))
+        .values(state="processing", lease_owner=worker, lease_until=now + ttl,
+                lease_token=m.lease_token + 1, updated_at=now)
+        .returning(m.id, m.lease_token, m.correlation_id, m.flow, m.flow_version,
+                   m.content_type, m.payload, m.source, m.headers, m.attempt, m.replay_of,
+                   m.plant, m.partner)
+        .execution_options(synchronize_session=False)
+    )
+    with engine.begin() as connection:
+        rows = connection.execute(stmt).all()
+    claimed = [ClaimedMessage(*tuple(row)) for row in rows]
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+def claim_deliveries(
+    engine: Engine, worker: str, flows: Sequence[str], limit: int, ttl: float
+) -> list[ClaimedDelivery]:
+    if not flows or limit <= 0:
+        return []
+    now = time.time()
+    d = Delivery
+    ready = select(d.id).where(
+        d.flow.in_(list(flows)),
+        or_(and_(d.state == "pending", d.next_at <= now),
+            and_(d.state == "sending", d.lease_until < now)),
+    ).order_by(d.next_at).limit(limit).with_for_update(skip_locked=True)
+    stmt = (
+        update(d)
+        .where(d.id.in_(ready.scalar_subquery()))
+        .values(state="sending", lease_owner=worker, lease_until=now + ttl,
+                lease_token=d.lease_token + 1, updated_at=now)
+        .returning(d.id, d.lease_token, d.message_id, d.output_id, d.target, d.endpoint,
+                   d.idempotency_key, d.flow, d.flow_version, d.attempts, d.content_type,
+                   d.payload, d.meta)
+        .execution_options(synchronize_session=False)
+    )
+    with engine.begin() as connection:
+        rows = connection.execute(stmt).all()
+    return [ClaimedDelivery(*tuple(row)) for row in rows]
+
+
+# -- committing -------------------------------------------------------------------
+
+
+def commit_processing(
+    engine: Engine, worker: str, outcomes: Sequence[ProcessOutcome]
+) -> list[str]:
+    """Commit the outcomes whose lease still holds; returns the ids refused."""
+    refused: list[str] = []
+    now = time.time()
+    m = StoredMessage
+    deliveries: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    traces: list[dict[str, Any]] = []
+    dead: list[dict[str, Any]] = []
+    with engine.begin() as connection:
+        for o in outcomes:
+            final = o.state in ("done", "dead", "dropped")
+            result = connection.execute(
+                update(m)
+                .where(m.id == o.message.id, m.lease_token == o.message.token,
+                       m.lease_owner == worker, m.lease_until >= now)
+                .values(state=o.state, lease_owner=None, lease_until=None,
+                        attempt=m.attempt + 1, outputs=o.outputs, error=o.error,
+                        error_step=o.error_step, updated_at=now,
+                        finished_at=now if final else None)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                refused.append(o.message.id)
+                continue
+            deliveries.extend(o.deliveries)
+            attempts.extend(o.attempts)
+            traces.extend(o.traces)
+            dead.extend(o.dead_letters)
+        if deliveries:
+            connection.execute(insert(Delivery), deliveries)
+        if attempts:
+            connection.execute(insert(Attempt), attempts)
+        if traces:
+            connection.execute(insert(StepTrace), traces)
+        if dead:
+            _insert_dead_letters(connection, dead)
+    return refused
+
+
+def _insert_dead_letters(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    keys = [r["delivery_key"] for r in rows if r.get("delivery_key")]
+    ids: dict[str, int] = {}
+    if keys:
+        ids = dict(connection.execute(
+            select(Delivery.idempotency_key, Delivery.id).where(Delivery.idempotency_key.in_(keys))
+        ).tuples().all())
+    clean = []
+    for row in rows:
+        row = dict(row)
+        key = row.pop("delivery_key", None)
+        if key:
+            row["delivery_id"] = ids.get(key)
+        clean.append(row)
+    connection.execute(insert(DeadLetter), clean)
+
+
+def commit_deliveries(
+    engine: Engine, worker: str, outcomes: Sequence[DeliveryOutcome]
+) -> list[int]:
+    """Commit delivery attempts whose lease still holds; close messages whose every
+    delivery is final. Returns the delivery ids refused."""
+    refused: list[int] = []
+    now = time.time()
+    d = Delivery
+    touched: set[str] = set()
+    attempts: list[dict[str, Any]] = []
+    dead: list[dict[str, Any]] = []
+    with engine.begin() as connection:
+        for o in outcomes:
+            result = connection.execute(
+                update(d)
+                .where(d.id == o.delivery.id, d.lease_token == o.delivery.token,
+                       d.lease_owner == worker, d.lease_until >= now)
+                .values(state=o.state, attempts=o.attempts, next_at=o.next_at,
+                        last_error=o.last_error, detail=o.detail, lease_owner=None,
+                        lease_until=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                refused.append(o.delivery.id)
+                continue
+            if o.attempt:
+                attempts.append(o.attempt)
+            if o.dead_letter:
+                dead.append(o.dead_letter)
+            if o.state in FINAL_DELIVERY:
+                touched.add(o.delivery.message_id)
+        if attempts:
+            connection.execute(insert(Attempt), attempts)
+        if dead:
+            connection.execute(insert(DeadLetter), dead)
+        for message_id in sorted(touched):
+            close_message(connection, message_id, now)
+    return refused
+
+
+def close_message(connection: Connection, message_id: str, now: float) -> None:
+    """Mark a `delivering` message done (or dead) once none of its deliveries is open."""
+    d = Delivery
+    counts = dict(connection.execute(
+        select(d.state, func.count()).where(d.message_id == message_id).group_by(d.state)
+    ).tuples().all())
+    if counts.get("pending") or counts.get("sending"):
+        return
+    m = StoredMessage
+    error = connection.execute(select(m.error).where(m.id == message_id)).scalar()
+    state = "dead" if counts.get("dead") or error else "done"
+    connection.execute(
+        update(m).where(m.id == message_id, m.state == "delivering")
+        .values(state=state, finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# -- leases -----------------------------------------------------------------------
+
+
+def renew_leases(engine: Engine, worker: str, ttl: float) -> int:
+    """Push this worker's leases forward; also records the worker's heartbeat."""
+    now = time.time()
+    with engine.begin() as connection:
+        a = connection.execute(
+            update(StoredMessage)
+            .where(StoredMessage.lease_owner == worker, StoredMessage.state == "processing")
+            .values(lease_until=now + ttl)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        b = connection.execute(
+            update(Delivery)
+            .where(Delivery.lease_owner == worker, Delivery.state == "sending")
+            .values(lease_until=now + ttl)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        connection.execute(
+            update(Worker).where(Worker.id == worker).values(heartbeat_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return int(a or 0) + int(b or 0)
+
+
+def release(engine: Engine, owners: Sequence[str]) -> int:
+    """Give the work held by these owners back to the queue (graceful shutdown, or the
+    leases of a process known to be dead)."""
+    if not owners:
+        return 0
+    now = time.time()
+    with engine.begin() as connection:
+        a = connection.execute(
+            update(StoredMessage)
+            .where(StoredMessage.lease_owner.in_(list(owners)),
+                   StoredMessage.state == "processing")
+            .values(state="received", lease_owner=None, lease_until=None, updated_at=now,
+                    lease_token=StoredMessage.lease_token + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        b = connection.execute(
+            update(Delivery)
+            .where(Delivery.lease_owner.in_(list(owners)), Delivery.state == "sending")
+            .values(state="pending", lease_owner=None, lease_until=None, updated_at=now,
+                    lease_token=Delivery.lease_token + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return int(a or 0) + int(b or 0)
+
+
+def dead_local_owners(engine: Engine, host: str) -> list[str]:
+    """Lease owners on this host whose process no longer runs (crash recovery at start:
+    no need to wait for their leases to expire)."""
+    owners: set[str] = set()
+    with engine.connect() as connection:
+        for table in (StoredMessage, Delivery):
+            owners.update(
+                o for o in connection.execute(
+                    select(table.lease_owner).where(table.lease_owner.like(f"{host}:%")).distinct()
+                ).scalars() if o
+            )
+    dead = []
+    for owner in owners:
+        try:
+            pid = int(owner.split(":")[1])
+        except (IndexError, ValueError):
+            continue
+        if not pid_alive(pid):
+            dead.append(owner)
+    return dead
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is dead for our purposes
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def register_worker(engine: Engine, worker: str, mode: str) -> None:
+    import socket
+
+    now = time.time()
+    with engine.begin() as connection:
+        connection.execute(insert(Worker).values(
+            id=worker, host=socket.gethostname(), pid=os.getpid(), mode=mode, started_at=now,
+            heartbeat_at=now,
+        ))
+
+
+def worker_stopped(engine: Engine, worker: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(Worker).where(Worker.id == worker).values(stopped_at=time.time())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def purge_traces(engine: Engine, older_than: float) -> int:
+    """Retention: step traces older than the cut-off are deleted."""
+    from sqlalchemy import delete
+
+    with engine.begin() as connection:
+        result = connection.execute(delete(StepTrace).where(StepTrace.at < older_than))
+        return int(result.rowcount or 0)
+
+
+def backlog(engine: Engine) -> dict[str, int]:
+    """Open messages by flow (received or processing), for back-pressure."""
+    m = StoredMessage
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(m.flow, func.count()).where(m.state.in_(("received", "processing")))
+            .group_by(m.flow)
+        ).tuples().all()
+    return {flow: int(count) for flow, count in rows}

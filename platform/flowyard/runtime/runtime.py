@@ -1,0 +1,681 @@
+"""One process's runtime: sources, processing, deliveries, heartbeat, deployments.
+
+The guarantee, step by step:
+
+1. A source hands a message to `accept`; it is inserted and committed (group commit)
+   before `accept` returns, so the source acknowledges only what is stored.
+2. A processor claims stored messages under a lease, runs the flow's steps and makes a
+   first delivery attempt to every target (idempotency key `MESSAGE.OUTPUT.TARGET`);
+   then one fenced transaction records the deliveries, attempts, traces and dead
+   letters. A crash before that commit leaves the message claimable again once its
+   lease lapses (immediately at the next start on the same host): it is processed
+   again and its deliveries repeat with the same keys.
+3. Deliveries that failed with a retryable error wait in the store (`pending`, with
+   `next_at` from the back-off) and are claimed by the retrier; a non-retryable error or
+   the last attempt makes a dead letter. Step errors are dead letters at once.
+4. Stopping (SIGTERM) stops sources, lets in-flight batches finish within the grace
+   period and hands back whatever is still leased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..db import data_dir
+from ..engine import RunResult, target_applies
+from ..errors import DefinitionError, DeliveryError, FlowyardError
+from ..flow import StepSpec
+from ..message import Message
+from ..secrets import Secrets, redactor
+from ..store.api import Store, reason_kind
+from . import queue
+from .flows import LoadedFlow, LoadedTarget, compile_flow, file_kind, flow_files, open_source
+from .logs import fields
+from .metrics import Metrics
+from .policy import Breakers, retry_delay
+from .sources import AcceptWriter, SourceLocks
+from .tracing import span
+
+log = logging.getLogger("flowyard.runtime")
+
+
+@dataclass
+class RuntimeConfig:
+    flows_dir: Path = Path("flows")
+    mode: str = "worker"  # serve | worker (recorded on the worker row)
+    batch: int = 50  # messages claimed at once
+    processors: int = 2  # concurrent claim-process-commit loops
+    send_concurrency: int = 32  # concurrent first delivery attempts within a batch
+    lease_ttl: float = 30.0
+    heartbeat: float = 0.0  # 0: a third of the lease
+    idle_poll: float = 0.25
+    rescan: float = 2.0  # how often the flows directory is looked at
+    backlog_limit: int = 10_000  # a source pauses while its flow has this many open messages
+    grace: float = 20.0
+    trace: str = "all"  # all | failed | none
+    trace_cap: int = 4000  # characters kept of each step snapshot
+    trace_retention_days: float = 7.0
+    delivery_timeout: float = 30.0
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 10.0
+    run_sources: bool = True
+    deployer: str = "flowyard"
+
+
+class Runtime:
+    def __init__(self, store: Store, config: RuntimeConfig | None = None,
+                 secrets: Secrets | None = None) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.config = config or RuntimeConfig()
+        self.secrets = secrets or Secrets()
+        self.worker = queue.worker_id()
+        self.metrics = Metrics(self.engine)
+        self.breakers = Breakers(self.config.breaker_threshold, self.config.breaker_cooldown)
+        self.current: dict[str, LoadedFlow] = {}  # running flows, by name
+        self.versions: dict[tuple[str, str], LoadedFlow] = {}  # older versions still needed
+        self.file_texts: dict[Path, str] = {}
+        self.bad_files: dict[Path, str] = {}
+        self.sources: dict[str, tuple[Any, asyncio.Task[None]]] = {}
+        self.locks = SourceLocks(self.engine, data_dir() / "locks")
+        self.writer = AcceptWriter(store)
+        self.wake = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.closing = False
+        self.stopped = asyncio.Event()
+        self.inflight_accepts = 0
+        self.backlog: dict[str, int] = {}
+        self.backlog_at = 0.0
+        self.services: dict[str, Any] = {"runtime": self}
+        self.started_at = time.time()
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(queue.register_worker, self.engine, self.worker, self.config.mode)
+        dead = await asyncio.to_thread(queue.dead_local_owners, self.engine, socket.gethostname())
+        if dead:
+            n = await asyncio.to_thread(queue.release, self.engine, dead)
+            log.info("recovered %d messages and deliveries left by stopped processes %s",
+                     n, ", ".join(dead))
+        self.writer.start()
+        await self.reconcile()
+        loops = [self.reconcile_loop(), self.heartbeat_loop(), self.retry_loop(),
+                 self.maintenance_loop()]
+        loops += [self.process_loop(i) for i in range(self.config.processors)]
+        self.tasks = [asyncio.create_task(c) for c in loops]
+        log.info("runtime %s started with %d flows", self.worker, len(self.current),
+                 extra={"worker": self.worker})
+
+    async def stop(self) -> None:
+        """Graceful: stop sources, finish in-flight batches within the grace period,
+        hand back what is still leased."""
+        if self.closing:
+            await self.stopped.wait()
+            return
+        self.closing = True
+        deadline = time.monotonic() + 5
+        while self.inflight_accepts and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for name in list(self.sources):
+            await self.stop_source(name)
+        self.wake.set()
+        _done, pending = await asyncio.wait(self.tasks, timeout=self.config.grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.writer.close()
+        try:
+            n = await asyncio.to_thread(queue.release, self.engine, [self.worker])
+            if n:
+                log.info("handed back %d leased items", n)
+            await asyncio.to_thread(queue.worker_stopped, self.engine, self.worker)
+        except Exception as exc:
+            log.warning("could not hand back leased work (it returns when leases lapse): %s",
+                        exc)
+        for loaded in [*self.current.values(), *self.versions.values()]:
+            await loaded.close()
+        self.locks.drop_all()
+        self.stopped.set()
+
+    # -- deployments --------------------------------------------------------------
+    async def reconcile_loop(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(self.config.rescan)
+            try:
+                await self.reconcile()
+            except Exception as exc:
+                log.warning("could not look at the deployed flows: %s", exc)
+
+    async def reconcile(self) -> None:
+        """Bring the running flows in line with the flows directory and the store's
+        deploy/undeploy state; record every new version as a deployment."""
+        files = flow_files(self.config.flows_dir)
+        seen: dict[str, LoadedFlow] = {}
+        for path in files:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError:
+                continue
+            loaded = self.loaded_for_file(path, text)
+            if loaded is None:
+                continue
+            if loaded.name in seen:
+                log.error("%s: flow name %r is already used by %s", path, loaded.name,
+                          seen[loaded.name].path)
+                continue
+            seen[loaded.name] = loaded
+        states = {f.flow: f for f in await asyncio.to_thread(self.store.flows)}
+        for name, loaded in seen.items():
+            state = states.get(name)
+            enabled = state.enabled if state is not None else True
+            if state is None or state.version != loaded.version:
+                await asyncio.to_thread(
+                    self.store.record_deployment, flow=name, version=loaded.version,
+                    path=str(loaded.path.resolve()), text=loaded.text, who=self.config.deployer,
+                    note="file changed" if state else "new flow file",
+                    kind=file_kind(loaded.text) or "Flow", labels=loaded.labels, enabled=enabled,
+                )
+            running = self.current.get(name)
+            if not enabled:
+                if running is not None:
+                    await self.undeploy_local(name, "undeployed")
+                continue
+            if running is None or running.version != loaded.version:
+                await self.deploy_local(loaded)
+        for name in list(self.current):
+            if name not in seen:
+                await self.undeploy_local(name, "file removed")
+                state = states.get(name)
+                if state is not None and state.enabled:
+                    await asyncio.to_thread(self.store.undeploy, name, who=self.config.deployer,
+                                            note="flow file removed")
+        if self.config.run_sources and not self.closing:
+            await self.claim_sources()
+
+    def loaded_for_file(self, path: Path, text: str) -> LoadedFlow | None:
+        for loaded in self.current.values():
+            if loaded.path == path and loaded.text == text:
+                return loaded
+        if self.bad_files.get(path) == text:
+            return None
+        try:
+            loaded = compile_flow(path, text, self.secrets, self.services)
+        except DefinitionError as exc:
+            self.bad_files[path] = text
+            log.error("not deploying %s (the running version, if any, stays):\n%s", path, exc)
+            return None
+        except FlowyardError as exc:
+            self.bad_files[path] = text
+            log.error("not deploying %s: %s", path, exc)
+            return None
+        self.bad_files.pop(path, None)
+        return loaded
+
+    async def deploy_local(self, loaded: LoadedFlow) -> None:
+        old = self.current.get(loaded.name)
+        if old is not None:
+            await self.stop_source(loaded.name)
+            self.versions[(old.name, old.version)] = old  # messages of it may still wait
+        self.current[loaded.name] = loaded
+        self.versions.pop((loaded.name, loaded.version), None)
+        log.info("deployed %s version %s", loaded.name, loaded.version,
+                 extra={"flow": loaded.name, "flow_version": loaded.version})
+        self.wake.set()
+
+    async def undeploy_local(self, name: str, why: str) -> None:
+        await self.stop_source(name)
+        loaded = self.current.pop(name, None)
+        if loaded is not None:
+            self.versions[(loaded.name, loaded.version)] = loaded
+            log.info("stopped %s (%s)", name, why, extra={"flow": name})
+
+    async def claim_sources(self) -> None:
+        if not self.locks.alive():
+            for name in list(self.sources):
+                await self.stop_source(name)
+        for name, loaded in self.current.items():
+            if name in self.sources:
+                continue
+            try:
+                owned = await asyncio.to_thread(self.locks.try_acquire, name)
+            except Exception as exc:
+                log.warning("could not take the source lock of %s: %s", name, exc)
+                continue
+            if owned:
+                self.start_source(loaded)
+
+    def start_source(self, loaded: LoadedFlow) -> None:
+        try:
+            source = open_source(loaded, self.secrets, self.services)
+        except Exception as exc:
+            log.error("cannot open the source of %s: %s", loaded.name, exc,
+                      extra={"flow": loaded.name})
+            self.locks.release(loaded.name)
+            return
+        task = asyncio.create_task(self.supervise(loaded, source), name=f"source:{loaded.name}")
+        self.sources[loaded.name] = (source, task)
+
+    async def stop_source(self, name: str) -> None:
+        entry = self.sources.pop(name, None)
+        if entry is None:
+            return
+        source, task = entry
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        try:
+            await source.close()
+        except Exception as exc:
+            log.warning("closing the source of %s failed: %s", name, exc)
+        self.locks.release(name)
+
+    async def supervise(self, loaded: LoadedFlow, source: Any) -> None:
+        """Run a source; restart it with back-off when it fails."""
+        delay = 1.0
+        accept = self.accept_for(loaded.name)
+        while not self.closing:
+            try:
+                await source.run(accept)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                text = redactor.redact(str(exc))
+                source.health.failed(text)
+                log.warning("source of %s failed, restarting in %.0fs: %s", loaded.name, delay,
+                            text, extra={"flow": loaded.name})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    # -- accepting ----------------------------------------------------------------
+    def accept_for(self, name: str) -> Any:
+        async def accept(message: Message) -> None:
+            await self.accept(name, message)
+
+        return accept
+
+    async def accept(self, name: str, message: Message) -> None:
+        """Store a message for flow `name`; returns once it is committed."""
+        loaded = self.current.get(name)
+        if loaded is None or self.closing:
+            raise FlowyardError(f"flow {name!r} is not running here")
+        await self.wait_for_room(name)
+        message.flow = name
+        message.flow_version = loaded.version
+        message.headers.setdefault("labels", loaded.labels)
+        self.inflight_accepts += 1
+        try:
+            with span("accept", flow=name, message_id=message.id):
+                await self.writer.submit(message)
+        finally:
+            self.inflight_accepts -= 1
+        self.backlog[name] = self.backlog.get(name, 0) + 1
+        self.metrics.accepted.labels(name).inc()
+        self.wake.set()
+
+    async def wait_for_room(self, name: str) -> None:
+        """Back-pressure: hold the source while its flow's backlog is over the bound."""
+        limit = self.config.backlog_limit
+        while True:
+            now = time.monotonic()
+            if now - self.backlog_at > 0.5:
+                self.backlog = await asyncio.to_thread(queue.backlog, self.engine)
+                self.backlog_at = now
+            if self.backlog.get(name, 0) < limit or self.closing:
+                return
+            await asyncio.sleep(0.2)
+            self.backlog_at = 0.0
+
+    # -- processing ---------------------------------------------------------------
+    async def process_loop(self, index: int) -> None:
+        while not self.closing:
+            try:
+                claimed = await asyncio.to_thread(
+                    queue.claim_messages, self.engine, self.worker, list(self.current),
+                    self.config.batch, self.config.lease_ttl,
+                )
+            except Exception as exc:
+                log.warning("cannot claim messages (store unreachable?): %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not claimed:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.config.idle_poll)
+                continue
+            await self.process_batch(claimed)
+
+    async def process_batch(self, claimed: list[queue.ClaimedMessage]) -> None:
+        outcomes = []
+        sends: list[Any] = []
+        for c in claimed:
+            outcome, pending = self.run_steps(c)
+            outcomes.append(outcome)
+            sends.extend(pending)
+        if sends:
+            gate = asyncio.Semaphore(self.config.send_concurrency)
+
+            async def limited(coro: Any) -> None:
+                async with gate:
+                    await coro
+
+            await asyncio.gather(*(limited(s) for s in sends))
+        for o in outcomes:
+            o.state = final_state(o)
+        while True:
+            try:
+                refused = await asyncio.to_thread(queue.commit_processing, self.engine,
+                                                  self.worker, outcomes)
+                break
+            except Exception as exc:  # store down: keep trying while our lease may hold
+                if self.closing:
+                    return
+                log.warning("cannot commit results (will retry): %s", exc)
+                await asyncio.sleep(1.0)
+        for o in outcomes:
+            labels = o.message.headers.get("labels") or {
+                "plant": o.message.plant, "partner": o.message.partner}
+            if o.message.id in refused:
+                self.metrics.refused.inc()
+                log.warning("lease lapsed: result of message %s refused (another worker has "
+                            "it)", o.message.id, extra={"message_id": o.message.id})
+            else:
+                self.metrics.message_finished(o.message.flow, labels, o.state)
+
+    def loaded(self, flow: str, version: str) -> LoadedFlow | None:
+        current = self.current.get(flow)
+        if current is not None and (current.version == version or not version):
+            return current
+        cached = self.versions.get((flow, version))
+        if cached is not None:
+            return cached
+        found = self.store.version_text(flow, version)
+        if found is None:
+            return None
+        text, path = found
+        try:
+            loaded = compile_flow(Path(path), text, self.secrets, self.services)
+        except FlowyardError as exc:
+            log.error("version %s of %s no longer loads: %s", version, flow, exc)
+            return None
+        self.versions[(flow, version)] = loaded
+        return loaded
+
+    def run_steps(self, c: queue.ClaimedMessage) -> tuple[queue.ProcessOutcome, list[Any]]:
+        """Run the steps of one claimed message; returns the outcome to commit and the
+        first delivery attempts to make."""
+        outcome = queue.ProcessOutcome(message=c, state="done")
+        started = time.time()
+        message = Message(payload=c.payload, content_type=c.content_type, id=c.id,
+                          correlation_id=c.correlation_id, flow=c.flow,
+                          flow_version=c.flow_version, source=dict(c.source or {}),
+                          attempt=c.attempt + 1, headers=dict(c.headers or {}))
+        loaded = self.loaded(c.flow, c.flow_version)
+        if loaded is None:
+            reason = f"version {c.flow_version} of flow {c.flow} is not deployed anywhere"
+            outcome.error = reason
+            outcome.dead_letters.append(self.dead_row(c, "step", reason, None, c.payload,
+                                                      c.content_type, []))
+            return outcome, []
+        message.headers.setdefault("labels", loaded.labels)
+        traces: list[dict[str, Any]] = []
+        tracer = self.tracer_for(c, loaded, traces) if self.config.trace != "none" else None
+        with span("message", flow=c.flow, message_id=c.id, correlation_id=c.correlation_id):
+            result: RunResult = loaded.pipeline.run(message, tracer)
+        outcome.attempts.append({
+            "message_id": c.id, "kind": "process", "number": c.attempt + 1,
+            "worker": self.worker, "started_at": started, "duration": time.time() - started,
+            "ok": result.ok, "error": None if result.ok else redactor.redact(
+                result.failures[0].error.describe()), "detail": {"outputs": len(result.outputs)},
+            "delivery_id": None, "target": None,
+        })
+        compact = [{k: t[k] for k in ("step", "status", "duration", "snapshot")}
+                   for t in traces]
+        for failure in result.failures:
+            error = failure.error
+            reason = redactor.redact(error.describe())
+            outcome.error = outcome.error or reason
+            outcome.error_step = outcome.error_step or error.step
+            payload = failure.message.payload_bytes()
+            outcome.dead_letters.append(self.dead_row(c, "step", reason, error.step, payload,
+                                                      failure.message.content_type, compact))
+            if tracer is not None:
+                traces.append(self.trace_row(c, error.step_index or 0, error.step or "?",
+                                             "failed", 0.0, reason))
+            log.warning("message %s failed at step %s: %s", c.id, error.step, reason,
+                        extra=fields(message, step=error.step))
+        if self.config.trace == "all" or (self.config.trace == "failed" and result.failures):
+            outcome.traces = traces
+        only = set(c.headers.get("only_targets") or []) if c.headers else set()
+        sends = []
+        outcome.outputs = len(result.outputs)
+        for index, out in enumerate(result.outputs):
+            for t in loaded.targets:
+                if only and t.spec.name not in only:
+                    continue
+                if not target_applies(t.spec, out):
+                    continue
+                row = self.delivery_row(c, index, out, t)
+                outcome.deliveries.append(row)
+                sends.append(self.first_attempt(outcome, row, out, t, compact))
+        return outcome, sends
+
+    def tracer_for(self, c: queue.ClaimedMessage, loaded: LoadedFlow,
+                   traces: list[dict[str, Any]]) -> Any:
+        cap = self.config.trace_cap
+        histogram = self.metrics.step_seconds
+
+        def tracer(spec: StepSpec, out: Any, seconds: float) -> None:
+            if seconds < 0:
+                traces.append(self.trace_row(c, spec.index, spec.name, "skipped", 0.0, ""))
+                return
+            histogram.labels(c.flow, spec.name).observe(seconds)
+            if out is None:
+                status, snapshot = "dropped", ""
+            elif isinstance(out, Message):
+                status, snapshot = "ok", out.payload_text(cap)
+            else:
+                parts = list(out)
+                status = "ok"
+                first = next((p for p in parts if isinstance(p, Message)), None)
+                snapshot = f"{len(parts)} parts" + (
+                    f"; the first:\n{first.payload_text(cap)}" if first is not None else "")
+            traces.append(self.trace_row(c, spec.index, spec.name, status, seconds,
+                                         redactor.redact(snapshot)))
+
+        return tracer
+
+    @staticmethod
+    def trace_row(c: queue.ClaimedMessage, index: int, step: str, status: str, seconds: float,
+                  snapshot: str) -> dict[str, Any]:
+        return {"message_id": c.id, "step_index": index, "step": step, "status": status,
+                "duration": seconds, "snapshot": snapshot, "at": time.time()}
+
+    def dead_row(self, c: queue.ClaimedMessage, kind: str, reason: str, where: str | None,
+                 payload: bytes, content_type: str, trace: list[Any],
+                 target: str | None = None) -> dict[str, Any]:
+        return {"message_id": c.id, "correlation_id": c.correlation_id, "flow": c.flow,
+                "flow_version": c.flow_version, "kind": kind, "reason": reason,
+                "reason_kind": reason_kind(reason), "step": where, "target": target,
+                "input": payload, "input_content_type": content_type, "trace": trace,
+                "status": "open", "created_at": time.time()}
+
+    def delivery_row(self, c: queue.ClaimedMessage, index: int, out: Message,
+                     t: LoadedTarget) -> dict[str, Any]:
+        now = time.time()
+        try:
+            last_data = json.loads(json.dumps(out.last_data)) if out.last_data is not None else None
+        except (TypeError, ValueError):
+            last_data = None
+        return {
+            "message_id": c.id, "output_index": index, "output_id": out.id,
+            "target": t.spec.name, "endpoint": t.endpoint,
+            "idempotency_key": f"{c.id}.{index}.{t.spec.name}", "flow": c.flow,
+            "flow_version": c.flow_version, "state": "pending", "attempts": 0, "next_at": now,
+            "content_type": out.content_type, "payload": out.payload_bytes(),
+            "meta": {"id": out.id, "correlation_id": out.correlation_id,
+                     "source": out.source, "headers": out.headers, "last_data": last_data},
+            "last_error": None, "detail": {}, "created_at": now, "updated_at": now,
+            "lease_token": 0,
+        }
+
+    async def first_attempt(self, outcome: queue.ProcessOutcome, row: dict[str, Any],
+                            out: Message, t: LoadedTarget, trace: list[Any]) -> None:
+        result = await self.attempt(t, out, row["idempotency_key"], 0, outcome.message.flow,
+                                    outcome.message.id)
+        state, attempts, next_at, error, detail, attempt_row = result
+        row.update(state=state, attempts=attempts, next_at=next_at, last_error=error,
+                   detail=detail or {})
+        if attempt_row is not None:
+            outcome.attempts.append(attempt_row)
+        if state == "dead":
+            dead = self.dead_row(outcome.message, "delivery", error or "", None, row["payload"],
+                                 row["content_type"], trace, target=t.spec.name)
+            dead["delivery_key"] = row["idempotency_key"]
+            outcome.dead_letters.append(dead)
+
+    async def attempt(self, t: LoadedTarget, message: Message, key: str, attempts: int,
+                      flow: str, message_id: str, delivery_id: int | None = None
+                      ) -> tuple[str, int, float, str | None, dict[str, Any] | None,
+                                 dict[str, Any] | None]:
+        """One delivery attempt: (state, attempts, next_at, error, detail, attempt row)."""
+        breaker = self.breakers.get(t.endpoint)
+        now = time.time()
+        if not breaker.allow(now):
+            return ("pending", attempts, breaker.retry_at(now),
+                    f"not attempted: circuit open for {t.endpoint}", None, None)
+        number = attempts + 1
+        began = time.perf_counter()
+        error: str | None = None
+        retryable = True
+        detail: dict[str, Any] | None = None
+        with span("deliver", flow=flow, message_id=message_id, target=t.spec.name):
+            try:
+                detail = await asyncio.wait_for(t.target.send(message, key),
+                                                self.config.delivery_timeout)
+            except DeliveryError as exc:
+                error, retryable = str(exc), exc.retryable
+            except TimeoutError:
+                error = f"no answer from {t.endpoint} within {self.config.delivery_timeout:g}s"
+            except FlowyardError as exc:
+                error, retryable = str(exc), False
+            except Exception as exc:  # a connector bug must not lose the message
+                error = f"unexpected error: {type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - began
+        self.metrics.delivery_seconds.labels(flow, t.spec.name).observe(seconds)
+        error = redactor.redact(error) if error else None
+        row = {"message_id": message_id, "delivery_id": delivery_id, "kind": "deliver",
+               "target": t.spec.name, "number": number, "worker": self.worker,
+               "started_at": now, "duration": seconds, "ok": error is None, "error": error,
+               "detail": {"key": key, **(detail or {})}}
+        if error is None:
+            breaker.success()
+            self.metrics.deliveries.labels(flow, t.spec.name, "done").inc()
+            return "done", number, 0.0, None, detail, row
+        if retryable:
+            breaker.failure()
+        policy = t.spec.retry
+        if not retryable or number >= policy.attempts:
+            self.metrics.deliveries.labels(flow, t.spec.name, "dead").inc()
+            why = "not retryable" if not retryable else f"after {number} attempts"
+            log.warning("delivery to %s died (%s): %s", t.spec.name, why, error,
+                        extra={"flow": flow, "message_id": message_id, "target": t.spec.name})
+            return "dead", number, 0.0, f"{error} ({why})", detail, row
+        self.metrics.deliveries.labels(flow, t.spec.name, "retry").inc()
+        return "pending", number, time.time() + retry_delay(policy, number), error, detail, row
+
+    # -- retries ------------------------------------------------------------------
+    async def retry_loop(self) -> None:
+        while not self.closing:
+            try:
+                claimed = await asyncio.to_thread(
+                    queue.claim_deliveries, self.engine, self.worker, list(self.current),
+                    self.config.batch, self.config.lease_ttl,
+                )
+            except Exception as exc:
+                log.warning("cannot claim deliveries (store unreachable?): %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not claimed:
+                await asyncio.sleep(self.config.idle_poll)
+                continue
+            outcomes = await asyncio.gather(*(self.retry_one(d) for d in claimed))
+            while True:
+                try:
+                    await asyncio.to_thread(queue.commit_deliveries, self.engine, self.worker,
+                                            outcomes)
+                    break
+                except Exception as exc:
+                    if self.closing:
+                        return
+                    log.warning("cannot commit delivery results (will retry): %s", exc)
+                    await asyncio.sleep(1.0)
+
+    async def retry_one(self, d: queue.ClaimedDelivery) -> queue.DeliveryOutcome:
+        loaded = self.loaded(d.flow, d.flow_version)
+        t = loaded.target(d.target) if loaded is not None else None
+        if t is None:
+            reason = f"target {d.target} of {d.flow} version {d.flow_version} is not available"
+            return queue.DeliveryOutcome(d, "dead", d.attempts, last_error=reason,
+                                         dead_letter=self.delivery_dead(d, reason))
+        meta = d.meta or {}
+        message = Message(payload=d.payload or b"", content_type=d.content_type,
+                          id=meta.get("id") or d.output_id,
+                          correlation_id=meta.get("correlation_id") or "",
+                          flow=d.flow, flow_version=d.flow_version,
+                          source=meta.get("source") or {}, attempt=d.attempts + 1,
+                          headers=meta.get("headers") or {}, last_data=meta.get("last_data"))
+        state, attempts, next_at, error, detail, row = await self.attempt(
+            t, message, d.idempotency_key, d.attempts, d.flow, d.message_id, d.id)
+        dead = self.delivery_dead(d, error or "") if state == "dead" else None
+        return queue.DeliveryOutcome(d, state, attempts, next_at, error, detail or {}, row, dead)
+
+    def delivery_dead(self, d: queue.ClaimedDelivery, reason: str) -> dict[str, Any]:
+        meta = d.meta or {}
+        return {"message_id": d.message_id, "delivery_id": d.id,
+                "correlation_id": meta.get("correlation_id") or "", "flow": d.flow,
+                "flow_version": d.flow_version, "kind": "delivery", "reason": reason,
+                "reason_kind": reason_kind(reason), "step": None, "target": d.target,
+                "input": d.payload or b"", "input_content_type": d.content_type, "trace": [],
+                "status": "open", "created_at": time.time()}
+
+    # -- housekeeping -------------------------------------------------------------
+    async def heartbeat_loop(self) -> None:
+        every = self.config.heartbeat or self.config.lease_ttl / 3
+        while not self.closing:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(queue.renew_leases, self.engine, self.worker,
+                                        self.config.lease_ttl)
+            except Exception as exc:
+                log.warning("heartbeat failed (leases may lapse): %s", exc)
+
+    async def maintenance_loop(self) -> None:
+        while not self.closing:
+            try:
+                cut = time.time() - self.config.trace_retention_days * 86400
+                await asyncio.to_thread(queue.purge_traces, self.engine, cut)
+            except Exception as exc:
+                log.warning("trace retention failed: %s", exc)
+            for _ in range(600):
+                if self.closing:
+                    return
+                await asyncio.sleep(1.0)
+
+
+def final_state(o: queue.ProcessOutcome) -> str:
+    states = {d["state"] for d in o.deliveries}
+    if "pending" in states:
+        return "delivering"
+    if o.error or "dead" in states:
+        return "dead"
+    if not o.deliveries and not o.outputs:
+        return "dropped"
+    return "done"
