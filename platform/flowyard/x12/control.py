@@ -1,0 +1,219 @@
+"""Persistent X12 state: control-number counters, received interchanges, outbound sets
+waiting for their 997/999.
+
+Control numbers come from one row per (partner, kind) incremented by a single
+`INSERT ... ON CONFLICT DO UPDATE ... RETURNING` statement, which both SQLite and
+PostgreSQL execute atomically: two workers (threads or processes) can never get the same
+number, and a restart continues where the last process stopped. ISA13 and GS06 wrap
+after 999999999 (nine digits), ST02 after 999999999 too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Table, UniqueConstraint, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db import Base, get_engine
+
+__all__ = ["claim_interchange", "get_engine", "next_number", "overdue", "reconcile", "record_outbound"]
+
+LIMIT = 999_999_999
+
+
+class ControlCounter(Base):
+    __tablename__ = "x12_control_counter"
+
+    partner: Mapped[str] = mapped_column(String(120), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # ISA, GS, ST
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ReceivedInterchange(Base):
+    __tablename__ = "x12_received_interchange"
+    __table_args__ = (UniqueConstraint("partner", "sender", "control_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner: Mapped[str] = mapped_column(String(120), nullable=False)
+    sender: Mapped[str] = mapped_column(String(40), nullable=False)
+    control_number: Mapped[str] = mapped_column(String(9), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    correlation_id: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+
+
+class OutboundSet(Base):
+    __tablename__ = "x12_outbound_set"
+    __table_args__ = (UniqueConstraint("receiver", "group_control", "set_control"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner: Mapped[str] = mapped_column(String(120), nullable=False)
+    receiver: Mapped[str] = mapped_column(String(40), nullable=False)  # QUAL:ID of the partner
+    interchange_control: Mapped[str] = mapped_column(String(9), nullable=False)
+    group_control: Mapped[str] = mapped_column(String(9), nullable=False)
+    set_control: Mapped[str] = mapped_column(String(9), nullable=False)
+    transaction: Mapped[str] = mapped_column(String(3), nullable=False)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ack_status: Mapped[str | None] = mapped_column(String(1), nullable=True)  # A, E, R (AK501/IK501)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    correlation_id: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # SQLite gives naive datetimes back
+    return value
+
+
+def next_number(partner: str, kind: str, engine: Engine | None = None) -> int:
+    """The next control number for (partner, kind): atomic across processes."""
+    engine = engine or get_engine()
+    table = _table(ControlCounter)
+    insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(table)
+        .values(partner=partner, kind=kind, value=1)
+        .on_conflict_do_update(
+            index_elements=[table.c.partner, table.c.kind],
+            set_={"value": table.c.value % LIMIT + 1},
+        )
+        .returning(table.c.value)
+    )
+    with engine.begin() as connection:
+        value = connection.execute(statement).scalar_one()
+    return int(value)
+
+
+@dataclass
+class DuplicateCheck:
+    duplicate: bool
+    first_seen: datetime | None = None
+
+
+def claim_interchange(partner: str, sender: str, control_number: str, window: timedelta, correlation_id: str,
+                      engine: Engine | None = None) -> DuplicateCheck:
+    """Record an interchange as received; say whether it was already received within
+    the window (the same message replayed is not a duplicate of itself)."""
+    engine = engine or get_engine()
+    now = _now()
+    row = {"partner": partner, "sender": sender, "control_number": control_number, "received_at": now, "correlation_id": correlation_id}
+    try:
+        with engine.begin() as connection:
+            connection.execute(_table(ReceivedInterchange).insert().values(**row))
+        return DuplicateCheck(False)
+    except IntegrityError:
+        pass
+    table = _table(ReceivedInterchange)
+    with engine.begin() as connection:
+        existing = connection.execute(
+            select(table.c.received_at, table.c.correlation_id).where(
+                table.c.partner == partner, table.c.sender == sender, table.c.control_number == control_number
+            )
+        ).first()
+        if existing is None:
+            return DuplicateCheck(False)
+        first_seen = _aware(existing.received_at)
+        if existing.correlation_id == correlation_id:
+            return DuplicateCheck(False)
+        if first_seen is not None and now - first_seen > window:
+            connection.execute(
+                update(table)
+                .where(table.c.partner == partner, table.c.sender == sender, table.c.control_number == control_number)
+                .values(received_at=now, correlation_id=correlation_id)
+            )
+            return DuplicateCheck(False)
+        return DuplicateCheck(True, first_seen)
+
+
+def record_outbound(*, partner: str, receiver: str, interchange_control: str, group_control: str, set_control: str,
+                    transaction: str, deadline: timedelta | None, correlation_id: str, engine: Engine | None = None) -> None:
+    engine = engine or get_engine()
+    now = _now()
+    with engine.begin() as connection:
+        connection.execute(
+            _table(OutboundSet).insert().values(
+                partner=partner, receiver=receiver, interchange_control=interchange_control, group_control=group_control,
+                set_control=set_control, transaction=transaction, sent_at=now,
+                deadline=now + deadline if deadline is not None else None, correlation_id=correlation_id,
+            )
+        )
+
+
+def reconcile(receiver: str, group_control: str, set_control: str, status: str, engine: Engine | None = None) -> bool:
+    """Mark an outbound set acknowledged (from an inbound 997/999 AK2/AK5 or IK5);
+    False when no such outbound set is known."""
+    engine = engine or get_engine()
+    table = _table(OutboundSet)
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(table)
+            .where(table.c.receiver == receiver, table.c.group_control == group_control,
+                   table.c.set_control == set_control)
+            .values(ack_status=status, acknowledged_at=_now())
+        )
+    return bool(result.rowcount)
+
+
+@dataclass
+class Overdue:
+    partner: str
+    receiver: str
+    transaction: str
+    group_control: str
+    set_control: str
+    sent_at: datetime
+    deadline: datetime
+
+
+def overdue(engine: Engine | None = None, now: datetime | None = None) -> list[Overdue]:
+    """Outbound sets whose acknowledgment did not come before the partner's deadline."""
+    engine = engine or get_engine()
+    now = now or _now()
+    table = _table(OutboundSet)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(table).where(table.c.ack_status.is_(None), table.c.deadline.is_not(None), table.c.deadline < now)
+            .order_by(table.c.deadline)
+        ).all()
+    return [Overdue(r.partner, r.receiver, r.transaction, r.group_control, r.set_control, _aware(r.sent_at) or now, _aware(r.deadline) or now)
+            for r in rows]
+
+
+def _register_metric() -> None:
+    """`flowyard_x12_overdue_acknowledgments` on the default Prometheus registry, so
+    the runtime's /metrics shows outbound sets past their acknowledgment deadline."""
+    try:
+        from prometheus_client import Gauge
+    except ImportError:  # pragma: no cover
+        return
+
+    def count() -> float:
+        try:
+            return float(len(overdue()))
+        except Exception:  # the store is unreachable: say so with NaN, never crash a scrape
+            return float("nan")
+
+    try:
+        gauge = Gauge("flowyard_x12_overdue_acknowledgments", "Outbound X12 sets not acknowledged before the partner's deadline")
+    except ValueError:  # already registered (module reloaded)
+        return
+    gauge.set_function(count)
+
+
+_register_metric()

@@ -1,0 +1,313 @@
+"""Walking an interchange: envelopes, one transaction set at a time.
+
+`walk(data, ...)` yields events in file order, holding only the current set in memory:
+
+- `SetResult` for every transaction set (its segments, data shape, problems, status);
+- `GroupResult` when a functional group ends (what a 997/999 needs: every set's
+  control number, status and problems, plus group-level codes);
+- `InterchangeResult` when an interchange ends (ISA/IEA checks, for TA1 and duplicates).
+
+Envelope checks: SE01 segment count, SE02 = ST02, ST02 unique in its group, GE01 set
+count, GE02 = GS06, IEA01 group count, IEA02 = ISA13, trailers present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .guides import Guide
+from .reader import Segment, X12InputError, read_segments
+from .shape import build
+from .validate import Problem, validate_set
+
+SET_CODES = {
+    "1": "transaction set not supported",
+    "2": "transaction set trailer missing",
+    "3": "transaction set control number in header and trailer do not match",
+    "4": "number of included segments does not match actual count",
+    "5": "one or more segments in error",
+    "6": "missing or invalid transaction set identifier",
+    "7": "missing or invalid transaction set control number",
+    "23": "transaction set control number not unique within the functional group",
+}
+GROUP_CODES = {
+    "1": "functional group not supported",
+    "2": "functional group version not supported",
+    "3": "functional group trailer missing",
+    "4": "group control number in the functional group header and trailer do not agree",
+    "5": "number of included transaction sets does not match actual count",
+    "6": "group control number violates syntax",
+}
+INTERCHANGE_NOTES = {
+    "000": "no error",
+    "001": "the interchange control number in the header and trailer do not match",
+    "021": "invalid number of included groups value",
+    "023": "improper (premature) end-of-file",
+    "024": "invalid interchange content",
+    "025": "duplicate interchange control number",
+}
+
+
+def trim(value: str) -> str:
+    return value.strip()
+
+
+@dataclass
+class InterchangeInfo:
+    isa: Segment
+    groups: int = 0
+
+    @property
+    def control_number(self) -> str:
+        return self.isa.get(13).strip()
+
+    @property
+    def sender(self) -> str:
+        return f"{self.isa.get(5).strip()}:{self.isa.get(6).strip()}"
+
+    @property
+    def receiver(self) -> str:
+        return f"{self.isa.get(7).strip()}:{self.isa.get(8).strip()}"
+
+    def as_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {f"ISA{i:02d}": v.strip() for i, v in enumerate(self.isa.elements, start=1)}
+        data.update(
+            sender=self.sender,
+            receiver=self.receiver,
+            control_number=self.control_number,
+            version=self.isa.get(12).strip(),
+            usage=self.isa.get(15).strip(),
+            separators=self.isa.separators.as_dict(),
+        )
+        return data
+
+
+@dataclass
+class GroupInfo:
+    gs: Segment
+
+    @property
+    def control_number(self) -> str:
+        return self.gs.get(6).strip()
+
+    @property
+    def version(self) -> str:
+        return self.gs.get(8).strip()
+
+    @property
+    def functional_id(self) -> str:
+        return self.gs.get(1).strip()
+
+    def as_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {f"GS{i:02d}": v for i, v in enumerate(self.gs.elements, start=1)}
+        data.update(functional_id=self.functional_id, control_number=self.control_number, version=self.version)
+        return data
+
+
+@dataclass
+class SetResult:
+    interchange: InterchangeInfo
+    group: GroupInfo
+    segments: list[Segment]
+    guide: Guide | None
+    codes: list[str] = field(default_factory=list)  # AK5/IK5 codes
+    problems: list[Problem] = field(default_factory=list)
+    data: dict[str, Any] | None = None
+
+    @property
+    def transaction(self) -> str:
+        return self.segments[0].get(1).strip()
+
+    @property
+    def control_number(self) -> str:
+        return self.segments[0].get(2).strip()
+
+    @property
+    def accepted(self) -> bool:
+        return not self.codes and not self.problems
+
+    @property
+    def line(self) -> int:
+        return self.segments[0].line
+
+    def reasons(self) -> list[str]:
+        out = [f"transaction set {self.transaction} {self.control_number}: {SET_CODES.get(c, c)}" for c in self.codes if c != "5"]
+        out.extend(p.describe() for p in self.problems)
+        return out
+
+
+@dataclass
+class SetSummary:
+    transaction: str
+    control_number: str
+    implementation: str
+    accepted: bool
+    codes: list[str]
+    problems: list[Problem]
+
+
+@dataclass
+class GroupResult:
+    interchange: InterchangeInfo
+    group: GroupInfo
+    sets: list[SetSummary] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)  # AK9/AK905 codes
+    declared_sets: int | None = None
+
+    @property
+    def accepted_count(self) -> int:
+        return sum(1 for s in self.sets if s.accepted)
+
+
+@dataclass
+class InterchangeResult:
+    interchange: InterchangeInfo
+    notes: list[str] = field(default_factory=list)  # TA105 codes
+    groups: list[GroupResult] = field(default_factory=list)
+
+
+Event = SetResult | GroupResult | InterchangeResult
+GuideResolver = Callable[[str, str], Guide | None]
+
+
+class _Walker:
+    def __init__(self, resolve: GuideResolver, validate: bool, shape: bool) -> None:
+        self.resolve = resolve
+        self.validate = validate
+        self.shape = shape
+        self.interchange: InterchangeInfo | None = None
+        self.result: InterchangeResult | None = None
+        self.group: GroupResult | None = None
+        self.current: list[Segment] | None = None
+        self.seen_controls: set[str] = set()
+
+    def finish_set(self, trailer: bool) -> SetResult:
+        segments = self.current or []
+        self.current = None
+        assert self.interchange is not None and self.group is not None
+        st = segments[0]
+        transaction = st.get(1).strip()
+        guide = self.resolve(transaction, self.group.group.version) if transaction else None
+        result = SetResult(self.interchange, self.group.group, segments, guide)
+        codes = result.codes
+        control = st.get(2).strip()
+        if not transaction.isalnum() or len(transaction) != 3:
+            codes.append("6")
+        if not 4 <= len(control) <= 9:
+            codes.append("7")
+        elif control in self.seen_controls:
+            codes.append("23")
+        self.seen_controls.add(control)
+        if not trailer:
+            codes.append("2")
+        else:
+            se = segments[-1]
+            count = se.get(1).strip()
+            if not count.isdigit() or int(count) != len(segments):
+                codes.append("4")
+                result.problems.append(Problem("8", "SE", len(segments), se.line,
+                                               f"SE01 says {count or 'nothing'} segments, the set has {len(segments)}", 1, None, "96", count, True))
+            if se.get(2).strip() != control:
+                codes.append("3")
+                result.problems.append(Problem("8", "SE", len(segments), se.line,
+                                               f"SE02 {se.get(2).strip()!r} does not match ST02 {control!r}", 2, None, "329", se.get(2).strip(), True))
+        if self.validate:
+            if guide is None:
+                codes.append("1")
+            elif trailer and "6" not in codes:
+                before = len(result.problems)
+                result.problems.extend(validate_set(guide, segments))
+                if len(result.problems) > before:
+                    codes.append("5")
+        if self.shape:
+            result.data = build(segments, guide)
+        self.group.sets.append(SetSummary(transaction, control, st.get(3).strip(), result.accepted, list(codes), list(result.problems)))
+        return result
+
+    def finish_group(self, ge: Segment | None) -> GroupResult:
+        group = self.group
+        assert group is not None
+        self.group = None
+        if ge is None:
+            group.codes.append("3")
+        else:
+            declared = ge.get(1).strip()
+            group.declared_sets = int(declared) if declared.isdigit() else None
+            if group.declared_sets != len(group.sets):
+                group.codes.append("5")
+            if ge.get(2).strip() != group.group.control_number:
+                group.codes.append("4")
+        if not group.group.control_number.isdigit():
+            group.codes.append("6")
+        assert self.result is not None
+        self.result.groups.append(group)
+        return group
+
+
+def walk(data: bytes | str, resolve: GuideResolver, *, validate: bool = True, shape: bool = True) -> Iterator[Event]:
+    """Yield the events of every interchange in the input (see the module docstring).
+
+    A truncated interchange yields what was complete, then its InterchangeResult with
+    note 023, then raises X12InputError."""
+    w = _Walker(resolve, validate, shape)
+    try:
+        for seg in read_segments(data):
+            seg_id = seg.id
+            if w.current is not None:
+                if seg_id == "SE":
+                    w.current.append(seg)
+                    yield w.finish_set(True)
+                    continue
+                if seg_id in ("ST", "GE", "GS", "IEA"):
+                    yield w.finish_set(False)
+                else:
+                    w.current.append(seg)
+                    continue
+            if seg_id == "ISA":
+                w.interchange = InterchangeInfo(seg)
+                w.result = InterchangeResult(w.interchange)
+            elif seg_id == "GS":
+                if w.group is not None:
+                    yield w.finish_group(None)
+                assert w.interchange is not None
+                w.interchange.groups += 1
+                w.group = GroupResult(w.interchange, GroupInfo(seg))
+                w.seen_controls = set()
+            elif seg_id == "ST":
+                if w.group is None:
+                    raise X12InputError("a transaction set (ST) outside a functional group: there is no GS before it",
+                                        where=_where(seg))
+                w.current = [seg]
+            elif seg_id == "GE":
+                if w.group is None:
+                    raise X12InputError("a GE trailer without its GS header", where=_where(seg))
+                yield w.finish_group(seg)
+            elif seg_id == "IEA":
+                if w.group is not None:
+                    yield w.finish_group(None)
+                result = w.result
+                assert result is not None and w.interchange is not None
+                declared = seg.get(1).strip()
+                if not declared.isdigit() or int(declared) != w.interchange.groups:
+                    result.notes.append("021")
+                if seg.get(2).strip() != w.interchange.control_number:
+                    result.notes.append("001")
+                yield result
+                w.result = None
+            elif seg_id == "TA1":
+                continue
+            else:
+                raise X12InputError(f"segment {seg_id} outside a transaction set (between the envelopes)", where=_where(seg))
+    except X12InputError:
+        if w.result is not None:
+            w.result.notes.append("023")
+            yield w.result
+        raise
+
+
+def _where(seg: Segment) -> Any:
+    from ..errors import InputLocation
+
+    return InputLocation(line=seg.line, segment=seg.id)

@@ -1,0 +1,247 @@
+"""Reading real-world X12 bytes into segments, whatever the sender's habits.
+
+pyx12's own reader refuses many files a trading partner really sends: a byte-order
+mark, ISA12 versions other than 00401/00501, an ISA that is not fixed-width, a stream
+wrapped into 80-column lines, several interchanges with different delimiters in one
+file. This module normalises what a serious translator accepts and refuses the rest
+(EBCDIC, binary data, a truncated or empty file) with an `X12InputError` that names the
+problem and where it is.
+
+The reader is a generator: it yields one `Segment` at a time, so memory stays bounded
+on a 100 MB interchange. Each ISA restarts the delimiters, so interchanges with
+different separators can follow each other in one file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..errors import InputLocation, StepError
+
+_CRLF = "\r\n"
+_VERSION = re.compile(r"^\d{5}$")
+_BINARY_CONTROL = frozenset(range(0, 32)) - {9, 10, 13}
+
+
+class X12InputError(StepError):
+    """The bytes are not an X12 interchange this translator can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Separators:
+    """The delimiters of one interchange (ISA position 4, ISA11, ISA16, after ISA16)."""
+
+    element: str
+    component: str
+    segment: str
+    repetition: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"element": self.element, "component": self.component, "segment": self.segment, "repetition": self.repetition}
+
+    def all(self) -> set[str]:
+        chars = {self.element, self.component, self.segment}
+        if self.repetition:
+            chars.add(self.repetition)
+        return chars
+
+
+@dataclass(slots=True)
+class Segment:
+    """One segment: its id, its elements as raw strings (elements[0] is ID01), the
+    1-based line where it starts, and the separators of its interchange."""
+
+    id: str
+    elements: list[str]
+    line: int
+    separators: Separators
+
+    def get(self, position: int) -> str:
+        """Element by 1-based position, '' when absent."""
+        return self.elements[position - 1] if 0 < position <= len(self.elements) else ""
+
+    def text(self) -> str:
+        """The segment written back with its own separators, without terminator."""
+        return self.separators.element.join([self.id, *self.elements])
+
+
+def decode(data: bytes) -> str:
+    """Bytes to text: refuse empty, EBCDIC and binary input; drop a byte-order mark."""
+    if not data or not data.strip():
+        raise X12InputError("the file is empty: there is no ISA interchange header")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        text = data.decode("utf-16")
+    else:
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        head = data.lstrip()[:3]
+        if head == b"\xc9\xe2\xc1":
+            raise X12InputError(
+                "the file is EBCDIC-encoded (it starts with 'ISA' in code page 037); "
+                "convert it to ASCII before sending it to Flowyard"
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    start = text.lstrip()
+    if not start.startswith("ISA"):
+        sample = start[:512]
+        if "\x00" in sample or sum(1 for ch in sample if ord(ch) in _BINARY_CONTROL) > len(sample) // 20:
+            raise X12InputError("the file is binary data, not X12 (it has control bytes and no ISA header)")
+        raise X12InputError(f"not an X12 interchange: it must begin with 'ISA', it begins with {start[:20]!r}",
+                            where=InputLocation(line=1))
+    return text
+
+
+def _line_at(text: str, pos: int, base: tuple[int, int]) -> tuple[int, int]:
+    """Line number at pos, counting on from a previous (pos, line) pair."""
+    last_pos, line = base
+    return pos, line + text.count("\n", last_pos, pos)
+
+
+def _read_isa(text: str, pos: int, line: int) -> tuple[Segment, int]:
+    """Parse the ISA at pos, tolerating a non-fixed-width or wrapped header.
+
+    Returns the ISA segment and the position just after its terminator."""
+    element = text[pos + 3 : pos + 4]
+    if not element or element.isalnum() or element in _CRLF + " ":
+        raise X12InputError("the ISA header is truncated or has no element separator after 'ISA'",
+                            where=InputLocation(line=line, segment="ISA"))
+    fields: list[str] = []
+    current: list[str] = []
+    i = pos + 4
+    n = len(text)
+    while len(fields) < 15:
+        if i >= n:
+            raise X12InputError("the file is truncated inside the ISA header", where=InputLocation(line=line, segment="ISA"))
+        ch = text[i]
+        if ch == element:
+            fields.append("".join(current))
+            current = []
+        elif ch not in _CRLF:
+            current.append(ch)
+        i += 1
+    while i < n and text[i] in _CRLF:
+        i += 1
+    if i >= n:
+        raise X12InputError("the file is truncated inside the ISA header", where=InputLocation(line=line, segment="ISA"))
+    component = text[i]
+    i += 1
+    if i >= n:
+        raise X12InputError("the file is truncated after the ISA header", where=InputLocation(line=line, segment="ISA"))
+    terminator = text[i]
+    if terminator in _CRLF:
+        # either newline-terminated segments or a wrapped line right after ISA16
+        j = i
+        while j < n and text[j] in _CRLF:
+            j += 1
+        if j < n and not text[j].isalnum() and text[j] not in (element, component):
+            terminator, i = text[j], j
+        else:
+            terminator = "\n"
+    i += 1
+    fields.append(component)
+    version = fields[11].strip()
+    if not _VERSION.match(version):
+        raise X12InputError(
+            f"ISA12 (interchange version) is {version!r}; expected 5 digits such as 00401 or 00501",
+            where=InputLocation(line=line, segment="ISA", path="ISA12"),
+        )
+    if len({element, component, terminator}) < 3:
+        raise X12InputError(
+            f"the ISA header uses the same character for two separators "
+            f"(element {element!r}, component {component!r}, segment {terminator!r})",
+            where=InputLocation(line=line, segment="ISA"),
+        )
+    rep = fields[10]
+    repetition = rep if version >= "00402" and len(rep) == 1 and not rep.isalnum() and rep not in (" ", element, component, terminator) else None
+    seps = Separators(element, component, terminator, repetition)
+    return Segment("ISA", fields, line, seps), i
+
+
+def read_segments(data: bytes | str) -> Iterator[Segment]:
+    """Yield every segment of every interchange in the input, in order.
+
+    Raises X12InputError for input that is not X12, and for a truncated interchange
+    (after yielding the segments read so far)."""
+    text = decode(data) if isinstance(data, bytes) else data
+    n = len(text)
+    pos = 0
+    mark = (0, 1)
+    while True:
+        while pos < n and text[pos] in " \t\r\n\x00\x1a":
+            pos += 1
+        if pos >= n:
+            return
+        mark = _line_at(text, pos, mark)
+        line = mark[1]
+        if not text.startswith("ISA", pos):
+            raise X12InputError(
+                f"expected an ISA header after the previous interchange, found {text[pos:pos + 20]!r}",
+                where=InputLocation(line=line),
+            )
+        isa, pos = _read_isa(text, pos, line)
+        yield isa
+        seps = isa.separators
+        term, elem = seps.segment, seps.element
+        strip_newlines = term not in _CRLF
+        bin_prefix = "BIN" + elem
+        while True:
+            while pos < n and text[pos] in _CRLF:
+                pos += 1
+            if pos >= n:
+                raise X12InputError(
+                    "the file is truncated: the interchange has no IEA trailer",
+                    where=InputLocation(line=_line_at(text, pos, mark)[1], segment="IEA"),
+                )
+            mark = _line_at(text, pos, mark)
+            seg_line = mark[1]
+            if text.startswith(bin_prefix, pos):
+                seg, pos = _read_bin(text, pos, seps, seg_line)
+                yield seg
+                continue
+            end = text.find(term, pos)
+            if end < 0 and text.startswith("IEA" + elem, pos):
+                end = n  # the last IEA without its terminator: common, and unambiguous
+            if end < 0:
+                raise X12InputError(
+                    "the file is truncated: the last segment has no terminator and there is no IEA trailer",
+                    where=InputLocation(line=seg_line, segment=text[pos : pos + 3]),
+                )
+            raw = text[pos:end]
+            pos = end + 1
+            if strip_newlines:
+                if "\n" in raw or "\r" in raw:
+                    raw = raw.replace("\r", "").replace("\n", "")
+            elif raw.endswith("\r"):
+                raw = raw[:-1]
+            if not raw:
+                continue
+            parts = raw.split(elem)
+            seg_id = parts[0].strip()
+            if not seg_id or len(seg_id) > 3 or not seg_id.isalnum():
+                raise X12InputError(
+                    f"{seg_id[:20]!r} is not a segment id (mixed or wrong segment terminators?)",
+                    where=InputLocation(line=seg_line),
+                )
+            del parts[0]
+            yield Segment(seg_id, parts, seg_line, seps)
+            if seg_id == "IEA":
+                break
+
+
+def _read_bin(text: str, pos: int, seps: Separators, line: int) -> tuple[Segment, int]:
+    """BIN*LENGTH*DATA: the payload may hold any byte, so read it by its length."""
+    start = pos + 4
+    sep = text.find(seps.element, start)
+    length_text = text[start:sep] if sep >= 0 else ""
+    if not length_text.isdigit():
+        raise X12InputError("BIN01 (length of binary data) is not a number", where=InputLocation(line=line, segment="BIN", path="BIN01"))
+    payload_start = sep + 1
+    payload_end = payload_start + int(length_text)
+    if payload_end >= len(text) or text[payload_end] != seps.segment:
+        raise X12InputError("BIN02 is not as long as BIN01 says", where=InputLocation(line=line, segment="BIN", path="BIN02"))
+    return Segment("BIN", [length_text, text[payload_start:payload_end]], line, seps), payload_end + 1

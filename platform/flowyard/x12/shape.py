@@ -1,0 +1,246 @@
+"""The data shape of one transaction set, and back (shared by x12.parse and x12.generate).
+
+The shape is made for JMESPath mapping and is stable for a given guide:
+
+- top-level keys are the set's header segments and loops by name, in guide order, plus
+  `ST`, `SE`, `interchange` and `group`;
+- a segment is an object of its elements by position: ``{"BEG01": "00", "BEG03": "PO1"}``
+  (empty elements are left out);
+- a segment the guide allows more than once is a list of such objects, one that may
+  appear once is an object;
+- a loop is named ``FIRSTSEGMENT_loop`` (``PO1_loop``, ``N1_loop``, ``HL_loop``) and is a
+  list of objects holding its own segments and loops (an object when it may appear once);
+- a composite element is a list of its components: ``"SLN05": ["PC", "", "", "LB"]``;
+- an element the guide declares repeatable (005010 repetition separator) is a list of
+  repetitions, each a list of components: ``"HI01": [["ABK", "J20"], ["ABF", "E11"]]``;
+- without a guide (an unknown set with `validate: false`) the body is
+  ``"segments": [{"id": "N1", "N101": "ST"}, ...]`` in file order.
+
+So `BEG.BEG03`, `PO1_loop[].PO1.PO102`, `HL_loop[?HL.HL03=='I'].LIN.LIN03` work as they
+read. Generation walks the same guide tree and ignores keys it does not know.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .guides import ElementDef, Guide, LoopDef, SegmentDef
+from .reader import Segment, Separators
+
+_keys: dict[tuple[str, int], str] = {}
+
+
+def element_key(seg_id: str, position: int) -> str:
+    key = _keys.get((seg_id, position))
+    if key is None:
+        key = _keys[(seg_id, position)] = f"{seg_id}{position:02d}"
+    return key
+
+
+def segment_object(seg: Segment, definition: SegmentDef | None) -> dict[str, Any]:
+    """One segment as {ID01: value, ...} following the rules in the module docstring."""
+    out: dict[str, Any] = {}
+    seps = seg.separators
+    comp, rep = seps.component, seps.repetition
+    defs = definition.elements if definition is not None else ()
+    n_defs = len(defs)
+    seg_id = seg.id
+    for i, raw in enumerate(seg.elements):
+        if not raw:
+            continue
+        key = element_key(seg_id, i + 1)
+        element = defs[i] if i < n_defs else None
+        if element is None:
+            out[key] = raw.split(comp) if comp in raw else raw
+        elif element.repeat > 1:
+            parts = raw.split(rep) if rep else [raw]
+            out[key] = [p.split(comp) for p in parts]
+        elif element.components is not None:
+            out[key] = raw.split(comp)
+        else:
+            out[key] = raw
+    return out
+
+
+class ShapeBuilder:
+    """Places the segments of one set into the guide's loops (no validation here:
+    an unexpected segment is kept where it was met, pyx12 reports it)."""
+
+    __slots__ = ("root", "stack", "unexpected")
+
+    def __init__(self, guide: Guide, root: dict[str, Any]) -> None:
+        # a frame: [loop definition, the object being filled, index of the last child used]
+        self.root = root
+        self.stack: list[list[Any]] = [[guide.body, root, -1]]
+        self.unexpected: list[Segment] = []
+
+    def add(self, seg: Segment) -> None:
+        stack = self.stack
+        seg_id = seg.id
+        for depth in range(len(stack) - 1, -1, -1):
+            frame = stack[depth]
+            loop: LoopDef = frame[0]
+            indexes = loop.index.get(seg_id)
+            if not indexes:
+                continue
+            current = frame[2]
+            for ix in indexes:
+                child = loop.children[ix]
+                if ix > current or (ix == current and child.max_use != 1):
+                    del stack[depth + 1 :]
+                    frame[2] = ix
+                    if isinstance(child, SegmentDef):
+                        _put(frame[1], seg_id, segment_object(seg, child), child.max_use != 1)
+                    else:
+                        self._open(child, frame[1], seg)
+                    return
+        # not where the guide expects it: keep it in the innermost object
+        self.unexpected.append(seg)
+        _put(stack[-1][1], seg_id, segment_object(seg, None), True)
+
+    def _open(self, loop: LoopDef, parent: dict[str, Any], seg: Segment) -> None:
+        instance: dict[str, Any] = {}
+        _put(parent, loop.name, instance, loop.max_use != 1)
+        frame: list[Any] = [loop, instance, -1]
+        self.stack.append(frame)
+        first = loop.children[0]
+        while isinstance(first, LoopDef):  # a loop whose first child is a loop
+            frame[2] = 0
+            inner: dict[str, Any] = {}
+            _put(frame[1], first.name, inner, first.max_use != 1)
+            frame = [first, inner, -1]
+            self.stack.append(frame)
+            first = first.children[0]
+        frame[2] = 0
+        _put(frame[1], seg.id, segment_object(seg, first), first.max_use != 1)
+
+
+def _put(target: dict[str, Any], key: str, value: Any, many: bool) -> None:
+    if many:
+        existing = target.get(key)
+        if existing is None:
+            target[key] = [value]
+        elif isinstance(existing, list):
+            existing.append(value)
+        else:
+            target[key] = [existing, value]
+    elif key in target:
+        # a second occurrence of a once-only segment: keep both, validation reports it
+        existing = target[key]
+        target[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
+    else:
+        target[key] = value
+
+
+def build(segments: list[Segment], guide: Guide | None) -> dict[str, Any]:
+    """The shape of one set from its segments ST..SE."""
+    data: dict[str, Any] = {"ST": segment_object(segments[0], None)}
+    body = segments[1:-1] if segments[-1].id == "SE" else segments[1:]
+    if guide is None:
+        data["segments"] = [{"id": s.id, **segment_object(s, None)} for s in body]
+    else:
+        builder = ShapeBuilder(guide, data)
+        for seg in body:
+            builder.add(seg)
+    if segments[-1].id == "SE":
+        data["SE"] = segment_object(segments[-1], None)
+    return data
+
+
+# -- back to segments -----------------------------------------------------------------
+
+
+class SeparatorInData(ValueError):
+    """A value holds a delimiter character: X12 before 7040 has no escape for it."""
+
+    def __init__(self, key: str, value: str, char: str, role: str) -> None:
+        super().__init__(f"{key} value {value!r} contains {char!r}, the {role} separator; X12 before version 007040 has no escape character, so the value cannot be written")
+        self.key = key
+
+
+def _value_text(key: str, value: Any, seps: Separators, roles: dict[str, str]) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        value = "Y" if value else "N"
+    if isinstance(value, list):
+        if value and all(isinstance(v, list) for v in value):
+            if not seps.repetition and len(value) > 1:
+                raise ValueError(f"{key} has {len(value)} repetitions but the interchange has no repetition separator (ISA11; version 00402 or later)")
+            sep = seps.repetition or ""
+            return sep.join(_components(key, v, seps, roles) for v in value)
+        return _components(key, value, seps, roles)
+    text = str(value)
+    _check(key, text, roles)
+    return text
+
+
+def _components(key: str, parts: list[Any], seps: Separators, roles: dict[str, str]) -> str:
+    texts = ["" if p is None else str(p) for p in parts]
+    for t in texts:
+        _check(key, t, roles)
+    while texts and texts[-1] == "":
+        texts.pop()
+    return seps.component.join(texts)
+
+
+def _check(key: str, text: str, roles: dict[str, str]) -> None:
+    for char, role in roles.items():
+        if char in text:
+            raise SeparatorInData(key, text, char, role)
+
+
+def roles_of(seps: Separators) -> dict[str, str]:
+    roles = {seps.element: "element", seps.component: "component", seps.segment: "segment"}
+    if seps.repetition:
+        roles[seps.repetition] = "repetition"
+    return roles
+
+
+def segment_text(seg_id: str, obj: dict[str, Any], seps: Separators, roles: dict[str, str]) -> str:
+    """One segment object written as X12 (without terminator; no trailing separators)."""
+    positions: dict[int, str] = {}
+    prefix = len(seg_id)
+    for key, value in obj.items():
+        if key.startswith(seg_id) and key[prefix:].isdigit() and len(key) == prefix + 2:
+            positions[int(key[prefix:])] = _value_text(key, value, seps, roles)
+    if not positions:
+        return seg_id
+    last = max(positions)
+    while last > 0 and not positions.get(last):
+        last -= 1
+    values = [positions.get(i, "") for i in range(1, last + 1)]
+    return seps.element.join([seg_id, *values])
+
+
+def body_segments(data: dict[str, Any], guide: Guide | None) -> list[tuple[str, dict[str, Any]]]:
+    """The segments between ST and SE, in guide order, as (id, object) pairs."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if guide is None or ("segments" in data and isinstance(data["segments"], list)):
+        for item in data.get("segments") or []:
+            if isinstance(item, dict) and item.get("id"):
+                out.append((str(item["id"]), item))
+        return out
+    _walk(guide.body, data, out)
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _walk(loop: LoopDef, obj: dict[str, Any], out: list[tuple[str, dict[str, Any]]]) -> None:
+    for child in loop.children:
+        if isinstance(child, SegmentDef):
+            for item in _as_list(obj.get(child.id)):
+                if isinstance(item, dict):
+                    out.append((child.id, item))
+        else:
+            for instance in _as_list(obj.get(child.name)):
+                if isinstance(instance, dict):
+                    _walk(child, instance, out)
+
+
+__all__ = ["ElementDef", "SeparatorInData", "ShapeBuilder", "body_segments", "build", "segment_object", "segment_text"]

@@ -1,0 +1,171 @@
+"""Validating one transaction set against its guide with pyx12's walker.
+
+pyx12 does the checking (segment order and repeats, loops, mandatory segments and
+elements, lengths, types, codes, syntax notes); this module only feeds it one set's
+segments and turns its findings into `Problem`s that carry what an analyst and a
+997/999 need: segment id and position, line, element position, code and bad value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .guides import Guide
+from .reader import Segment
+
+SEGMENT_CODES = {
+    "1": "unrecognized segment",
+    "2": "unexpected segment",
+    "3": "mandatory segment missing",
+    "4": "loop occurs over maximum times",
+    "5": "segment exceeds maximum use",
+    "6": "segment not in defined transaction set",
+    "7": "segment not in proper sequence",
+    "8": "segment has data element errors",
+}
+ELEMENT_CODES = {
+    "1": "mandatory data element missing",
+    "2": "conditional required data element missing",
+    "3": "too many data elements",
+    "4": "data element too short",
+    "5": "data element too long",
+    "6": "invalid character in data element",
+    "7": "invalid code value",
+    "8": "invalid date",
+    "9": "invalid time",
+    "10": "exclusion condition violated",
+}
+
+
+@dataclass
+class Problem:
+    """One finding in a transaction set (segment level when `element` is None)."""
+
+    code: str  # AK304/IK304 for segments, AK403/IK403 for elements
+    segment: str
+    position: int  # segment position in the set, ST = 1
+    line: int
+    message: str
+    element: int | None = None
+    component: int | None = None
+    data_element: str | None = None
+    value: str | None = None
+    envelope: bool = False  # an SE count/control problem: reported as an AK5/IK5 code, not AK3
+
+    @property
+    def path(self) -> str:
+        if self.element is None:
+            return self.segment
+        path = f"{self.segment}{self.element:02d}"
+        return f"{path}-{self.component:02d}" if self.component else path
+
+    def describe(self) -> str:
+        where = f"segment {self.segment} #{self.position} (line {self.line})"
+        if self.element is not None:
+            where += f", element {self.path}"
+        value = f" (value {self.value!r})" if self.value else ""
+        return f"{where}: {self.message}{value}"
+
+
+def _start(guide: Guide) -> Any:
+    node = getattr(guide, "_gs_node", None)
+    if node is None:
+        node = guide.pyx12_map().getnodebypath("/ISA_LOOP/GS_LOOP/GS")
+        guide._gs_node = node  # type: ignore[attr-defined]
+    return node
+
+
+def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
+    """Every problem pyx12 finds in the set ST..SE (empty when it is valid)."""
+    import pyx12.errors
+    import pyx12.segment
+    from pyx12.map_walker import walk_tree
+
+    problems: list[Problem] = []
+    node = _start(guide)
+    walker = walk_tree()
+    walker.forceWalkCounterToLoopStart("/ISA_LOOP/GS_LOOP", "/ISA_LOOP/GS_LOOP/GS")
+    for count, seg in enumerate(segments, start=1):
+        seps = seg.separators
+        text = seg.text()
+        if seps.repetition and seps.repetition in text:
+            text = _first_repetitions(seg, guide)
+        pyseg = pyx12.segment.Segment(text, seps.segment, seps.element, seps.component, seps.repetition or "\x1d")
+        try:
+            found, _pop, _push, seg_errors = walker.walk_errors(node, pyseg, count, seg.line, None)
+        except pyx12.errors.EngineError as exc:
+            problems.append(Problem("7", seg.id, count, seg.line, f"pyx12 could not place the segment: {exc}"))
+            break
+        for error in seg_errors:
+            problems.append(_segment_problem(error, seg, count))
+        if found is None:
+            continue
+        node = found
+        try:
+            _ok, element_errors = node.is_valid_errors(pyseg)
+        except (IndexError, KeyError, pyx12.errors.EngineError) as exc:  # pyx12 trips on some malformed composites
+            problems.append(Problem("8", seg.id, count, seg.line, f"segment has data element errors: pyx12 could not check it ({type(exc).__name__})"))
+            continue
+        for error in element_errors:
+            problems.append(_element_problem(error, seg, count))
+    return problems
+
+
+def _repeatable(guide: Guide) -> dict[str, set[int]]:
+    cached: dict[str, set[int]] | None = getattr(guide, "_repeatable", None)
+    if cached is None:
+        cached = {}
+        for seg_id, definition in guide.segments().items():
+            positions = {e.position for e in definition.elements if e.repeat > 1}
+            if positions:
+                cached[seg_id] = positions
+        guide._repeatable = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _first_repetitions(seg: Segment, guide: Guide) -> str:
+    """pyx12 does not split repetitions: give it the first one of each repeatable
+    element (the others are checked for their count only)."""
+    positions = _repeatable(guide).get(seg.id, set())
+    rep = seg.separators.repetition or ""
+    elements = [e.split(rep, 1)[0] if i in positions else e for i, e in enumerate(seg.elements, start=1)]
+    return seg.separators.element.join([seg.id, *elements])
+
+
+def _segment_problem(error: Any, seg: Segment, count: int) -> Problem:
+    code = str(error.err_cde)
+    map_node = error.map_node
+    seg_id = seg.id
+    position = error.seg_count or count
+    if code in ("3", "4") and map_node is not None:
+        seg_id = _first_segment_id(map_node) or seg_id
+    text = f"{SEGMENT_CODES.get(code, 'segment error')}: {error.err_str}"
+    return Problem(code, seg_id, position, error.src_line or seg.line, text)
+
+
+def _first_segment_id(map_node: Any) -> str | None:
+    node = map_node
+    while node is not None and getattr(node, "base_name", "") == "loop":
+        children = getattr(node, "children", None) or []
+        node = children[0] if children else None
+    return getattr(node, "id", None)
+
+
+def _element_problem(error: Any, seg: Segment, count: int) -> Problem:
+    code = str(error.err_cde)
+    map_node = error.map_node
+    element: int | None = None
+    component: int | None = None
+    data_element: str | None = None
+    if map_node is not None:
+        parent = getattr(map_node, "parent", None)
+        if parent is not None and getattr(parent, "base_name", "") == "composite":
+            element, component = parent.seq, map_node.seq
+        else:
+            element = map_node.seq
+        data_element = getattr(map_node, "data_ele", None)
+    text = f"{ELEMENT_CODES.get(code, 'element error')}: {error.err_str}"
+    if map_node is None:
+        return Problem("8", seg.id, count, seg.line, text, value=error.err_val)
+    return Problem(code, seg.id, count, seg.line, text, element, component, data_element, error.err_val)
