@@ -393,5 +393,5 @@ class XmlValidate(Step):
         raise StepError(
             f"the document does not match schema {self.options.schema_}: {len(problems)} error(s); first: {first_text}",
             where=first_where,
-            details=shown,
+            details=shown if len(problems) > 1 else [],
         )
