@@ -23,7 +23,7 @@ from .step import FlowContext
 
 Accept = Callable[[Message], Awaitable[None]]
 
-O = TypeVar("O", bound=Options)
+OptionsT = TypeVar("OptionsT", bound=Options)
 
 
 @dataclass
@@ -46,8 +46,8 @@ class Health:
         self.last_error_at = time.time()
 
 
-class Source(ABC, Generic[O]):
-    def __init__(self, options: O, context: FlowContext) -> None:
+class Source(ABC, Generic[OptionsT]):
+    def __init__(self, options: OptionsT, context: FlowContext) -> None:
         self.options = options
         self.context = context
         self.health = Health()
@@ -60,8 +60,8 @@ class Source(ABC, Generic[O]):
         """Release connections; called on shutdown and undeploy."""
 
 
-class Target(ABC, Generic[O]):
-    def __init__(self, options: O, context: FlowContext) -> None:
+class Target(ABC, Generic[OptionsT]):
+    def __init__(self, options: OptionsT, context: FlowContext) -> None:
         self.options = options
         self.context = context
         self.health = Health()

@@ -84,7 +84,7 @@ def get_engine(url: str | None = None) -> Engine:
 def ensure_schema(engine: Engine) -> None:
     """Bring the database schema up to date (Alembic migrations once the store has them)."""
     try:
-        from .store.migrations import upgrade  # type: ignore[import-not-found]
+        from .store.migrations import upgrade
     except ImportError:
         _import_models()
         Base.metadata.create_all(engine)

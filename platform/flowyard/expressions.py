@@ -49,7 +49,8 @@ def _as_text(value: Any) -> str:
 def _parse_date(value: str, fmt: str | None) -> datetime:
     if fmt:
         return datetime.strptime(value, fmt)
-    return date_parser.isoparse(value) if "T" in value or "-" in value else date_parser.parse(value)
+    parsed: datetime = date_parser.isoparse(value) if "T" in value or "-" in value else date_parser.parse(value)
+    return parsed
 
 
 class FlowFunctions(functions.Functions):
@@ -181,7 +182,7 @@ class FlowFunctions(functions.Functions):
 class Expression:
     """A compiled JMESPath expression bound to the flow's functions."""
 
-    __slots__ = ("_parsed", "_options", "source")
+    __slots__ = ("_options", "_parsed", "source")
 
     def __init__(self, source: str, table_lookup: TableLookup | None = None) -> None:
         self.source = source

@@ -8,6 +8,7 @@ runs, and nothing is compiled again per message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -280,7 +281,7 @@ class FlowLoader:
             if spec is None:
                 continue
             if spec.name in used_names:
-                self.error(f"two steps are named {spec.name!r}; step names must be unique", spec.position.line and (spec.position.line, spec.position.column) or (None, None))
+                self.error(f"two steps are named {spec.name!r}; step names must be unique", (spec.position.line and (spec.position.line, spec.position.column)) or (None, None))
             used_names.add(spec.name)
             steps.append(spec)
         return steps
@@ -313,9 +314,7 @@ class FlowLoader:
             value: Any = to_plain(raw)
         elif raw is None:
             value = {}
-        elif cls.main_option is not None and not isinstance(raw, CommentedSeq):
-            value = {cls.main_option: to_plain(raw)}
-        elif cls.main_option is not None:
+        elif (cls.main_option is not None and not isinstance(raw, CommentedSeq)) or cls.main_option is not None:
             value = {cls.main_option: to_plain(raw)}
         else:
             self.error(f"step {kind!r} takes a mapping of options", value_position(item, kind))
@@ -451,10 +450,8 @@ def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None
     kind = _kind_of(text)
     if kind not in (None, "Flow"):
         if kind not in _kind_loaders:
-            try:
+            with contextlib.suppress(ImportError):
                 import flowyard.templates  # noqa: F401  (registers FlowInstance)
-            except ImportError:
-                pass
         if kind in _kind_loaders:
             return _kind_loaders[kind](path, text)
     loader = FlowLoader(path, text, secrets)

@@ -108,7 +108,7 @@ def flow_schema() -> dict[str, Any]:
 
 def _type_text(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
-        return prop["$ref"].rsplit("/", 1)[-1]
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
     if "enum" in prop:
         return " \\| ".join(f"`{v}`" for v in prop["enum"])
     if "const" in prop:
@@ -118,7 +118,7 @@ def _type_text(prop: dict[str, Any]) -> str:
     kind = prop.get("type", "any")
     if kind == "array":
         return f"list of {_type_text(prop.get('items', {}))}"
-    return " or ".join(kind) if isinstance(kind, list) else str(kind)
+    return " or ".join(map(str, kind)) if isinstance(kind, list) else str(kind)
 
 
 def _options_table(model: type[BaseModel]) -> list[str]:

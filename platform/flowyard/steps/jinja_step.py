@@ -46,6 +46,7 @@ class Jinja(Step):
 
     kind = "jinja"
     Options = JinjaOptions
+    options: JinjaOptions
     main_option = "template"
     takes = "data"
     gives = "bytes"
@@ -84,18 +85,20 @@ class Jinja(Step):
 
     def _lookup(self, code: Any, table: str, *default: Any) -> Any:
         try:
-            return self.context.table(table).get(str(code))
+            value: Any = self.context.table(table).get(str(code))
         except KeyError:
             if default:
                 return default[0]
             raise ValueError(f"code {code!r} is not in table {table!r}") from None
+        return value
 
     def render(self, data: Any, metadata: dict[str, Any]) -> str:
         variables = dict(data) if isinstance(data, dict) else {}
         variables["data"] = data
         variables["message"] = metadata
         context = self._new_context(variables)
-        return self.env.render_limited(lambda: self._render(context))
+        text: str = self.env.render_limited(lambda: self._render(context))
+        return text
 
     def process(self, message: Message) -> Message:
         try:
