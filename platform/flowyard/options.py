@@ -19,7 +19,7 @@ from .secrets import REFERENCE_PATTERN
 class Options(BaseModel):
     """Base of every option model: unknown options are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, validate_default=True)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

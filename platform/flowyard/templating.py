@@ -22,10 +22,10 @@ Filters (examples in docs/reference.md):
 from __future__ import annotations
 
 import time
-from itertools import islice
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard.step import FlowContext
