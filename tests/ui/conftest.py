@@ -4,6 +4,7 @@ folder, and clients logged in with each role (through the real login form)."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,26 @@ def flows(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def app(tmp_path: Path, flows: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Litestar]:
-    monkeypatch.setenv("FLOWYARD_DATA_DIR", str(tmp_path / "data"))
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    application = create_app(flows_dir=flows, engine=engine, secret="test-secret-" + "x" * 20)
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated store with one user per role, made once and copied for each test
+    (migrations and Argon2 hashing are deliberately slow)."""
+    path = tmp_path_factory.mktemp("store") / "template.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    db.ensure_schema(engine)
     for role in auth.ROLES:
         auth.create_user(engine, role, PASSWORD, role, display_name=f"{role.title()} User")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def app(tmp_path: Path, flows: Path, template_store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Litestar]:
+    monkeypatch.setenv("FLOWYARD_DATA_DIR", str(tmp_path / "data"))
+    store = tmp_path / "store.db"
+    shutil.copyfile(template_store, store)
+    engine = db.make_engine(f"sqlite:///{store}")
+    application = create_app(flows_dir=flows, engine=engine, secret="test-secret-" + "x" * 20)
     yield application
     engine.dispose()
 

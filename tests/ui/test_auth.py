@@ -32,9 +32,7 @@ def test_pages_need_login(app: Litestar) -> None:
 def test_login_sets_secure_cookies_and_stores_only_a_hash(app: Litestar) -> None:
     with TestClient(app, base_url="https://testserver.local") as client:
         page = client.get("/login")
-        csrf_cookie = [
-            h for h in page.headers.get_list("set-cookie") if h.startswith("flowyard_csrf=")
-        ]
+        csrf_cookie = [h for h in page.headers.get_list("set-cookie") if h.startswith("flowyard_csrf=")]
         assert csrf_cookie and "Secure" in csrf_cookie[0] and "HttpOnly" in csrf_cookie[0]
         response = client.post(
             "/login",
@@ -42,14 +40,8 @@ def test_login_sets_secure_cookies_and_stores_only_a_hash(app: Litestar) -> None
             follow_redirects=False,
         )
         assert response.status_code == 303
-        cookie = next(
-            h for h in response.headers.get_list("set-cookie") if h.startswith(auth.SESSION_COOKIE)
-        )
-        assert (
-            "Secure" in cookie
-            and "HttpOnly" in cookie
-            and "SameSite=lax" in cookie.replace("samesite", "SameSite")
-        )
+        cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith(auth.SESSION_COOKIE))
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("samesite", "SameSite")
         token = cookie.split("=", 1)[1].split(";", 1)[0]
         with Session(engine_of(app)) as db:
             stored = [s.token_hash for s in db.scalars(select(UiSession))]
@@ -79,9 +71,7 @@ def test_wrong_password_is_refused_and_audited(app: Litestar) -> None:
 def test_login_without_csrf_token_is_refused(app: Litestar) -> None:
     with TestClient(app, base_url="https://testserver.local") as client:
         client.get("/login")
-        response = client.post(
-            "/login", data={"username": "analyst", "password": PASSWORD}, follow_redirects=False
-        )
+        response = client.post("/login", data={"username": "analyst", "password": PASSWORD}, follow_redirects=False)
         assert response.status_code == 403
         assert "security token" in response.text
         assert auth.SESSION_COOKIE not in response.headers.get("set-cookie", "")
@@ -90,9 +80,7 @@ def test_login_without_csrf_token_is_refused(app: Litestar) -> None:
 def test_htmx_post_without_or_with_wrong_csrf_header_is_refused(analyst: UiClient) -> None:
     missing = analyst.post("/flows/new", {"name": "x1"}, csrf=False)
     assert missing.status_code == 403
-    wrong = analyst.post(
-        "/flows/new", {"name": "x1"}, headers={"X-CSRFToken": "0" * 128}, csrf=False
-    )
+    wrong = analyst.post("/flows/new", {"name": "x1"}, headers={"X-CSRFToken": "0" * 128}, csrf=False)
     assert wrong.status_code == 403
     good = analyst.post("/flows/new", {"name": "x1"})
     assert good.status_code == 200 and good.headers["HX-Redirect"] == "/flows/x1/edit"

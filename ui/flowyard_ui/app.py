@@ -69,9 +69,7 @@ def _templates() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(engine=JinjaTemplateEngine.from_environment(env))
 
 
-def _error_page(
-    request: Request[Any, Any, Any], status: int, title: str, detail: str
-) -> Response[Any]:
+def _error_page(request: Request[Any, Any, Any], status: int, title: str, detail: str) -> Response[Any]:
     detail = redactor.redact(detail)
     if is_htmx(request):
         headers = {"HX-Retarget": "#toast", "HX-Reswap": "innerHTML"}

@@ -192,9 +192,7 @@ def set_password(engine: Engine, username: str, new: str) -> None:
 class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
     """Reads the session cookie; pages other than login and static files need a user."""
 
-    async def authenticate_request(
-        self, connection: ASGIConnection[Any, Any, Any, Any]
-    ) -> AuthenticationResult:
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         token = connection.cookies.get(SESSION_COOKIE)
         if not token:
             raise NotAuthorizedException("please log in")

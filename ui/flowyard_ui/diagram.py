@@ -100,18 +100,8 @@ def build(document: Any, bad_lines: set[int] | None = None) -> dict[str, Any]:
     if not isinstance(document, dict):
         return {"source": None, "steps": [], "targets": []}
     source = _entry("source", document.get("source"), (), bad)
-    steps = [
-        n
-        for n in (_entry("step", s, STEP_COMMON_KEYS, bad) for s in (document.get("steps") or []))
-        if n
-    ]
-    targets = [
-        n
-        for n in (
-            _entry("target", t, TARGET_COMMON_KEYS, bad) for t in (document.get("targets") or [])
-        )
-        if n
-    ]
+    steps = [n for n in (_entry("step", s, STEP_COMMON_KEYS, bad) for s in (document.get("steps") or [])) if n]
+    targets = [n for n in (_entry("target", t, TARGET_COMMON_KEYS, bad) for t in (document.get("targets") or [])) if n]
     for index, node in enumerate(steps, 1):
         node.name = node.name or f"{index}-{node.kind}"
     return {"source": source, "steps": steps, "targets": targets}

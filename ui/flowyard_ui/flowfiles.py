@@ -61,17 +61,11 @@ def read_flow(path: Path, flows_dir: Path, *, check: bool = True) -> FlowFile:
     """Summary of one file (cached by size and mtime): name, labels, version, issues."""
     stat = path.stat()
     cached = _cache.get(path)
-    if (
-        cached
-        and cached[:2] == (stat.st_mtime_ns, stat.st_size)
-        and (cached[2].issues or not check or cached[2].valid)
-    ):
+    if cached and cached[:2] == (stat.st_mtime_ns, stat.st_size) and (cached[2].issues or not check or cached[2].valid):
         return cached[2]
     text = path.read_text(encoding="utf-8")
     rel = path.relative_to(flows_dir).as_posix()
-    info = FlowFile(
-        name=path.stem, path=path, rel=rel, kind="?", version=content_hash(text), text=text
-    )
+    info = FlowFile(name=path.stem, path=path, rel=rel, kind="?", version=content_hash(text), text=text)
     try:
         document = load_text(text, rel)
     except YamlSyntaxError as exc:
@@ -84,9 +78,7 @@ def read_flow(path: Path, flows_dir: Path, *, check: bool = True) -> FlowFile:
             info.name = str(meta.get("name") or path.stem)
             info.description = str(meta.get("description") or "")
             labels = meta.get("labels") or {}
-            info.labels = (
-                {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-            )
+            info.labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
     if check and info.kind == "Flow":
         info.issues = [i for i in check_flow(path, text) if i.severity == "error"]
         info.valid = not info.issues
@@ -118,9 +110,7 @@ def find_flow(flows_dir: Path, name: str) -> FlowFile:
 
 def new_flow_path(flows_dir: Path, name: str) -> Path:
     if not NAME.match(name):
-        raise FlowFileError(
-            "a flow name is lower-case letters, digits and dashes, starting with a letter or digit"
-        )
+        raise FlowFileError("a flow name is lower-case letters, digits and dashes, starting with a letter or digit")
     if any(f.name == name for f in list_flows(flows_dir)):
         raise FlowFileError(f"a flow named {name!r} already exists")
     path = flows_dir / f"{name}.yaml"
@@ -130,9 +120,7 @@ def new_flow_path(flows_dir: Path, name: str) -> Path:
 
 
 def skeleton(name: str, plant: str = "", partner: str = "", domain: str = "") -> str:
-    labels = ", ".join(
-        f"{k}: {v}" for k, v in (("plant", plant), ("partner", partner), ("domain", domain)) if v
-    )
+    labels = ", ".join(f"{k}: {v}" for k, v in (("plant", plant), ("partner", partner), ("domain", domain)) if v)
     return f"""apiVersion: flowyard/v1
 kind: Flow
 metadata:

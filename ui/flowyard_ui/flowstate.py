@@ -54,9 +54,7 @@ class FlowRow:
         }[self.health]
 
 
-def flow_rows(
-    state: UiState, *, plant: str = "", partner: str = "", domain: str = "", text: str = ""
-) -> list[FlowRow]:
+def flow_rows(state: UiState, *, plant: str = "", partner: str = "", domain: str = "", text: str = "") -> list[FlowRow]:
     files = list_flows(state.flows_dir)
     deployed = {f.flow: f for f in state.store.flows()}
     counts = {c.flow: c for c in state.store.dashboard(recent_failures=0).flows}
@@ -79,9 +77,7 @@ def flow_rows(
         count = counts.get(info.name)
         if count is not None:
             row.last_message_at = count.last_message_at
-            row.backlog = sum(
-                count.states.get(s, 0) for s in ("received", "processing", "delivering")
-            )
+            row.backlog = sum(count.states.get(s, 0) for s in ("received", "processing", "delivering"))
             row.dead_letters = count.dead_letters
         if repo is not None:
             row.committed_version = gitops.committed_version(repo, info.path)

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import tempfile
-from functools import lru_cache
 from pathlib import Path
 
 from flowyard.loader import content_hash
@@ -41,7 +40,6 @@ def _git(cwd: Path, *args: str, env: dict[str, str] | None = None, input: str | 
     return result.stdout
 
 
-@lru_cache(maxsize=16)
 def _root(directory: str) -> str | None:
     try:
         return _git(Path(directory), "rev-parse", "--show-toplevel").strip()
@@ -81,9 +79,7 @@ def branch_name(prefix: str, username: str, flow: str) -> str:
     return f"{prefix}/{clean}/{flow}"
 
 
-def commit_to_branch(
-    repo: Path, path: Path, text: str, *, branch: str, message: str, author: str, email: str
-) -> str:
+def commit_to_branch(repo: Path, path: Path, text: str, *, branch: str, message: str, author: str, email: str) -> str:
     """Commit `text` as the file at `path` on `branch` (created from HEAD when new);
     returns the commit id. The working tree and the current branch are left alone."""
     rel = path.resolve().relative_to(repo).as_posix()
@@ -114,9 +110,7 @@ def commit_to_branch(
 def branch_commits(repo: Path, branch: str, limit: int = 10) -> list[tuple[str, str, str]]:
     """(short id, author, subject) of the newest commits on a branch."""
     try:
-        out = _git(
-            repo, "log", f"-{limit}", "--format=%h%x1f%an%x1f%s", f"refs/heads/{branch}", "--"
-        )
+        out = _git(repo, "log", f"-{limit}", "--format=%h%x1f%an%x1f%s", f"refs/heads/{branch}", "--")
     except GitError:
         return []
     return [tuple(line.split("\x1f", 2)) for line in out.splitlines() if line]  # type: ignore[misc]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -22,9 +23,7 @@ def _users(request: Request[Any, Any, Any]) -> list[User]:
 
 @get("/admin/users", guards=[auth.require("admin")], sync_to_thread=False)
 def users_page(request: Request[Any, Any, Any]) -> Template:
-    return page(
-        request, "admin/users.html", users=_users(request), roles=ROLES, error=None, message=None
-    )
+    return page(request, "admin/users.html", users=_users(request), roles=ROLES, error=None, message=None)
 
 
 @post("/admin/users", guards=[auth.require("admin")])
@@ -52,9 +51,7 @@ async def create_user(request: Request[Any, Any, Any]) -> Template:
             error=str(exc),
             message=None,
         )
-    audit.record(
-        state.engine, user(request).username, "user-created", username, f"role {data.get('role')}"
-    )
+    audit.record(state.engine, user(request).username, "user-created", username, f"role {data.get('role')}")
     return page(
         request,
         "admin/users.html",
@@ -66,7 +63,7 @@ async def create_user(request: Request[Any, Any, Any]) -> Template:
 
 
 @post("/admin/users/{username:str}", guards=[auth.require("admin")])
-async def update_user(request: Request[Any, Any, Any], username: str) -> Template:
+async def update_user(request: Request[Any, Any, Any], username: FromPath[str]) -> Template:
     data = await form(request)
     state = ui(request)
     me = user(request)
@@ -75,9 +72,7 @@ async def update_user(request: Request[Any, Any, Any], username: str) -> Templat
         target = db.scalar(select(User).where(User.username == username))
         if target is None:
             error = f"no user named {username!r}"
-        elif target.username == me.username and (
-            data.get("role") not in (None, "admin") or data.get("active") == "0"
-        ):
+        elif target.username == me.username and (data.get("role") not in (None, "admin") or data.get("active") == "0"):
             error = "you cannot lower your own role or deactivate yourself; ask another admin"
         else:
             changes = []
@@ -97,9 +92,7 @@ async def update_user(request: Request[Any, Any, Any], username: str) -> Templat
             if not error:
                 db.commit()
                 if changes:
-                    audit.record(
-                        state.engine, me.username, "user-changed", username, ", ".join(changes)
-                    )
+                    audit.record(state.engine, me.username, "user-changed", username, ", ".join(changes))
                 message = f"{username}: " + (", ".join(changes) or "nothing changed")
     new_password = str(data.get("password") or "")
     if new_password and not error:
@@ -132,13 +125,10 @@ def audit_page(request: Request[Any, Any, Any]) -> Template:
     )
     template = (
         "audit_rows.html"
-        if request.headers.get("hx-request") == "true"
-        and request.headers.get("hx-target") == "audit-rows"
+        if request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == "audit-rows"
         else "audit.html"
     )
-    return page(
-        request, template, entries=entries, action=action or "", who=who or "", target=target or ""
-    )
+    return page(request, template, entries=entries, action=action or "", who=who or "", target=target or "")
 
 
 ROUTES = [users_page, create_user, update_user, audit_page]

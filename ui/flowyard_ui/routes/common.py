@@ -14,24 +14,18 @@ from ..state import UiState, ui, user
 T = TypeVar("T")
 
 
-def page(
-    request: Request[Any, Any, Any], template: str, status_code: int = 200, **context: Any
-) -> Template:
+def page(request: Request[Any, Any, Any], template: str, status_code: int = 200, **context: Any) -> Template:
     """A full page (or, for htmx, the same template: partial templates do not extend base)."""
     context.setdefault("current_user", user(request))
     context.setdefault("nav", template.split("/")[0].split(".")[0])
     return Template(template, context=context, status_code=status_code)
 
 
-def fragment(
-    template: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any
-) -> Template:
+def fragment(template: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Template:
     return Template(template, context=context, status_code=status_code, headers=headers)
 
 
-def toast(
-    text: str, kind: str = "ok", status_code: int = 200, headers: dict[str, str] | None = None
-) -> Template:
+def toast(text: str, kind: str = "ok", status_code: int = 200, headers: dict[str, str] | None = None) -> Template:
     """A short message shown in the page's toast area (out-of-band swap)."""
     return Template(
         "partials/toast_oob.html",

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, get, post
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import Response, Template
 
 from .. import audit, auth, diagram, gitops
@@ -34,14 +35,14 @@ async def flows_page(request: Request[Any, Any, Any]) -> Template:
     return page(request, "flows/list.html", labels=await off_loop(label_values, state), **context)
 
 
-def _flow_or_404(request: Request[Any, Any, Any], name: str) -> Any:
+def _flow_or_404(request: Request[Any, Any, Any], name: FromPath[str]) -> Any:
     try:
         return find_flow(ui(request).flows_dir, name)
     except FlowFileError as exc:
         raise NotFoundException(str(exc)) from exc
 
 
-def flow_context(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+def flow_context(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
     state = ui(request)
     info = _flow_or_404(request, name)
     document = parse_or_none(info.text, info.rel)
@@ -69,13 +70,13 @@ def flow_context(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
 
 
 @get("/flows/{name:str}")
-async def flow_page(request: Request[Any, Any, Any], name: str) -> Template:
+async def flow_page(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
     context = await off_loop(flow_context, request, name)
     return page(request, "flows/flow.html", **context)
 
 
 @get("/flows/{name:str}/status")
-async def flow_status(request: Request[Any, Any, Any], name: str) -> Template:
+async def flow_status(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
     """The live part of a flow page (deployment state, recent messages), polled."""
     context = await off_loop(flow_context, request, name)
     return page(request, "flows/status.html", **context)

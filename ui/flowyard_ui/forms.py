@@ -1,0 +1,343 @@
+"""The form view: one form per step and connector, generated from its option model.
+
+The fields come from the pydantic model's JSON Schema (type, default, enum,
+description, secret), so a new step or connector gets its form with no UI code. A
+submitted form is applied to the round-trip YAML document key by key: untouched keys
+keep their comments, quoting and order, so the YAML view and the form edit the same
+file and the diff shows only what changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowyard import registry
+from flowyard.flow import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
+from flowyard.yamlio import YamlSyntaxError, load_text, to_plain
+from pydantic import BaseModel
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+LONG_TEXT = ("expression", "template", "query", "body", "condition", "when")
+
+
+class FormError(Exception):
+    """A form value that cannot be written into the flow, said plainly."""
+
+
+@dataclass
+class FieldView:
+    name: str
+    label: str
+    widget: str  # text | textarea | select | number | yaml
+    value: str
+    default: str = ""
+    required: bool = False
+    help: str = ""
+    choices: list[str] = field(default_factory=list)
+    secret: bool = False
+    types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PartView:
+    part: str  # "source", "steps.3", "targets.0"
+    role: str
+    kind: str
+    title: str
+    summary: str
+    fields: list[FieldView]
+    common: list[FieldView] = field(default_factory=list)
+    error: str = ""
+
+
+def _types(prop: dict[str, Any]) -> list[str]:
+    if "anyOf" in prop:
+        return [t for sub in prop["anyOf"] for t in _types(sub)]
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        return [str(k) for k in kind]
+    if kind:
+        return [str(kind)]
+    if "enum" in prop:
+        return ["string"]
+    return []
+
+
+def _enum(prop: dict[str, Any]) -> list[str]:
+    if "enum" in prop:
+        return [str(v) for v in prop["enum"]]
+    for sub in prop.get("anyOf", []):
+        if "enum" in sub:
+            return [str(v) for v in sub["enum"]]
+    return []
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def fields_for(model: type[BaseModel], values: dict[str, Any]) -> list[FieldView]:
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", []))
+    views = []
+    for name, prop in schema.get("properties", {}).items():
+        types = [t for t in _types(prop) if t != "null"]
+        choices = _enum(prop)
+        value = values.get(name)
+        default = _text(prop.get("default")) if "default" in prop else ""
+        if choices or types == ["boolean"]:
+            widget = "select"
+            choices = choices or ["true", "false"]
+        elif types and set(types) <= {"array", "object"}:
+            widget = "yaml"
+        elif name in LONG_TEXT or (isinstance(value, str) and "\n" in value):
+            widget = "textarea"
+        else:
+            widget = "text"
+        views.append(
+            FieldView(
+                name=name,
+                label=name,
+                widget=widget,
+                value=_text(value),
+                default=default,
+                required=name in required,
+                help=str(prop.get("description") or ""),
+                choices=choices,
+                secret=bool(prop.get("secret")),
+                types=types,
+            )
+        )
+    return views
+
+
+def _common(item: dict[str, Any], keys: tuple[str, ...]) -> list[FieldView]:
+    helps = {
+        "name": "shown in traces and errors",
+        "when": "JMESPath condition; skipped when it is false",
+        "retry": "attempts, backoff, max_backoff (YAML or JSON)",
+    }
+    views = []
+    for key in keys:
+        widget = "yaml" if key == "retry" else "text"
+        views.append(FieldView(key, key, widget, _text(item.get(key)), help=helps.get(key, "")))
+    return views
+
+
+def _options_of(item: Any, kind: str, main: str | None) -> dict[str, Any]:
+    raw = item.get(kind)
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        return dict(to_plain(raw))
+    return {main: to_plain(raw)} if main else {}
+
+
+def _entry_kind(item: Any, common: tuple[str, ...]) -> str | None:
+    if not isinstance(item, dict):
+        return None
+    keys = [str(k) for k in item if k not in common]
+    return keys[0] if len(keys) == 1 else None
+
+
+def parts(document: Any) -> list[PartView]:
+    """A form for the source, each step and each target of the document."""
+    if not isinstance(document, dict):
+        return []
+    views: list[PartView] = []
+    connectors = registry.available_connectors()
+    steps = registry.available_steps()
+    source = document.get("source")
+    kind = _entry_kind(source, ())
+    if kind is not None:
+        conn = connectors.get(kind)
+        model = conn.SourceOptions if conn is not None else None
+        if model is None:
+            views.append(
+                PartView(
+                    "source", "source", kind, "source", "", [], error=f"no connector {kind!r} that can be a source"
+                )
+            )
+        else:
+            views.append(
+                PartView(
+                    "source",
+                    "source",
+                    kind,
+                    "source",
+                    conn.summary() if conn else "",
+                    fields_for(model, _options_of(source, kind, None)),
+                )
+            )
+    for index, item in enumerate(document.get("steps") or []):
+        kind = _entry_kind(item, STEP_COMMON_KEYS)
+        part = f"steps.{index}"
+        if kind is None or kind not in steps:
+            views.append(
+                PartView(
+                    part,
+                    "step",
+                    kind or "?",
+                    f"step {index + 1}",
+                    "",
+                    [],
+                    error="unknown or missing step name: fix it in the YAML view",
+                )
+            )
+            continue
+        cls = steps[kind]
+        values = _options_of(item, kind, cls.main_option)
+        views.append(
+            PartView(
+                part,
+                "step",
+                kind,
+                f"step {index + 1}",
+                cls.summary(),
+                fields_for(cls.Options, values),
+                _common(to_plain(item), STEP_COMMON_KEYS),
+            )
+        )
+    for index, item in enumerate(document.get("targets") or []):
+        kind = _entry_kind(item, TARGET_COMMON_KEYS)
+        part = f"targets.{index}"
+        conn = connectors.get(kind or "")
+        if kind is None or conn is None or conn.TargetOptions is None:
+            views.append(
+                PartView(
+                    part,
+                    "target",
+                    kind or "?",
+                    f"target {index + 1}",
+                    "",
+                    [],
+                    error="unknown or missing connector: fix it in the YAML view",
+                )
+            )
+            continue
+        views.append(
+            PartView(
+                part,
+                "target",
+                kind,
+                f"target {index + 1}",
+                conn.summary(),
+                fields_for(conn.TargetOptions, _options_of(item, kind, None)),
+                _common(to_plain(item), TARGET_COMMON_KEYS),
+            )
+        )
+    return views
+
+
+def _convert(view: FieldView, text: str) -> Any:
+    """The typed value of a submitted field (empty means: remove, use the default)."""
+    text = text.replace("\r\n", "\n")
+    if view.widget == "yaml" or (view.types and "string" not in view.types):
+        try:
+            value = to_plain(load_text(text, view.name))
+        except YamlSyntaxError as exc:
+            raise FormError(f"{view.name}: {exc.issue.message}") from exc
+        if "integer" in view.types and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        return value
+    if view.choices and view.choices == ["true", "false"]:
+        return text == "true"
+    if "\n" in text:
+        return LiteralScalarString(text if text.endswith("\n") else text + "\n")
+    return text
+
+
+def _set(node: CommentedMap, key: str, value: Any) -> None:
+    """Assign only when the value really changes (keeps the original scalar's style)."""
+    if key in node and to_plain(node[key]) == to_plain(value):
+        return
+    node[key] = value
+
+
+def apply(document: Any, part: str, submitted: dict[str, str]) -> None:
+    """Write one submitted form into the document, in place."""
+    if not isinstance(document, CommentedMap):
+        raise FormError("the YAML must be valid before the form can change it")
+    views = {p.part: p for p in parts(document)}
+    view = views.get(part)
+    if view is None or view.error:
+        raise FormError(view.error if view else f"nothing called {part!r} in this flow")
+    if part == "source":
+        item = document["source"]
+    else:
+        section, _, index = part.partition(".")
+        seq = document.get(section)
+        if not isinstance(seq, CommentedSeq) or not index.isdigit() or int(index) >= len(seq):
+            raise FormError(f"{part} is not in the flow any more; reload the form")
+        item = seq[int(index)]
+    kind = view.kind
+    raw = item.get(kind)
+    main = registry.step_class(kind).main_option if view.role == "step" else None
+    new_values: dict[str, Any] = {}
+    for f in view.fields:
+        text = submitted.get(f"opt.{f.name}", "")
+        if text.strip() == "" or (f.widget == "select" and text == ""):
+            continue
+        new_values[f.name] = _convert(f, text)
+    if main and not isinstance(raw, CommentedMap) and set(new_values) <= {main} and main in new_values:
+        if to_plain(raw) != to_plain(new_values[main]):
+            item[kind] = new_values[main]
+    else:
+        if not isinstance(raw, CommentedMap):
+            old = raw
+            raw = CommentedMap()
+            if main and old is not None:
+                raw[main] = old
+            if all("\n" not in str(v) for v in new_values.values()):
+                raw.fa.set_flow_style()
+            item[kind] = raw
+        for key in [k for k in raw if str(k) not in new_values]:
+            del raw[key]
+        for key, value in new_values.items():
+            _set(raw, key, value)
+    for f in view.common:
+        text = submitted.get(f"common.{f.name}", "").strip()
+        if not text:
+            if f.name in item:
+                del item[f.name]
+            continue
+        value = _convert(f, text) if f.widget == "yaml" else text
+        _set(item, f.name, value)
+
+
+def add_step(document: Any, kind: str) -> None:
+    if not isinstance(document, CommentedMap):
+        raise FormError("the YAML must be valid before a step can be added")
+    if kind not in registry.available_steps():
+        raise FormError(f"unknown step {kind!r}")
+    steps = document.get("steps")
+    if steps is None:
+        steps = CommentedSeq()
+        document["steps"] = steps
+    options = CommentedMap()
+    options.fa.set_flow_style()
+    steps.append(CommentedMap([(kind, options)]))
+
+
+def remove_part(document: Any, part: str) -> None:
+    section, _, index = part.partition(".")
+    seq = document.get(section) if isinstance(document, CommentedMap) else None
+    if (
+        section not in ("steps", "targets")
+        or not isinstance(seq, CommentedSeq)
+        or not index.isdigit()
+        or int(index) >= len(seq)
+    ):
+        raise FormError(f"{part} is not in the flow")
+    if section == "targets" and len(seq) == 1:
+        raise FormError("a flow needs at least one target")
+    del seq[int(index)]
