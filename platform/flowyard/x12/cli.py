@@ -1,0 +1,114 @@
+"""`flowyard x12 parse FILE [--guide G]` and `flowyard x12 ack FILE [--type 997|999] [--guide G]`.
+
+Both read the file the way `x12.parse` does. `parse` prints the transaction sets as JSON
+(invalid ones are listed on stderr with where and why; exit 1 when any is invalid).
+`ack` prints the functional acknowledgment; its control numbers start at 1 because
+printing must not spend the partner's persistent counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import FlowyardError
+from .acks import acknowledgment
+from .document import InterchangeResult, SetResult, walk
+from .guides import Guide, GuideError, default_guide, find_guide
+
+
+def register(sub: Any) -> None:
+    x12 = sub.add_parser("x12", help="X12 tools: parse an interchange, print its acknowledgment")
+    commands = x12.add_subparsers(dest="x12_command", metavar="COMMAND", required=True)
+    parse = commands.add_parser("parse", help="print the parsed transaction sets as JSON")
+    parse.add_argument("file", type=Path)
+    parse.add_argument("--guide", help="guide name for every set (default: by transaction set and version)")
+    parse.add_argument("--no-validate", action="store_true", help="read the structure only")
+    parse.set_defaults(handler=handle_parse)
+    ack = commands.add_parser("ack", help="print the functional acknowledgment of an interchange")
+    ack.add_argument("file", type=Path)
+    ack.add_argument("--type", choices=["997", "999"], default="997", dest="ack_type")
+    ack.add_argument("--guide", help="guide name for every set (default: by transaction set and version)")
+    ack.add_argument("--ta1", action="store_true", help="include a TA1 interchange acknowledgment")
+    ack.set_defaults(handler=handle_ack)
+
+
+def _search(file: Path) -> list[Path]:
+    folders = [file.resolve().parent, *file.resolve().parents, Path.cwd() / "flows", Path.cwd()]
+    return [f / "guides" for f in folders if (f / "guides").is_dir()]
+
+
+def _resolver(args: argparse.Namespace) -> Any:
+    search = _search(args.file)
+    named: Guide | None = None
+    if args.guide:
+        try:
+            named = find_guide(args.guide, search)
+        except GuideError as exc:
+            raise FlowyardError(str(exc)) from None
+
+    def resolve(transaction: str, version: str) -> Guide | None:
+        if named is not None:
+            return named if named.transaction == transaction else None
+        return default_guide(transaction, version, search)
+
+    return resolve
+
+
+def _read(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise FlowyardError(f"cannot read {file}: {exc.strerror}") from None
+
+
+def handle_parse(args: argparse.Namespace) -> int:
+    data = _read(args.file)
+    sets: list[dict[str, Any]] = []
+    invalid = 0
+    try:
+        for event in walk(data, _resolver(args), validate=not args.no_validate):
+            if isinstance(event, SetResult):
+                if event.accepted:
+                    body = event.data or {}
+                    body["interchange"] = event.interchange.as_data()
+                    body["group"] = event.group.as_data()
+                    sets.append(body)
+                else:
+                    invalid += 1
+                    print(f"{args.file}:{event.line}: transaction set {event.transaction} {event.control_number} is invalid", file=sys.stderr)
+                    for reason in event.reasons():
+                        print(f"  - {reason}", file=sys.stderr)
+    except FlowyardError as exc:
+        print(json.dumps(sets, indent=2, ensure_ascii=False))
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(sets, indent=2, ensure_ascii=False))
+    return 1 if invalid else 0
+
+
+def handle_ack(args: argparse.Namespace) -> int:
+    data = _read(args.file)
+    numbers: dict[str, itertools.count[int]] = {}
+
+    def counter(kind: str) -> int:
+        return next(numbers.setdefault(kind, itertools.count(1)))
+
+    printed = 0
+    try:
+        for event in walk(data, _resolver(args), validate=True, shape=False):
+            if isinstance(event, InterchangeResult):
+                text = acknowledgment(event, args.ack_type, ta1=args.ta1, counter=counter)
+                if text:
+                    sys.stdout.write(text)
+                    printed += 1
+    except FlowyardError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    if not printed:
+        print(f"{args.file}: nothing to acknowledge (only acknowledgment groups)", file=sys.stderr)
+    return 0
