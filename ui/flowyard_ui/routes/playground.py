@@ -1,3 +1,131 @@
-"""playground pages."""
+"""The playground page: a sample in, every step's output side by side."""
 
-ROUTES: list[object] = []
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get, post
+from litestar.datastructures import UploadFile
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Template
+
+from flowyard.loader import content_hash
+
+from .. import audit, auth, playground
+from ..flowfiles import FlowFile, FlowFileError, find_flow, normalise, unified_diff
+from ..state import ui, user
+from .common import off_loop, page, toast
+
+MAX_SAMPLE = 5_000_000
+
+
+def _flow(request: Request[Any, Any, Any], name: str) -> FlowFile:
+    try:
+        return find_flow(ui(request).flows_dir, name)
+    except FlowFileError as exc:
+        raise NotFoundException(str(exc)) from exc
+
+
+async def _inputs(request: Request[Any, Any, Any], info: FlowFile) -> tuple[str, bytes, str, dict[str, Any]]:
+    """The flow text, the sample bytes and its file name from a posted form (an
+    uploaded file wins over the pasted text)."""
+    data = await request.form()
+    text = str(data.get("yaml") or info.text).replace("\r\n", "\n")
+    sample = str(data.get("sample") or "").encode("utf-8")
+    name = str(data.get("sample_name") or "")
+    upload = data.get("upload")
+    if isinstance(upload, UploadFile) and upload.filename:
+        sample = await upload.read()
+        name = upload.filename
+    if len(sample) > MAX_SAMPLE:
+        raise ValueError("the sample is larger than 5 MB; use a smaller one")
+    return text, sample, name, {k: data.get(k) for k in data if k != "upload"}
+
+
+@get("/flows/{name:str}/playground")
+async def playground_page(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+    info = _flow(request, name)
+    recent = await off_loop(ui(request).store.list_messages, flow=info.name, limit=20)
+    return page(
+        request,
+        "flows/playground.html",
+        nav="flows",
+        flow=info,
+        text=info.text,
+        recent=recent,
+        preview=None,
+        sample="",
+        sample_name="",
+    )
+
+
+@get("/flows/{name:str}/playground/sample")
+async def recent_sample(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+    """Fill the sample box with a recent real message of this flow."""
+    info = _flow(request, name)
+    message_id = str(request.query_params.get("message") or "")
+    found = await off_loop(ui(request).store.payload, message_id) if message_id else None
+    if found is None:
+        return toast("That message is not in the store any more.", "error", status_code=404)
+    payload, _content_type = found
+    detail = await off_loop(ui(request).store.message, message_id)
+    file_name = str((detail.summary.source or {}).get("file") or "") if detail else ""
+    from flowyard.secrets import redactor
+
+    text = redactor.redact(payload.decode("utf-8", errors="replace"))
+    response = page(request, "flows/sample_box.html", flow=info, sample=text, sample_name=file_name)
+    response.headers["HX-Trigger-After-Settle"] = "pg-rerun"
+    return response
+
+
+@post("/flows/{name:str}/playground/run", guards=[auth.require("analyst")])
+async def run_preview(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+    info = _flow(request, name)
+    try:
+        text, sample, sample_name, _ = await _inputs(request, info)
+    except ValueError as exc:
+        return toast(str(exc), "error", status_code=413)
+    preview = await off_loop(playground.run, info.path, text, sample, sample_name)
+    return page(request, "flows/lanes.html", flow=info, preview=preview)
+
+
+@post("/flows/{name:str}/playground/test", guards=[auth.require("analyst")])
+async def save_as_test(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+    """Turn the sample and its current output into a `tests:` case, then show the diff
+    of the flow file to confirm the save."""
+    info = _flow(request, name)
+    try:
+        text, sample, sample_name, data = await _inputs(request, info)
+    except ValueError as exc:
+        return toast(str(exc), "error", status_code=413)
+    case_name = str(data.get("case_name") or "").strip()
+    if not case_name:
+        return toast("Give the test case a name first.", "error", status_code=400)
+    if not sample:
+        return toast("Paste or upload a sample first.", "error", status_code=400)
+    try:
+        new_text, written = await off_loop(playground.add_test_case, info.path, text, sample, sample_name, case_name)
+    except ValueError as exc:
+        return toast(str(exc), "error", status_code=400)
+    state = ui(request)
+    rels = ", ".join(p.relative_to(state.flows_dir).as_posix() for p in written)
+    audit.record(state.engine, user(request).username, "test-case-files", info.name, f"{case_name}: {rels}")
+    current = info.path.read_text(encoding="utf-8")
+    new_text = normalise(new_text, info.rel)
+    return page(
+        request,
+        "flows/diff.html",
+        flow=info,
+        diff=unified_diff(current, new_text, info.rel),
+        new_text=new_text,
+        base=content_hash(current),
+        changed_on_disk=False,
+        git=False,
+        branch="",
+        errors=[],
+        note=f"Test case “{case_name}” added; files written: {rels}. Save the flow to keep the case.",
+    )
+
+
+ROUTES = [playground_page, recent_sample, run_preview, save_as_test]
