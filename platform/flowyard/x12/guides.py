@@ -596,3 +596,7 @@ def _load_pyx12_map(guide: Guide) -> Any:
 
     map_file = compile_to_directory(guide)
     return pyx12.map_if.load_map_file(map_file.name, _params(), str(map_file.parent))
+
+# Partner profiles register their own checker; importing them here means any import of
+# the X12 guides makes `flowyard validate` know both kinds.
+from . import partners as _partners  # noqa: E402,F401
