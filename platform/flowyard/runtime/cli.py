@@ -39,6 +39,8 @@ def register(sub: Any) -> None:
                        help="process and deliver only; run no source here")
         p.add_argument("--trace", choices=("all", "failed", "none"), default="all",
                        help="which messages keep step snapshots (default all)")
+        p.add_argument("--lease", type=float, default=30.0,
+                       help="seconds a claim holds without a heartbeat (default 30)")
         p.add_argument("--text-logs", action="store_true", help="plain log lines, not JSON")
         if name == "serve":
             p.add_argument("--no-samples", action="store_true",
@@ -90,6 +92,7 @@ def runtime_config(args: argparse.Namespace) -> Any:
     return RuntimeConfig(
         flows_dir=Path(args.flows).resolve(), mode=args.mode, batch=args.batch,
         processors=args.processors, run_sources=not args.no_sources, trace=args.trace,
+        lease_ttl=args.lease,
     )
 
 

@@ -210,7 +210,7 @@ def _insert_dead_letters(connection: Connection, rows: list[dict[str, Any]]) -> 
     if keys:
         ids = dict(connection.execute(
             select(Delivery.idempotency_key, Delivery.id).where(Delivery.idempotency_key.in_(keys))
-        ).tuples().all())
+        ).all())
     clean = []
     for row in rows:
         row = dict(row)
@@ -266,7 +266,7 @@ def close_message(connection: Connection, message_id: str, now: float) -> None:
     d = Delivery
     counts = dict(connection.execute(
         select(d.state, func.count()).where(d.message_id == message_id).group_by(d.state)
-    ).tuples().all())
+    ).all())
     if counts.get("pending") or counts.get("sending"):
         return
     m = StoredMessage
@@ -307,7 +307,9 @@ def renew_leases(engine: Engine, worker: str, ttl: float) -> int:
 
 def release(engine: Engine, owners: Sequence[str]) -> int:
     """Give the work held by these owners back to the queue (graceful shutdown, or the
-    leases of a process known to be dead)."""
+    leases of a process known to be dead). The token is left alone: clearing the owner
+    already fences the old holder out, and the token keeps counting claims, which is how
+    a poison message (one that kills the process every time) is recognised."""
     if not owners:
         return 0
     now = time.time()
@@ -316,15 +318,13 @@ def release(engine: Engine, owners: Sequence[str]) -> int:
             update(StoredMessage)
             .where(StoredMessage.lease_owner.in_(list(owners)),
                    StoredMessage.state == "processing")
-            .values(state="received", lease_owner=None, lease_until=None, updated_at=now,
-                    lease_token=StoredMessage.lease_token + 1)
+            .values(state="received", lease_owner=None, lease_until=None, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
         b = connection.execute(
             update(Delivery)
             .where(Delivery.lease_owner.in_(list(owners)), Delivery.state == "sending")
-            .values(state="pending", lease_owner=None, lease_until=None, updated_at=now,
-                    lease_token=Delivery.lease_token + 1)
+            .values(state="pending", lease_owner=None, lease_until=None, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
     return int(a or 0) + int(b or 0)
@@ -403,5 +403,5 @@ def backlog(engine: Engine) -> dict[str, int]:
         rows = connection.execute(
             select(m.flow, func.count()).where(m.state.in_(("received", "processing")))
             .group_by(m.flow)
-        ).tuples().all()
+        ).all()
     return {flow: int(count) for flow, count in rows}

@@ -66,6 +66,7 @@ class RuntimeConfig:
     delivery_timeout: float = 30.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 10.0
+    max_claims: int = 5  # a message claimed this often without finishing is poison
     run_sources: bool = True
     deployer: str = "flowyard"
 
@@ -418,6 +419,14 @@ class Runtime:
                           flow_version=c.flow_version, source=dict(c.source or {}),
                           attempt=c.attempt + 1, headers=dict(c.headers or {}))
         loaded = self.loaded(c.flow, c.flow_version)
+        if c.token > self.config.max_claims:
+            reason = (f"poison message: processing was interrupted {c.token - 1} times (the "
+                      "runtime stopped or crashed while running it); not tried again")
+            outcome.error = reason
+            outcome.dead_letters.append(self.dead_row(c, "step", reason, None, c.payload,
+                                                      c.content_type, []))
+            log.error(reason, extra=fields(message))
+            return outcome, []
         if loaded is None:
             reason = f"version {c.flow_version} of flow {c.flow} is not deployed anywhere"
             outcome.error = reason

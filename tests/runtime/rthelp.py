@@ -1,0 +1,136 @@
+"""Helpers of the runtime tests: a small flow, waiting with a bound, an HTTP target
+that records idempotency keys and can be made down or slow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+FLOW = """\
+apiVersion: flowyard/v1
+kind: Flow
+metadata:
+  name: {name}
+  labels: {{plant: MX01, partner: ACME}}
+source:
+  file: {{path: inbox, pattern: "*.json", poll: 50ms, settle: 0s}}
+steps:
+  - json.parse: {{}}
+  - name: pick
+    jmespath: "{{id: id, qty: qty}}"
+  - name: render
+    jinja:
+      template: '{{"order": {{{{ id }}}}, "qty": {{{{ qty }}}}{extra}}}'
+      content_type: application/json
+targets:
+{targets}
+"""
+
+FILE_TARGET = """\
+  - file: {{path: {path}}}
+    retry: {{attempts: {attempts}, backoff: 50ms, max_backoff: 200ms}}
+"""
+
+HTTP_TARGET = """\
+  - http:
+      url: {url}
+      method: POST
+      allow_networks: [loopback]
+      idempotency_header: Idempotency-Key
+      timeout: {timeout}
+    retry: {{attempts: {attempts}, backoff: 50ms, max_backoff: 300ms}}
+"""
+
+
+def write_flow(folder: Path, *, name: str = "orders", targets: str | None = None,
+               extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "inbox").mkdir(exist_ok=True)
+    text = FLOW.format(name=name, extra=extra,
+                       targets=targets or FILE_TARGET.format(path="out", attempts=3))
+    path = folder / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def order(n: int) -> bytes:
+    return json.dumps({"id": n, "qty": n % 7 + 1}).encode()
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 60.0, every: float = 0.1,
+                what: str = "condition") -> Any:
+    """Wait for predicate() to be truthy (a bound, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s (last: {value!r})")
+        await asyncio.sleep(every)
+
+
+def wait_sync(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s (last: {value!r})")
+        time.sleep(0.1)
+
+
+
+
+class RecordingServer:
+    """An HTTP target that applies each idempotency key once (an idempotent target) and
+    counts every request; `down` answers 503, `delay` makes it slow."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.applied: dict[str, bytes] = {}
+        self.down = False
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                key = self.headers.get("idempotency-key", "")
+                if server.delay:
+                    time.sleep(server.delay)
+                if server.down:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                with server.lock:
+                    server.requests[key] += 1
+                    server.applied.setdefault(key, body)
+                self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/orders"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
