@@ -8,9 +8,10 @@ import json
 import shutil
 from pathlib import Path
 
+from rthelp import FILE_TARGET, HTTP_TARGET, RecordingServer, order, until, write_flow
+
 from flowyard.runtime.runtime import Runtime, RuntimeConfig
 from flowyard.store.api import Store
-from rthelp import FILE_TARGET, HTTP_TARGET, RecordingServer, order, until, write_flow
 
 
 def config(flows: Path, **kw: object) -> RuntimeConfig:
