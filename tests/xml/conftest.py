@@ -27,7 +27,7 @@ class Spy:
         spy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 spy.requests.append(self.path)
                 body = b'<!ENTITY leaked "LEAKED-OVER-HTTP">'
                 self.send_response(200)

@@ -27,7 +27,10 @@ def test_docstring_example() -> None:
     assert parse(doc, namespaces={"": ACME}) == {
         "order": {
             "@id": "7",
-            "line": [{"@n": "1", "qty": {"@uom": "EA", "#text": "5"}}, {"@n": "2", "qty": {"@uom": "KG", "#text": "2.5"}}],
+            "line": [
+                {"@n": "1", "qty": {"@uom": "EA", "#text": "5"}},
+                {"@n": "2", "qty": {"@uom": "KG", "#text": "2.5"}},
+            ],
             "note": {"#content": ["rush ", {"b": "today"}, "!"]},
         }
     }
@@ -61,14 +64,18 @@ def test_leaf_text_is_kept_exactly_and_empty_is_an_empty_string() -> None:
 
 
 def test_comments_and_processing_instructions_are_dropped_cdata_is_text() -> None:
-    assert parse(b"<r><!-- c --><a>x<!-- c -->y</a><?pi data?><b><![CDATA[<raw>]]></b></r>") == {"r": {"a": "xy", "b": "<raw>"}}
+    assert parse(b"<r><!-- c --><a>x<!-- c -->y</a><?pi data?><b><![CDATA[<raw>]]></b></r>") == {
+        "r": {"a": "xy", "b": "<raw>"}
+    }
 
 
 # -- round trip ---------------------------------------------------------------------------
 
 NAMES = st.sampled_from(["a", "b", "item", "x:code", "y:val"])
 ATTRS = st.sampled_from(["id", "x:unit", "xml:lang"])
-TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8).filter(lambda t: not t.isspace())
+TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8).filter(
+    lambda t: not t.isspace()
+)
 NS = {"x": "urn:x", "y": "urn:y", "": ACME}
 
 

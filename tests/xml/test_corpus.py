@@ -35,7 +35,10 @@ UBL_NS = {
     "": "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2",
 }
 INVALID_ON_PURPOSE = {
-    "Neg_ProcessProductionSchedule_InvalidDate.xml": ("EarliestStartTime", "'dsf2019-04-24T15:00:00Z' is not a valid value"),
+    "Neg_ProcessProductionSchedule_InvalidDate.xml": (
+        "EarliestStartTime",
+        "'dsf2019-04-24T15:00:00Z' is not a valid value",
+    ),
     "Neg_ProcessProductionSchedule_InvalidQuantityDataType.xml": ("DataType", "'Textsdf' is not an element of the set"),
     "ProcessProductionSchedule_SchedulingParams.xml": ("SchedulingParameters", "This element is not expected"),
 }
@@ -103,11 +106,18 @@ def test_b2mml_samples_validate_against_the_b2mml_schemas(name: str, corpus: Pat
 
 def test_b2mml_schedule_reads_as_documented(corpus: Path) -> None:
     path = corpus / "xml" / COCOP / "ProcessProductionSchedule.xml"
-    data = parse(path, namespaces={"": "http://www.mesa.org/xml/B2MML-V0600"}, lists=["ProductionRequest", "SegmentRequirement"])
+    data = parse(
+        path, namespaces={"": "http://www.mesa.org/xml/B2MML-V0600"}, lists=["ProductionRequest", "SegmentRequirement"]
+    )
     schedule = data["ProcessProductionSchedule"]["DataArea"]["ProductionSchedule"]
     assert [r["ID"] for r in schedule["ProductionRequest"]] == ["my-identifier-1", "my-identifier-2"]
     material = schedule["ProductionRequest"][0]["SegmentRequirement"][0]["MaterialRequirement"][0]
-    assert material["Quantity"][1] == {"QuantityString": "11.9", "DataType": "double", "UnitOfMeasure": "t", "Key": "ProdAmount"}
+    assert material["Quantity"][1] == {
+        "QuantityString": "11.9",
+        "DataType": "double",
+        "UnitOfMeasure": "t",
+        "Key": "ProdAmount",
+    }
 
 
 def test_ubl_prefixes_in_the_document_do_not_matter(corpus: Path) -> None:

@@ -42,5 +42,8 @@ def test_b2mml_flow_output_is_a_valid_canonical_order(flows_dir: Path) -> None:
     result = Pipeline(flow).run(input_message(flow, path.read_bytes(), path.name))
     assert result.ok
     orders = [m.payload for m in result.outputs]
-    assert [(o["order_id"], o["plant"], o["quantity"], o["uom"]) for o in orders] == [("4711", "MX01", 1200, "EA"), ("4712", "MX01", 800, "EA")]
+    assert [(o["order_id"], o["plant"], o["quantity"], o["uom"]) for o in orders] == [
+        ("4711", "MX01", 1200, "EA"),
+        ("4712", "MX01", 800, "EA"),
+    ]
     assert json.loads(json.dumps(orders)) == orders

@@ -174,7 +174,7 @@ def test_malformed_xml_names_line_and_column(run_steps) -> None:  # type: ignore
 
 def test_xslt_document_outside_the_folder_is_refused(run_steps, fifo, http_spy) -> None:  # type: ignore[no-untyped-def]
     watch = fifo()
-    xsl = f"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+    xsl = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
       <xsl:param name="src"/>
       <xsl:template match="/"><out><xsl:copy-of select="document($src)"/></out></xsl:template>
     </xsl:stylesheet>"""
@@ -216,12 +216,16 @@ def test_xslt_import_outside_the_folder_fails_at_load(write_flow, flow_text, tmp
     assert ":7:" in text  # FILE:LINE:COL of the step's option
 
 
-def test_xsd_include_outside_the_folder_and_network_import_fail_at_load(write_flow, flow_text, tmp_path: Path, http_spy) -> None:  # type: ignore[no-untyped-def]
+def test_xsd_include_outside_the_folder_and_network_import_fail_at_load(
+    write_flow, flow_text, tmp_path: Path, http_spy
+) -> None:  # type: ignore[no-untyped-def]
     from flowyard.errors import DefinitionError
     from flowyard.loader import load_flow
 
     outside = tmp_path.parent / f"{tmp_path.name}-types.xsd"
-    outside.write_text('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:simpleType name="T"><xs:restriction base="xs:string"/></xs:simpleType></xs:schema>')
+    outside.write_text(
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:simpleType name="T"><xs:restriction base="xs:string"/></xs:simpleType></xs:schema>'
+    )
     inc = f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:include schemaLocation="{outside}"/><xs:element name="r" type="T"/></xs:schema>'
     net = f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:import namespace="urn:n" schemaLocation="{http_spy.url}/n.xsd"/><xs:element name="r"/></xs:schema>'
     for name, xsd in (("inc.xsd", inc), ("net.xsd", net)):

@@ -26,7 +26,14 @@ def test_xpath_named_values_with_prefixes(run_steps) -> None:  # type: ignore[no
         missing: string(/ord:order/ord:nothing)"""
     result = run_steps(steps, ORDER)
     assert result.ok, [str(f.error) for f in result.failures]
-    assert result.outputs[0].payload == {"id": "PO-7", "parts": ["A-1", "B-2"], "lines": 2, "total": 7.5, "big": True, "missing": ""}
+    assert result.outputs[0].payload == {
+        "id": "PO-7",
+        "parts": ["A-1", "B-2"],
+        "lines": 2,
+        "total": 7.5,
+        "big": True,
+        "missing": "",
+    }
 
 
 def test_xpath_each_streams_one_message_per_record(run_steps) -> None:  # type: ignore[no-untyped-def]
@@ -35,7 +42,10 @@ def test_xpath_each_streams_one_message_per_record(run_steps) -> None:  # type: 
       each: /ord:order/ord:line
       expressions: {n: string(@n), part: string(pt:part), qty: number(ord:qty)}"""
     result = run_steps(steps, ORDER)
-    assert [m.payload for m in result.outputs] == [{"n": "1", "part": "A-1", "qty": 5}, {"n": "2", "part": "B-2", "qty": 2.5}]
+    assert [m.payload for m in result.outputs] == [
+        {"n": "1", "part": "A-1", "qty": 5},
+        {"n": "2", "part": "B-2", "qty": 2.5},
+    ]
     assert [m.headers["record_index"] for m in result.outputs] == [0, 1]
     assert len({m.correlation_id for m in result.outputs}) == 1
 
@@ -175,7 +185,49 @@ def test_validate_passes_the_message_through_unchanged(run_steps) -> None:  # ty
 
 
 def test_bytes_step_after_a_data_step_is_a_definition_error(write_flow, flow_text) -> None:  # type: ignore[no-untyped-def]
-    path = write_flow(flow_text("  - xml.parse: {}\n  - xml.validate: order.xsd"), **{"order.xsd": NS_XSD, "types__qty.xsd": QTY_XSD})
+    path = write_flow(
+        flow_text("  - xml.parse: {}\n  - xml.validate: order.xsd"), **{"order.xsd": NS_XSD, "types__qty.xsd": QTY_XSD}
+    )
     with pytest.raises(DefinitionError) as info:
         load_flow(path)
     assert "takes bytes but step '1-xml.parse' gives data" in str(info.value)
+
+
+class FilePayload:
+    """A file-backed payload as a source could hand it over: read as it is parsed."""
+
+    def __init__(self, path) -> None:  # type: ignore[no-untyped-def]
+        self.path = path
+        self.size = path.stat().st_size
+        self.opened = 0
+
+    def open(self):  # type: ignore[no-untyped-def]
+        self.opened += 1
+        return self.path.open("rb")
+
+
+def test_steps_read_file_backed_and_mmap_payloads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import mmap
+
+    from flowyard.message import Message
+    from flowyard.step import FlowContext
+    from flowyard.xml.steps import XmlParse, XmlParseOptions, XmlXPath, XmlXPathOptions
+
+    path = tmp_path / "order.xml"
+    path.write_bytes(ORDER)
+    context = FlowContext(flow_file=tmp_path / "flow.yaml")
+    ns = {"ord": "urn:orders", "pt": "urn:parts"}
+    stream = XmlXPath(
+        XmlXPathOptions(expressions={"part": "string(pt:part)"}, namespaces=ns, each="//ord:line"), context
+    )
+    payload = FilePayload(path)
+    assert [m.payload for m in stream.process(Message(payload))] == [{"part": "A-1"}, {"part": "B-2"}]
+    assert payload.opened == 1
+    parse = XmlParse(XmlParseOptions(namespaces={"": "urn:orders", "p": "urn:parts"}), context)
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        data = parse.process(Message(mapped)).payload
+        assert not mapped.closed
+    assert data["order"]["line"][1]["p:part"] == "B-2"
+    small = XmlParse(XmlParseOptions(max_size=10), context)
+    with pytest.raises(Exception, match="more than the limit of 10"):
+        small.process(Message(FilePayload(path)))

@@ -29,23 +29,39 @@ def parse_size(value: Any) -> int:
 ByteSize = Annotated[
     int,
     BeforeValidator(parse_size),
-    WithJsonSchema({"type": ["string", "integer"], "pattern": r"^\d+(\.\d+)?\s*(B|KB|MB|GB)?$", "description": "a size such as 500KB, 100MB, 2GB"}),
+    WithJsonSchema(
+        {
+            "type": ["string", "integer"],
+            "pattern": r"^\d+(\.\d+)?\s*(B|KB|MB|GB)?$",
+            "description": "a size such as 500KB, 100MB, 2GB",
+        }
+    ),
 ]
 
 
 class LimitOptions(Options):
-    max_size: ByteSize | None = Field(None, description="largest document accepted (default 100MB; 10GB when streaming with `each`)")
-    max_depth: int = Field(DEFAULT_MAX_DEPTH, ge=1, le=DEFAULT_MAX_DEPTH, description="deepest element nesting accepted (at most 256)")
-    max_attribute: int = Field(DEFAULT_MAX_ATTRIBUTE, ge=1, le=10_000_000, description="longest attribute value accepted, in characters")
+    max_size: ByteSize | None = Field(
+        None, description="largest document accepted (default 100MB; 10GB when streaming with `each`)"
+    )
+    max_depth: int = Field(
+        DEFAULT_MAX_DEPTH, ge=1, le=DEFAULT_MAX_DEPTH, description="deepest element nesting accepted (at most 256)"
+    )
+    max_attribute: int = Field(
+        DEFAULT_MAX_ATTRIBUTE, ge=1, le=10_000_000, description="longest attribute value accepted, in characters"
+    )
 
     def limits(self, default_size: int = DEFAULT_MAX_SIZE) -> XmlLimits:
-        return XmlLimits(self.max_size if self.max_size is not None else default_size, self.max_depth, self.max_attribute)
+        return XmlLimits(
+            self.max_size if self.max_size is not None else default_size, self.max_depth, self.max_attribute
+        )
 
 
 def check_namespaces(value: dict[str, str], allow_default: bool) -> dict[str, str]:
     for prefix, uri in value.items():
         if prefix == "" and not allow_default:
-            raise ValueError("XPath 1.0 has no default namespace: give every namespace a prefix and use it in the expressions")
+            raise ValueError(
+                "XPath 1.0 has no default namespace: give every namespace a prefix and use it in the expressions"
+            )
         if prefix and not _NCNAME.match(prefix):
             raise ValueError(f"{prefix!r} is not a valid namespace prefix")
         if not uri:

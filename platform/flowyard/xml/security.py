@@ -151,25 +151,35 @@ def syntax_error(exc: etree.XMLSyntaxError, what: str = "the input") -> StepErro
     return StepError(f"{what} is not well-formed XML: {raw}", where=InputLocation(line, column))
 
 
-def payload_size(payload: Any) -> int:
+def payload_size(payload: Any) -> int | None:
+    """The payload's size in bytes (None when a file-backed payload does not say)."""
     if isinstance(payload, bytes | bytearray | memoryview | mmap.mmap):
         return len(payload)
+    if callable(getattr(payload, "open", None)):
+        size = getattr(payload, "size", None)
+        return size if isinstance(size, int) else None
     raise StepError("this XML step needs the document as bytes")
 
 
 def open_payload(payload: Any) -> IO[bytes]:
-    """A binary stream over the payload without copying it: bytes, bytearray, memoryview
-    or an mmap of a file (a file-backed payload pages in as it is read)."""
+    """A binary stream over the payload without copying it: bytes, bytearray, memoryview,
+    an mmap of a file, or a file-backed payload (any object whose `open()` returns a
+    binary stream), which is then read as it is parsed."""
     if isinstance(payload, mmap.mmap):
         payload.seek(0)
         return payload  # type: ignore[return-value]
     if isinstance(payload, bytes | bytearray | memoryview):
         return io.BytesIO(payload)
+    if callable(getattr(payload, "open", None)):
+        stream: IO[bytes] = payload.open()
+        return stream
     raise StepError("this XML step needs the document as bytes")
 
 
 def check_size(payload: Any, limits: XmlLimits) -> None:
     size = payload_size(payload)
+    if size is None:
+        return
     if size > limits.max_size:
         raise StepError(f"the document is {size:,} bytes, more than the limit of {limits.max_size:,} (option max_size)")
     if size == 0:
@@ -206,6 +216,8 @@ def check_tree(root: Any, limits: XmlLimits) -> None:
     max_attribute = limits.max_attribute
     max_depth = limits.max_depth
     for element in root.iter():
+        if max(map(len, element.values()), default=0) <= max_attribute:
+            continue
         for name, value in element.attrib.items():
             if len(value) > max_attribute:
                 raise StepError(
@@ -231,7 +243,12 @@ def parse_document(payload: Any, limits: XmlLimits, *, check: bool = True) -> An
             root = etree.fromstring(payload, parser)
             tree = root.getroottree()
         else:
-            tree = etree.parse(open_payload(payload), parser)
+            stream = open_payload(payload)
+            try:
+                tree = etree.parse(stream, parser)
+            finally:
+                if stream is not payload:  # an mmap payload stays open for its owner
+                    stream.close()
     except etree.XMLSyntaxError as exc:
         raise syntax_error(exc) from None
     except AccessRefused as exc:

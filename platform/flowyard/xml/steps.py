@@ -59,7 +59,11 @@ def _log_lines(log: Any, limit: int = 10) -> list[str]:
 def _refusals(resolver: FolderResolver) -> str:
     if not resolver.refused:
         return ""
-    return "; refused to load " + ", ".join(repr(u) for u in resolver.refused) + " (only files inside the flow's folder may be loaded)"
+    return (
+        "; refused to load "
+        + ", ".join(repr(u) for u in resolver.refused)
+        + " (only files inside the flow's folder may be loaded)"
+    )
 
 
 # -- xml.parse ------------------------------------------------------------------------
@@ -67,7 +71,9 @@ def _refusals(resolver: FolderResolver) -> str:
 
 class XmlParseOptions(NamespaceOptions, LimitOptions):
     strip_namespaces: bool = Field(False, description="drop namespaces and keep local names only (lossy)")
-    lists: list[str] = Field(default_factory=list, description="element names that are always lists, even when they occur once")
+    lists: list[str] = Field(
+        default_factory=list, description="element names that are always lists, even when they occur once"
+    )
     keep_whitespace: bool = Field(False, description="keep whitespace-only text between elements")
 
 
@@ -112,7 +118,9 @@ _EACH = re.compile(rf"^(//|/)?({_QNAME})((?:/{_QNAME})*)$")
 
 class XmlXPathOptions(LimitOptions):
     expressions: dict[str, str] = Field(description="output name -> XPath 1.0 expression")
-    namespaces: dict[str, str] = Field(default_factory=dict, description="prefix -> namespace URI, used in the expressions and in `each`")
+    namespaces: dict[str, str] = Field(
+        default_factory=dict, description="prefix -> namespace URI, used in the expressions and in `each`"
+    )
     each: str | None = Field(
         None,
         description="stream the document and give one message per element on this path "
@@ -204,7 +212,9 @@ class XmlXPath(Step):
         if anchor == "/":
             return tags[-1], list(reversed(tags[:-1]))
         if len(tags) > 1:
-            raise OptionError("each: `//` is allowed only as `//name`; write the full path from the root with a single `/`", "each")
+            raise OptionError(
+                "each: `//` is allowed only as `//name`; write the full path from the root with a single `/`", "each"
+            )
         return tags[-1], None
 
     def evaluate(self, node: Any) -> dict[str, Any]:
@@ -213,7 +223,9 @@ class XmlXPath(Step):
             try:
                 out[name] = xpath_value(xpath(node))
             except etree.XPathEvalError as exc:
-                raise StepError(f"expression {name!r} failed: {exc}", where=InputLocation(getattr(node, "sourceline", None))) from exc
+                raise StepError(
+                    f"expression {name!r} failed: {exc}", where=InputLocation(getattr(node, "sourceline", None))
+                ) from exc
         return out
 
     def process(self, message: Message) -> Any:
@@ -244,10 +256,14 @@ class XmlXPath(Step):
     def records(self, source: Any, raw: Any = None) -> Iterator[dict[str, Any]]:
         """The records of a streamed document (also used directly on an open file)."""
         ancestors = self.ancestors
-        for element in iter_records(source, self.record_tag, self.limits, raw):
-            if ancestors is not None and not self._on_path(element, ancestors):
-                continue
-            yield self.evaluate(element)
+        try:
+            for element in iter_records(source, self.record_tag, self.limits, raw):
+                if ancestors is not None and not self._on_path(element, ancestors):
+                    continue
+                yield self.evaluate(element)
+        finally:
+            if raw is not None and source is not raw:  # a stream this step opened
+                source.close()
 
     @staticmethod
     def _on_path(element: Any, ancestors: list[str]) -> bool:
@@ -297,12 +313,16 @@ class XmlXslt(Step):
             raise OptionError(f"stylesheet {options.stylesheet} is not well-formed: {exc}", "stylesheet") from exc
         except etree.XSLTParseError as exc:
             detail = "; ".join(_log_lines(exc.error_log)) or str(exc)
-            raise OptionError(f"stylesheet {options.stylesheet} does not compile: {detail}{_refusals(self.resolver)}", "stylesheet") from exc
+            raise OptionError(
+                f"stylesheet {options.stylesheet} does not compile: {detail}{_refusals(self.resolver)}", "stylesheet"
+            ) from exc
         except AccessRefused as exc:
             raise OptionError(f"stylesheet {options.stylesheet}: {exc}", "stylesheet") from exc
         self.limits = options.limits()
         self.parameters = {
-            name: etree.XSLT.strparam(value) if isinstance(value, str) else (("true()" if value else "false()") if isinstance(value, bool) else str(value))
+            name: etree.XSLT.strparam(value)
+            if isinstance(value, str)
+            else (("true()" if value else "false()") if isinstance(value, bool) else str(value))
             for name, value in options.parameters.items()
         }
         self.content_type = options.content_type or self._output_type(document)
@@ -343,7 +363,10 @@ _CLARK = re.compile(r"\{[^}]*\}")
 
 
 class XmlValidateOptions(LimitOptions):
-    schema_: str = Field(alias="schema", description="an XSD file relative to the flow file; its imports and includes load from the flow's folder only")
+    schema_: str = Field(
+        alias="schema",
+        description="an XSD file relative to the flow file; its imports and includes load from the flow's folder only",
+    )
     max_errors: int = Field(100, ge=1, description="how many errors to list at most")
 
 
@@ -367,7 +390,9 @@ class XmlValidate(Step):
             raise OptionError(f"schema {options.schema_} is not well-formed: {exc}", "schema") from exc
         except etree.XMLSchemaParseError as exc:
             detail = "; ".join(_log_lines(exc.error_log, 3)) or str(exc)
-            raise OptionError(f"schema {options.schema_} does not load: {detail}{_refusals(resolver)}", "schema") from exc
+            raise OptionError(
+                f"schema {options.schema_} does not load: {detail}{_refusals(resolver)}", "schema"
+            ) from exc
         except AccessRefused as exc:
             raise OptionError(f"schema {options.schema_}: {exc}", "schema") from exc
         self.limits = options.limits()

@@ -1,0 +1,270 @@
+"""XML throughput and memory: flowyard's XML steps beside the bare lxml calls, same run.
+
+1. Many small documents: N (10,000) purchase orders of about 5 KB each through
+   `xml.parse -> jmespath -> jinja` in flowyard's engine (Pipeline over a loaded flow),
+   and through the bare calls doing the same work (lxml.etree.fromstring, a plain
+   element-to-dict walk, a compiled JMESPath expression, a sandboxed Jinja2 render).
+   Prints messages/s, MB/s and the ratio.
+2. One big document: a generated file of about 200 MB streamed through `xml.xpath` with
+   `each:` (iterparse, two XPath values per record), each variant in its own subprocess
+   so its peak memory (ru_maxrss) is its own:
+   - `bare`: lxml.etree.iterparse over the open file, the same compiled XPaths, clearing
+     each record (the usual idiom);
+   - `step-file`: the step's streaming reader over the open file (a file-backed payload);
+   - `engine-bytes`: the flow through the engine with the document as a bytes payload
+     (as a source delivers it today), a filter step keeping 1 record in 1,000.
+   Prints MB/s, the ratio to bare and the peak memory of each.
+
+    .venv/bin/python bench/xml.py [--messages 10000] [--big-mb 200]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named xml.py: keep its folder off sys.path so `import xml` stays the
+# standard library's.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import jmespath  # noqa: E402
+from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: E402
+from lxml import etree  # noqa: E402
+
+from flowyard.engine import Pipeline  # noqa: E402
+from flowyard.loader import load_flow  # noqa: E402
+from flowyard.message import Message  # noqa: E402
+
+EXPRESSION = (
+    'order.{po: "@id", plant: header.plant, supplier: header.supplier, '
+    'lines: line[].{n: "@n", item: item, qty: to_number(qty."#text"), uom: qty."@uom"}}'
+)
+TEMPLATE = (
+    '<receipt po="{{ po }}" plant="{{ plant }}">\n'
+    '{% for l in lines %}  <line n="{{ l.n }}" item="{{ l.item }}" qty="{{ l.qty }}" uom="{{ l.uom }}"/>\n{% endfor %}'
+    "</receipt>\n"
+)
+SMALL_FLOW = f"""apiVersion: flowyard/v1
+kind: Flow
+metadata: {{name: bench-xml}}
+source:
+  file: {{path: in, pattern: "*.xml"}}
+steps:
+  - xml.parse: {{lists: [line]}}
+  - jmespath: {json.dumps(EXPRESSION)}
+  - jinja: {{template: {json.dumps(TEMPLATE)}, content_type: application/xml}}
+targets:
+  - file: {{path: out}}
+"""
+BIG_FLOW = """apiVersion: flowyard/v1
+kind: Flow
+metadata: {name: bench-xml-big}
+source:
+  file: {path: in, pattern: "*.xml"}
+steps:
+  - xml.xpath:
+      each: /orders/order
+      expressions: {id: string(@id), qty: sum(line/qty)}
+  - filter: "ends_with(id, '000')"
+targets:
+  - file: {path: out}
+"""
+RECORD_XPATHS = {"id": "string(@id)", "qty": "sum(line/qty)"}
+
+
+def small_order(i: int) -> bytes:
+    lines = "".join(
+        f'<line n="{n}"><item>BRK-{n:04d}-{i % 97:02d}</item><qty uom="EA">{n * 10}</qty>'
+        f"<note>deliver to dock {n % 4}, handle with care</note></line>"
+        for n in range(1, 41)
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<order id="PO-{i:08d}"><header><plant>MX01</plant>'
+        f"<supplier>SUPPLIERX</supplier><created>2024-04-29T05:40:12Z</created></header>{lines}</order>"
+    ).encode()
+
+
+def bare_to_dict(element: Any) -> Any:
+    """The plain walk a developer would write: attributes @x, text, repeated -> list."""
+    children = [c for c in element if isinstance(c.tag, str)]
+    if not children and not element.attrib:
+        return element.text or ""
+    out: dict[str, Any] = {f"@{k}": v for k, v in element.attrib.items()}
+    if not children:
+        if element.text:
+            out["#text"] = element.text
+        return out
+    for child in children:
+        value = bare_to_dict(child)
+        if child.tag in out:
+            existing = out[child.tag]
+            if isinstance(existing, list):
+                existing.append(value)
+            else:
+                out[child.tag] = [existing, value]
+        else:
+            out[child.tag] = [value] if child.tag == "line" else value
+    return out
+
+
+def best(rounds: int, fn: Any) -> float:
+    times = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def small_documents(count: int, rounds: int) -> None:
+    docs = [small_order(i) for i in range(count)]
+    size = sum(map(len, docs)) / 1e6
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.yaml"
+        path.write_text(SMALL_FLOW, encoding="utf-8")
+        pipeline = Pipeline(load_flow(path))
+    expression = jmespath.compile(EXPRESSION)
+    environment = ImmutableSandboxedEnvironment(
+        autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+    )
+    template = environment.from_string(TEMPLATE)
+    plain = etree.XMLParser()
+
+    def engine() -> None:
+        for doc in docs:
+            result = pipeline.run(Message(doc, content_type="application/xml"))
+            assert result.ok and result.outputs[0].payload.startswith(b"<receipt"), result.failures
+
+    def bare() -> None:
+        for doc in docs:
+            root = etree.fromstring(doc, plain)
+            data = {root.tag: bare_to_dict(root)}
+            mapped = expression.search(data)
+            out = template.render(mapped).encode()
+            assert out.startswith(b"<receipt")
+
+    # same result both ways, so the comparison is of equal work
+    sample = pipeline.run(Message(docs[1], content_type="application/xml")).outputs[0].payload
+    root = etree.fromstring(docs[1], plain)
+    assert sample == template.render(expression.search({root.tag: bare_to_dict(root)})).encode()
+
+    t_engine, t_bare = best(rounds, engine), best(rounds, bare)
+    print(f"{count:,} documents of {size / count * 1e3:.1f} KB: xml.parse -> jmespath -> jinja")
+    print(f"  flowyard engine  {count / t_engine:10,.0f} msg/s  {size / t_engine:7.1f} MB/s")
+    print(f"  bare lxml calls  {count / t_bare:10,.0f} msg/s  {size / t_bare:7.1f} MB/s")
+    print(f"  ratio engine/bare: {t_bare / t_engine:.2f}x")
+
+
+def write_big(path: Path, megabytes: int) -> int:
+    target = megabytes * 1_000_000
+    written = 0
+    with path.open("wb") as out:
+        out.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<orders>\n')
+        i = 0
+        while written < target:
+            chunk = []
+            for _ in range(1000):
+                i += 1
+                lines = "".join(
+                    f'<line n="{n}"><item>BRK-{n:04d}</item><qty>{(i + n) % 50}</qty></line>' for n in range(1, 9)
+                )
+                chunk.append(f'<order id="{i}"><customer>Plant {i % 7}</customer>{lines}</order>\n')
+            data = "".join(chunk).encode()
+            out.write(data)
+            written += len(data)
+        out.write(b"</orders>\n")
+    return path.stat().st_size
+
+
+def child(mode: str, path: Path) -> None:
+    """One variant, alone in this process; prints a JSON line with time, records, peak."""
+    from flowyard.step import FlowContext
+    from flowyard.xml.steps import XmlXPath, XmlXPathOptions
+
+    began = time.perf_counter()
+    records = 0
+    if mode == "bare":
+        compiled = {k: etree.XPath(v) for k, v in RECORD_XPATHS.items()}
+        with path.open("rb") as source:
+            for _event, element in etree.iterparse(source, tag="order"):
+                _ = {k: x(element) for k, x in compiled.items()}
+                records += 1
+                element.clear(keep_tail=False)
+                while element.getprevious() is not None:
+                    del element.getparent()[0]
+    elif mode == "step-file":
+        options = XmlXPathOptions(expressions=RECORD_XPATHS, each="/orders/order")
+        step = XmlXPath(options, FlowContext(flow_file=path.parent / "flow.yaml"))
+        with path.open("rb") as source:
+            for _record in step.records(source):
+                records += 1
+    elif mode == "engine-bytes":
+        flow_path = path.parent / "big.yaml"
+        flow_path.write_text(BIG_FLOW, encoding="utf-8")
+        pipeline = Pipeline(load_flow(flow_path))
+        payload = path.read_bytes()
+        result = pipeline.run(Message(payload, content_type="application/xml"))
+        assert result.ok, [str(f.error) for f in result.failures]
+        records = len(result.outputs) * 1000
+    elapsed = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"mode": mode, "seconds": elapsed, "records": records, "peak": peak}))
+
+
+def baseline_peak() -> int:
+    """Peak memory of a process that only imports what the children import."""
+    code = (
+        "import resource, lxml.etree, jmespath, flowyard.engine, flowyard.loader, flowyard.xml.steps;"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    )
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def big_document(megabytes: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "big.xml"
+        size = write_big(path, megabytes)
+        print(f"\none document of {size / 1e6:.0f} MB through xml.xpath (each: /orders/order), streamed")
+        print(f"  (a process importing lxml and flowyard alone peaks at {baseline_peak() / 1e6:.0f} MB)")
+        results = {}
+        for mode in ("bare", "step-file", "engine-bytes"):
+            out = subprocess.run([sys.executable, __file__, "--child", mode, str(path)], capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"  {mode}: failed\n{out.stderr}")
+                continue
+            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        bare = results.get("bare")
+        for mode, r in results.items():
+            ratio = f"  ratio to bare {bare['seconds'] / r['seconds']:.2f}x" if bare else ""
+            print(
+                f"  {mode:13s} {size / 1e6 / r['seconds']:7.1f} MB/s  {r['records']:>9,} records"
+                f"  peak {r['peak'] / 1e6:6.0f} MB{ratio}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--big-mb", type=int, default=200)
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return
+    small_documents(args.messages, args.rounds)
+    if args.big_mb:
+        big_document(args.big_mb)
+
+
+if __name__ == "__main__":
+    main()
