@@ -126,6 +126,9 @@ class Guide:
         return self._map
 
     def segments(self) -> dict[str, SegmentDef]:
+        cached: dict[str, SegmentDef] | None = getattr(self, "_segments", None)
+        if cached is not None:
+            return cached
         found: dict[str, SegmentDef] = {}
 
         def walk(loop: LoopDef) -> None:
@@ -136,6 +139,7 @@ class Guide:
                     walk(child)
 
         walk(self.body)
+        self._segments = found
         return found
 
 

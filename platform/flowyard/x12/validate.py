@@ -8,11 +8,14 @@ segments and turns its findings into `Problem`s that carry what an analyst and a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .guides import Guide
 from .reader import Segment
+
+_SYNTAX = re.compile(r"\(([PRECL])(\d{4,})\)")
 
 SEGMENT_CODES = {
     "1": "unrecognized segment",
@@ -108,8 +111,22 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
             problems.append(Problem("8", seg.id, count, seg.line, f"segment has data element errors: pyx12 could not check it ({type(exc).__name__})"))
             continue
         for error in element_errors:
-            problems.append(_element_problem(error, seg, count))
+            problem = _element_problem(error, seg, count)
+            if problem.element is not None and problem.data_element is None:
+                problem.data_element = _data_element(guide, seg.id, problem.element)
+            if not any(p.position == count and p.element == problem.element and p.code == problem.code for p in problems):
+                problems.append(problem)
     return problems
+
+
+def _data_element(guide: Guide, seg_id: str, position: int) -> str | None:
+    definition = guide.segments().get(seg_id)
+    if definition is None:
+        return None
+    for element in definition.elements:
+        if element.position == position:
+            return element.number if element.number[:1].isdigit() else None
+    return None
 
 
 def _repeatable(guide: Guide) -> dict[str, set[int]]:
@@ -167,5 +184,12 @@ def _element_problem(error: Any, seg: Segment, count: int) -> Problem:
         data_element = getattr(map_node, "data_ele", None)
     text = f"{ELEMENT_CODES.get(code, 'element error')}: {error.err_str}"
     if map_node is None:
+        rule = _SYNTAX.search(error.err_str or "")
+        if rule and code in ("2", "10"):
+            # a syntax note (P0607, C0506, ...): point at the element it is about
+            positions = [int(rule.group(2)[i : i + 2]) for i in range(0, len(rule.group(2)), 2)]
+            empty = [p for p in positions if not seg.get(p)] if code == "2" else positions[1:]
+            position = (empty or positions)[0]
+            return Problem(code, seg.id, count, seg.line, text, position, None, None, seg.get(position) or None)
         return Problem("8", seg.id, count, seg.line, text, value=error.err_val)
     return Problem(code, seg.id, count, seg.line, text, element, component, data_element, error.err_val)
