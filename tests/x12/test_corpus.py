@@ -183,4 +183,4 @@ def test_ack_interchange_for_a_corpus_file(corpus: Path) -> None:
     assert "AK9*P*2*2*1" in segments and "AK9*A*1*1*1" in segments
     assert segments.count("AK5*A") == 2 and "AK5*R*5" in segments
     assert "AK3*N9*7**8" in segments and "AK4*1*128*1" in segments
-    assert [s for s in segments if s.startswith("ISA")][0].split("*")[6].strip() == "WAREHOUSE"  # sender and receiver swapped
+    assert next(s for s in segments if s.startswith("ISA")).split("*")[6].strip() == "WAREHOUSE"  # sender and receiver swapped
