@@ -25,8 +25,9 @@ A document becomes one object with one key, the root element's name::
 4. **An element with attributes** is an object: attributes as `@name`, its text (when
    not empty) under `#text`.
 5. **Child elements** are keys in document order. A name that occurs more than once is a
-   list of the values in order; a name listed in `lists:` is a list even when it occurs
-   once (or not... an absent element stays absent), so a mapping such as
+   list of the values in order; a name listed in `lists:`, or a child the schema named
+   by `lists_from_schema:` lets repeat under its parent (see `schema_lists.py`), is a list
+   even when it occurs once (an absent element stays absent), so a mapping such as
    `ProductionRequest[].ID` works for one request as well as for ten.
 6. **Mixed content and interleaving.** When an element has non-blank text between its
    children, or same-named children that are not next to each other (`<a/><b/><a/>`),
@@ -53,6 +54,7 @@ from lxml import etree
 from ..errors import InputLocation, StepError
 from .where import element_path
 
+_NONE: frozenset[str] = frozenset()
 TEXT = "#text"
 CONTENT = "#content"
 ATTR = "@"
@@ -99,10 +101,12 @@ class Converter:
         keep_whitespace: bool = False,
         max_depth: int = 256,
         max_attribute: int = 1_000_000,
+        repeating: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.names = NameMap(namespaces or {}, strip_namespaces)
         self.attr_names = NameMap(namespaces or {}, strip_namespaces)
         self.lists = frozenset(lists)
+        self.repeating = dict(repeating or {})  # parent tag -> child tags that may repeat (XSD)
         self.keep_whitespace = keep_whitespace
         self.max_depth = max_depth
         self.max_attribute = max_attribute
@@ -167,6 +171,7 @@ class Converter:
             result[CONTENT] = content
             return result
         lists = self.lists
+        may_repeat = self.repeating.get(element.tag, _NONE)
         repeated: set[str] = set()
         for child in children:
             name = names[child.tag]
@@ -176,7 +181,7 @@ class Converter:
             elif name in result:
                 result[name] = [result[name], val]
                 repeated.add(name)
-            elif name in lists:
+            elif name in lists or child.tag in may_repeat:
                 result[name] = [val]
                 repeated.add(name)
             else:

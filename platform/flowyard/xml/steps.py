@@ -22,6 +22,7 @@ from ..message import Message
 from ..step import FlowContext, OptionError, Step
 from .convention import Converter
 from .options import LimitOptions, NamespaceOptions, check_namespaces
+from .schema_lists import repeating_children
 from .security import (
     DEFAULT_STREAM_MAX_SIZE,
     AccessRefused,
@@ -75,6 +76,10 @@ class XmlParseOptions(NamespaceOptions, LimitOptions):
         default_factory=list, description="element names that are always lists, even when they occur once"
     )
     keep_whitespace: bool = Field(False, description="keep whitespace-only text between elements")
+    lists_from_schema: str | None = Field(
+        None,
+        description="an XSD beside the flow: every child element it lets repeat is always a list",
+    )
 
 
 class XmlParse(Step):
@@ -94,6 +99,13 @@ class XmlParse(Step):
     def __init__(self, options: XmlParseOptions, context: FlowContext) -> None:
         super().__init__(options, context)
         self.limits = options.limits()
+        repeating = None
+        if options.lists_from_schema is not None:
+            path = flow_file(context, options.lists_from_schema, "lists_from_schema")
+            try:
+                repeating = repeating_children(path, context.base_dir)
+            except (etree.XMLSyntaxError, AccessRefused, OSError) as exc:
+                raise OptionError(f"lists_from_schema: {exc}", "lists_from_schema") from exc
         self.converter = Converter(
             options.namespaces,
             strip_namespaces=options.strip_namespaces,
@@ -101,6 +113,7 @@ class XmlParse(Step):
             keep_whitespace=options.keep_whitespace,
             max_depth=options.max_depth,
             max_attribute=options.max_attribute,
+            repeating=repeating,
         )
 
     def process(self, message: Message) -> Message:
