@@ -397,8 +397,7 @@ def find_template(name: str, version: str | None, start: Path) -> Template:
         if version is not None:
             candidates = [t for t in candidates if t.version == version]
         if candidates:
-            exact = [t for t in candidates if t.path.stem == name]
-            return exact[0] if exact and version is None else max(candidates, key=lambda t: _version_key(t.version))
+            return max(candidates, key=lambda t: _version_key(t.version))
     if seen:
         raise FlowyardError(f"template {name!r} has no version {version!r} (found: {', '.join(seen)})")
     raise FlowyardError(f"no template named {name!r} in a templates/ folder beside {start} or above it")
@@ -579,23 +578,27 @@ class Rendered:
         if line is None:
             return Issue(Position(str(self.template.path)), f"{issue.message} (in the flow rendered for {self.name})", issue.severity)
         rendered = load_text(self.text, str(self.path))
-        best: tuple[tuple[int, int], list[Any], int, int] | None = None
-        for node_path, (nl, nc) in _positions(rendered, []):
+        best: tuple[tuple[int, int], list[Any], int, int, bool] | None = None
+        for node_path, (nl, nc), is_key in _positions(rendered, []):
             if (nl, nc) <= (line, col or 1) and (best is None or (nl, nc) >= best[0]):
-                best = ((nl, nc), node_path, nl, nc)
+                best = ((nl, nc), node_path, nl, nc, is_key)
         body_path: list[Any] = []
         delta_line = delta_col = 0
+        at_key = False
         if best is not None:
             body_path = best[1][:]
             delta_line, delta_col = line - best[2], (col or 1) - best[3]
+            at_key = best[4]
         if body_path[:1] == ["metadata"] and body_path[1:2] == ["name"]:
             position = self.values_positions.get("__name__", Position(str(self.path), 1, 1))
             return Issue(position, issue.message, issue.severity)
         if body_path and body_path[0] in ("apiVersion", "kind"):
             body_path = []
-        tl, tc = locate(self.template.body, body_path) if body_path else node_start(self.template.body)
+        tl, tc = locate(self.template.body, body_path, at_key=at_key) if body_path else node_start(self.template.body)
         used = self.used.get(tuple(body_path), set())
-        if not used and tl is not None and tc is not None and _follows(self.template.body, body_path):
+        if at_key:
+            used = set()
+        if not used and not at_key and tl is not None and tc is not None and _follows(self.template.body, body_path):
             tl, tc = tl + delta_line, (tc + delta_col if delta_line == 0 else (col or tc))
         suffix = f" (in the flow rendered for {self.name}"
         params = sorted(n for n in used if n in self.values_positions)
@@ -615,21 +618,22 @@ def _follows(body: CommentedMap, path: list[Any]) -> bool:
     return not isinstance(node, CommentedMap | CommentedSeq)
 
 
-def _positions(node: Any, path: list[Any]) -> Iterator[tuple[list[Any], tuple[int, int]]]:
+def _positions(node: Any, path: list[Any]) -> Iterator[tuple[list[Any], tuple[int, int], bool]]:
+    """(path, position, is a key) of every key and value in a document."""
     if isinstance(node, CommentedMap):
         for key in node:
             kl, kc = key_position(node, key)
             if kl is not None and kc is not None:
-                yield [*path, key], (kl, kc)
+                yield [*path, key], (kl, kc), True
             vl, vc = value_position(node, key)
             if vl is not None and vc is not None and not isinstance(node[key], CommentedMap | CommentedSeq):
-                yield [*path, key], (vl, vc)
+                yield [*path, key], (vl, vc), False
             yield from _positions(node[key], [*path, key])
     elif isinstance(node, CommentedSeq):
         for index, item in enumerate(node):
             il, ic = value_position(node, index)
             if il is not None and ic is not None:
-                yield [*path, index], (il, ic)
+                yield [*path, index], (il, ic), False
             yield from _positions(item, [*path, index])
 
 
@@ -752,6 +756,8 @@ def value_issues(instance: FlowInstance, template: Template) -> list[Issue]:
     for path, message, at_key in check_values(template, instance.values):
         if node is None:
             issues.add(message, *(key_position(instance.document, "template")))
+        elif not path:
+            issues.add(message, *key_position(instance.document, "values"))
         else:
             issues.add(message, *locate(node, path, at_key=at_key))
     return issues.issues
@@ -821,6 +827,34 @@ def skeleton_paths(template: Template, values: dict[str, Any], name: str) -> lis
     return paths
 
 
+def syntax_issues(template: Template) -> list[Issue]:
+    """Jinja syntax errors in strings that name a parameter, whatever the values."""
+    env = _environment()
+    names = [*template.properties, *BUILTIN_NAMES]
+    found: list[Issue] = []
+
+    def walk(node: Any, path: list[Any]) -> None:
+        if isinstance(node, CommentedMap):
+            for key in node:
+                walk(node[key], [*path, key])
+        elif isinstance(node, CommentedSeq):
+            for index, item in enumerate(node):
+                walk(item, [*path, index])
+        elif isinstance(node, str) and ("{{" in node or "{%" in node):
+            if not any(re.search(r"[{%]\s*[-+]?\s*(raw\b|" + re.escape(n) + r"\b)", node) for n in names):
+                return
+            try:
+                env.parse(str(node))
+            except TemplateSyntaxError as exc:
+                line, col = locate(template.body, path)
+                if line is not None and isinstance(node, LiteralScalarString | FoldedScalarString):
+                    line, col = line + exc.lineno, col
+                found.append(Issue(Position(str(template.path), line, col), f"template syntax: {exc.message}"))
+
+    walk(template.body, [])
+    return found
+
+
 def check_template(path: Path, text: str) -> list[Issue]:
     """Structure, parameter schema, Jinja syntax; then, when every parameter has a default
     or an example, the flow rendered with those values (files the skeleton creates at
@@ -829,6 +863,9 @@ def check_template(path: Path, text: str) -> list[Issue]:
     if template is None:
         return issues.issues
     result = list(issues.issues)
+    syntax = syntax_issues(template)
+    if syntax:
+        return result + syntax
     values = template.example_values()
     if values is None:
         missing = [f.name for f in template.fields() if f.required and not f.examples and not f.has_default]

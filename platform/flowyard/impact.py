@@ -1,0 +1,206 @@
+"""Impact of a template change: how every instance's rendered flow changes, and whether
+the instances' tests still pass on the new version.
+
+Two entry points share one comparison:
+
+- `impact_since(rev, paths)`: for `flowyard diff --rendered [GIT-REV]`. For each instance
+  under `paths`, the old flow is the instance and its template as they were at `rev`
+  (`git show REV:path`), the new flow is the working tree's.
+- `template_change_impact(template_path, new_text, paths)`: for the UI before a template
+  is saved. The old flow is today's; the new one renders with the edited text.
+
+Each `InstanceImpact` holds both rendered texts, the semantic changes in words, a line
+diff, and the instance's test results against the new version (the tests carried by the
+template body and the instance).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DefinitionError, FlowyardError
+from .secrets import redactor
+from .semdiff import Change, compare, git_root, git_show
+from .templates import (
+    FlowInstance,
+    Rendered,
+    Template,
+    find_template,
+    load_instance_file,
+    load_template,
+    parse_instance,
+    render_instance,
+)
+from .testing import CaseResult, run_tests
+from .yamlio import to_plain
+
+INSTANCE_PATTERN = "kind: FlowInstance"
+
+
+@dataclass
+class InstanceImpact:
+    path: Path
+    name: str
+    template: str
+    old_text: str | None  # None: the instance (or its template) is new
+    new_text: str | None  # None: the new version does not render (see `error`)
+    changes: list[Change] = field(default_factory=list)
+    error: str | None = None
+    tests: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.old_text != self.new_text
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(r.passed for r in self.tests)
+
+    def line_diff(self) -> str:
+        lines = difflib.unified_diff(
+            (self.old_text or "").splitlines(True), (self.new_text or "").splitlines(True),
+            fromfile=f"{self.path} (before)", tofile=f"{self.path} (after)",
+        )
+        return "".join(lines)
+
+
+def instance_files(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for base in paths:
+        candidates = [base] if base.is_file() else sorted(base.rglob("*.y*ml")) if base.is_dir() else []
+        for path in candidates:
+            if path.suffix not in (".yaml", ".yml") or ".git" in path.parts:
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if any(line.split("#", 1)[0].strip() in (INSTANCE_PATTERN, f"kind: '{INSTANCE_PATTERN[6:]}'", 'kind: "FlowInstance"') for line in text.splitlines()):
+                found.append(path)
+    return found
+
+
+def _render(instance: FlowInstance, template: Template | None) -> Rendered:
+    rendered = render_instance(instance, template)
+    if not rendered.ok:
+        raise DefinitionError(rendered.issues)
+    return rendered
+
+
+def _finish(impact: InstanceImpact, new: Rendered | None, old_plain: object, run: bool) -> InstanceImpact:
+    if new is None:
+        return impact
+    impact.new_text = new.text
+    if isinstance(old_plain, dict):
+        impact.changes = compare(old_plain, to_plain(new.document))
+    if run and impact.changed:
+        try:
+            flow = new.flow()
+        except DefinitionError as exc:
+            impact.error = str(exc)
+            return impact
+        impact.tests = run_tests(flow)
+    return impact
+
+
+def impact_since(rev: str, paths: list[Path], run: bool = True) -> list[InstanceImpact]:
+    """Every instance under `paths`: its rendered flow at `rev` against the working tree."""
+    root = git_root(paths[0].resolve() if paths and paths[0].is_dir() else None)
+    results: list[InstanceImpact] = []
+    for path in instance_files(paths):
+        impact = InstanceImpact(path, path.stem, "?", None, None)
+        results.append(impact)
+        old_plain: object = None
+        try:
+            instance = load_instance_file(path)
+            impact.name, impact.template = instance.name, str(instance.template)
+            template = find_template(instance.template.name, instance.template.version, path.resolve().parent)
+        except (DefinitionError, FlowyardError) as exc:
+            impact.error = str(exc)
+            continue
+        old_instance_text = git_show(rev, path.resolve())
+        old_template_text = git_show(rev, template.path.resolve()) if template.path.resolve().is_relative_to(root) else None
+        if old_instance_text is not None and old_template_text is not None:
+            try:
+                old_instance, _issues = parse_instance(path, old_instance_text)
+                if old_instance is not None:
+                    old = _render(old_instance, load_template(template.path, old_template_text))
+                    impact.old_text, old_plain = old.text, to_plain(old.document)
+            except (DefinitionError, FlowyardError):
+                impact.old_text = None  # it did not render then; everything is new
+        try:
+            new = _render(instance, template)
+        except DefinitionError as exc:
+            impact.error = str(exc)
+            continue
+        _finish(impact, new, old_plain, run)
+    return results
+
+
+def template_change_impact(template_path: Path, new_text: str, paths: list[Path], run: bool = True) -> list[InstanceImpact]:
+    """For the UI: how an edited (not yet saved) template would render for each of its
+    instances under `paths`, and whether their tests pass on it."""
+    new_template = load_template(template_path, new_text)
+    current = load_template(template_path)
+    results: list[InstanceImpact] = []
+    for path in instance_files(paths):
+        try:
+            instance = load_instance_file(path)
+        except DefinitionError:
+            continue
+        if instance.template.name not in (current.name, new_template.name):
+            continue
+        impact = InstanceImpact(path, instance.name, str(instance.template), None, None)
+        results.append(impact)
+        old_plain: object = None
+        try:
+            old = _render(instance, current)
+            impact.old_text, old_plain = old.text, to_plain(old.document)
+        except DefinitionError:
+            pass
+        try:
+            new = _render(instance, new_template)
+        except DefinitionError as exc:
+            impact.error = str(exc)
+            continue
+        _finish(impact, new, old_plain, run)
+    return results
+
+
+def main(rev: str, paths: list[Path] | None, run_tests: bool = True, text: bool = False) -> int:
+    if paths is None:
+        root = git_root()
+        paths = [p for p in (root / "flows", root / "examples") if p.is_dir()]
+    impacts = impact_since(rev, paths, run=run_tests)
+    if not impacts:
+        print("no instances found", file=sys.stderr)
+        return 0
+    failed = 0
+    unchanged = 0
+    for impact in impacts:
+        if not impact.changed and impact.error is None:
+            unchanged += 1
+            continue
+        head = f"== {impact.path} ({impact.name}, template {impact.template})"
+        if impact.old_text is None and impact.new_text is not None:
+            head += ": new since " + rev
+        print(head)
+        for change in impact.changes:
+            print(redactor.redact(f"  {change}"))
+        if impact.error:
+            failed += 1
+            print(redactor.redact("  does not render with the new version:\n    " + impact.error.replace("\n", "\n    ")))
+        if text and impact.new_text is not None:
+            sys.stdout.write(redactor.redact(impact.line_diff()))
+        for result in impact.tests:
+            print(f"  {'PASS' if result.passed else 'FAIL'} test {result.case.name!r}")
+            if not result.passed:
+                print("    " + redactor.redact(result.report).replace("\n", "\n    "))
+        if not impact.ok:
+            failed += 1 if impact.error is None else 0
+    changed = len(impacts) - unchanged
+    print(f"{len(impacts)} instance(s): {changed} changed, {unchanged} unchanged, {failed} failing", file=sys.stderr)
+    return 1 if failed else 0
