@@ -180,12 +180,17 @@ def steps_of(document: dict[str, Any]) -> list[Item]:
 
 def targets_of(document: dict[str, Any]) -> list[Item]:
     items: list[Item] = []
+    seen: dict[str, int] = {}
     for index, entry in enumerate(document.get("targets") or [], 1):
         kind, options = _one_key(entry, TARGET_COMMON_KEYS)
         name = entry.get("name") if isinstance(entry, dict) else None
-        name = name or f"{kind}-{index}"
+        if name:
+            ident = f"name:{name}"
+        else:  # unnamed: matched by kind and occurrence, shown by the loader's default name
+            seen[kind] = seen.get(kind, 0) + 1
+            ident, name = f"kind:{kind}#{seen[kind]}", f"{kind}-{index}"
         common = {k: entry[k] for k in TARGET_COMMON_KEYS if isinstance(entry, dict) and k in entry and k != "name"}
-        items.append(Item(f"name:{name}", kind, f"target {name!r}", options, common))
+        items.append(Item(ident, kind, f"target {name!r}", options, common))
     return items
 
 
@@ -194,7 +199,7 @@ def item_changes(old: Item, new: Item) -> list[Change]:
     if old.kind != new.kind:
         out.append(Change("~", new.label, f"now {new.kind!r} (was {old.kind!r}) with options {show(new.options)}"))
         return out
-    subject = new.label if new.ident.startswith("kind:") else f"{new.label} ({new.kind})"
+    subject = new.label if new.ident.startswith("kind:") and new.label.startswith("step") else f"{new.label} ({new.kind})"
     for sentence in dict_changes(old.options, new.options):
         out.append(Change("~", subject, sentence))
     when_old, when_new = old.common.get("when"), new.common.get("when")

@@ -1,0 +1,159 @@
+"""Semantic diff (`flowyard diff A B`) and the rendered impact of a template change
+(`flowyard diff --rendered`, and the UI's preview before saving), on a real git repo."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from flowyard.cli import main
+from flowyard.impact import impact_since, instance_files, template_change_impact
+from flowyard.semdiff import compare, split_mapping
+from flowyard.yamlio import load_text, to_plain
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOW = (ROOT / "flows" / "mx01-erp-production-orders.yaml").read_text(encoding="utf-8")
+
+
+def doc(text: str) -> dict:
+    return to_plain(load_text(text, "f"))
+
+
+def sentences(old: str, new: str) -> list[str]:
+    return [str(c) for c in compare(doc(old), doc(new))]
+
+
+def test_identical_flows_have_no_changes() -> None:
+    assert sentences(FLOW, FLOW) == []
+    assert sentences(FLOW, FLOW.replace("# Released", "# Comment changed; Released")) == []
+
+
+def test_mapping_fields_are_compared_one_by_one() -> None:
+    new = FLOW.replace("uom: GMEIN,", "uom: GMEIN,\n        batch: CHARG,").replace("priority: to_int(PRIO),", "priority: to_number(PRIO),")
+    new = new.replace("        description: MAKTX,\n", "")
+    out = sentences(FLOW, new)
+    step = "step 'to canonical production order' (jmespath)"
+    assert f"~ {step}: mapping: field 'batch' added (CHARG)" in out
+    assert f"~ {step}: mapping: field 'description' removed" in out
+    assert f"~ {step}: mapping: field 'priority' changed from 'to_int(PRIO)' to 'to_number(PRIO)'" in out
+    assert len(out) == 3
+
+
+def test_steps_added_removed_moved_and_options() -> None:
+    new = FLOW.replace('  - name: component units\n    lookup: {table: erp-uom, at: "components[].uom"}\n', "")
+    new = new.replace("lookup: {table: erp-uom, at: uom}", "lookup: {table: erp-uom, at: uom, on_missing: keep}")
+    new = new.replace("  - validate: canonical:production-order\n", "  - validate: canonical:production-order\n  - filter: \"quantity > `0`\"\n")
+    out = sentences(FLOW, new)
+    assert "- step 'component units': removed (lookup, was step 3)" in out
+    assert "~ step 'units of measure' (lookup): option 'on_missing' added: 'keep'" in out
+    assert any(s.startswith("+ step 'filter': added as step 4 (filter") for s in out), out
+    moved = FLOW.replace(
+        "  - name: units of measure\n    lookup: {table: erp-uom, at: uom}\n  - name: component units\n    lookup: {table: erp-uom, at: \"components[].uom\"}\n",
+        "  - name: component units\n    lookup: {table: erp-uom, at: \"components[].uom\"}\n  - name: units of measure\n    lookup: {table: erp-uom, at: uom}\n",
+    )
+    assert moved != FLOW
+    out = sentences(FLOW, moved)
+    assert len(out) == 1 and out[0].startswith(">") and "moved from position" in out[0], out
+
+
+def test_connectors_targets_retry_and_metadata() -> None:
+    new = FLOW.replace('pattern: "*.json"', 'pattern: "*.JSON"').replace("retry: {attempts: 5,", "retry: {attempts: 8,")
+    new = new.replace("labels: {plant: MX01,", "labels: {plant: MX02,")
+    new = new.replace("targets:\n", "targets:\n  - name: audit\n    when: \"priority > `1`\"\n    file: {path: audit}\n")
+    out = sentences(FLOW, new)
+    assert "~ source (file): option 'pattern' changed from '*.json' to '*.JSON'" in out
+    assert "~ target 'file-2': retry 'attempts' changed from 5 to 8" in out  # unnamed, now second
+    assert "~ metadata: metadata 'labels': 'plant' changed from 'MX01' to 'MX02'" in out
+    assert any(s.startswith("+ target 'audit': added as target 1 (file") for s in out), out
+    swapped = FLOW.replace("source:\n  file:\n    path: ../data/inbox/mx01-erp-production-orders\n", "source:\n  sftp:\n    path: /out\n")
+    assert any("connector changed from 'file' to 'sftp'" in s for s in sentences(FLOW, swapped))
+
+
+def test_split_mapping_respects_nesting_and_quotes() -> None:
+    fields = split_mapping("{a: x, b: f(y, `1`), c: 'p, q', d: items[].{e: f, g: h}}")
+    assert fields == {"a": "x", "b": "f(y, `1`)", "c": "'p, q'", "d": "items[].{e: f, g: h}"}
+    assert split_mapping("items[0]") is None
+
+
+def test_diff_command_words_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(FLOW, encoding="utf-8")
+    b.write_text(FLOW.replace("poll: 5s", "poll: 30s"), encoding="utf-8")
+    assert main(["diff", str(a), str(a)]) == 0
+    assert main(["diff", str(a), str(b)]) == 1
+    assert "~ source (file): option 'poll' changed from '5s' to '30s'" in capsys.readouterr().out
+    assert main(["diff", str(a), str(tmp_path / "missing.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+# -- the rendered impact across instances, with git --------------------------------------
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(onboarding: Path) -> Path:
+    git(onboarding, "init", "-q", "-b", "main")
+    git(onboarding, "add", ".")
+    git(onboarding, "commit", "-q", "-m", "onboarding")
+    return onboarding
+
+
+def edit_template(repo: Path, old: str, new: str) -> None:
+    path = repo / "templates" / "plant-mes.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_a_template_change_shows_for_every_instance_and_their_tests_run(repo: Path) -> None:
+    edit_template(repo, "retry: {attempts: 10,", "retry: {attempts: 12,")
+    impacts = impact_since("HEAD", [repo])
+    plants = [i for i in impacts if i.template == "plant-mes"]
+    assert len(plants) >= 2
+    for impact in plants:
+        assert [str(c) for c in impact.changes] == ["~ target 'mes': retry 'attempts' changed from 10 to 12"]
+        assert impact.tests and all(r.passed for r in impact.tests)
+        assert "-    retry: {attempts: 10" in impact.line_diff() and "+    retry: {attempts: 12" in impact.line_diff()
+
+
+def test_a_template_change_that_breaks_an_instance_test_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit_template(repo, "plant: WERKS,", "plant: 'XX99',")
+    impacts = {i.name: i for i in impact_since("HEAD", [repo])}
+    mx01 = impacts["mx01-mes-production"]
+    assert "~ step 'order for the MES' (jmespath): mapping: field 'plant' changed from 'WERKS' to \"'XX99'\"" in [str(c) for c in mx01.changes]
+    assert not mx01.ok and any(not r.passed for r in mx01.tests)
+    assert main(["diff", "--rendered", "HEAD", "--paths", str(repo)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL test 'a released order goes to the MES'" in out
+
+
+def test_values_that_no_longer_fit_the_parameters_are_reported(repo: Path) -> None:
+    edit_template(repo, 'pattern: "^https://"', 'pattern: "^https://mes\\\\."')
+    impacts = {i.name: i for i in impact_since("HEAD", [repo], run=False)}
+    assert all(i.error is None for i in impacts.values())  # both plants' URLs start with https://mes.
+    edit_template(repo, 'pattern: "^https://mes\\\\."', 'pattern: "^https://mes-"')
+    impacts = {i.name: i for i in impact_since("HEAD", [repo], run=False)}
+    error = impacts["mx01-mes-production"].error
+    assert error is not None and "mx01-mes-production.yaml:" in error and "does not match the pattern" in error
+
+
+def test_unchanged_template_means_no_changes(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert all(not i.changed for i in impact_since("HEAD", [repo], run=False))
+    assert main(["diff", "--rendered", "--paths", str(repo)]) == 0
+    assert "0 changed" in capsys.readouterr().err
+
+
+def test_the_ui_preview_of_an_unsaved_template(onboarding: Path) -> None:
+    path = onboarding / "templates" / "plant-mes.yaml"
+    edited = path.read_text(encoding="utf-8").replace("poll: 5s", "poll: 15s")
+    impacts = template_change_impact(path, edited, [onboarding])
+    assert len(impacts) == len([p for p in instance_files([onboarding]) if "mes-production" in p.name]) >= 2
+    for impact in impacts:
+        assert [str(c) for c in impact.changes] == ["~ source (file): option 'poll' changed from '5s' to '15s'"]
+        assert all(r.passed for r in impact.tests)
+    assert "poll: 5s" in path.read_text(encoding="utf-8")  # nothing saved
