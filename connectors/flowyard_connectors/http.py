@@ -28,6 +28,8 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import httpx
+from pydantic import Field, field_validator, model_validator
+
 from flowyard.connector import Accept, Connector, Source, Target
 from flowyard.errors import DeliveryError, FlowyardError
 from flowyard.message import Message
@@ -35,7 +37,6 @@ from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import REFERENCE_PATTERN, redactor
 from flowyard.step import FlowContext
 from flowyard.templating import make_environment
-from pydantic import Field, field_validator, model_validator
 
 from .netguard import AddressGuard
 

@@ -27,6 +27,8 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import asyncssh
+from pydantic import Field, model_validator
+
 from flowyard.connector import Accept, Connector, Source, Target, guess_content_type
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
@@ -34,7 +36,6 @@ from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import redactor
 from flowyard.step import FlowContext
 from flowyard.templating import make_environment
-from pydantic import Field, model_validator
 
 from .backoff import ConnectError, keep_running
 from .file import EXTENSIONS

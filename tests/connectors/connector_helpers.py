@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+
 from flowyard.connector import Source
 from flowyard.engine import Pipeline, RunResult
 from flowyard.loader import load_flow

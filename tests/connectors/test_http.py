@@ -20,6 +20,8 @@ from connector_helpers import (
     pipeline_result,
     wait_for,
 )
+from pydantic import ValidationError
+
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard_connectors.http import (
@@ -29,7 +31,6 @@ from flowyard_connectors.http import (
     HttpTargetOptions,
     webhooks,
 )
-from pydantic import ValidationError
 
 LOOPBACK = ["127.0.0.1/32"]
 

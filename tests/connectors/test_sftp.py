@@ -10,10 +10,11 @@ from typing import Any
 import asyncssh
 import pytest
 from connector_helpers import JSON_FLOW, Collector, Running, context, free_port, pipeline_result, wait_for
+from pydantic import ValidationError
+
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard_connectors.sftp import SftpSource, SftpSourceOptions, SftpTarget, SftpTargetOptions
-from pydantic import ValidationError
 
 PASSWORD = "supplier-pw-9"
 
