@@ -118,63 +118,60 @@ class Converter:
         return not text or (not self.keep_whitespace and text.isspace())
 
     def value(self, element: Any, depth: int) -> Any:
+        # The hot path of xml.parse: one pass per element, leaf elements first.
         if depth > self.max_depth:
             raise StepError(
                 f"elements are nested more than {self.max_depth} levels deep (option max_depth)",
                 where=InputLocation(element.sourceline, path=element_path(element)),
             )
-        attrib = element.attrib
-        result: dict[str, Any] | None = None
-        if attrib:
-            result = {}
-            attr_names = self.attr_names
-            for key, val in attrib.items():
-                if len(val) > self.max_attribute:
-                    raise StepError(
-                        f"attribute {key} is {len(val):,} characters long, more than the limit of {self.max_attribute:,} (option max_attribute)",
-                        where=InputLocation(element.sourceline, path=element_path(element)),
-                    )
-                result[ATTR + attr_names[key]] = val
-        children = [c for c in element if isinstance(c.tag, str)]
-        if not children:
+        items = element.items()
+        result: dict[str, Any] | None = self._attributes(element, items) if items else None
+        if not len(element):
             text = element.text or ""
-            if len(element):  # comments or PIs only: their tails are text too
-                text += "".join(c.tail or "" for c in element)
             if result is None:
                 return text
             if text:
                 result[TEXT] = text
             return result
+        keep = self.keep_whitespace
+        text = element.text
+        mixed = bool(text) and (keep or not text.isspace())
+        children: list[Any] = []
+        leaf_text = text or ""
+        for child in element:
+            tail = child.tail
+            if isinstance(child.tag, str):
+                children.append(child)
+            elif tail:
+                leaf_text += tail  # text after a comment or PI
+            if tail and (keep or not tail.isspace()):
+                mixed = True
+        if not children:  # comments or PIs only: the text around them is the text
+            if result is None:
+                return leaf_text
+            if leaf_text:
+                result[TEXT] = leaf_text
+            return result
         if result is None:
             result = {}
         names = self.names
-        mixed = not self._blank(element.text) or any(not self._blank(c.tail) for c in element)
-        if not mixed:
-            seen: dict[str, Any] = {}
+        named = [(names[child.tag], child) for child in children]
+        if not mixed and len(named) > 2:
+            seen: set[str] = set()
             last = None
-            for child in children:
-                name = names[child.tag]
-                if name in seen and name != last:
-                    mixed = True  # interleaved: only an ordered list keeps the order
-                    break
-                seen[name] = True
-                last = name
+            for name, _child in named:
+                if name != last:
+                    if name in seen:
+                        mixed = True  # interleaved: only an ordered list keeps the order
+                        break
+                    seen.add(name)
+                    last = name
         if mixed:
-            content: list[Any] = []
-            if not self._blank(element.text):
-                content.append(element.text)
-            for child in element:
-                if isinstance(child.tag, str):
-                    content.append({names[child.tag]: self.value(child, depth + 1)})
-                if not self._blank(child.tail):
-                    content.append(child.tail)
-            result[CONTENT] = content
-            return result
+            return self._ordered(element, result, depth)
         lists = self.lists
         may_repeat = self.repeating.get(element.tag, _NONE)
         repeated: set[str] = set()
-        for child in children:
-            name = names[child.tag]
+        for name, child in named:
             val = self.value(child, depth + 1)
             if name in repeated:
                 result[name].append(val)
@@ -186,6 +183,33 @@ class Converter:
                 repeated.add(name)
             else:
                 result[name] = val
+        return result
+
+    def _attributes(self, element: Any, items: list[tuple[str, str]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        attr_names = self.attr_names
+        for key, val in items:
+            if len(val) > self.max_attribute:
+                raise StepError(
+                    f"attribute {key} is {len(val):,} characters long, "
+                    f"more than the limit of {self.max_attribute:,} (option max_attribute)",
+                    where=InputLocation(element.sourceline, path=element_path(element)),
+                )
+            result[ATTR + attr_names[key]] = val
+        return result
+
+    def _ordered(self, element: Any, result: dict[str, Any], depth: int) -> dict[str, Any]:
+        """Rule 6: the children and the text between them, in document order."""
+        names = self.names
+        content: list[Any] = []
+        if not self._blank(element.text):
+            content.append(element.text)
+        for child in element:
+            if isinstance(child.tag, str):
+                content.append({names[child.tag]: self.value(child, depth + 1)})
+            if not self._blank(child.tail):
+                content.append(child.tail)
+        result[CONTENT] = content
         return result
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import mmap
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,19 @@ def make_parser(folder: Path | None = None) -> tuple[Any, RefuseAll | FolderReso
     resolver: RefuseAll | FolderResolver = FolderResolver(folder) if folder else RefuseAll()
     parser.resolvers.add(resolver)
     return parser, resolver
+
+
+_local = threading.local()
+
+
+def input_parser() -> Any:
+    """This thread's parser for input documents (a parser is reusable, one at a time;
+    built once per thread instead of once per message)."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser, _resolver = make_parser()
+        _local.parser = parser
+    return parser
 
 
 def hardened_iterparse(source: IO[bytes], tag: str | None, events: tuple[str, ...] = ("end",)) -> Any:
@@ -210,20 +224,24 @@ def refuse_entities(tree: Any, raw: Any = None) -> None:
     )
 
 
+_LONG_ATTRIBUTE = etree.XPath("descendant-or-self::*[@*[string-length(.) > $limit]][1]")
+
+
 def check_tree(root: Any, limits: XmlLimits) -> None:
-    """Depth and attribute-size limits over a parsed tree (libxml2 already stopped
-    anything past its own hard limits)."""
+    """Depth and attribute-size limits over a parsed tree or record (libxml2 already
+    stopped anything past its own hard limits). One XPath call in C finds an over-long
+    attribute; Python only looks closer when there is one."""
     max_attribute = limits.max_attribute
+    found = _LONG_ATTRIBUTE(root, limit=max_attribute)
+    if found:
+        element = found[0]
+        name, value = next((k, v) for k, v in element.items() if len(v) > max_attribute)
+        raise StepError(
+            f"attribute {name} is {len(value):,} characters long, "
+            f"more than the limit of {max_attribute:,} (option max_attribute)",
+            where=InputLocation(element.sourceline, path=element_path(element)),
+        )
     max_depth = limits.max_depth
-    for element in root.iter():
-        if max(map(len, element.values()), default=0) <= max_attribute:
-            continue
-        for name, value in element.attrib.items():
-            if len(value) > max_attribute:
-                raise StepError(
-                    f"attribute {name} is {len(value):,} characters long, more than the limit of {max_attribute:,} (option max_attribute)",
-                    where=InputLocation(element.sourceline, path=element_path(element)),
-                )
     if max_depth < DEFAULT_MAX_DEPTH:
         for element in root.iter():
             depth = sum(1 for _ in element.iterancestors()) + 1
@@ -237,7 +255,7 @@ def check_tree(root: Any, limits: XmlLimits) -> None:
 def parse_document(payload: Any, limits: XmlLimits, *, check: bool = True) -> Any:
     """Parse an input document safely; return the ElementTree or raise StepError."""
     check_size(payload, limits)
-    parser, _resolver = make_parser()
+    parser = input_parser()
     try:
         if isinstance(payload, bytes):
             root = etree.fromstring(payload, parser)
