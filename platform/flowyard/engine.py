@@ -119,13 +119,13 @@ class Pipeline:
                 result.dropped += 1
                 return
             if not isinstance(out, Message):
-                self._fan_out(i, spec, out, result, tracer)
+                self._fan_out(i, spec, out, result, tracer, message)
                 return
             message = out
         result.outputs.append(message)
 
 
-    def _fan_out(self, i: int, spec: StepSpec, parts: Iterable[Message | Rejected], result: RunResult, tracer: Tracer | None) -> None:
+    def _fan_out(self, i: int, spec: StepSpec, parts: Iterable[Message | Rejected], result: RunResult, tracer: Tracer | None, parent: Message | None = None) -> None:
         try:
             for part in parts:
                 if isinstance(part, Rejected):
@@ -137,7 +137,9 @@ class Pipeline:
                     self._run_from(i + 1, part, result, tracer)
         except StepError as exc:  # a generator failing midway: what it gave so far goes on
             exc.step, exc.step_index = spec.name, i
-            result.failures.append(Failure(Message(payload=b"", flow=self.flow.name), exc))
+            # the input of the splitting step is the dead letter (a replay redoes the split)
+            failed = parent if parent is not None else Message(payload=b"", flow=self.flow.name)
+            result.failures.append(Failure(failed, exc))
 
 
 def target_applies(target: ConnectorSpec, message: Message) -> bool:

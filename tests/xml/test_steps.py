@@ -231,3 +231,14 @@ def test_steps_read_file_backed_and_mmap_payloads(tmp_path) -> None:  # type: ig
     small = XmlParse(XmlParseOptions(max_size=10), context)
     with pytest.raises(Exception, match="more than the limit of 10"):
         small.process(Message(FilePayload(path)))
+
+
+def test_stream_broken_midway_keeps_the_records_before_and_the_input_as_dead_letter(run_steps) -> None:  # type: ignore[no-untyped-def]
+    doc = b"<orders>\n<order id='1'/>\n<order id='2'/>\n<order id='3'>\n</orders>"
+    result = run_steps("  - xml.xpath: {each: /orders/order, expressions: {id: string(@id)}}", doc)
+    assert [m.payload for m in result.outputs] == [{"id": "1"}, {"id": "2"}]
+    assert len(result.failures) == 1
+    failure = result.failures[0]
+    assert "not well-formed XML" in str(failure.error)
+    assert "line 5" in str(failure.error)
+    assert failure.message.payload == doc
