@@ -13,6 +13,7 @@ from .yamlio import YamlSyntaxError, load_text
 
 Checker = Callable[[Path, str], list[Issue]]
 _checkers: dict[str, Checker] = {}
+_plugins_loaded = False
 
 YAML_SUFFIXES = (".yaml", ".yml")
 SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", "archive"}
@@ -67,7 +68,9 @@ def check_file(path: Path) -> list[Issue]:
     kind = document.get("kind") if isinstance(document, dict) else None
     if kind == "Flow" or kind is None:
         return check_flow(path, text)
-    if not _checkers:
+    global _plugins_loaded
+    if not _plugins_loaded:  # once, even when a plugin registered itself on import
+        _plugins_loaded = True
         _load_plugins()
     checker = _checkers.get(str(kind))
     if checker is None:

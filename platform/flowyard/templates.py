@@ -500,7 +500,7 @@ def render_string(env: FlowEnvironment, text: str, variables: dict[str, Any], pa
         single = _SINGLE_EXPRESSION.match(text.strip())
         if single and text == text.strip():
             value = env.compile_expression(single.group("expr"), undefined_to_none=False)(**variables)
-            if isinstance(value, bool | int | float | list | dict) and not isinstance(value, str):
+            if value is None or (isinstance(value, bool | int | float | list | dict) and not isinstance(value, str)):
                 return value, True
         rendered = env.render_limited(lambda: env.from_string(text).generate(**variables))
     except RenderLimitError as exc:
@@ -876,18 +876,50 @@ def check_template(path: Path, text: str) -> list[Issue]:
         result.append(Issue(Position(str(path), *locate(template.document.get("parameters"), p[:1])), f"the examples or defaults break the parameters: {message}"))
     if problems:
         return result
+    try:
+        return result + _check_in_scratch(template, values)
+    except OSError:  # a read-only checkout: check in place, ignoring the skeleton's files
+        pass
     instance_path = path.resolve().parent.parent / "__template-check__.yaml"
     rendered = render_values(template, values, instance_path)
-    rendered.path = instance_path
     if not rendered.ok:
         return result + rendered.issues
     provided = skeleton_paths(template, values, rendered.name)
-    stems = {Path(p).stem for p in provided} | {p for p in provided}
+    stems = {Path(p).stem for p in provided} | set(provided)
     for issue in rendered.check():
         if any(f"'{s}'" in issue.message for s in stems):
             continue  # a file the skeleton writes at onboarding
-        result.append(Issue(issue.position, issue.message.replace("__template-check__", "the example values"), issue.severity))
+        result.append(issue)
     return result
+
+
+def _check_in_scratch(template: Template, values: dict[str, Any]) -> list[Issue]:
+    """Render with the example values as if onboarded: the skeleton's files are written to
+    a scratch folder inside the instances' folder (so shared tables above it are found)
+    and removed afterwards."""
+    import shutil
+    import tempfile
+
+    from .onboarding import OnboardingError, skeleton_files
+
+    base = template.path.resolve().parent.parent
+    scratch = Path(tempfile.mkdtemp(prefix=".template-check-", dir=base))
+    try:
+        instance_path = scratch / "example.yaml"
+        rendered = render_values(template, values, instance_path)
+        if not rendered.ok:
+            return rendered.issues
+        try:
+            files = skeleton_files(template, values, rendered.name, scratch)
+        except OnboardingError as exc:
+            return [Issue(Position(str(template.path)), problem) for problem in exc.problems]
+        for file_path, data in files.items():
+            file_path.parent.mkdir(parents=True, exist_ok=True)
+            file_path.write_bytes(data)
+        rendered = render_values(template, values, instance_path, rendered.name)
+        return rendered.check()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _register() -> None:

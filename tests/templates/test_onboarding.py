@@ -144,3 +144,31 @@ def test_set_values_take_the_parameters_type() -> None:
     assert coerce({"type": "array"}, '["a", 1]') == ["a", 1]
     assert coerce({"type": ["integer", "string"]}, "abc") == "abc"
     assert coerce({"type": "string"}, "0012") == "0012"
+
+
+def test_onboard_a_supplier_with_a_997(onboarding: Path) -> None:
+    from flowyard.runner import run_flow
+
+    template = load_template(onboarding / "templates" / "supplier-x12.yaml")
+    values = {"partner": "acme-steel", "partner_name": "Acme Steel", "isa_id": "ACMESTEEL", "plant": "DE02"}
+    result = onboard(template, values, onboarding)
+    instance = result.instance_path
+    assert instance.name == "de02-acme-steel-x12.yaml"
+    partner = load_file(onboarding / "partners" / "acme-steel.yaml")
+    assert partner["interchange"]["them"] == "ZZ:ACMESTEEL"
+    flow = load_flow(instance)
+    report = run_flow(flow, onboarding / "tests" / "de02-acme-steel-x12" / "810.edi", deliver=False)
+    outputs = report.result.outputs
+    assert len(outputs) == 2, [o.payload_text(200) for o in outputs]
+    invoice = outputs[0].payload_text(10_000)
+    assert '"total": 677.5' in invoice and '"id": "ACMESTEEL"' in invoice
+    ack = outputs[1].payload_text(10_000)
+    assert "ST*997*" in ack and "AK1*IN*102" in ack and "AK2*810*0001" in ack and "ACMESTEEL" in ack
+
+
+def test_validating_a_template_leaves_no_scratch_files(onboarding: Path) -> None:
+    before = files_under(onboarding)
+    for name in ("plant-mes.yaml", "supplier-x12.yaml"):
+        assert [i for i in check_file(onboarding / "templates" / name) if i.severity == "error"] == []
+    assert files_under(onboarding) == before
+    assert not list(onboarding.glob(".template-check-*"))
