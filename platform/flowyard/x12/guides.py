@@ -488,7 +488,10 @@ def _element_xml(parent: ET.Element, element: ElementDef) -> None:
     _sub(node, "seq", f"{element.position:02d}")
     if element.repeat > 1:
         _sub(node, "repeat", str(element.repeat))
-    if element.codes:
+    if element.codes and not (element.position == 1 and element.key[-3:-2] != "-"):
+        # pyx12 matches a segment by its first element's codes: a partner's narrower
+        # list there would make a wrong value an "unrecognized segment" and derail the
+        # walk, so those codes are checked by flowyard.x12.validate instead.
         codes = ET.SubElement(node, "valid_codes")
         for code in element.codes:
             _sub(codes, "code", code)

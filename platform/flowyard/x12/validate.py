@@ -110,6 +110,9 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
         except (IndexError, KeyError, pyx12.errors.EngineError) as exc:  # pyx12 trips on some malformed composites
             problems.append(Problem("8", seg.id, count, seg.line, f"segment has data element errors: pyx12 could not check it ({type(exc).__name__})"))
             continue
+        first_code = _first_element_problem(guide, seg, count)
+        if first_code is not None:
+            problems.append(first_code)
         for error in element_errors:
             problem = _element_problem(error, seg, count)
             if problem.element is not None and problem.data_element is None:
@@ -117,6 +120,20 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
             if not any(p.position == count and p.element == problem.element and p.code == problem.code for p in problems):
                 problems.append(problem)
     return problems
+
+
+def _first_element_problem(guide: Guide, seg: Segment, count: int) -> Problem | None:
+    """The first element's code list, which the compiled map leaves to this check."""
+    definition = guide.segments().get(seg.id)
+    if definition is None or not definition.elements or definition.elements[0].position != 1:
+        return None
+    element = definition.elements[0]
+    value = seg.get(1)
+    if not element.codes or not value or value in element.codes:
+        return None
+    allowed = ", ".join(element.codes[:10]) + (", ..." if len(element.codes) > 10 else "")
+    return Problem("7", seg.id, count, seg.line, f"invalid code value: {value!r} is not a valid code for {element.key} ({allowed})",
+                   1, None, element.number if element.number[:1].isdigit() else None, value)
 
 
 def _data_element(guide: Guide, seg_id: str, position: int) -> str | None:
