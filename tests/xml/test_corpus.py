@@ -39,7 +39,10 @@ INVALID_ON_PURPOSE = {
         "EarliestStartTime",
         "'dsf2019-04-24T15:00:00Z' is not a valid value",
     ),
-    "Neg_ProcessProductionSchedule_InvalidQuantityDataType.xml": ("DataType", "'Textsdf' is not an element of the set"),
+    "Neg_ProcessProductionSchedule_InvalidQuantityDataType.xml": (
+        "DataType",
+        "'Textsdf' is not an element of the set {'Amount', ",
+    ),
     "ProcessProductionSchedule_SchedulingParams.xml": ("SchedulingParameters", "This element is not expected"),
 }
 

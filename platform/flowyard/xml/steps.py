@@ -372,7 +372,7 @@ class XmlXslt(Step):
 
 # -- xml.validate ---------------------------------------------------------------------
 
-_CLARK = re.compile(r"\{[^}]*\}")
+_CLARK = re.compile(r"\{[^{}\s']+\}(?=[A-Za-z_])")  # {uri}name, not an enumeration set
 
 
 class XmlValidateOptions(LimitOptions):
