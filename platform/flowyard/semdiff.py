@@ -25,7 +25,7 @@ from .flow import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
 from .secrets import redactor
 from .yamlio import YamlSyntaxError, load_text, to_plain
 
-SHORT = 60  # values longer than this (or multi-line) are summarised, not quoted
+SHORT = 120  # values longer than this (or multi-line) are summarised, not quoted
 
 
 @dataclass

@@ -723,7 +723,7 @@ def render_values(
         f"Rendered from template {template.label} ({template.path.name}); "
         "edit the instance or the template, not this output"
     )
-    text = dump_text(document)
+    text = _drop_trailing_comments(dump_text(document))
     return Rendered(
         template=template,
         path=flow_path,
@@ -735,6 +735,14 @@ def render_values(
         values_positions=values_positions or {},
         used=used,
     )
+
+
+def _drop_trailing_comments(text: str) -> str:
+    """Comments after the flow body belong to the template's next section (skeleton)."""
+    lines = text.splitlines(keepends=True)
+    while lines and (lines[-1].lstrip().startswith("#") or not lines[-1].strip()):
+        lines.pop()
+    return "".join(lines)
 
 
 def _values_positions(instance: FlowInstance) -> dict[str, Position]:
@@ -760,7 +768,7 @@ def value_issues(instance: FlowInstance, template: Template) -> list[Issue]:
             issues.add(message, *key_position(instance.document, "values"))
         else:
             issues.add(message, *locate(node, path, at_key=at_key))
-    return issues.issues
+    return sorted(issues.issues, key=lambda i: (i.position.line or 0, i.position.column or 0))
 
 
 def render_instance(instance: FlowInstance, template: Template | None = None) -> Rendered:
