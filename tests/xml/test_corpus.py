@@ -137,3 +137,40 @@ def test_cxml_doctype_is_kept_out_and_secrets_stay_data(corpus: Path) -> None:
     data = parse(corpus / "xml" / "FriendsOfCXML__cxml-php" / "ShipNoticeRequest.xml")
     notice = data["cXML"]["Request"]["ShipNoticeRequest"]
     assert notice["ShipNoticeHeader"]["@shipmentID"]
+
+
+def dtd_cases() -> list[tuple[str, str, bool]]:
+    """(sample, local DTD, valid) for every sample SOURCES.tsv checked against a DTD
+    that the corpus holds."""
+    if not CORPUS_XML.is_dir():
+        return []
+    cases = []
+    for local, row in sources().items():
+        notes = row["notes"]
+        if "DTD check vs cXML " not in notes:
+            continue
+        version, name = notes.split("DTD check vs cXML ", 1)[1].split(":", 1)[0].split(" ", 1)
+        dtd = Path(local).parent / f"{version}-{name}"
+        if (CORPUS_XML.parent / dtd).is_file():
+            cases.append((local.removeprefix("xml/"), dtd.name, "INVALID" not in notes))
+    return sorted(cases)
+
+
+def test_some_cxml_samples_have_their_dtd_in_the_corpus() -> None:
+    assert len(dtd_cases()) >= 3
+
+
+@pytest.mark.parametrize(("name", "dtd", "valid"), dtd_cases())
+def test_cxml_samples_validate_against_their_dtd(name: str, dtd: str, valid: bool, corpus: Path) -> None:
+    path = corpus / "xml" / name
+    step = XmlValidate(XmlValidateOptions(dtd=dtd), FlowContext(flow_file=path.parent / "flow.yaml"))
+    payload = path.read_bytes()
+    assert valid
+    assert step.process(Message(payload)).payload == payload
+    broken = payload.replace(b"<Request", b"<Unexpected/><Request", 1)
+    with pytest.raises(StepError) as info:
+        step.process(Message(broken))
+    error = info.value
+    assert "No declaration for element Unexpected" in str(error)
+    assert error.where is not None and error.where.path == "/cXML"
+    assert any("/cXML/Unexpected" in d for d in error.details)

@@ -242,3 +242,22 @@ def test_stream_broken_midway_keeps_the_records_before_and_the_input_as_dead_let
     assert "not well-formed XML" in str(failure.error)
     assert "line 5" in str(failure.error)
     assert failure.message.payload == doc
+
+
+def test_validate_with_a_dtd_and_its_guards(run_steps, write_flow, flow_text, http_spy) -> None:  # type: ignore[no-untyped-def]
+    dtd = "<!ELEMENT r (a+)>\n<!ELEMENT a (#PCDATA)>\n<!ATTLIST a n CDATA #REQUIRED>"
+    ok = run_steps("  - xml.validate: {dtd: r.dtd}", b'<r><a n="1">x</a></r>', **{"r.dtd": dtd})
+    assert ok.ok
+    bad = run_steps("  - xml.validate: {dtd: r.dtd}", b"<r>\n<a>x</a>\n<b/></r>", **{"r.dtd": dtd})
+    error = bad.failures[0].error
+    assert "3 error(s)" in error.message
+    assert any(d.startswith("line 2, at /r/a: ") and "attribute n" in d for d in error.details)
+    evil = f'<!ENTITY % ext SYSTEM "{http_spy.url}/x.dtd">\n%ext;\n' + dtd
+    for steps, files, expected in (
+        ("  - xml.validate: {dtd: evil.dtd}", {"evil.dtd": evil}, "declares external entities"),
+        ("  - xml.validate: {dtd: r.dtd, schema: r.xsd}", {"r.dtd": dtd, "r.xsd": "<x/>"}, "exactly one of"),
+    ):
+        with pytest.raises(DefinitionError) as info:
+            load_flow(write_flow(flow_text(steps), **files))
+        assert expected in str(info.value)
+    assert http_spy.requests == []

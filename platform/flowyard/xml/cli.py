@@ -50,7 +50,9 @@ def register(sub: Any) -> None:
     xpath.set_defaults(handler=handle_xpath)
     validate = commands.add_parser("validate", help="check a document against an XSD; every error with line and path")
     validate.add_argument("file", type=Path)
-    validate.add_argument("--schema", type=Path, required=True, metavar="XSD")
+    which = validate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--schema", type=Path, metavar="XSD")
+    which.add_argument("--dtd", type=Path, metavar="DTD", help="a self-contained DTD (cXML)")
     validate.set_defaults(handler=handle_validate)
 
 
@@ -124,8 +126,10 @@ def handle_xpath(args: argparse.Namespace) -> int:
 
 
 def handle_validate(args: argparse.Namespace) -> int:
-    step = _build(XmlValidate, XmlValidateOptions, args.schema.parent, schema=args.schema.name)
+    against: Path = args.schema or args.dtd
+    kind = "schema" if args.schema else "dtd"
+    step = _build(XmlValidate, XmlValidateOptions, against.parent, **{kind: against.name})
     if _run(step, args.file) is None:
         return 1
-    print(f"{args.file}: valid against {args.schema}")
+    print(f"{args.file}: valid against {against}")
     return 0
