@@ -16,6 +16,8 @@ Existing files are never overwritten: a table a plant already completed stays as
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
 import re
 import sys
@@ -31,8 +33,8 @@ from .flow import API_VERSION
 from .secrets import redactor
 from .templates import (
     Field,
-    RenderError,
     Rendered,
+    RenderError,
     Template,
     _environment,
     check_values,
@@ -45,7 +47,7 @@ from .templates import (
     render_values,
     with_defaults,
 )
-from .templating import RenderLimitError
+from .templating import FlowEnvironment, RenderLimitError
 from .yamlio import YamlSyntaxError, dump_text, load_text, locate, to_plain
 
 
@@ -172,6 +174,11 @@ def instance_document(template: Template, name: str, values: dict[str, Any], pin
     return document
 
 
+def _render_text(env: FlowEnvironment, text: str, variables: dict[str, Any]) -> bytes:
+    template = env.from_string(text)
+    return env.render_limited(lambda: template.generate(**variables)).encode("utf-8")
+
+
 def skeleton_files(template: Template, values: dict[str, Any], name: str, directory: Path) -> dict[Path, bytes]:
     """The files the template's skeleton gives for these values, by path."""
     result: dict[Path, bytes] = {}
@@ -199,15 +206,12 @@ def skeleton_files(template: Template, values: dict[str, Any], name: str, direct
                     problems.append(f"{where}: skeleton file {content['from']!r} not found beside the template")
                     continue
                 if source.suffix == ".j2":
-                    text = source.read_text(encoding="utf-8")
-                    data = env.render_limited(lambda text=text: env.from_string(text).generate(**variables)).encode("utf-8")
+                    data = _render_text(env, source.read_text(encoding="utf-8"), variables)
                 else:
                     data = source.read_bytes()
             elif isinstance(content, str):
-                data = env.render_limited(lambda content=content: env.from_string(content).generate(**variables)).encode("utf-8")
+                data = _render_text(env, content, variables)
             else:
-                import copy
-
                 errors: list[RenderError] = []
                 node = render_node(env, copy.deepcopy(content), variables, [], errors, {})
                 if errors:
@@ -281,10 +285,8 @@ def onboard(
         for path in reversed(result.written):
             path.unlink(missing_ok=True)
         for folder in reversed(created_dirs):
-            try:
+            with contextlib.suppress(OSError):
                 folder.rmdir()
-            except OSError:
-                pass
         raise
     return result
 
