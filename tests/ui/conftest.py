@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
 from flowyard import db
 from flowyard_ui import auth
 from flowyard_ui.app import create_app
-from litestar import Litestar
-from litestar.testing import TestClient
 
 PASSWORD = "correct horse battery"
 ORDERS_FLOW = """\
@@ -129,8 +130,9 @@ def client_for(app: Litestar) -> Iterator[Callable[[str], UiClient]]:
     opened: list[TestClient[Any]] = []
 
     def make(role: str) -> UiClient:
+        # Not entered as a context manager: the app has no lifespan work, and two
+        # clients running the same app's lifespan at once hang on shutdown.
         client = TestClient(app, base_url="https://testserver.local")
-        client.__enter__()
         opened.append(client)
         ui = UiClient(client)
         response = ui.login(role)
@@ -138,8 +140,7 @@ def client_for(app: Litestar) -> Iterator[Callable[[str], UiClient]]:
         return ui
 
     yield make
-    for client in opened:
-        client.__exit__(None, None, None)
+    opened.clear()
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowyard_ui import auth
-from flowyard_ui.app import first_start
-from flowyard_ui.models import AuditEntry, UiSession, User
 from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from flowyard_ui import auth
+from flowyard_ui.app import first_start
+from flowyard_ui.models import AuditEntry, UiSession, User
 
 from .conftest import PASSWORD, UiClient, csrf_from
 

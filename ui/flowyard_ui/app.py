@@ -14,8 +14,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flowyard import db
-from flowyard.secrets import redactor
 from jinja2 import FileSystemLoader, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from litestar import Litestar, Request, Response
@@ -27,6 +25,9 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from sqlalchemy.engine import Engine
+
+from flowyard import db
+from flowyard.secrets import redactor
 
 from . import auth, filters
 from .routes import all_routes

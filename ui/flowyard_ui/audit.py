@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flowyard.secrets import redactor
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+
+from flowyard.secrets import redactor
 
 from .models import AuditEntry
 

@@ -13,12 +13,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowyard import registry
-from flowyard.flow import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
-from flowyard.yamlio import YamlSyntaxError, load_text, to_plain
 from pydantic import BaseModel
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
+
+from flowyard import registry
+from flowyard.flow import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
+from flowyard.yamlio import YamlSyntaxError, load_text, to_plain
 
 LONG_TEXT = ("expression", "template", "query", "body", "condition", "when")
 

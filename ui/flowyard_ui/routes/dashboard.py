@@ -1,3 +1,69 @@
-"""dashboard pages."""
+"""The dashboard: a tile per plant and partner, red when a flow breaks its SLA."""
 
-ROUTES: list[object] = []
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get
+from litestar.response import Template
+
+from flowyard.yamlio import load_text, to_plain
+
+from .. import queries
+from ..flowfiles import list_flows
+from ..state import UiState, ui
+from .common import arg, off_loop, page
+
+WINDOWS = {"6": 6, "24": 24, "72": 72}
+
+
+def slas(state: UiState) -> dict[str, dict[str, Any]]:
+    """Each flow's `sla:` thresholds from its file."""
+    found: dict[str, dict[str, Any]] = {}
+    for info in list_flows(state.flows_dir):
+        try:
+            document = to_plain(load_text(info.text, info.rel))
+        except Exception:
+            continue
+        sla = document.get("sla") if isinstance(document, dict) else None
+        if isinstance(sla, dict):
+            found[info.name] = sla
+    return found
+
+
+def build(state: UiState, hours: int) -> dict[str, Any]:
+    figures = queries.flow_figures(state.engine, hours)
+    thresholds = slas(state)
+    tiles = queries.tiles(figures, thresholds, hours)
+    overview = state.store.dashboard(recent_failures=8)
+    return {"tiles": tiles, "overview": overview, "hours": hours, "slas": thresholds}
+
+
+def bars(values: list[int], width: int = 260, height: int = 46) -> dict[str, Any]:
+    """Coordinates of a small bar chart (drawn as SVG in the template)."""
+    top = max(values) if values and max(values) > 0 else 1
+    step = width / max(1, len(values))
+    rects = []
+    for i, v in enumerate(values):
+        h = 0 if v == 0 else max(2.0, (height - 12) * v / top)
+        rects.append(
+            {
+                "x": round(i * step + 1, 1),
+                "y": round(height - 12 - h, 1),
+                "w": round(max(1.0, step - 2), 1),
+                "h": round(h, 1),
+                "v": v,
+            }
+        )
+    return {"rects": rects, "width": width, "height": height, "top": top}
+
+
+@get("/dashboard")
+async def dashboard_page(request: Request[Any, Any, Any]) -> Template:
+    hours = WINDOWS.get(arg(request, "hours"), 24)
+    context = await off_loop(build, ui(request), hours)
+    template = "dashboard/body.html" if request.headers.get("hx-target") == "dash-body" else "dashboard/page.html"
+    return page(request, template, bars=bars, **context)
+
+
+ROUTES = [dashboard_page]

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flowyard import registry
-from flowyard.loader import check_flow, content_hash
-from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 from litestar import Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
+
+from flowyard import registry
+from flowyard.loader import check_flow, content_hash
+from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
 from .. import audit, auth, diagram, forms, gitops
 from ..flowfiles import FlowFile, FlowFileError, find_flow, normalise, unified_diff, write_atomic
