@@ -15,7 +15,7 @@ different separators can follow each other in one file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from ..errors import InputLocation, StepError
@@ -96,12 +96,6 @@ def decode(data: bytes) -> str:
     return text
 
 
-def _line_at(text: str, pos: int, base: tuple[int, int]) -> tuple[int, int]:
-    """Line number at pos, counting on from a previous (pos, line) pair."""
-    last_pos, line = base
-    return pos, line + text.count("\n", last_pos, pos)
-
-
 def _read_isa(text: str, pos: int, line: int) -> tuple[Segment, int]:
     """Parse the ISA at pos, tolerating a non-fixed-width or wrapped header.
 
@@ -162,6 +156,9 @@ def _read_isa(text: str, pos: int, line: int) -> tuple[Segment, int]:
     return Segment("ISA", fields, line, seps), i
 
 
+CHUNK = 1 << 20  # split the text a megabyte at a time: fast, and bounded memory
+
+
 def read_segments(data: bytes | str) -> Iterator[Segment]:
     """Yield every segment of every interchange in the input, in order.
 
@@ -170,67 +167,89 @@ def read_segments(data: bytes | str) -> Iterator[Segment]:
     text = decode(data) if isinstance(data, bytes) else data
     n = len(text)
     pos = 0
-    mark = (0, 1)
+    line = 1
     while True:
+        start = pos
         while pos < n and text[pos] in " \t\r\n\x00\x1a":
             pos += 1
+        line += text.count("\n", start, pos)
         if pos >= n:
             return
-        mark = _line_at(text, pos, mark)
-        line = mark[1]
         if not text.startswith("ISA", pos):
             raise X12InputError(
                 f"expected an ISA header after the previous interchange, found {text[pos:pos + 20]!r}",
                 where=InputLocation(line=line),
             )
-        isa, pos = _read_isa(text, pos, line)
+        isa, end = _read_isa(text, pos, line)
+        line += text.count("\n", pos, end)
+        pos = end
         yield isa
-        seps = isa.separators
-        term, elem = seps.segment, seps.element
-        strip_newlines = term not in _CRLF
-        bin_prefix = "BIN" + elem
-        while True:
-            while pos < n and text[pos] in _CRLF:
-                pos += 1
-            if pos >= n:
-                raise X12InputError(
-                    "the file is truncated: the interchange has no IEA trailer",
-                    where=InputLocation(line=_line_at(text, pos, mark)[1], segment="IEA"),
-                )
-            mark = _line_at(text, pos, mark)
-            seg_line = mark[1]
-            if text.startswith(bin_prefix, pos):
-                seg, pos = _read_bin(text, pos, seps, seg_line)
-                yield seg
-                continue
-            end = text.find(term, pos)
-            if end < 0 and text.startswith("IEA" + elem, pos):
-                end = n  # the last IEA without its terminator: common, and unambiguous
-            if end < 0:
-                raise X12InputError(
-                    "the file is truncated: the last segment has no terminator and there is no IEA trailer",
-                    where=InputLocation(line=seg_line, segment=text[pos : pos + 3]),
-                )
-            raw = text[pos:end]
-            pos = end + 1
+        pos, line = yield from _interchange_body(text, pos, line, isa.separators)
+
+
+def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Generator[Segment, None, tuple[int, int]]:
+    """The segments after one ISA, up to and including IEA; returns (position, line) after it."""
+    n = len(text)
+    term, elem = seps.segment, seps.element
+    strip_newlines = term not in _CRLF
+    bin_prefix = "BIN" + elem
+    while True:
+        if pos >= n or not text[pos:].strip(" \t\r\n\x00\x1a"):
+            raise X12InputError("the file is truncated: the interchange has no IEA trailer",
+                                where=InputLocation(line=line + text.count("\n", pos), segment="IEA"))
+        limit = pos + CHUNK
+        cut = text.rfind(term, pos, limit) if limit < n else text.rfind(term, pos)
+        if cut < 0:
+            cut = text.find(term, limit)
+        if cut < 0:
+            tail = text[pos:]
+            body = tail.lstrip("\r\n")
+            seg_line = line + tail.count("\n", 0, len(tail) - len(body))
+            rest = body.rstrip("\r\n")
+            if rest.startswith("IEA" + elem):  # the last IEA without its terminator: common, and unambiguous
+                parts = rest.split(elem)
+                yield Segment(parts[0], parts[1:], seg_line, seps)
+                return n, seg_line + body.count("\n")
+            raise X12InputError("the file is truncated: the last segment has no terminator and there is no IEA trailer",
+                                where=InputLocation(line=seg_line, segment=rest[:3]))
+        offset = pos
+        restart = False
+        for raw in text[pos:cut].split(term):
+            seg_start = offset
+            offset += len(raw) + 1
+            if raw and raw[0] in _CRLF:
+                stripped = raw.lstrip(_CRLF)
+                line += raw.count("\n", 0, len(raw) - len(stripped))
+                seg_start += len(raw) - len(stripped)
+                raw = stripped
+            seg_line = line
+            if raw.startswith(bin_prefix):
+                segment, pos = _read_bin(text, seg_start, seps, seg_line)
+                line += text.count("\n", seg_start, pos)
+                yield segment
+                restart = True
+                break
             if strip_newlines:
                 if "\n" in raw or "\r" in raw:
+                    line += raw.count("\n")
                     raw = raw.replace("\r", "").replace("\n", "")
-            elif raw.endswith("\r"):
-                raw = raw[:-1]
+            else:
+                line += 1
+                if raw.endswith("\r"):
+                    raw = raw[:-1]
             if not raw:
                 continue
             parts = raw.split(elem)
             seg_id = parts[0].strip()
             if not seg_id or len(seg_id) > 3 or not seg_id.isalnum():
-                raise X12InputError(
-                    f"{seg_id[:20]!r} is not a segment id (mixed or wrong segment terminators?)",
-                    where=InputLocation(line=seg_line),
-                )
+                raise X12InputError(f"{seg_id[:20]!r} is not a segment id (mixed or wrong segment terminators?)",
+                                    where=InputLocation(line=seg_line))
             del parts[0]
             yield Segment(seg_id, parts, seg_line, seps)
             if seg_id == "IEA":
-                break
+                return offset, line
+        if not restart:
+            pos = cut + 1
 
 
 def _read_bin(text: str, pos: int, seps: Separators, line: int) -> tuple[Segment, int]:

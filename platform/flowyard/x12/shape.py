@@ -37,28 +37,48 @@ def element_key(seg_id: str, position: int) -> str:
     return key
 
 
+_plans: dict[int, list[tuple[str, int]]] = {}
+SIMPLE, COMPOSITE, REPEATED = 0, 1, 2
+
+
+def _plan(definition: SegmentDef) -> list[tuple[str, int]]:
+    """(key, kind) per element position, computed once per segment definition."""
+    plan = _plans.get(id(definition))
+    if plan is None:
+        plan = []
+        by_position = {e.position: e for e in definition.elements}
+        for position in range(1, max(by_position, default=0) + 1):
+            element = by_position.get(position)
+            kind = SIMPLE if element is None else REPEATED if element.repeat > 1 else COMPOSITE if element.components is not None else SIMPLE
+            plan.append((element_key(definition.id, position), kind))
+        _plans[id(definition)] = plan
+        _keep.append(definition)  # the id stays valid while the plan is cached
+    return plan
+
+
+_keep: list[SegmentDef] = []
+
+
 def segment_object(seg: Segment, definition: SegmentDef | None) -> dict[str, Any]:
     """One segment as {ID01: value, ...} following the rules in the module docstring."""
     out: dict[str, Any] = {}
-    seps = seg.separators
-    comp, rep = seps.component, seps.repetition
-    defs = definition.elements if definition is not None else ()
-    n_defs = len(defs)
-    seg_id = seg.id
+    comp = seg.separators.component
+    plan = _plan(definition) if definition is not None else ()
+    n_plan = len(plan)
     for i, raw in enumerate(seg.elements):
         if not raw:
             continue
-        key = element_key(seg_id, i + 1)
-        element = defs[i] if i < n_defs else None
-        if element is None:
-            out[key] = raw.split(comp) if comp in raw else raw
-        elif element.repeat > 1:
-            parts = raw.split(rep) if rep else [raw]
-            out[key] = [p.split(comp) for p in parts]
-        elif element.components is not None:
-            out[key] = raw.split(comp)
+        if i < n_plan:
+            key, kind = plan[i]
+            if kind == SIMPLE:
+                out[key] = raw
+            elif kind == COMPOSITE:
+                out[key] = raw.split(comp)
+            else:
+                rep = seg.separators.repetition
+                out[key] = [p.split(comp) for p in (raw.split(rep) if rep else [raw])]
         else:
-            out[key] = raw
+            out[element_key(seg.id, i + 1)] = raw.split(comp) if comp in raw else raw
     return out
 
 

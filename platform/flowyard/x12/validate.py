@@ -87,6 +87,7 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
 
     problems: list[Problem] = []
     node = _start(guide)
+    cache = _cache(guide)
     walker = walk_tree()
     walker.forceWalkCounterToLoopStart("/ISA_LOOP/GS_LOOP", "/ISA_LOOP/GS_LOOP/GS")
     for count, seg in enumerate(segments, start=1):
@@ -94,7 +95,11 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
         text = seg.text()
         if seps.repetition and seps.repetition in text:
             text = _first_repetitions(seg, guide)
-        pyseg = pyx12.segment.Segment(text, seps.segment, seps.element, seps.component, seps.repetition or "\x1d")
+        key = (text, seps)
+        pyseg = cache.segments.get(key)
+        if pyseg is None:
+            pyseg = pyx12.segment.Segment(text, seps.segment, seps.element, seps.component, seps.repetition or "\x1d")
+            cache.remember(cache.segments, key, pyseg)
         try:
             found, _pop, _push, seg_errors = walker.walk_errors(node, pyseg, count, seg.line, None)
         except pyx12.errors.EngineError as exc:
@@ -105,21 +110,50 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
         if found is None:
             continue
         node = found
-        try:
-            _ok, element_errors = node.is_valid_errors(pyseg)
-        except (IndexError, KeyError, pyx12.errors.EngineError) as exc:  # pyx12 trips on some malformed composites
-            problems.append(Problem("8", seg.id, count, seg.line, f"segment has data element errors: pyx12 could not check it ({type(exc).__name__})"))
+        checked = cache.checked.get((id(node), key))
+        if checked is None:
+            # the same segment text at the same map node always gets the same verdict
+            try:
+                checked = list(node.is_valid_errors(pyseg)[1])
+            except (IndexError, KeyError, pyx12.errors.EngineError) as exc:  # pyx12 trips on some malformed composites
+                checked = [exc]
+            cache.remember(cache.checked, (id(node), key), checked)
+        if checked and isinstance(checked[0], Exception):
+            problems.append(Problem("8", seg.id, count, seg.line, f"segment has data element errors: pyx12 could not check it ({type(checked[0]).__name__})"))
             continue
         first_code = _first_element_problem(guide, seg, count)
         if first_code is not None:
             problems.append(first_code)
-        for error in element_errors:
+        for error in checked:
             problem = _element_problem(error, seg, count)
             if problem.element is not None and problem.data_element is None:
                 problem.data_element = _data_element(guide, seg.id, problem.element)
             if not any(p.position == count and p.element == problem.element and p.code == problem.code for p in problems):
                 problems.append(problem)
     return problems
+
+
+class _Cache:
+    """Per guide: pyx12 segments and element verdicts by segment text (bounded)."""
+
+    LIMIT = 200_000
+
+    def __init__(self) -> None:
+        self.segments: dict[Any, Any] = {}
+        self.checked: dict[Any, list[Any]] = {}
+
+    def remember(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(table) >= self.LIMIT:
+            table.clear()
+        table[key] = value
+
+
+def _cache(guide: Guide) -> _Cache:
+    cache: _Cache | None = getattr(guide, "_validation_cache", None)
+    if cache is None:
+        cache = _Cache()
+        guide._validation_cache = cache  # type: ignore[attr-defined]
+    return cache
 
 
 def _first_element_problem(guide: Guide, seg: Segment, count: int) -> Problem | None:
