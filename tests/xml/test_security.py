@@ -170,6 +170,14 @@ def test_malformed_xml_names_line_and_column(run_steps) -> None:  # type: ignore
     assert "not well-formed XML" in text
     assert "line 3" in text
     assert "1-xml.parse" in text
+    assert failure.error.where.path == "/r/a"  # the elements open where it broke
+
+
+def test_malformed_xml_path_counts_siblings(run_steps) -> None:  # type: ignore[no-untyped-def]
+    doc = b"<orders>\n<order/>\n<order><line/><line><qty>1</qty>\n<qty>2</qtx></line></order></orders>"
+    failure = only_failure(run_steps(STEP_USES["xml.parse"], doc))
+    assert failure.error.where.line == 4
+    assert failure.error.where.path == "/orders/order[2]/line[2]/qty[2]"
 
 
 def test_xslt_document_outside_the_folder_is_refused(run_steps, fifo, http_spy) -> None:  # type: ignore[no-untyped-def]

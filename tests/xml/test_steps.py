@@ -261,3 +261,14 @@ def test_validate_with_a_dtd_and_its_guards(run_steps, write_flow, flow_text, ht
             load_flow(write_flow(flow_text(steps), **files))
         assert expected in str(info.value)
     assert http_spy.requests == []
+
+
+def test_xslt_text_output_takes_its_content_type_from_xsl_output(run_steps) -> None:  # type: ignore[no-untyped-def]
+    xsl = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:o="urn:orders">
+      <xsl:output method="text" encoding="UTF-8"/>
+      <xsl:template match="/">PO;<xsl:value-of select="/o:order/@id"/>;Größe</xsl:template>
+    </xsl:stylesheet>"""
+    result = run_steps("  - xml.xslt: csv.xsl", ORDER, **{"csv.xsl": xsl})
+    out = result.outputs[0]
+    assert out.content_type == "text/plain"
+    assert out.payload == "PO;PO-7;Größe".encode()

@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlparse
 from lxml import etree
 
 from ..errors import InputLocation, StepError
-from .where import element_path
+from .where import display_name, element_path
 
 DEFAULT_MAX_SIZE = 100_000_000
 DEFAULT_STREAM_MAX_SIZE = 10_000_000_000
@@ -152,8 +152,9 @@ _LIBXML_HINTS = (
 )
 
 
-def syntax_error(exc: etree.XMLSyntaxError, what: str = "the input") -> StepError:
-    """An analyst-readable StepError for a libxml2 parse error, with line and column."""
+def syntax_error(exc: etree.XMLSyntaxError, payload: Any = None, what: str = "the input") -> StepError:
+    """An analyst-readable StepError for a libxml2 parse error, with line, column and,
+    for a malformed document, the path of the elements open where it broke."""
     entry = exc.error_log.last_error if exc.error_log else None
     raw = (entry.message if entry is not None else exc.msg) or str(exc)
     raw = raw.strip()
@@ -162,7 +163,31 @@ def syntax_error(exc: etree.XMLSyntaxError, what: str = "the input") -> StepErro
     for needle, hint in _LIBXML_HINTS:
         if needle in raw:
             return StepError(f"{what} is refused: {hint}", where=InputLocation(line, column))
-    return StepError(f"{what} is not well-formed XML: {raw}", where=InputLocation(line, column))
+    path = open_elements(payload) if payload is not None else None
+    return StepError(f"{what} is not well-formed XML: {raw}", where=InputLocation(line, column, path=path))
+
+
+def open_elements(payload: Any) -> str | None:
+    """The path of the elements still open where a malformed document breaks, e.g.
+    `/orders/order[3]/line` (an index counts the same-named siblings before it). Only on
+    the failure path: the document is read again, streamed, to the point of the error."""
+    stack: list[str] = []
+    counts: list[dict[str, int]] = [{}]
+    try:
+        source = open_payload(payload)
+        for event, element in hardened_iterparse(source, None, ("start", "end")):
+            if event == "start":
+                name = display_name(element)
+                seen = counts[-1][name] = counts[-1].get(name, 0) + 1
+                stack.append(f"{name}[{seen}]" if seen > 1 else name)
+                counts.append({})
+            else:
+                stack.pop()
+                counts.pop()
+                element.clear(keep_tail=False)
+    except (etree.XMLSyntaxError, AccessRefused, StepError):
+        return "/" + "/".join(stack) if stack else None
+    return None
 
 
 def payload_size(payload: Any) -> int | None:
@@ -268,7 +293,7 @@ def parse_document(payload: Any, limits: XmlLimits, *, check: bool = True) -> An
                 if stream is not payload:  # an mmap payload stays open for its owner
                     stream.close()
     except etree.XMLSyntaxError as exc:
-        raise syntax_error(exc) from None
+        raise syntax_error(exc, payload) from None
     except AccessRefused as exc:
         raise StepError(str(exc)) from None
     refuse_entities(tree, payload)
@@ -295,6 +320,6 @@ def iter_records(source: IO[bytes], tag: str | None, limits: XmlLimits, raw: Any
                 while element.getprevious() is not None:
                     del parent[0]
     except etree.XMLSyntaxError as exc:
-        raise syntax_error(exc) from None
+        raise syntax_error(exc, raw) from None
     except AccessRefused as exc:
         raise StepError(str(exc)) from None
