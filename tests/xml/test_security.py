@@ -72,6 +72,15 @@ def test_external_dtd_is_never_fetched(use, run_steps, http_spy) -> None:  # typ
 
 
 @pytest.mark.parametrize("use", list(STEP_USES))
+def test_external_dtd_file_is_never_read(use, run_steps, fifo) -> None:  # type: ignore[no-untyped-def]
+    watch = fifo("evil.dtd")
+    doc = f'<!DOCTYPE r SYSTEM "file://{watch.path}"><r>ok</r>'.encode()
+    result = run_steps(STEP_USES[use], doc, **FILES)
+    assert watch.stop() is False
+    assert result.ok, [str(f.error) for f in result.failures]
+
+
+@pytest.mark.parametrize("use", list(STEP_USES))
 def test_external_parameter_entity_is_refused_and_never_fetched(use, run_steps, http_spy) -> None:  # type: ignore[no-untyped-def]
     doc = f'<!DOCTYPE r [<!ENTITY % ext SYSTEM "{http_spy.url}/ext.dtd"> %ext;]><r>&leaked;</r>'.encode()
     result = run_steps(STEP_USES[use], doc, **FILES)
