@@ -69,13 +69,22 @@ def format_text(text: str, file: str = "<text>") -> str:
 
 def save_text(document: Any, original: str, file: str = "<text>") -> str:
     """The text to write for `document`, loaded from `original`: the original bytes when
-    nothing changed, else the canonical dump."""
+    nothing changed, else the canonical dump, checked to read back as the same data
+    (FormatError otherwise)."""
     new = dump_text(document)
     try:
         unchanged = dump_text(load_text(original, file)) == new
     except YamlSyntaxError:
         unchanged = False
-    return original if unchanged else new
+    if unchanged:
+        return original
+    try:  # ruamel writes a few values it cannot read back (a plain `?x` in `{...}`)
+        same = _same_data(load_text(new, file), document)
+    except YamlSyntaxError as exc:
+        raise FormatError(f"{file}: the document would be written as invalid YAML ({exc.issue.message}); quote the value") from exc
+    if not same:
+        raise FormatError(f"{file}: the document would not read back the same; nothing written")
+    return new
 
 
 def yaml_files(paths: Iterable[Path]) -> list[Path]:

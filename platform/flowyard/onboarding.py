@@ -20,7 +20,11 @@ import contextlib
 import copy
 import json
 import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,7 @@ from .templates import (
     with_defaults,
 )
 from .templating import FlowEnvironment, RenderLimitError
+from .testing import CaseResult, run_tests
 from .yamlio import YamlSyntaxError, dump_text, load_text, locate, to_plain
 
 
@@ -149,7 +154,7 @@ _AMBIGUOUS = re.compile(r"^([-+0-9.:_eE]+|y|n|yes|no|on|off|true|false|null|~)$"
 def _safe_scalar(value: Any) -> Any:
     """Quote strings other YAML readers (YAML 1.1) would take for numbers, times or
     booleans (`05:30`, `+01:00`, `no`)."""
-    if isinstance(value, str) and (_AMBIGUOUS.match(value) or value == ""):
+    if isinstance(value, str) and (_AMBIGUOUS.match(value) or value == "" or value.startswith("?")):
         return DoubleQuotedScalarString(value)
     return value
 
@@ -291,6 +296,43 @@ def onboard(
     return result
 
 
+@contextmanager
+def scratch_onboarding(template: Template, values: dict[str, Any], base: Path) -> Iterator[Rendered]:
+    """The flow as if onboarded, in a scratch folder inside `base` (so shared tables and
+    partner profiles above it are found) holding the skeleton's files; removed on exit.
+    OnboardingError when the skeleton cannot be rendered."""
+    scratch = Path(tempfile.mkdtemp(prefix=".onboard-preview-", dir=base))
+    try:
+        instance_path = scratch / "preview.yaml"
+        name = render_values(template, values, instance_path).name
+        for file_path, data in skeleton_files(template, values, name, scratch).items():
+            file_path.parent.mkdir(parents=True, exist_ok=True)
+            file_path.write_bytes(data)
+        yield render_values(template, values, instance_path, name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def try_samples(template: Template, values: dict[str, Any], directory: Path) -> tuple[list[Issue], list[CaseResult]]:
+    """The wizard's "try it": run the template's test cases (its sample payloads) on the
+    flow these values give, before anything is saved. (issues, results): issues when the
+    values or the flow are invalid, else the result of every case."""
+    problems = check_values(template, values)
+    if problems:
+        return [Issue(Position("values"), message) for _p, message, _k in problems], []
+    try:
+        with scratch_onboarding(template, values, directory.resolve()) as rendered:
+            if not rendered.ok:
+                return rendered.issues, []
+            try:
+                flow = rendered.flow()
+            except DefinitionError as exc:
+                return exc.issues, []
+            return [], run_tests(flow)
+    except OnboardingError as exc:
+        return [Issue(Position(str(template.path)), p) for p in exc.problems], []
+
+
 # -- the command ----------------------------------------------------------------------------
 
 
@@ -341,6 +383,9 @@ def main(args: argparse.Namespace) -> int:
     values: dict[str, Any] = {}
     problems: list[str] = []
     if args.values is not None:
+        if not args.values.is_file():
+            print(f"flowyard onboard: values file {args.values} not found", file=sys.stderr)
+            return 2
         try:
             values, _node = read_values_file(args.values)
         except (OSError, DefinitionError) as exc:

@@ -29,7 +29,9 @@ Python API (the UI's onboarding wizard is built on these):
   passing another `Template` renders against a template version not yet saved.
 - `render_values(template, values, instance_path)` -> `Rendered` for a preview before any
   instance file exists.
-- `flowyard.onboarding.onboard(...)` writes a new instance (see that module).
+- `flowyard.onboarding.onboard(...)` writes a new instance (see that module);
+  `flowyard.onboarding.try_samples(template, values, directory)` runs the template's test
+  cases on the flow the values give, before anything is saved.
 - `flowyard.impact.template_impact(...)` shows how a template change renders for every
   instance and runs their tests (see that module).
 """
@@ -468,6 +470,8 @@ def _restyle(original: Any, value: str) -> Any:
     for cls in (LiteralScalarString, FoldedScalarString, DoubleQuotedScalarString, SingleQuotedScalarString):
         if isinstance(original, cls):
             return cls(value)
+    if value.startswith("?"):  # ruamel writes a plain `?x` in `{...}` it cannot read back
+        return DoubleQuotedScalarString(value)
     return value
 
 
@@ -902,32 +906,14 @@ def check_template(path: Path, text: str) -> list[Issue]:
 
 
 def _check_in_scratch(template: Template, values: dict[str, Any]) -> list[Issue]:
-    """Render with the example values as if onboarded: the skeleton's files are written to
-    a scratch folder inside the instances' folder (so shared tables above it are found)
-    and removed afterwards."""
-    import shutil
-    import tempfile
+    """Render with the example values as if onboarded (see `onboarding.scratch_onboarding`)."""
+    from .onboarding import OnboardingError, scratch_onboarding
 
-    from .onboarding import OnboardingError, skeleton_files
-
-    base = template.path.resolve().parent.parent
-    scratch = Path(tempfile.mkdtemp(prefix=".template-check-", dir=base))
     try:
-        instance_path = scratch / "example.yaml"
-        rendered = render_values(template, values, instance_path)
-        if not rendered.ok:
-            return rendered.issues
-        try:
-            files = skeleton_files(template, values, rendered.name, scratch)
-        except OnboardingError as exc:
-            return [Issue(Position(str(template.path)), problem) for problem in exc.problems]
-        for file_path, data in files.items():
-            file_path.parent.mkdir(parents=True, exist_ok=True)
-            file_path.write_bytes(data)
-        rendered = render_values(template, values, instance_path, rendered.name)
-        return rendered.check()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        with scratch_onboarding(template, values, template.path.resolve().parent.parent) as rendered:
+            return rendered.issues if not rendered.ok else rendered.check()
+    except OnboardingError as exc:
+        return [Issue(Position(str(template.path)), problem) for problem in exc.problems]
 
 
 def _register() -> None:

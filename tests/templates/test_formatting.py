@@ -5,11 +5,12 @@ data, and a save that changes nothing changes no byte."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -17,7 +18,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarStri
 
 from flowyard.cli import main
 from flowyard.fmt import FormatError, format_text, save_text
-from flowyard.yamlio import dump_text, load_text, to_plain
+from flowyard.yamlio import YamlSyntaxError, dump_text, load_text, to_plain
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO_YAML = sorted(
@@ -87,6 +88,15 @@ def flows(draw: Any) -> CommentedMap:
     return doc
 
 
+def readable(text: str) -> bool:
+    """Whether ruamel reads back what it wrote (see the `?x` note below)."""
+    try:
+        load_text(text, "t")
+    except YamlSyntaxError:
+        return False
+    return True
+
+
 def restyled(document: Any, mapping: int, sequence: int, offset: int) -> str:
     yaml = YAML(typ="rt")
     yaml.width = 4096
@@ -111,6 +121,16 @@ def test_the_repository_has_yaml_files_to_check() -> None:
 @given(flows())
 def test_load_save_is_the_identity_on_generated_flows(document: CommentedMap) -> None:
     text = dump_text(document)
+    try:
+        load_text(text, "generated.yaml")
+    except YamlSyntaxError:
+        # ruamel's one known writer bug: a plain `?x` inside `{...}` cannot be read back.
+        # No file holds such text; tools that write documents go through save_text,
+        # which refuses it.
+        assert re.search(r"[{,] [^{},]+: \?", text), text
+        with pytest.raises(FormatError):
+            save_text(document, "")
+        return
     again = dump_text(load_text(text, "generated.yaml"))
     assert again == text
     assert to_plain(load_text(again, "g")) == to_plain(document)
@@ -120,6 +140,7 @@ def test_load_save_is_the_identity_on_generated_flows(document: CommentedMap) ->
 @given(flows(), st.sampled_from([(2, 2, 0), (4, 4, 2), (3, 5, 3), (2, 4, 2), (4, 6, 4)]))
 def test_fmt_is_idempotent_and_keeps_the_data(document: CommentedMap, indents: tuple[int, int, int]) -> None:
     text = restyled(document, *indents)
+    assume(readable(text))
     formatted = format_text(text)
     assert format_text(formatted) == formatted
     assert to_plain(load_text(formatted, "f")) == to_plain(load_text(text, "t"))
@@ -130,6 +151,7 @@ def test_fmt_is_idempotent_and_keeps_the_data(document: CommentedMap, indents: t
 @given(flows(), st.sampled_from([(2, 2, 0), (4, 4, 2), (3, 5, 3)]))
 def test_a_save_that_changes_nothing_changes_no_byte(document: CommentedMap, indents: tuple[int, int, int]) -> None:
     text = restyled(document, *indents)  # any layout, not only the canonical one
+    assume(readable(text))
     assert save_text(load_text(text, "t"), text) == text
 
 
@@ -137,6 +159,7 @@ def test_a_save_that_changes_nothing_changes_no_byte(document: CommentedMap, ind
 @given(flows(), words.filter(lambda w: w.strip() == w and w != ""))
 def test_changing_one_value_changes_one_line(document: CommentedMap, new: str) -> None:
     text = dump_text(document)
+    assume(readable(text))
     loaded = load_text(text, "t")
     if loaded["metadata"]["description"] == new:
         return
@@ -182,3 +205,10 @@ def test_fmt_never_changes_a_number() -> None:
         assert "would change the data" in str(exc)
     else:
         assert to_plain(load_text(formatted, "f")) == {"a": 1.875016506199245e16}
+
+
+def test_save_text_refuses_what_it_could_not_read_back() -> None:
+    document = load_text("labels: {a: x}\n", "t")
+    document["labels"]["a"] = "?0"
+    with pytest.raises(FormatError):
+        save_text(document, "labels: {a: x}\n")

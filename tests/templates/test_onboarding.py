@@ -172,3 +172,16 @@ def test_validating_a_template_leaves_no_scratch_files(onboarding: Path) -> None
         assert [i for i in check_file(onboarding / "templates" / name) if i.severity == "error"] == []
     assert files_under(onboarding) == before
     assert not list(onboarding.glob(".template-check-*"))
+
+
+def test_try_samples_before_saving(onboarding: Path) -> None:
+    from flowyard.onboarding import try_samples
+
+    template = load_template(onboarding / "templates" / "plant-mes.yaml")
+    before = files_under(onboarding)
+    values = {"plant": "PL07", "plant_name": "Gliwice", "mes_url": "https://mes.pl07.example", "utc_offset": "+01:00"}
+    issues, results = try_samples(template, values, onboarding)
+    assert issues == [] and len(results) == 3 and all(r.passed for r in results)
+    issues, results = try_samples(template, {**values, "plant": "pl7"}, onboarding)
+    assert results == [] and "does not match the pattern" in issues[0].message
+    assert files_under(onboarding) == before and not list(onboarding.glob(".onboard-preview-*"))
