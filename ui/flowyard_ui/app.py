@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,4 +187,19 @@ def create_app(
         openapi_config=None,
     )
     app.state.ui = state
+    if runtime is not None:
+        announce_first_admin(engine)
     return app
+
+
+def announce_first_admin(engine: Engine) -> None:
+    """Served by `flowyard serve`: on the very first start, print the admin's one-time
+    password to the console (once; it must be changed at the first login)."""
+    password = first_start(engine)
+    if password:
+        print(
+            "flowyard: first start: log in as 'admin' with the one-time password "
+            f"{password} (you will be asked to choose your own)",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -20,7 +20,6 @@ from flowyard.loader import check_flow, content_hash
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text, to_plain
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-SKIP_DIRS = {"tables", "partners", "guides", "templates", "tests", "archive", "samples"}
 
 
 class FlowFileError(Exception):
@@ -45,16 +44,13 @@ _cache: dict[Path, tuple[int, int, FlowFile]] = {}
 
 
 def flow_paths(flows_dir: Path) -> list[Path]:
+    """The flow files: YAML files at the top of the folder, as the runtime deploys them
+    (`tables/`, `templates/`, `partners/`, `guides/` hold what flows use)."""
     if not flows_dir.is_dir():
         return []
-    found = []
-    for path in sorted(flows_dir.rglob("*.y*ml")):
-        rel = path.relative_to(flows_dir)
-        if any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts[:-1]):
-            continue
-        if path.suffix in (".yaml", ".yml") and path.is_file():
-            found.append(path)
-    return found
+    return sorted(
+        p for p in flows_dir.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+    )
 
 
 def read_flow(path: Path, flows_dir: Path, *, check: bool = True) -> FlowFile:

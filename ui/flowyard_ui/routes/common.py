@@ -26,7 +26,9 @@ def fragment(template: str, status_code: int = 200, headers: dict[str, str] | No
 
 
 def toast(text: str, kind: str = "ok", status_code: int = 200, headers: dict[str, str] | None = None) -> Template:
-    """A short message shown in the page's toast area (out-of-band swap)."""
+    """A short message shown in the page's toast area (out-of-band swap; the element
+    that asked is left as it is)."""
+    headers = {"HX-Reswap": "none", **(headers or {})}
     return Template(
         "partials/toast_oob.html",
         context={"text": text, "kind": kind},
