@@ -41,7 +41,7 @@ ByteSize = Annotated[
 
 class LimitOptions(Options):
     max_size: ByteSize | None = Field(
-        None, description="largest document accepted (default 100MB; 10GB when streaming with `each`)"
+        None, description="largest document accepted, e.g. 500MB (default 100MB; 10GB for xml.xpath with `each`)"
     )
     max_depth: int = Field(
         DEFAULT_MAX_DEPTH, ge=1, le=DEFAULT_MAX_DEPTH, description="deepest element nesting accepted (at most 256)"
