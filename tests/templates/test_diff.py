@@ -157,3 +157,20 @@ def test_the_ui_preview_of_an_unsaved_template(onboarding: Path) -> None:
         assert [str(c) for c in impact.changes] == ["~ source (file): option 'poll' changed from '5s' to '15s'"]
         assert all(r.passed for r in impact.tests)
     assert "poll: 5s" in path.read_text(encoding="utf-8")  # nothing saved
+
+
+def test_two_instances_are_compared_as_the_flows_they_render_to(onboarding: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", str(onboarding / "mx01-mes-production.yaml"), str(onboarding / "de02-mes-production.yaml")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "~ step 'ERP work centre' (lookup): option 'table' changed from 'mx01-work-centres' to 'de02-work-centres'" in out
+    assert "~ step 'final confirmations only' (filter): option changed from '`true`' to 'final'" in out
+    assert "~ target 'mes' (http): option 'headers': 'Authorization' changed from 'Bearer ${secret:MX01_MES_TOKEN}' to 'Bearer ${secret:DE02_MES_TOKEN}'" in out
+
+
+def test_a_revision_and_the_working_tree(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(repo)
+    instance = repo / "mx01-mes-production.yaml"
+    instance.write_text(instance.read_text(encoding="utf-8").replace("mes_url: https://mes.mx01.example/api", "mes_url: https://mes2.mx01.example/api"), encoding="utf-8")
+    assert main(["diff", "HEAD:mx01-mes-production.yaml", "mx01-mes-production.yaml"]) == 1
+    out = capsys.readouterr().out
+    assert "option 'url' changed from 'https://mes.mx01.example/api/production-orders' to 'https://mes2.mx01.example/api/production-orders'" in out

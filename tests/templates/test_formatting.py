@@ -212,3 +212,16 @@ def test_save_text_refuses_what_it_could_not_read_back() -> None:
     document["labels"]["a"] = "?0"
     with pytest.raises(FormatError):
         save_text(document, "labels: {a: x}\n")
+
+
+INSTANCES = sorted(p for p in REPO_YAML if "kind: FlowInstance" in p.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", INSTANCES, ids=[str(p.relative_to(ROOT)) for p in INSTANCES])
+def test_load_save_is_the_identity_on_rendered_flows(path: Path) -> None:
+    from flowyard.templates import load_instance_file, render_instance
+
+    rendered = render_instance(load_instance_file(path))
+    assert rendered.ok
+    assert dump_text(load_text(rendered.text, "rendered")) == rendered.text
+    assert format_text(rendered.text) == rendered.text

@@ -185,3 +185,18 @@ def test_try_samples_before_saving(onboarding: Path) -> None:
     issues, results = try_samples(template, {**values, "plant": "pl7"}, onboarding)
     assert results == [] and "does not match the pattern" in issues[0].message
     assert files_under(onboarding) == before and not list(onboarding.glob(".onboard-preview-*"))
+
+
+def test_onboard_by_template_name_from_a_repository_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copytree(root / "flows", tmp_path / "flows", ignore=shutil.ignore_patterns("mx02-*", "tests"))
+    monkeypatch.chdir(tmp_path)
+    args = ["--set", "plant=MX03", "--set", "plant_name=Saltillo", "--set", "shopfloor_name=QRO", "--set", "delimiter=;"]
+    assert main(["onboard", "plant-production-confirmations", *args]) == 0
+    instance = tmp_path / "flows" / "mx03-production-confirmations.yaml"
+    assert instance.is_file()
+    # QRO is MX02's shop-floor name: the instance's own test shows the rows are not MX03's
+    assert main(["test", str(instance)]) == 1
+    assert "expected 2 output message(s), got 0" in capsys.readouterr().out
