@@ -84,6 +84,7 @@ class SegmentDef:
     elements: list[ElementDef]
     syntax: list[str] = field(default_factory=list)
     name: str = ""
+    plan: list[tuple[str, int]] | None = None  # the data shape's (key, kind) per position, see shape.py
 
 
 @dataclass

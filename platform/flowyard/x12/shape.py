@@ -37,13 +37,12 @@ def element_key(seg_id: str, position: int) -> str:
     return key
 
 
-_plans: dict[int, list[tuple[str, int]]] = {}
 SIMPLE, COMPOSITE, REPEATED = 0, 1, 2
 
 
 def _plan(definition: SegmentDef) -> list[tuple[str, int]]:
     """(key, kind) per element position, computed once per segment definition."""
-    plan = _plans.get(id(definition))
+    plan = definition.plan
     if plan is None:
         plan = []
         by_position = {e.position: e for e in definition.elements}
@@ -51,19 +50,15 @@ def _plan(definition: SegmentDef) -> list[tuple[str, int]]:
             element = by_position.get(position)
             kind = SIMPLE if element is None else REPEATED if element.repeat > 1 else COMPOSITE if element.components is not None else SIMPLE
             plan.append((element_key(definition.id, position), kind))
-        _plans[id(definition)] = plan
-        _keep.append(definition)  # the id stays valid while the plan is cached
+        definition.plan = plan
     return plan
-
-
-_keep: list[SegmentDef] = []
 
 
 def segment_object(seg: Segment, definition: SegmentDef | None) -> dict[str, Any]:
     """One segment as {ID01: value, ...} following the rules in the module docstring."""
     out: dict[str, Any] = {}
     comp = seg.separators.component
-    plan = _plan(definition) if definition is not None else ()
+    plan = (definition.plan or _plan(definition)) if definition is not None else ()
     n_plan = len(plan)
     for i, raw in enumerate(seg.elements):
         if not raw:
