@@ -376,11 +376,29 @@ def template_files(directory: Path) -> Iterator[Path]:
                 yield path
 
 
+_parsed: dict[Path, tuple[int, int, Template | None]] = {}
+
+
+def _parse_cached(path: Path) -> Template | None:
+    """A template file parsed once per change (parsing YAML is the cost of rendering)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = path.resolve()
+    cached = _parsed.get(key)
+    if cached is not None and cached[0] == stat.st_mtime_ns and cached[1] == stat.st_size:
+        return cached[2]
+    template, _issues = parse_template(path)
+    _parsed[key] = (stat.st_mtime_ns, stat.st_size, template)
+    return template
+
+
 def list_templates(directory: Path | str) -> list[Template]:
     """Every readable template under a folder (the wizard's first page)."""
     found = []
     for path in template_files(Path(directory)):
-        template, _issues = parse_template(path)
+        template = _parse_cached(path)
         if template is not None:
             found.append(template)
     return sorted(found, key=lambda t: (t.name, _version_key(t.version)))
