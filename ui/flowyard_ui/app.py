@@ -32,6 +32,7 @@ from flowyard.secrets import redactor
 
 from . import auth, filters
 from .routes import all_routes
+from .models import ensure_indexes
 from .state import UiState, is_htmx
 
 log = logging.getLogger("flowyard.ui")
@@ -149,6 +150,7 @@ def create_app(
     only; runs, dead letters and the dashboard read the store directly)."""
     engine = engine or db.get_engine()
     db.ensure_schema(engine)
+    ensure_indexes(engine)
     state = UiState(
         engine=engine,
         flows_dir=Path(flows_dir).resolve(),

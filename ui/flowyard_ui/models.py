@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flowyard.db import Base
@@ -68,3 +69,25 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(50), index=True)
     target: Mapped[str] = mapped_column(String(300), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+def _messages_by_time() -> Index | None:
+    """The runs page lists the newest messages first with no filter; without an index
+    on `fy_messages.created_at` that is a scan and sort of the whole table. The index is
+    the UI's need, so the UI declares it (on the store's table) and creates it if absent."""
+    try:
+        from flowyard.store.models import StoredMessage
+    except ImportError:
+        return None
+    for index in StoredMessage.__table__.indexes:
+        if [c.name for c in index.columns] == ["created_at"]:
+            return index
+    return Index("ix_ui_fy_messages_created_at", StoredMessage.created_at)
+
+
+MESSAGES_BY_TIME = _messages_by_time()
+
+
+def ensure_indexes(engine: Engine) -> None:
+    if MESSAGES_BY_TIME is not None:
+        MESSAGES_BY_TIME.create(engine, checkfirst=True)

@@ -10,7 +10,10 @@ to the YAML through the round trip.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,10 +106,32 @@ def sample_name(flow: Flow, given: str = "") -> str:
     return "sample.json"
 
 
+_compiled: OrderedDict[tuple[str, str], Flow] = OrderedDict()
+_compiled_lock = threading.Lock()
+
+
+def compiled(path: Path, text: str) -> Flow:
+    """The loaded flow for this text, kept for the next few previews: while the analyst
+    changes only the sample, the flow is not parsed and compiled again. (Steps keep no
+    per-message state, so a compiled flow can be reused.)"""
+    key = (str(path), hashlib.sha256(text.encode()).hexdigest())
+    with _compiled_lock:
+        found = _compiled.get(key)
+        if found is not None:
+            _compiled.move_to_end(key)
+            return found
+    flow = load_flow(path, text)
+    with _compiled_lock:
+        _compiled[key] = flow
+        while len(_compiled) > 16:
+            _compiled.popitem(last=False)
+    return flow
+
+
 def run(path: Path, text: str, sample: bytes, name: str = "") -> Preview:
     preview = Preview()
     try:
-        flow = load_flow(path, text)
+        flow = compiled(path, text)
     except DefinitionError as exc:
         preview.issues = [i for i in exc.issues if i.severity == "error"]
         return preview

@@ -12,7 +12,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from flowyard import registry
-from flowyard.loader import check_flow, content_hash
+from flowyard.loader import FlowLoader, content_hash
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
 from .. import audit, auth, diagram, forms, gitops
@@ -38,12 +38,12 @@ def _yaml_of(data: dict[str, Any]) -> str:
 
 
 def check(path: Path, text: str) -> dict[str, Any]:
-    """Issues (sorted by line) and the diagram for the text being edited."""
-    issues = sorted(check_flow(path, text), key=lambda i: (i.position.line or 0, i.position.column or 0))
-    try:
-        document = load_text(text, path.name)
-    except YamlSyntaxError:
-        document = None
+    """Issues (sorted by line) and the diagram for the text being edited; the YAML is
+    parsed once (the round-trip parse is most of the cost of a check)."""
+    loader = FlowLoader(path, text)
+    loader.load()
+    issues = sorted(loader.issues.issues, key=lambda i: (i.position.line or 0, i.position.column or 0))
+    document = getattr(loader, "document", None)
     bad = {i.position.line for i in issues if i.position.line and i.severity == "error"}
     return {
         "issues": issues,

@@ -1,0 +1,208 @@
+"""UI latency: validate-as-you-type and playground preview on a 300-line flow, and the
+runs page with 100,000 messages in the store. Prints p50/p95 (targets: under 100 ms for
+validation and preview, under 300 ms for the runs page). Not a test: figures only.
+
+    .venv/bin/python bench/ui.py [--messages 100000] [--rounds 50]
+
+Requests go through the whole Litestar app in process (routing, session lookup, CSRF
+check, handler, template), with Litestar's test client; the network is not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def big_flow(lines: int = 300) -> str:
+    """A valid flow of about `lines` lines: many mapping steps written as block scalars."""
+    head = """\
+# A large flow for the UI benchmark: many mapping steps
+apiVersion: flowyard/v1
+kind: Flow
+metadata:
+  name: bench-orders
+  description: benchmark flow with many steps
+  labels: {plant: MX01, partner: ERP, domain: production}
+source:
+  file: {path: inbox/bench, pattern: "*.json"}
+steps:
+"""
+    body = []
+    n = 0
+    while len((head + "".join(body)).splitlines()) < lines - 6:
+        n += 1
+        body.append(
+            f"""  - name: map-{n}
+    jmespath: |
+      {{
+        order: order,
+        lines: lines[].{{sku: sku, qty: qty, uom: uom}},
+        total: sum(lines[].qty),
+        step: `{n}`
+      }}
+"""
+        )
+    tail = """  - json.render: {}
+targets:
+  - file: {path: outbox/bench}
+    retry: {attempts: 3}
+"""
+    return head + "".join(body) + tail
+
+
+def main() -> int:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=50)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="flowyard-bench-ui-"))
+    os.environ["FLOWYARD_DATA_DIR"] = str(work / "data")
+    os.environ.pop("FLOWYARD_DATABASE_URL", None)
+
+    from litestar.testing import TestClient
+    from sqlalchemy import insert
+
+    from flowyard import db
+    from flowyard.store.models import StoredMessage
+    from flowyard_ui import auth
+    from flowyard_ui.app import create_app
+
+    flows = work / "flows"
+    flows.mkdir()
+    text = big_flow()
+    (flows / "bench-orders.yaml").write_text(text)
+    engine = db.make_engine(f"sqlite:///{work / 'store.db'}")
+    app = create_app(flows_dir=flows, engine=engine, secret="bench-" + "x" * 30)
+    auth.create_user(engine, "bench", "bench password long", "admin")
+
+    print(f"flow: {len(text.splitlines())} lines, {text.count('jmespath:')} mapping steps", file=sys.stderr)
+    began = time.perf_counter()
+    now = time.time()
+    batch = []
+    for i in range(args.messages):
+        payload = json.dumps({"order": f"PO-{i}", "lines": [{"sku": "A", "qty": 1}]}).encode()
+        batch.append(
+            {
+                "id": uuid.uuid4().hex,
+                "correlation_id": uuid.uuid4().hex,
+                "flow": "bench-orders" if i % 3 else "other-flow",
+                "flow_version": "v1",
+                "state": ("done", "done", "done", "dead", "received")[i % 5],
+                "content_type": "application/json",
+                "payload": payload,
+                "size": len(payload),
+                "source": {"file": f"po-{i}.json"},
+                "headers": {},
+                "plant": ("MX01", "DE02", "US03")[i % 3],
+                "partner": ("ERP", "SUPPLIERX")[i % 2],
+                "replay_of": None,
+                "attempt": 1,
+                "outputs": 1,
+                "created_at": now - (args.messages - i) * 0.5,
+                "updated_at": now,
+                "lease_token": 0,
+                "finished_at": now,
+                "error": "quantity must be positive" if i % 5 == 3 else None,
+            }
+        )
+        if len(batch) == 5000:
+            with engine.begin() as c:
+                c.execute(insert(StoredMessage), batch)
+            batch = []
+    if batch:
+        with engine.begin() as c:
+            c.execute(insert(StoredMessage), batch)
+    print(f"stored {args.messages} messages in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+
+    sample = json.dumps({"order": "PO-1", "lines": [{"sku": f"S{i}", "qty": i, "uom": "EA"} for i in range(20)]})
+    with TestClient(app, base_url="https://testserver.local") as client:
+        page = client.get("/login")
+        token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        client.post("/login", data={"username": "bench", "password": "bench password long", "_csrf_token": token})
+        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/flows").text).group(1)  # type: ignore[union-attr]
+        headers = {"HX-Request": "true", "X-CSRFToken": token}
+
+        def timed(label: str, call: object, rounds: int) -> None:
+            times = []
+            for i in range(rounds + 3):
+                start = time.perf_counter()
+                response = call(i)  # type: ignore[operator]
+                elapsed = time.perf_counter() - start
+                assert response.status_code == 200, (label, response.status_code, response.text[:300])
+                if i >= 3:  # the first calls warm caches (imports, compiled templates)
+                    times.append(elapsed)
+            print(
+                f"{label:<48} p50 {percentile(times, 50) * 1000:7.1f} ms   p95 {percentile(times, 95) * 1000:7.1f} ms   (n={len(times)}, mean {statistics.mean(times) * 1000:.1f} ms)"
+            )
+
+        def edit(i: int) -> str:
+            return text.replace("step: `1`", f"step: `{i}`")  # a different text each time, as typing
+
+        timed(
+            "validate as you type (300-line flow)",
+            lambda i: client.post("/flows/bench-orders/check", data={"yaml": edit(i)}, headers=headers),
+            args.rounds,
+        )
+        timed(
+            "playground preview, mapping changed each time",
+            lambda i: client.post(
+                "/flows/bench-orders/playground/run",
+                data={"yaml": edit(i), "sample": sample, "sample_name": "s.json"},
+                headers=headers,
+            ),
+            args.rounds,
+        )
+        timed(
+            "playground preview, sample changed each time",
+            lambda i: client.post(
+                "/flows/bench-orders/playground/run",
+                data={"yaml": text, "sample": sample.replace("PO-1", f"PO-{i}"), "sample_name": "s.json"},
+                headers=headers,
+            ),
+            args.rounds,
+        )
+        timed(f"runs page, full ({args.messages} messages)", lambda i: client.get("/runs"), args.rounds)
+        timed(
+            "runs page, htmx refresh of the rows",
+            lambda i: client.get("/runs", headers={"HX-Request": "true", "HX-Target": "run-rows"}),
+            args.rounds,
+        )
+        timed(
+            "runs page, filtered by flow and state",
+            lambda i: client.get(
+                "/runs?flow=bench-orders&state=dead", headers={"HX-Request": "true", "HX-Target": "run-rows"}
+            ),
+            args.rounds,
+        )
+        timed(
+            "runs page, filtered by plant, older page",
+            lambda i: client.get(
+                "/runs?plant=DE02&offset=500", headers={"HX-Request": "true", "HX-Target": "run-rows"}
+            ),
+            args.rounds,
+        )
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
