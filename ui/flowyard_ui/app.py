@@ -31,8 +31,8 @@ from flowyard import db
 from flowyard.secrets import redactor
 
 from . import auth, filters
-from .routes import all_routes
 from .models import ensure_indexes
+from .routes import all_routes
 from .state import UiState, is_htmx
 
 log = logging.getLogger("flowyard.ui")

@@ -77,7 +77,7 @@ def _entry(role: str, item: Any, common: tuple[str, ...], bad_lines: set[int]) -
     lc = getattr(item, "lc", None)
     if lc is not None:
         try:
-            line = item.lc.key(kind)[0] + 1
+            line = lc.key(kind)[0] + 1
         except (KeyError, TypeError):
             line = None
     plain = to_plain(item)

@@ -7,6 +7,7 @@ the runtime's tables. Table names are part of the migrations: do not rename them
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.engine import Engine
@@ -79,9 +80,11 @@ def _messages_by_time() -> Index | None:
         from flowyard.store.models import StoredMessage
     except ImportError:
         return None
-    for index in StoredMessage.__table__.indexes:
+    table: Any = StoredMessage.__table__
+    for index in table.indexes:
         if [c.name for c in index.columns] == ["created_at"]:
-            return index
+            found: Index = index
+            return found
     return Index("ix_ui_fy_messages_created_at", StoredMessage.created_at)
 
 

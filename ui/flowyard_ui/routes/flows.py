@@ -22,7 +22,7 @@ async def flows_page(request: Request[Any, Any, Any]) -> Template:
     plant, partner, domain, q = (arg(request, k) for k in ("plant", "partner", "domain", "q"))
     state = ui(request)
     rows = await off_loop(flow_rows, state, plant=plant, partner=partner, domain=domain, text=q)
-    context = {
+    context: dict[str, Any] = {
         "rows": rows,
         "plant": plant,
         "partner": partner,
