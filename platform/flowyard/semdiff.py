@@ -388,3 +388,38 @@ def main(a: str, b: str, text: bool = False) -> int:
         return 0
     print(f"{len(changes)} change(s)", file=sys.stderr)
     return 1
+
+
+def git_external(args: list[str]) -> int:
+    """`flowyard diff --git`, git's external diff driver: git passes PATH OLD-FILE OLD-HEX
+    OLD-MODE NEW-FILE NEW-HEX NEW-MODE. Flows and instances are shown in words (an
+    instance rendered with the template in the working tree); other files as a line
+    diff. Always exits 0, as git expects of a diff driver.
+
+    Set up in a flows repository with `git config diff.flowyard.command "flowyard diff
+    --git"` and a `.gitattributes` line `*.yaml diff=flowyard`."""
+    if len(args) < 7:
+        print(f"* Unmerged path {args[0] if args else '?'}")
+        return 0
+    path, old_file, new_file = Path(args[0]), args[1], args[4]
+    old_text = Path(old_file).read_text(encoding="utf-8") if old_file != "/dev/null" else ""
+    new_text = Path(new_file).read_text(encoding="utf-8") if new_file != "/dev/null" else ""
+    print(f"flowyard diff a/{path} b/{path}")
+    try:
+        if not old_text.strip() or not new_text.strip():
+            raise FlowyardError("added or removed")
+        old = flow_document(path, old_text)
+        new = flow_document(path, new_text)
+        if not any(isinstance(d.get("steps"), list) or "source" in d for d in (old, new)):
+            raise FlowyardError("not a flow")
+        changes = compare(old, new)
+        for change in changes:
+            print(redactor.redact(f"  {change}"))
+        if not changes:
+            print("  no change to the flow (layout or comments only)")
+        return 0
+    except (FlowyardError, DefinitionError, OSError):
+        pass
+    lines = difflib.unified_diff(old_text.splitlines(True), new_text.splitlines(True), fromfile=f"a/{path}", tofile=f"b/{path}")
+    sys.stdout.writelines(redactor.redact(line) for line in lines)
+    return 0

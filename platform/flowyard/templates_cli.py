@@ -40,6 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("--paths", nargs="*", type=Path, default=None, metavar="PATH", help="with --rendered: where to look for instances (default: flows examples)")
     p.add_argument("--no-tests", action="store_true", help="with --rendered: do not run the instances' tests")
     p.add_argument("--text", action="store_true", help="also print a line diff of the rendered YAML")
+    p.add_argument("--git", action="store_true", help="act as git's external diff driver (git passes 7 arguments)")
     p.set_defaults(handler=handle_diff)
 
 
@@ -92,8 +93,11 @@ def handle_diff(args: argparse.Namespace) -> int:
                 print("flowyard diff --rendered takes a git revision, not files", file=sys.stderr)
                 return 2
             return impact_main(args.rendered, args.paths, run_tests=not args.no_tests, text=args.text)
+        from .semdiff import git_external
         from .semdiff import main as semdiff_main
 
+        if args.git:
+            return git_external(list(args.files))
         if len(args.files) != 2:
             print("flowyard diff: give two files (A B), or --rendered [GIT-REV]", file=sys.stderr)
             return 2

@@ -174,3 +174,15 @@ def test_a_revision_and_the_working_tree(repo: Path, monkeypatch: pytest.MonkeyP
     assert main(["diff", "HEAD:mx01-mes-production.yaml", "mx01-mes-production.yaml"]) == 1
     out = capsys.readouterr().out
     assert "option 'url' changed from 'https://mes.mx01.example/api/production-orders' to 'https://mes2.mx01.example/api/production-orders'" in out
+
+
+def test_git_uses_flowyard_as_its_diff_driver(repo: Path) -> None:
+    git(repo, "config", "diff.flowyard.command", f"{ROOT / '.venv' / 'bin' / 'flowyard'} diff --git")
+    (repo / ".gitattributes").write_text("*.yaml diff=flowyard\n", encoding="utf-8")
+    instance = repo / "mx01-mes-production.yaml"
+    instance.write_text(instance.read_text(encoding="utf-8").replace("mes.mx01.example", "mes2.mx01.example"), encoding="utf-8")
+    table = repo / "tables" / "mx01-work-centres.yaml"
+    table.write_text(table.read_text(encoding="utf-8").replace('"MX01-CAST"', '"MX01-FOUNDRY"'), encoding="utf-8")
+    result = subprocess.run(["git", "diff", "--ext-diff"], cwd=repo, capture_output=True, text=True, check=True)
+    assert "~ target 'mes' (http): option 'url' changed from 'https://mes.mx01.example/api/production-orders' to 'https://mes2.mx01.example/api/production-orders'" in result.stdout
+    assert '+  CAST-01: "MX01-FOUNDRY"' in result.stdout  # not a flow: a line diff
