@@ -227,3 +227,34 @@ def test_preview_without_an_instance_file(onboarding: Path) -> None:
     rendered = render_values(template, values, onboarding / "pl07-preview.yaml")
     assert rendered.ok and rendered.name == "pl07-mes-production"
     assert "https://mes.pl07.example/production-orders" in rendered.text
+
+
+def test_an_instance_may_add_tests_and_pin_with_a_mapping(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.json").write_text('{"id": 7}', encoding="utf-8")
+    (tmp_path / "expected.xml").write_text("<id>7</id>", encoding="utf-8")
+    instance = INSTANCE.replace("template: tiny", "template: {name: tiny, version: \"2\"}") + (
+        "tests:\n  - name: one order\n    input: in/a.json\n    expect: expected.xml\n"
+    )
+    path = write(tmp_path, instance=instance)
+    flow = load_flow(path)
+    assert [t.name for t in flow.tests] == ["one order"]
+    results = run_tests(flow)
+    assert results[0].passed, results[0].report
+    broken = write(tmp_path, instance=instance.replace("expected.xml", "missing.xml"))
+    issues = [str(i) for i in check_file(broken)]
+    assert any("expect file 'missing.xml' does not exist" in i for i in issues), issues
+
+
+def test_a_template_with_a_bad_parameter_schema(tmp_path: Path) -> None:
+    template = TEMPLATE.replace("batch: {type: integer, default: 10, minimum: 1}", "batch: {type: integr, default: 10}")
+    path = write(tmp_path, template).parent / "templates" / "tiny.yaml"
+    issues = [str(i) for i in check_file(path)]
+    assert any("not a valid JSON Schema" in i and f"{path}:6:" in i for i in issues), issues
+
+
+def test_a_parameter_may_not_hide_a_runtime_name(tmp_path: Path) -> None:
+    template = TEMPLATE.replace("  mode: {type: string", "  data: {type: string, default: x}\n  mode: {type: string")
+    path = write(tmp_path, template).parent / "templates" / "tiny.yaml"
+    issues = [str(i) for i in check_file(path)]
+    assert any("parameter 'data' would hide" in i and f"{path}:7:3" in i for i in issues), issues
