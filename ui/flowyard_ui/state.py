@@ -29,6 +29,8 @@ class UiState:
     def store(self) -> Any:
         """The runtime store's API (flowyard.store.api.Store) on the same engine."""
         found = self.extra.get("store")
+        if found is None and getattr(self.runtime, "store", None) is not None:
+            found = self.extra["store"] = self.runtime.store
         if found is None:
             from flowyard.store.api import Store
 

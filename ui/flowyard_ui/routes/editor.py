@@ -12,12 +12,14 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from flowyard import registry
-from flowyard.loader import FlowLoader, content_hash
+from flowyard.errors import DefinitionError, FlowyardError, Issue, Position
+from flowyard.loader import FlowLoader, _kind_of, content_hash, load_flow
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
 from .. import audit, auth, diagram, forms, gitops
 from ..flowfiles import FlowFile, FlowFileError, find_flow, normalise, unified_diff, write_atomic
 from ..state import ui, user
+from ..yamldoc import parse_or_none
 from .common import form, off_loop, page, toast
 
 MAX_TEXT = 2_000_000
@@ -40,10 +42,21 @@ def _yaml_of(data: dict[str, Any]) -> str:
 def check(path: Path, text: str) -> dict[str, Any]:
     """Issues (sorted by line) and the diagram for the text being edited; the YAML is
     parsed once (the round-trip parse is most of the cost of a check)."""
-    loader = FlowLoader(path, text)
-    loader.load()
-    issues = sorted(loader.issues.issues, key=lambda i: (i.position.line or 0, i.position.column or 0))
-    document = getattr(loader, "document", None)
+    if _kind_of(text) not in (None, "Flow"):  # an instance or other kind that renders to a flow
+        try:
+            load_flow(path, text)
+            found: list[Any] = []
+        except DefinitionError as exc:
+            found = list(exc.issues)
+        except FlowyardError as exc:
+            found = [Issue(Position(path.name), str(exc))]
+        document = parse_or_none(text, path.name)
+    else:
+        loader = FlowLoader(path, text)
+        loader.load()
+        found = loader.issues.issues
+        document = getattr(loader, "document", None)
+    issues = sorted(found, key=lambda i: (i.position.line or 0, i.position.column or 0))
     bad = {i.position.line for i in issues if i.position.line and i.severity == "error"}
     return {
         "issues": issues,

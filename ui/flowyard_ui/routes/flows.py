@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from litestar import Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Response, Template
+
+from flowyard.errors import FlowyardError
+from flowyard.loader import load_flow
 
 from .. import audit, auth, diagram, gitops
 from ..flowfiles import FlowFileError, find_flow, new_flow_path, skeleton, write_atomic
@@ -46,6 +50,9 @@ def flow_context(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[s
     state = ui(request)
     info = _flow_or_404(request, name)
     document = parse_or_none(info.text, info.rel)
+    if info.kind != "Flow" and info.valid:  # an instance: show the flow it renders to
+        with contextlib.suppress(FlowyardError):
+            document = load_flow(info.path, info.text).document or document
     bad = {i.position.line for i in info.issues if i.position.line}
     deployed = state.store.flow_state(info.name)
     repo = gitops.repo_root(state.flows_dir)

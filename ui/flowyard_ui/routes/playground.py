@@ -75,7 +75,7 @@ async def recent_sample(request: Request[Any, Any, Any], name: FromPath[str]) ->
 
     text = redactor.redact(payload.decode("utf-8", errors="replace"))
     response = page(request, "flows/sample_box.html", flow=info, sample=text, sample_name=file_name)
-    response.headers["HX-Trigger-After-Settle"] = "pg-rerun"
+    response.headers["HX-Trigger"] = "pg-rerun"
     return response
 
 
