@@ -570,6 +570,7 @@ class Rendered:
     issues: list[Issue]
     values_positions: dict[str, Position] = field(default_factory=dict)
     used: dict[tuple[Any, ...], set[str]] = field(default_factory=dict)
+    instance: FlowInstance | None = None
 
     @property
     def ok(self) -> bool:
@@ -616,6 +617,9 @@ class Rendered:
             return Issue(position, issue.message, issue.severity)
         if body_path and body_path[0] in ("apiVersion", "kind"):
             body_path = []
+        own = self._instance_test_position(body_path, at_key)
+        if own is not None:
+            return Issue(own, issue.message, issue.severity)
         tl, tc = locate(self.template.body, body_path, at_key=at_key) if body_path else node_start(self.template.body)
         used = self.used.get(tuple(body_path), set())
         if at_key:
@@ -627,6 +631,20 @@ class Rendered:
         if params:
             suffix += "; values used: " + ", ".join(f"{n} at {self.values_positions[n]}" for n in params)
         return Issue(Position(str(self.template.path), tl, tc), issue.message + suffix + ")", issue.severity)
+
+
+    def _instance_test_position(self, body_path: list[Any], at_key: bool) -> Position | None:
+        """A test case the instance added is reported at the instance's line."""
+        if self.instance is None or body_path[:1] != ["tests"] or len(body_path) < 2:
+            return None
+        template_tests = self.template.body.get("tests")
+        offset = len(template_tests) if isinstance(template_tests, CommentedSeq) else 0
+        own = self.instance.document.get("tests")
+        index = body_path[1]
+        if not isinstance(own, CommentedSeq) or not isinstance(index, int) or index < offset:
+            return None
+        line, col = locate(own, [index - offset, *body_path[2:]], at_key=at_key)
+        return Position(str(self.instance.path), line, col)
 
 
 def _follows(body: CommentedMap, path: list[Any]) -> bool:
@@ -804,7 +822,7 @@ def render_instance(instance: FlowInstance, template: Template | None = None) ->
     issues = value_issues(instance, template)
     if instance.template.version is not None and template.version != instance.template.version:
         issues.append(Issue(Position(str(instance.path), *value_position(instance.document, "template")), f"the instance pins {instance.template} but the template is version {template.version}", "warning"))
-    return render_values(
+    rendered = render_values(
         template,
         instance.values,
         instance.path,
@@ -815,6 +833,8 @@ def render_instance(instance: FlowInstance, template: Template | None = None) ->
         values_positions=_values_positions(instance),
         issues=issues,
     )
+    rendered.instance = instance
+    return rendered
 
 
 def load_instance(path: Path, text: str | None = None) -> Flow:
