@@ -267,19 +267,25 @@ def baseline_peak() -> int:
     return int(out.stdout)
 
 
-def big_document(megabytes: int) -> None:
+def big_document(megabytes: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "big.xml"
         size = write_big(path, megabytes)
         print(f"\none document of {size / 1e6:.0f} MB through xml.xpath (each: /orders/order), streamed")
         print(f"  (a process importing lxml and flowyard alone peaks at {baseline_peak() / 1e6:.0f} MB)")
-        results = {}
-        for mode in ("bare", "step-file", "engine-bytes"):
-            out = subprocess.run([sys.executable, __file__, "--child", mode, str(path)], capture_output=True, text=True)
-            if out.returncode != 0:
-                print(f"  {mode}: failed\n{out.stderr}")
-                continue
-            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        results: dict[str, dict[str, Any]] = {}
+        for _ in range(rounds):  # alternating, best time and highest peak kept
+            for mode in ("bare", "step-file", "engine-bytes"):
+                command = [sys.executable, __file__, "--child", mode, str(path)]
+                out = subprocess.run(command, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(f"  {mode}: failed\n{out.stderr}")
+                    continue
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                if mode in results:
+                    r["peak"] = max(r["peak"], results[mode]["peak"])
+                    r["seconds"] = min(r["seconds"], results[mode]["seconds"])
+                results[mode] = r
         bare = results.get("bare")
         for mode, r in results.items():
             ratio = f"  ratio to bare {bare['seconds'] / r['seconds']:.2f}x" if bare else ""
@@ -294,6 +300,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating; best kept")
     parser.add_argument("--big-mb", type=int, default=200)
+    parser.add_argument("--big-rounds", type=int, default=2, help="rounds of the big document, alternating")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -302,7 +309,7 @@ def main() -> None:
     if args.messages:
         small_documents(args.messages, args.rounds)
     if args.big_mb:
-        big_document(args.big_mb)
+        big_document(args.big_mb, args.big_rounds)
 
 
 if __name__ == "__main__":

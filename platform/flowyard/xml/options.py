@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from ..options import Options
-from .security import DEFAULT_MAX_ATTRIBUTE, DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, XmlLimits
+from .security import DEFAULT_MAX_ATTRIBUTE, DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, LIBXML_MAX_VALUE, XmlLimits
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?\s*$", re.IGNORECASE)
 _FACTORS = {None: 1, "b": 1, "kb": 1_000, "mb": 1_000_000, "gb": 1_000_000_000}
@@ -46,13 +46,19 @@ class LimitOptions(Options):
     max_depth: int = Field(
         DEFAULT_MAX_DEPTH, ge=1, le=DEFAULT_MAX_DEPTH, description="deepest element nesting accepted (at most 256)"
     )
-    max_attribute: int = Field(
-        DEFAULT_MAX_ATTRIBUTE, ge=1, le=10_000_000, description="longest attribute value accepted, in characters"
+    max_attribute: int | None = Field(
+        None,
+        ge=1,
+        le=LIBXML_MAX_VALUE,
+        description="longest attribute value accepted, in characters (default 1,000,000; "
+        "10,000,000, the parser's own limit, for xml.xpath with `each`)",
     )
 
-    def limits(self, default_size: int = DEFAULT_MAX_SIZE) -> XmlLimits:
+    def limits(self, default_size: int = DEFAULT_MAX_SIZE, default_attribute: int = DEFAULT_MAX_ATTRIBUTE) -> XmlLimits:
         return XmlLimits(
-            self.max_size if self.max_size is not None else default_size, self.max_depth, self.max_attribute
+            self.max_size if self.max_size is not None else default_size,
+            self.max_depth,
+            self.max_attribute if self.max_attribute is not None else default_attribute,
         )
 
 

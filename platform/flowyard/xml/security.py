@@ -42,6 +42,7 @@ DEFAULT_MAX_SIZE = 100_000_000
 DEFAULT_STREAM_MAX_SIZE = 10_000_000_000
 DEFAULT_MAX_DEPTH = 256  # libxml2's own limit without huge_tree
 DEFAULT_MAX_ATTRIBUTE = 1_000_000
+LIBXML_MAX_VALUE = 10_000_000  # libxml2 refuses longer text or attribute values (no huge_tree)
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,15 @@ def syntax_error(exc: etree.XMLSyntaxError, payload: Any = None, what: str = "th
     for a malformed document, the path of the elements open where it broke."""
     entry = exc.error_log.last_error if exc.error_log else None
     raw = (entry.message if entry is not None else exc.msg) or str(exc)
-    raw = raw.strip()
     line = entry.line if entry is not None and entry.line else exc.lineno
     column = entry.column if entry is not None and entry.column else (exc.position[1] if exc.position else None)
+    return parse_error(raw, line, column, payload, what)
+
+
+def parse_error(
+    raw: str, line: int | None, column: int | None, payload: Any = None, what: str = "the input"
+) -> StepError:
+    raw = raw.strip()
     for needle, hint in _LIBXML_HINTS:
         if needle in raw:
             return StepError(f"{what} is refused: {hint}", where=InputLocation(line, column))
@@ -257,7 +264,7 @@ def check_tree(root: Any, limits: XmlLimits) -> None:
     stopped anything past its own hard limits). One XPath call in C finds an over-long
     attribute; Python only looks closer when there is one."""
     max_attribute = limits.max_attribute
-    found = _LONG_ATTRIBUTE(root, limit=max_attribute)
+    found = _LONG_ATTRIBUTE(root, limit=max_attribute) if max_attribute < LIBXML_MAX_VALUE else None
     if found:
         element = found[0]
         name, value = next((k, v) for k, v in element.items() if len(v) > max_attribute)
@@ -304,7 +311,11 @@ def parse_document(payload: Any, limits: XmlLimits, *, check: bool = True) -> An
 
 def iter_records(source: IO[bytes], tag: str | None, limits: XmlLimits, raw: Any = None) -> Iterator[Any]:
     """Stream elements named `tag` (Clark notation) with bounded memory: each element is
-    yielded once complete and then cleared with the siblings before it."""
+    yielded once complete and then cleared with the siblings before it.
+
+    Streaming, libxml2 logs some errors (an over-long attribute) and goes on giving
+    elements before it raises; the log is checked before each record is given, so the
+    element holding the error never goes on."""
     events = hardened_iterparse(source, tag, ("end",))
     checked = False
     try:
@@ -312,14 +323,25 @@ def iter_records(source: IO[bytes], tag: str | None, limits: XmlLimits, raw: Any
             if not checked:
                 refuse_entities(element.getroottree(), raw)
                 checked = True
+            log = events.error_log
+            if len(log):
+                errors = log.filter_from_errors()
+                if errors:
+                    first = errors[0]
+                    raise parse_error(first.message, first.line or None, first.column or None, raw)
             check_tree(element, limits)
             yield element
-            element.clear(keep_tail=False)
-            parent = element.getparent()
-            if parent is not None:
-                while element.getprevious() is not None:
-                    del parent[0]
+            _release(element)
     except etree.XMLSyntaxError as exc:
         raise syntax_error(exc, raw) from None
     except AccessRefused as exc:
         raise StepError(str(exc)) from None
+
+
+def _release(element: Any) -> None:
+    """Free a streamed record and the siblings before it."""
+    element.clear(keep_tail=False)
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]

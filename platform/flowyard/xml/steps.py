@@ -77,7 +77,7 @@ class XmlParse(Step):
             lists=options.lists,
             keep_whitespace=options.keep_whitespace,
             max_depth=options.max_depth,
-            max_attribute=options.max_attribute,
+            max_attribute=self.limits.max_attribute,
             repeating=repeating,
         )
 

@@ -15,7 +15,7 @@ from ..message import Message
 from ..step import FlowContext, OptionError, Step
 from .common import DATA_TYPE
 from .options import LimitOptions, check_namespaces
-from .security import DEFAULT_MAX_SIZE, DEFAULT_STREAM_MAX_SIZE, check_size, iter_records, open_payload, parse_document
+from .security import DEFAULT_STREAM_MAX_SIZE, LIBXML_MAX_VALUE, check_size, iter_records, open_payload, parse_document
 
 _QNAME = r"[A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?"
 _EACH = re.compile(rf"^(//|/)?({_QNAME})((?:/{_QNAME})*)$")
@@ -96,7 +96,7 @@ class XmlXPath(Step):
         self.ancestors: list[str] | None = None
         if options.each is not None:
             self.record_tag, self.ancestors = self._compile_each(options.each, options.namespaces)
-        self.limits = options.limits(DEFAULT_STREAM_MAX_SIZE if options.each else DEFAULT_MAX_SIZE)
+        self.limits = options.limits(DEFAULT_STREAM_MAX_SIZE, LIBXML_MAX_VALUE) if options.each else options.limits()
 
     @staticmethod
     def _compile_each(each: str, namespaces: dict[str, str]) -> tuple[str, list[str] | None]:
