@@ -106,7 +106,10 @@ class RecordingServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                if len(body) != length:  # the client went away mid-body: nothing applied
+                    return
                 key = self.headers.get("idempotency-key", "")
                 if server.delay:
                     time.sleep(server.delay)
@@ -123,6 +126,7 @@ class RecordingServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
+        ThreadingHTTPServer.request_queue_size = 256
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/orders"

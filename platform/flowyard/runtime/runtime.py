@@ -590,6 +590,8 @@ class Runtime:
             return "done", number, 0.0, None, detail, row
         if retryable:
             breaker.failure()
+        else:  # the endpoint answered (it refused this message): it is up
+            breaker.success()
         policy = t.spec.retry
         if not retryable or number >= policy.attempts:
             self.metrics.deliveries.labels(flow, t.spec.name, "dead").inc()
