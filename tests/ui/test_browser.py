@@ -102,9 +102,15 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         log.close()
 
 
+HTMX4 = Path(__file__).parent / "vendor" / "htmx-4.min.js"
+
+
 @pytest.mark.browser
 @pytest.mark.slow
-def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_path: str) -> None:
+@pytest.mark.parametrize("htmx", ["2", "4"])
+def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_path: str, htmx: str) -> None:
+    """The UI ships htmx 2; with htmx="4" the browser gets htmx 4 instead (the same
+    journey must work: no API removed in 4 is used)."""
     from playwright.sync_api import expect, sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -113,9 +119,16 @@ def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_pat
         browser = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.set_default_timeout(20_000)
+        if htmx == "4":
+            script = HTMX4.read_text()
+            page.route(
+                "**/static/htmx.min.js", lambda route: route.fulfill(body=script, content_type="text/javascript")
+            )
 
         def shot(name: str) -> None:
-            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+            folder = SHOTS if htmx == "2" else SHOTS / "htmx4"
+            folder.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(folder / f"{name}.png"), full_page=False)
 
         # -- log in with the one-time password, then choose a password --------------------
         page.goto(f"{base}/flows")

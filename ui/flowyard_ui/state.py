@@ -50,3 +50,10 @@ def user(request: Request[Any, Any, Any]) -> CurrentUser:
 
 def is_htmx(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("hx-request") == "true"
+
+
+def hx_target_is(request: Request[Any, Any, Any], element_id: str) -> bool:
+    """Whether htmx will swap the answer into the element with this id: htmx 2 sends
+    `HX-Target: id`, htmx 4 sends `HX-Target: tag#id`."""
+    target = request.headers.get("hx-target") or ""
+    return target == element_id or target.endswith("#" + element_id)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from .. import audit, auth
 from ..models import ROLES, UiSession, User
-from ..state import ui, user
+from ..state import hx_target_is, ui, user
 from .common import arg, form, off_loop, page
 
 
@@ -125,7 +125,7 @@ def audit_page(request: Request[Any, Any, Any]) -> Template:
     )
     template = (
         "audit_rows.html"
-        if request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == "audit-rows"
+        if request.headers.get("hx-request") == "true" and hx_target_is(request, "audit-rows")
         else "audit.html"
     )
     return page(request, template, entries=entries, action=action or "", who=who or "", target=target or "")

@@ -11,7 +11,7 @@ from flowyard.yamlio import load_text, to_plain
 
 from .. import queries
 from ..flowfiles import list_flows
-from ..state import UiState, ui
+from ..state import UiState, hx_target_is, ui
 from .common import arg, off_loop, page
 
 WINDOWS = {"6": 6, "24": 24, "72": 72}
@@ -62,7 +62,7 @@ def bars(values: list[int], width: int = 260, height: int = 46) -> dict[str, Any
 async def dashboard_page(request: Request[Any, Any, Any]) -> Template:
     hours = WINDOWS.get(arg(request, "hours"), 24)
     context = await off_loop(build, ui(request), hours)
-    template = "dashboard/body.html" if request.headers.get("hx-target") == "dash-body" else "dashboard/page.html"
+    template = "dashboard/body.html" if hx_target_is(request, "dash-body") else "dashboard/page.html"
     return page(request, template, bars=bars, **context)
 
 

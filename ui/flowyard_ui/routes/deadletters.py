@@ -9,7 +9,7 @@ from litestar import Request, get, post
 from litestar.response import Template
 
 from .. import audit, auth
-from ..state import ui, user
+from ..state import hx_target_is, ui, user
 from .common import arg, form_lists, off_loop, page, toast
 
 
@@ -24,7 +24,7 @@ def _context(request: Request[Any, Any, Any]) -> dict[str, Any]:
 @get("/dead-letters")
 async def dead_letters_page(request: Request[Any, Any, Any]) -> Template:
     context = await off_loop(_context, request)
-    if request.headers.get("hx-target") == "dead-body":
+    if hx_target_is(request, "dead-body"):
         return page(request, "deadletters/body.html", **context)
     return page(request, "deadletters/list.html", **context)
 

@@ -16,7 +16,7 @@ from flowyard.loader import load_flow
 from .. import audit, auth, diagram, gitops
 from ..flowfiles import FlowFileError, find_flow, new_flow_path, skeleton, write_atomic
 from ..flowstate import flow_rows, label_values, summary
-from ..state import ui, user
+from ..state import hx_target_is, ui, user
 from ..yamldoc import parse_or_none
 from .common import arg, form, off_loop, page, redirect_htmx
 
@@ -34,7 +34,7 @@ async def flows_page(request: Request[Any, Any, Any]) -> Template:
         "q": q,
         "totals": summary(rows),
     }
-    if request.headers.get("hx-target") == "flow-rows":
+    if hx_target_is(request, "flow-rows"):
         return page(request, "flows/rows.html", **context)
     return page(request, "flows/list.html", labels=await off_loop(label_values, state), **context)
 

@@ -15,7 +15,7 @@ from flowyard.store.models import MESSAGE_STATES
 
 from .. import queries
 from ..flowfiles import list_flows, read_flow
-from ..state import UiState, ui
+from ..state import UiState, hx_target_is, ui
 from .common import arg, off_loop, page
 
 PAGE = 50
@@ -82,7 +82,7 @@ async def runs_page(request: Request[Any, Any, Any]) -> Template:
     params = {k: arg(request, k) for k in names}
     context = await off_loop(search, state, params)
     context["params"] = params
-    if request.headers.get("hx-target") == "run-rows":
+    if hx_target_is(request, "run-rows"):
         return page(request, "runs/rows.html", **context)
     flows = await off_loop(list_flows, state.flows_dir)
     labels = {k: sorted({f.labels.get(k, "") for f in flows} - {""}) for k in ("plant", "partner")}
@@ -103,7 +103,7 @@ async def message_page(request: Request[Any, Any, Any], message_id: FromPath[str
     detail = await off_loop(state.store.message, message_id)
     if detail is None:
         raise NotFoundException(f"no message {message_id} in the store (it may have been purged)")
-    template = "runs/detail_body.html" if request.headers.get("hx-target") == "message-body" else "runs/detail.html"
+    template = "runs/detail_body.html" if hx_target_is(request, "message-body") else "runs/detail.html"
     return page(request, template, nav="runs", m=detail, s=detail.summary)
 
 
