@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     text = reference_markdown()
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        args.output.write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
     return 0
