@@ -171,12 +171,38 @@ async def serve_http(runtime: Any, args: argparse.Namespace, with_ui: bool) -> N
     ui = load_ui(runtime, runtime.config.flows_dir, runtime.engine) if with_ui else None
     if with_ui and ui is None:
         log.warning("the web UI (flowyard_ui) is not installed: serving /metrics and /hooks")
+    if ui is not None and not args.text_logs:
+        configure_logging(args)  # the UI app may have set up logging of its own
     app = RuntimeApp(runtime, ui)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
                             access_log=False, lifespan="auto" if ui else "off")
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     print(f"flowyard: listening on http://{args.host}:{args.port}/", file=sys.stderr)
     await server.serve()
+
+
+def _quiet_server() -> Any:
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class Quiet(uvicorn.Server):
+        """uvicorn, minus its signal capture: it would re-raise SIGTERM after serving,
+        killing the process before the runtime has stopped gracefully."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Quiet
+
+
+def QuietServer(config: Any) -> Any:
+    return _quiet_server()(config)
 
 
 # -- dead letters and replay --------------------------------------------------------

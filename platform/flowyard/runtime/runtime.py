@@ -92,6 +92,7 @@ class Runtime:
         self.tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self.stopped = asyncio.Event()
+        self.stopping = asyncio.Event()
         self.inflight_accepts = 0
         self.backlog: dict[str, int] = {}
         self.backlog_at = 0.0
@@ -122,6 +123,7 @@ class Runtime:
             await self.stopped.wait()
             return
         self.closing = True
+        self.stopping.set()
         deadline = time.monotonic() + 5
         while self.inflight_accepts and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -146,10 +148,17 @@ class Runtime:
         self.locks.drop_all()
         self.stopped.set()
 
+    async def nap(self, seconds: float) -> None:
+        """Sleep, but wake at once when the runtime is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
     # -- deployments --------------------------------------------------------------
     async def reconcile_loop(self) -> None:
         while not self.closing:
-            await asyncio.sleep(self.config.rescan)
+            await self.nap(self.config.rescan)
+            if self.closing:
+                return
             try:
                 await self.reconcile()
             except Exception as exc:
@@ -615,7 +624,7 @@ class Runtime:
                 await asyncio.sleep(1.0)
                 continue
             if not claimed:
-                await asyncio.sleep(self.config.idle_poll)
+                await self.nap(self.config.idle_poll)
                 continue
             outcomes = await asyncio.gather(*(self.retry_one(d) for d in claimed))
             while True:
@@ -661,7 +670,9 @@ class Runtime:
     async def heartbeat_loop(self) -> None:
         every = self.config.heartbeat or self.config.lease_ttl / 3
         while not self.closing:
-            await asyncio.sleep(every)
+            await self.nap(every)
+            if self.closing:
+                return
             try:
                 await asyncio.to_thread(queue.renew_leases, self.engine, self.worker,
                                         self.config.lease_ttl)
@@ -675,10 +686,7 @@ class Runtime:
                 await asyncio.to_thread(queue.purge_traces, self.engine, cut)
             except Exception as exc:
                 log.warning("trace retention failed: %s", exc)
-            for _ in range(600):
-                if self.closing:
-                    return
-                await asyncio.sleep(1.0)
+            await self.nap(600)
 
 
 def final_state(o: queue.ProcessOutcome) -> str:

@@ -106,6 +106,7 @@ class StoredMessage(Base):
     __table_args__ = (
         Index("ix_fy_messages_state_created", "state", "created_at"),
         Index("ix_fy_messages_flow_created", "flow", "created_at"),
+        Index("ix_fy_messages_created_at", "created_at"),  # newest first, unfiltered (UI)
     )
 
 
