@@ -119,6 +119,7 @@ def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_pat
         browser = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.set_default_timeout(20_000)
+        expect.set_options(timeout=15_000)
         if htmx == "4":
             script = HTMX4.read_text()
             page.route(

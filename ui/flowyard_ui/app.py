@@ -148,6 +148,10 @@ def create_app(
 ) -> Litestar:
     """The web UI. `runtime` is the runtime object of `flowyard serve` (None: authoring
     only; runs, dead letters and the dashboard read the store directly)."""
+    if os.environ.get("FLOWYARD_UI_SECURE_COOKIES", "1") == "0":
+        # Only for a plain-http server that is not on localhost (a test rig): browsers
+        # drop Secure cookies there. Production is served over HTTPS (or on localhost).
+        secure_cookies = False
     engine = engine or db.get_engine()
     db.ensure_schema(engine)
     ensure_indexes(engine)
