@@ -198,3 +198,19 @@ def test_outbound_sets_wait_for_their_997(tmp_path: Path, x12_db: Any, make_inte
     still = control.overdue(now=later)
     assert [(o.group_control, o.set_control) for o in still] == [(gs[1], st[1])]
     assert control.overdue(now=datetime.now(UTC)) == []  # not overdue before the deadline
+
+
+def test_overdue_collector_counts_per_partner(tmp_path: Path, x12_db: Any) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    parse = flow(tmp_path, "  - x12.parse: {}")
+    parsed = run(parse, (EXAMPLES / "850-4010-two-sets.edi").read_bytes()).outputs
+    generate = flow(tmp_path, "  - x12.generate: {partner: acme}")
+    for m in parsed:
+        run(generate, dict(m.payload))
+    with x12_db.begin() as connection:  # the deadline has passed
+        connection.exec_driver_sql("UPDATE x12_outbound_set SET deadline = '2000-01-01 00:00:00'")
+    registry = CollectorRegistry()
+    registry.register(control.OverdueCollector(x12_db))
+    text = generate_latest(registry).decode()
+    assert 'flowyard_x12_overdue_acknowledgments{partner="acme"} 2.0' in text

@@ -195,25 +195,28 @@ def overdue(engine: Engine | None = None, now: datetime | None = None) -> list[O
             for r in rows]
 
 
-def _register_metric() -> None:
-    """`flowyard_x12_overdue_acknowledgments` on the default Prometheus registry, so
-    the runtime's /metrics shows outbound sets past their acknowledgment deadline."""
-    try:
-        from prometheus_client import Gauge
-    except ImportError:  # pragma: no cover
-        return
+class OverdueCollector:
+    """Prometheus collector: `flowyard_x12_overdue_acknowledgments{partner}`, outbound
+    sets not acknowledged before their partner's deadline. The runtime's metrics
+    registry takes it with `registry.register(OverdueCollector(engine))`."""
 
-    def count() -> float:
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        gauge = GaugeMetricFamily("flowyard_x12_overdue_acknowledgments",
+                                  "outbound X12 sets not acknowledged before the partner's deadline", labels=["partner"])
+        counts: dict[str, int] = {}
         try:
-            return float(len(overdue()))
-        except Exception:  # the store is unreachable: say so with NaN, never crash a scrape
-            return float("nan")
-
-    try:
-        gauge = Gauge("flowyard_x12_overdue_acknowledgments", "Outbound X12 sets not acknowledged before the partner's deadline")
-    except ValueError:  # already registered (module reloaded)
-        return
-    gauge.set_function(count)
-
-
-_register_metric()
+            for item in overdue(self.engine):
+                counts[item.partner] = counts.get(item.partner, 0) + 1
+        except Exception:  # the store is unreachable: answer the scrape without the figure
+            return
+        for partner, count in sorted(counts.items()):
+            gauge.add_metric([partner], count)
+        yield gauge

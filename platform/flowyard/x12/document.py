@@ -155,6 +155,11 @@ class GroupResult:
     sets: list[SetSummary] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)  # AK9/AK905 codes
     declared_sets: int | None = None
+    counted: int = 0  # sets seen without keeping their summaries
+
+    @property
+    def set_count(self) -> int:
+        return len(self.sets) + self.counted
 
     @property
     def accepted_count(self) -> int:
@@ -173,7 +178,8 @@ GuideResolver = Callable[[str, str], Guide | None]
 
 
 class _Walker:
-    def __init__(self, resolve: GuideResolver, validate: bool, shape: bool) -> None:
+    def __init__(self, resolve: GuideResolver, validate: bool, shape: bool, summaries: bool = True) -> None:
+        self.summaries = summaries
         self.resolve = resolve
         self.validate = validate
         self.shape = shape
@@ -223,7 +229,10 @@ class _Walker:
                     codes.append("5")
         if self.shape:
             result.data = build(segments, guide)
-        self.group.sets.append(SetSummary(transaction, control, st.get(3).strip(), result.accepted, list(codes), list(result.problems)))
+        if self.summaries:  # what an acknowledgment needs; skipped when none is sent
+            self.group.sets.append(SetSummary(transaction, control, st.get(3).strip(), result.accepted, list(codes), list(result.problems)))
+        else:
+            self.group.counted += 1
         return result
 
     def finish_group(self, ge: Segment | None) -> GroupResult:
@@ -235,7 +244,7 @@ class _Walker:
         else:
             declared = ge.get(1).strip()
             group.declared_sets = int(declared) if declared.isdigit() else None
-            if group.declared_sets != len(group.sets):
+            if group.declared_sets != group.set_count:
                 group.codes.append("5")
             if ge.get(2).strip() != group.group.control_number:
                 group.codes.append("4")
@@ -246,12 +255,13 @@ class _Walker:
         return group
 
 
-def walk(data: bytes | str, resolve: GuideResolver, *, validate: bool = True, shape: bool = True) -> Iterator[Event]:
+def walk(data: bytes | str, resolve: GuideResolver, *, validate: bool = True, shape: bool = True,
+         summaries: bool = True) -> Iterator[Event]:
     """Yield the events of every interchange in the input (see the module docstring).
 
     A truncated interchange yields what was complete, then its InterchangeResult with
     note 023, then raises X12InputError."""
-    w = _Walker(resolve, validate, shape)
+    w = _Walker(resolve, validate, shape, summaries)
     try:
         for seg in read_segments(data):
             seg_id = seg.id

@@ -160,7 +160,7 @@ def _read_isa(text: str, pos: int, line: int) -> tuple[Segment, int]:
     return Segment("ISA", fields, line, seps), i
 
 
-CHUNK = 1 << 20  # split the text a megabyte at a time: fast, and bounded memory
+CHUNK = 1 << 18  # split the text 256 KB at a time: fast, and bounded memory
 
 
 def read_segments(data: bytes | str) -> Iterator[Segment]:

@@ -130,7 +130,8 @@ class X12Parse(Step):
         skipping = False
         current: InterchangeInfo | None = None
         try:
-            for event in walk(payload, self.resolve, validate=self.options.validate_, shape=True):
+            summaries = self.ack_kind is not None  # per-set bookkeeping only when a 997/999 is due
+            for event in walk(payload, self.resolve, validate=self.options.validate_, shape=True, summaries=summaries):
                 if isinstance(event, SetResult):
                     if current is not event.interchange:
                         current = event.interchange
