@@ -1,0 +1,405 @@
+"""Runtime throughput: durable Flowyard against no store, PostgreSQL with one and two
+workers, and Node-RED 4 doing the same work. Prints figures; never passes or fails.
+
+    .venv/bin/python bench/runtime.py [--messages 3000] [--concurrency 32] [--skip-node-red]
+
+The flow: HTTP webhook -> json.parse -> jmespath -> jinja -> file target (one file per
+message). One load generator (asyncio + httpx, `--concurrency` requests in flight)
+POSTs `--messages` JSON orders; a run's time is from the first request until every
+output file exists.
+
+(a) durable Flowyard on SQLite (`flowyard worker --port`, WAL, synchronous=FULL, every
+    message stored before its 202, deliveries and traces recorded), and the same steps
+    and file target in a plain loop with no store and no HTTP;
+(b) PostgreSQL: the same HTTP run with one worker; then the processing rate of one and
+    of two workers draining the same number of stored messages;
+(c) Node-RED 4 (installed from the npm registry into a cache folder on first use):
+    http in -> change (JSONata) -> template (mustache) -> file -> http response 202.
+
+PostgreSQL runs use a throw-away database on 127.0.0.1:5432 (skipped when down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWYARD = str(Path(sys.executable).parent / "flowyard")
+NODE_RED_DIR = Path(os.environ.get("FLOWYARD_BENCH_CACHE",
+                                   Path.home() / ".cache" / "flowyard-bench")) / "node-red"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+FLOW = """\
+apiVersion: flowyard/v1
+kind: Flow
+metadata: {name: bench-orders}
+source:
+  http: {allow_unauthenticated: true}
+steps:
+  - json.parse: {}
+  - jmespath: "{id: id, qty: qty, item: item}"
+  - jinja:
+      template: '{"order": {{ id }}, "qty": {{ qty }}, "item": "{{ item }}"}'
+      content_type: application/json
+targets:
+  - file: {path: OUT, name: "{{ data.id }}.json"}
+"""
+
+
+def payload(n: int) -> bytes:
+    return json.dumps({"id": n, "qty": n % 9 + 1, "item": f"ITEM-{n % 97:03d}",
+                       "note": "x" * 200}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not reached within {timeout}s")
+        time.sleep(0.02)
+
+
+def count_files(folder: Path) -> int:
+    try:
+        return sum(1 for p in os.scandir(folder) if p.name.endswith(".json"))
+    except FileNotFoundError:
+        return 0
+
+
+async def load(url: str, messages: int, concurrency: int) -> list[int]:
+    """POST every message, `concurrency` at a time; returns the status codes."""
+    statuses: list[int] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(messages):
+        queue.put_nowait(n)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        async def one() -> None:
+            while not queue.empty():
+                n = queue.get_nowait()
+                for _ in range(20):
+                    try:
+                        r = await client.post(url, content=payload(n),
+                                              headers={"content-type": "application/json"})
+                    except httpx.HTTPError:
+                        await asyncio.sleep(0.05)
+                        continue
+                    statuses.append(r.status_code)
+                    break
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+    return statuses
+
+
+def drive(url: str, out: Path, messages: int, concurrency: int) -> tuple[float, float]:
+    """(seconds until every 202 came back, seconds until every file exists)."""
+    began = time.perf_counter()
+    statuses = asyncio.run(load(url, messages, concurrency))
+    acked = time.perf_counter() - began
+    bad = [s for s in statuses if s >= 300]
+    if bad or len(statuses) != messages:
+        raise RuntimeError(f"{len(bad)} refused, {messages - len(statuses)} unanswered")
+    wait_until(lambda: count_files(out) >= messages, 600, "all files written")
+    return acked, time.perf_counter() - began
+
+
+def report(name: str, messages: int, acked: float, total: float) -> float:
+    rate = messages / total
+    print(f"  {name:<46} {rate:8.0f} msg/s   (202s in {acked:5.1f}s, files in {total:5.1f}s)")
+    return rate
+
+
+# -- Flowyard -------------------------------------------------------------------------
+
+
+def start_worker(work: Path, env: dict[str, str], port: int | None, name: str,
+                 *extra: str) -> subprocess.Popen[bytes]:
+    args = [FLOWYARD, "worker", "--flows", str(work / "flows"), "--trace", "all", *extra]
+    if port:
+        args += ["--port", str(port)]
+    log = open(work / f"{name}.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(args, env=env, stdout=log, stderr=log, cwd=work)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def prepare(work: Path) -> Path:
+    out = work / "out"
+    (work / "flows").mkdir(parents=True)
+    (work / "flows" / "bench-orders.yaml").write_text(FLOW.replace("OUT", str(out)))
+    return out
+
+
+def flowyard_http(messages: int, concurrency: int, url: str | None, label: str,
+                  trace: str = "all") -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        out = prepare(work)
+        env = {**os.environ, "FLOWYARD_DATA_DIR": str(work / "data")}
+        if url:
+            env["FLOWYARD_DATABASE_URL"] = url
+        else:
+            env.pop("FLOWYARD_DATABASE_URL", None)
+        port = free_port()
+        proc = start_worker(work, env, port, "w", "--trace", trace)
+        try:
+            wait_until(lambda: _status(f"http://127.0.0.1:{port}/healthz") == 200, 120,
+                       "worker up")
+            hook = f"http://127.0.0.1:{port}/hooks/bench-orders"
+            wait_until(lambda: _post(hook) == 202, 60, "webhook registered")
+            wait_until(lambda: count_files(out) >= 1, 60, "warm-up message written")
+            shutil.rmtree(out, ignore_errors=True)
+            acked, total = drive(hook, out, messages, concurrency)
+        finally:
+            stop(proc)
+        return report(label, messages, acked, total)
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def _post(url: str) -> int:
+    try:
+        return httpx.post(url, content=payload(0), timeout=5,
+                          headers={"content-type": "application/json"}).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def no_store(messages: int) -> float:
+    """The same steps and file target in a plain loop: no store, no HTTP."""
+    from flowyard.engine import Pipeline
+    from flowyard.loader import load_flow
+    from flowyard.message import Message
+    from flowyard.runner import open_target
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        out = prepare(work)
+        flow = load_flow(work / "flows" / "bench-orders.yaml")
+        pipeline = Pipeline(flow)
+        target = open_target(flow, flow.targets[0])
+
+        async def run() -> None:
+            for n in range(messages):
+                message = Message(payload=payload(n), content_type="application/json")
+                for output in pipeline.run(message).outputs:
+                    await target.send(output, f"{message.id}.0")
+
+        began = time.perf_counter()
+        asyncio.run(run())
+        total = time.perf_counter() - began
+        assert count_files(out) == messages
+    return report("same steps + file target, no store, no HTTP", messages, total, total)
+
+
+def drain(url: str, messages: int, workers: int) -> float:
+    """Store `messages` first, then time `workers` processes draining them."""
+    from flowyard.db import make_engine
+    from flowyard.loader import load_flow
+    from flowyard.message import Message
+    from flowyard.store.api import Store
+    from flowyard.store.migrations import upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        out = prepare(work)
+        engine = make_engine(url)
+        upgrade(engine)
+        store = Store(engine)
+        with engine.begin() as c:
+            from sqlalchemy import text
+
+            for table in ("fy_step_traces", "fy_attempts", "fy_dead_letters", "fy_deliveries",
+                          "fy_messages"):
+                c.execute(text(f"DELETE FROM {table}"))
+        version = load_flow(work / "flows" / "bench-orders.yaml").version
+        for start in range(0, messages, 1000):
+            store.accept_many([Message(payload=payload(n), content_type="application/json",
+                                       flow="bench-orders", flow_version=version)
+                               for n in range(start, min(messages, start + 1000))])
+        env = {**os.environ, "FLOWYARD_DATA_DIR": str(work / "data"),
+               "FLOWYARD_DATABASE_URL": url}
+        began = time.perf_counter()
+        procs = [start_worker(work, env, None, f"d{i}", "--no-sources")
+                 for i in range(workers)]
+        try:
+            wait_until(lambda: count_files(out) >= messages, 600, "drained")
+            total = time.perf_counter() - began
+        finally:
+            for p in procs:
+                stop(p)
+            engine.dispose()
+    return report(f"PostgreSQL, {workers} worker(s), draining stored messages", messages,
+                  total, total)
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+
+def pg_database() -> str | None:
+    try:
+        import psycopg
+
+        name = f"fy_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return name
+    except Exception as exc:
+        print(f"  PostgreSQL unavailable ({exc}); skipping (b)")
+        return None
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- Node-RED -------------------------------------------------------------------------
+
+
+def install_node_red() -> Path | None:
+    binary = NODE_RED_DIR / "node_modules" / ".bin" / "node-red"
+    if binary.exists():
+        return binary
+    if shutil.which("npm") is None:
+        print("  npm is not installed; skipping Node-RED")
+        return None
+    NODE_RED_DIR.mkdir(parents=True, exist_ok=True)
+    print(f"  installing node-red@4 into {NODE_RED_DIR} (once) ...", flush=True)
+    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
+                           "node-red@4"], cwd=NODE_RED_DIR, capture_output=True, text=True,
+                          timeout=900)
+    if done.returncode != 0 or not binary.exists():
+        print(f"  npm install failed; skipping Node-RED:\n{done.stderr[-2000:]}")
+        return None
+    return binary
+
+
+def node_red_flow(out: Path) -> list[dict[str, object]]:
+    return [
+        {"id": "tab", "type": "tab", "label": "bench"},
+        {"id": "in", "z": "tab", "type": "http in", "url": "/orders", "method": "post",
+         "wires": [["change"]]},
+        {"id": "change", "z": "tab", "type": "change", "wires": [["template"]], "rules": [
+            {"t": "set", "p": "filename", "pt": "msg", "tot": "jsonata",
+             "to": f'"{out}/" & $string(payload.id) & ".json"'},
+            {"t": "set", "p": "payload", "pt": "msg", "tot": "jsonata",
+             "to": "{\"id\": payload.id, \"qty\": payload.qty, \"item\": payload.item}"},
+        ]},
+        {"id": "template", "z": "tab", "type": "template", "field": "payload",
+         "fieldType": "msg", "format": "handlebars", "syntax": "mustache", "output": "str",
+         "template": '{"order": {{payload.id}}, "qty": {{payload.qty}}, '
+                     '"item": "{{payload.item}}"}',
+         "wires": [["file"]]},
+        {"id": "file", "z": "tab", "type": "file", "filename": "filename",
+         "filenameType": "msg", "appendNewline": False, "createDir": True,
+         "overwriteFile": "true", "encoding": "utf8", "wires": [["resp"]]},
+        {"id": "resp", "z": "tab", "type": "http response", "statusCode": "202",
+         "wires": []},
+    ]
+
+
+def node_red(binary: Path, messages: int, concurrency: int) -> float | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        out = work / "out"
+        out.mkdir()
+        (work / "flows.json").write_text(json.dumps(node_red_flow(out)))
+        port = free_port()
+        (work / "settings.js").write_text(
+            "module.exports = {uiHost: '127.0.0.1', flowFile: 'flows.json', "
+            "logging: {console: {level: 'warn'}}, httpNodeRoot: '/', "
+            "editorTheme: {tours: false}, diagnostics: {enabled: false}, "
+            "telemetry: {enabled: false}, externalModules: {autoInstall: false}};\n")
+        log = open(work / "node-red.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen([str(binary), "--userDir", str(work), "--port", str(port),
+                                 "--settings", str(work / "settings.js")], cwd=work,
+                                stdout=log, stderr=log)
+        try:
+            url = f"http://127.0.0.1:{port}/orders"
+            wait_until(lambda: _post(url) == 202, 120, "Node-RED up")
+            shutil.rmtree(out)
+            out.mkdir()
+            acked, total = drive(url, out, messages, concurrency)
+        except RuntimeError as exc:
+            print(f"  Node-RED run failed: {exc}\n{(work / 'node-red.log').read_text()[-1500:]}")
+            return None
+        finally:
+            stop(proc)
+        return report("Node-RED 4 (in memory, no store)", messages, acked, total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--skip-node-red", action="store_true")
+    parser.add_argument("--skip-postgresql", action="store_true")
+    args = parser.parse_args()
+    n, c = args.messages, args.concurrency
+    print(f"runtime benchmark: {n} messages, {c} concurrent requests, "
+          f"{os.cpu_count()} CPUs\n(a) SQLite")
+    durable = flowyard_http(n, c, None, "Flowyard durable, SQLite (traces: all)")
+    flowyard_http(n, c, None, "Flowyard durable, SQLite (traces: none)", trace="none")
+    no_store(n)
+    one = two = None
+    if not args.skip_postgresql:
+        print("(b) PostgreSQL")
+        name = pg_database()
+        if name:
+            url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+            try:
+                flowyard_http(n, c, url, "Flowyard durable, PostgreSQL, 1 worker")
+                one = drain(url, n, 1)
+                two = drain(url, n, 2)
+            finally:
+                drop_database(name)
+    red = None
+    if not args.skip_node_red:
+        print("(c) Node-RED")
+        binary = install_node_red()
+        if binary is not None:
+            red = node_red(binary, n, c)
+    print("ratios")
+    if red:
+        print(f"  Flowyard durable SQLite / Node-RED 4: {durable / red:.2f}x "
+              "(target >= 1.0x, goal 1.5x)")
+    if one and two:
+        print(f"  PostgreSQL two workers / one worker: {two / one:.2f}x (target >= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
