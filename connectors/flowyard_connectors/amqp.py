@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from flowyard.step import FlowContext
 from flowyard.templating import make_environment
 
 from .backoff import keep_running
+from .inflight import InFlight, until_failure
 
 
 class AmqpConnection(Options):
@@ -63,6 +65,7 @@ class AmqpSourceOptions(AmqpConnection):
     bindings: list[Binding] = Field(default_factory=list, description="bindings to create for a declared queue")
     prefetch: int = Field(20, ge=1, le=10_000, description="messages in flight before acknowledgments")
     content_type: str | None = Field(None, description="content type (default: the message's own, else bytes)")
+    concurrency: int = Field(1, ge=1, le=1000, description="messages stored at once (1 keeps the queue's order)")
 
 
 class AmqpTargetOptions(AmqpConnection):
@@ -117,7 +120,7 @@ class AmqpSource(Source[AmqpSourceOptions]):
         self.connection = connection
         try:
             channel = await connection.channel()
-            await channel.set_qos(prefetch_count=options.prefetch)
+            await channel.set_qos(prefetch_count=max(options.prefetch, options.concurrency))
             if options.declare:
                 queue = await channel.declare_queue(options.queue, durable=True)
                 for binding in options.bindings:
@@ -150,27 +153,35 @@ class AmqpSource(Source[AmqpSourceOptions]):
 
     async def consume(self, queue: aio_pika.abc.AbstractQueue, accept: Accept) -> None:
         options = self.options
-        async with queue.iterator() as messages:
-            async for incoming in messages:
-                message = Message(
-                    payload=bytes(incoming.body),
-                    content_type=options.content_type or incoming.content_type or "application/octet-stream",
-                    source={
-                        "connector": "amqp",
-                        "queue": options.queue,
-                        "exchange": incoming.exchange,
-                        "routing_key": incoming.routing_key,
-                        "message_id": incoming.message_id,
-                        "redelivered": incoming.redelivered,
-                        "headers": {k: str(v) for k, v in (incoming.headers or {}).items()},
-                    },
-                )
-                try:
-                    await accept(message)
-                except Exception as exc:
-                    raise StoreRefused(f"the store did not take a message from {options.queue}: {exc}") from exc
-                await incoming.ack()
-                self.health.ok()
+        inflight = InFlight(options.concurrency)
+
+        async def store(message: Message, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+            try:
+                await accept(message)
+            except Exception as exc:
+                raise StoreRefused(f"the store did not take a message from {options.queue}: {exc}") from exc
+            await incoming.ack()
+            self.health.ok()
+
+        async def intake() -> None:
+            async with queue.iterator() as messages:
+                async for incoming in messages:
+                    message = Message(
+                        payload=bytes(incoming.body),
+                        content_type=options.content_type or incoming.content_type or "application/octet-stream",
+                        source={
+                            "connector": "amqp",
+                            "queue": options.queue,
+                            "exchange": incoming.exchange,
+                            "routing_key": incoming.routing_key,
+                            "message_id": incoming.message_id,
+                            "redelivered": incoming.redelivered,
+                            "headers": {k: str(v) for k, v in (incoming.headers or {}).items()},
+                        },
+                    )
+                    await inflight.submit(functools.partial(store, message, incoming))
+
+        await until_failure(intake(), inflight)
 
     async def run(self, accept: Accept) -> None:
         def text(exc: BaseException) -> str:

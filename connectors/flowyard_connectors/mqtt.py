@@ -13,7 +13,9 @@ the broker's PUBACK before reporting success.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import ssl
 import uuid
 from datetime import timedelta
@@ -32,6 +34,7 @@ from flowyard.step import FlowContext
 from flowyard.templating import make_environment
 
 from .backoff import keep_running
+from .inflight import InFlight, until_failure
 
 REFUSALS = {
     4: "bad user name or password",
@@ -60,6 +63,7 @@ class MqttSourceOptions(MqttConnection):
     qos: Literal[0, 1, 2] = Field(1, description="QoS of the subscription (1 or 2: nothing lost)")
     clean_session: bool = Field(False, description="start a fresh session (messages sent while away are lost)")
     content_type: str | None = Field(None, description="content type of the payloads, e.g. application/json")
+    concurrency: int = Field(1, ge=1, le=1000, description="messages stored at once (1 keeps the broker's order)")
 
     @field_validator("topics")
     @classmethod
@@ -128,26 +132,43 @@ class MqttSource(Source[MqttSourceOptions]):
             for topic in self.options.topics:
                 await client.subscribe(topic, qos=self.options.qos)
             self.health.ok()
-            async for incoming in client.messages:
-                payload = incoming.payload
-                data = payload if isinstance(payload, bytes) else str(payload if payload is not None else "").encode()
-                message = Message(
-                    payload=bytes(data),
-                    content_type=self.options.content_type or "application/octet-stream",
-                    source={
-                        "connector": "mqtt",
-                        "topic": str(incoming.topic),
-                        "qos": incoming.qos,
-                        "retain": incoming.retain,
-                    },
-                )
+            inflight = InFlight(self.options.concurrency)
+            order: collections.deque[list[Any]] = collections.deque()  # [mid, qos, stored]
+
+            async def store(entry: list[Any], message: Message) -> None:
                 try:
                     await accept(message)
                 except Exception as exc:
-                    raise StoreRefused(f"the store did not take a message from {incoming.topic}: {exc}") from exc
-                if incoming.qos > 0:
-                    client._client.ack(incoming.mid, incoming.qos)
+                    topic = message.source["topic"]
+                    raise StoreRefused(f"the store did not take a message from {topic}: {exc}") from exc
+                entry[2] = True
+                while order and order[0][2]:  # MQTT wants PUBACKs in the order of arrival
+                    mid, qos, _ = order.popleft()
+                    if qos > 0:
+                        client._client.ack(mid, qos)
                 self.health.ok()
+
+            async def intake() -> None:
+                async for incoming in client.messages:
+                    payload = incoming.payload
+                    data = (
+                        payload if isinstance(payload, bytes) else str(payload if payload is not None else "").encode()
+                    )
+                    message = Message(
+                        payload=bytes(data),
+                        content_type=self.options.content_type or "application/octet-stream",
+                        source={
+                            "connector": "mqtt",
+                            "topic": str(incoming.topic),
+                            "qos": incoming.qos,
+                            "retain": incoming.retain,
+                        },
+                    )
+                    entry = [incoming.mid, incoming.qos, False]
+                    order.append(entry)
+                    await inflight.submit(functools.partial(store, entry, message))
+
+            await until_failure(intake(), inflight)
 
     async def run(self, accept: Accept) -> None:
         await keep_running(

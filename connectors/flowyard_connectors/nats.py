@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ from flowyard.step import FlowContext
 from flowyard.templating import make_environment
 
 from .backoff import keep_running
+from .inflight import InFlight
 
 
 class NatsConnection(Options):
@@ -60,6 +62,7 @@ class NatsSourceOptions(NatsConnection):
     durable: str = Field(description="durable consumer name: where reading resumes after a restart")
     create_stream: bool = Field(False, description="create the stream (file storage) for `subject` if missing")
     batch: int = Field(50, ge=1, le=10_000, description="messages fetched at a time")
+    concurrency: int = Field(1, ge=1, le=1000, description="messages stored at once (1 keeps the stream's order)")
     ack_wait: Duration = Field(timedelta(seconds=60), description="time before an unacknowledged message is sent again")
     content_type: str | None = Field(
         None, description="content type of the payloads (default: header Content-Type, else bytes)"
@@ -148,53 +151,67 @@ class NatsSource(Source[NatsSourceOptions]):
                 except nats.js.errors.NotFoundError:
                     await js.add_stream(name=options.stream, subjects=[options.subject], storage=api.StorageType.FILE)
             config = api.ConsumerConfig(
-                ack_wait=options.ack_wait.total_seconds(), max_ack_pending=max(options.batch * 4, 1000)
+                ack_wait=options.ack_wait.total_seconds(),
+                max_ack_pending=max(options.batch * 4, options.concurrency * 2, 1000),
             )
             subscription = await js.pull_subscribe(
                 options.subject, durable=options.durable, stream=options.stream, config=config
             )
             self.health.ok()
-            while True:
+            inflight = InFlight(options.concurrency)
+            pending: dict[int, Any] = {}  # not yet acknowledged: sent back with a nak on failure
+
+            async def store(message: Message, incoming: Any) -> None:
                 try:
-                    batch = await subscription.fetch(options.batch, timeout=1.0)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    if client.is_closed:
-                        raise ConnectionError("the NATS connection closed") from None
-                    continue
-                except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError):
-                    if client.is_closed:
-                        raise
-                    await asyncio.sleep(0.5)
-                    continue
-                for incoming in batch:
-                    headers = dict(incoming.headers or {})
-                    message = Message(
-                        payload=bytes(incoming.data),
-                        content_type=options.content_type or headers.get("Content-Type", "application/octet-stream"),
-                        source={
-                            "connector": "nats",
-                            "subject": incoming.subject,
-                            "stream": options.stream,
-                            "sequence": incoming.metadata.sequence.stream,
-                            "delivered": incoming.metadata.num_delivered,
-                            "headers": headers,
-                        },
-                    )
-                    try:
-                        await accept(message)
-                    except Exception as exc:
-                        with contextlib.suppress(Exception):
-                            await incoming.nak(delay=2.0)
-                        for rest in batch[batch.index(incoming) + 1 :]:
-                            with contextlib.suppress(Exception):
-                                await rest.nak(delay=2.0)
-                        raise RuntimeError(f"the store did not take a message from {incoming.subject}: {exc}") from exc
-                    await incoming.ack()
+                    await accept(message)
+                except Exception as exc:
+                    raise RuntimeError(f"the store did not take a message from {incoming.subject}: {exc}") from exc
+                await incoming.ack()
+                pending.pop(id(incoming), None)
                 self.health.ok()
+
+            try:
+                while True:
+                    try:
+                        batch = await subscription.fetch(options.batch, timeout=1.0)
+                    except (nats.errors.TimeoutError, TimeoutError):
+                        if client.is_closed:
+                            raise ConnectionError("the NATS connection closed") from None
+                        await inflight.drain()  # surfaces a failed hand-over while idle
+                        continue
+                    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError):
+                        if client.is_closed:
+                            raise
+                        await asyncio.sleep(0.5)
+                        continue
+                    for incoming in batch:
+                        pending[id(incoming)] = incoming
+                    for incoming in batch:
+                        await inflight.submit(functools.partial(store, self.message(incoming), incoming))
+            finally:
+                await inflight.cancel()
+                for incoming in pending.values():  # JetStream sends these again soon
+                    with contextlib.suppress(Exception):
+                        await incoming.nak(delay=2.0)
         finally:
             self.client = None
             with contextlib.suppress(Exception):
                 await client.close()
+
+    def message(self, incoming: Any) -> Message:
+        headers = dict(incoming.headers or {})
+        return Message(
+            payload=bytes(incoming.data),
+            content_type=self.options.content_type or headers.get("Content-Type", "application/octet-stream"),
+            source={
+                "connector": "nats",
+                "subject": incoming.subject,
+                "stream": self.options.stream,
+                "sequence": incoming.metadata.sequence.stream,
+                "delivered": incoming.metadata.num_delivered,
+                "headers": headers,
+            },
+        )
 
     async def run(self, accept: Accept) -> None:
         def text(exc: BaseException) -> str:

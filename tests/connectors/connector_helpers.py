@@ -146,3 +146,20 @@ targets:
 """
 """A flow whose first step needs JSON: a malformed payload fails there, with the reason,
 and the runtime keeps it as a dead letter."""
+
+
+class FailsOnce(Collector):
+    """Refuses the `nth` message it is given once (a store hiccup), takes everything else."""
+
+    def __init__(self, nth: int) -> None:
+        super().__init__()
+        self.nth = nth
+        self.seen = 0
+
+    async def __call__(self, message: Message) -> None:
+        self.seen += 1
+        if self.seen == self.nth:
+            self.refused += 1
+            raise RuntimeError("the store hiccuped")
+        await asyncio.sleep(0.001 * (self.seen % 5))  # finish out of order, as a real store may
+        self.messages.append(message)

@@ -15,7 +15,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from connector_helpers import JSON_FLOW, Collector, Running, context, pipeline_result, wait_for
+from connector_helpers import JSON_FLOW, Collector, FailsOnce, Running, context, pipeline_result, wait_for
 
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
@@ -167,3 +167,12 @@ async def test_malformed_message_is_handed_over_for_the_dead_letters(queue: str,
 def test_options_refuse_passwords_in_urls() -> None:
     with pytest.raises(ValueError, match="password"):
         AmqpTargetOptions(url="amqp://u:pw@h/v", routing_key="x")
+
+
+async def test_concurrent_hand_overs_lose_nothing(queue: str, tmp_path: Path) -> None:
+    sent = [str(i).encode() for i in range(60)]
+    await publish(queue, *sent)
+    store = FailsOnce(nth=10)
+    async with Running(source(queue, tmp_path, concurrency=8), store):
+        await wait_for(lambda: set(store.payloads) == set(sent), timeout=40, what="all 60 messages")
+    assert store.refused == 1

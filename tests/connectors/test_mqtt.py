@@ -11,7 +11,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from brokers import Mosquitto
-from connector_helpers import JSON_FLOW, Collector, Running, context, pipeline_result, wait_for
+from connector_helpers import JSON_FLOW, Collector, FailsOnce, Running, context, pipeline_result, wait_for
 
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
@@ -150,3 +150,15 @@ async def test_malformed_payload_is_handed_over_for_the_dead_letters(broker: Mos
     result = pipeline_result(JSON_FLOW, tmp_path, store.messages[0])
     assert "invalid JSON" in str(result.failures[0].error)
     assert result.failures[0].message.source["topic"] == "json/in"
+
+
+async def test_concurrent_hand_overs_lose_nothing(broker: Mosquitto, tmp_path: Path) -> None:
+    store = FailsOnce(nth=10)
+    src = MqttSource(MqttSourceOptions(**auth(broker), topics=["many/+"], client_id="fy-many", concurrency=8),
+                     context(tmp_path, MQTT_PW=Mosquitto.PASSWORD))
+    sent = [str(i).encode() for i in range(60)]
+    async with Running(src, store):
+        await wait_for(lambda: src.health.connected)
+        await publish(broker.port, "many/x", *sent, username=Mosquitto.USER, password=Mosquitto.PASSWORD)
+        await wait_for(lambda: set(store.payloads) == set(sent), timeout=40, what="all 60 messages")
+    assert store.refused == 1

@@ -12,7 +12,7 @@ from typing import Any
 import nats
 import pytest
 from brokers import Nats
-from connector_helpers import JSON_FLOW, Collector, Running, context, pipeline_result, wait_for
+from connector_helpers import JSON_FLOW, Collector, FailsOnce, Running, context, pipeline_result, wait_for
 
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
@@ -160,3 +160,16 @@ async def test_malformed_message_is_handed_over_for_the_dead_letters(server: Nat
         await wait_for(lambda: len(store.messages) == 1)
     result = pipeline_result(JSON_FLOW, tmp_path, store.messages[0])
     assert "invalid JSON" in str(result.failures[0].error)
+
+
+async def test_concurrent_hand_overs_lose_nothing(server: Nats, tmp_path: Path) -> None:
+    sent = [str(i).encode() for i in range(60)]
+    store = FailsOnce(nth=10)
+    async with Running(source(server, tmp_path, concurrency=8, batch=20), store):
+        await asyncio.sleep(0.5)
+        t = target(server, tmp_path)
+        for i, body in enumerate(sent):
+            await t.send(Message(payload=body), f"k{i}")
+        await t.close()
+        await wait_for(lambda: set(store.payloads) == set(sent), timeout=40, what="all 60 messages")
+    assert store.refused == 1

@@ -1,0 +1,303 @@
+"""Broker connectors: messages/s through Flowyard beside a bare client loop.
+
+For MQTT (Mosquitto 127.0.0.1:1883), AMQP (RabbitMQ 127.0.0.1:5672, guest) and NATS
+JetStream (127.0.0.1:4222): N messages are published first, then
+
+- bare: the broker's own client receives, decodes the JSON and acknowledges each one;
+- flowyard: the connector's source hands each message to `accept`, which runs the flow's
+  one jmespath step and writes the result with the file target (atomic write, fsync,
+  rename), and only then does the source acknowledge the broker. Once with the default
+  `concurrency: 1` (broker order kept, one fsync at a time) and once with
+  `--concurrency` hand-overs in flight (each still acknowledged only after its write).
+
+A third figure, "source only", runs the connector with an `accept` that only counts: the
+cost of the connector itself, apart from the step and the file write.
+
+The rate is measured from the first message received to the last one done, so connection
+set-up is not counted. Prints msgs/s for both and the ratio. Not a test: figures only.
+
+    .venv/bin/python bench/connectors.py [--n 5000] [--only mqtt,amqp,nats] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiomqtt
+import nats
+
+from flowyard import registry
+from flowyard.connector import Source
+from flowyard.engine import Pipeline
+from flowyard.loader import load_flow
+from flowyard.message import Message
+from flowyard.runner import open_target
+from flowyard.secrets import Secrets
+from flowyard.step import FlowContext
+
+FLOW = """\
+apiVersion: flowyard/v1
+kind: Flow
+metadata: {{name: bench-{kind}}}
+source:
+  {kind}: {options}
+steps:
+  - jmespath: "{{line: line, good: good, at: at}}"
+targets:
+  - file: {{path: out, name: "{{{{ key }}}}.json"}}
+"""
+
+
+def payload(i: int) -> bytes:
+    return json.dumps({"line": f"L{i % 7}", "good": i, "scrap": i % 3, "at": "2026-11-22T10:00:00Z"}).encode()
+
+
+class Meter:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.done = asyncio.Event()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.count == 0:
+            self.first = now
+        self.count += 1
+        self.last = now
+        if self.count >= self.n:
+            self.done.set()
+
+    @property
+    def rate(self) -> float:
+        return (self.count - 1) / (self.last - self.first) if self.count > 1 and self.last > self.first else 0.0
+
+
+SOURCE_ONLY = {"on": False}
+
+
+async def through_flowyard(kind: str, options: dict[str, Any], n: int, folder: Path) -> float:
+    """Run the connector's source with accept = jmespath step + file target (or, for the
+    source-only figure, an accept that only counts)."""
+    flow_dir = Path(tempfile.mkdtemp(dir=folder))
+    path = flow_dir / "flow.yaml"
+    path.write_text(FLOW.format(kind=kind, options=json.dumps(options)), encoding="utf-8")
+    flow = load_flow(path)
+    pipeline = Pipeline(flow)
+    target = open_target(flow, flow.targets[0])
+    meter = Meter(n)
+
+    async def accept(message: Message) -> None:
+        if SOURCE_ONLY["on"]:
+            meter.tick()
+            return
+        result = pipeline.run(message)
+        for out in result.outputs:
+            await target.send(out, out.id)
+        meter.tick()
+
+    cls = registry.connector_class(kind)
+    assert cls.source_class is not None
+    source: Source[Any] = cls.source_class(flow.source.options, FlowContext(flow_file=path, flow_name=flow.name, secrets=Secrets()))
+    task = asyncio.create_task(source.run(accept))
+    try:
+        await asyncio.wait_for(meter.done.wait(), timeout=300)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await source.close()
+        await target.close()
+    out = flow_dir / "out"
+    written = len(list(out.iterdir())) if out.exists() else 0
+    assert written == (0 if SOURCE_ONLY["on"] else n), f"{kind}: {written} files written, expected {n}"
+    shutil.rmtree(flow_dir)
+    return meter.rate
+
+
+# ---------------------------------------------------------------- MQTT
+
+
+async def mqtt_fill(client_id: str, topic: str, n: int) -> None:
+    async with aiomqtt.Client("127.0.0.1", 1883, identifier=client_id, clean_session=False) as c:
+        await c.subscribe(topic, qos=1)  # creates the persistent session that queues for us
+    async with aiomqtt.Client("127.0.0.1", 1883) as pub:
+        for i in range(n):
+            await pub.publish(topic, payload(i), qos=1)
+
+
+async def mqtt_bare(n: int) -> float:
+    client_id, topic = f"bench-bare-{uuid.uuid4().hex[:6]}", f"bench/{uuid.uuid4().hex[:6]}"
+    await mqtt_fill(client_id, topic, n)
+    meter = Meter(n)
+    async with aiomqtt.Client("127.0.0.1", 1883, identifier=client_id, clean_session=False) as c:
+        await c.subscribe(topic, qos=1)
+        async for message in c.messages:  # paho acknowledges QoS 1 on receipt
+            json.loads(message.payload)  # type: ignore[arg-type]
+            meter.tick()
+            if meter.done.is_set():
+                break
+    return meter.rate
+
+
+async def mqtt_flowyard(n: int, folder: Path, concurrency: int) -> float:
+    client_id, topic = f"bench-fy-{uuid.uuid4().hex[:6]}", f"bench/{uuid.uuid4().hex[:6]}"
+    await mqtt_fill(client_id, topic, n)
+    options = {"host": "127.0.0.1", "port": 1883, "topics": [topic], "client_id": client_id,
+               "content_type": "application/json", "concurrency": concurrency}
+    return await through_flowyard("mqtt", options, n, folder)
+
+
+# ---------------------------------------------------------------- AMQP
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+async def amqp_fill(queue: str, n: int) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, durable=True)
+        for i in range(n):
+            await channel.default_exchange.publish(aio_pika.Message(payload(i)), routing_key=queue)
+
+
+async def amqp_delete(queue: str) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
+
+
+async def amqp_bare(n: int) -> float:
+    queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    await amqp_fill(queue, n)
+    meter = Meter(n)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=20)
+        q = await channel.declare_queue(queue, durable=True)
+        async with q.iterator() as messages:
+            async for message in messages:
+                json.loads(message.body)
+                await message.ack()
+                meter.tick()
+                if meter.done.is_set():
+                    break
+    await amqp_delete(queue)
+    return meter.rate
+
+
+async def amqp_flowyard(n: int, folder: Path, concurrency: int) -> float:
+    queue = f"bench-fy-{uuid.uuid4().hex[:6]}"
+    await amqp_fill(queue, n)
+    options = {"url": "amqp://guest@127.0.0.1:5672/", "password": "${env:BENCH_AMQP_PASSWORD}", "queue": queue,
+               "content_type": "application/json", "concurrency": concurrency}
+    try:
+        return await through_flowyard("amqp", options, n, folder)
+    finally:
+        await amqp_delete(queue)
+
+
+# ---------------------------------------------------------------- NATS
+
+
+async def nats_fill(stream: str, subject: str, n: int) -> None:
+    client = await nats.connect("nats://127.0.0.1:4222")
+    js = client.jetstream()
+    await js.add_stream(name=stream, subjects=[subject])
+    for i in range(n):
+        await js.publish(subject, payload(i))
+    await client.close()
+
+
+async def nats_delete(stream: str) -> None:
+    client = await nats.connect("nats://127.0.0.1:4222")
+    await client.jetstream().delete_stream(stream)
+    await client.close()
+
+
+async def nats_bare(n: int) -> float:
+    stream = f"BENCHBARE{uuid.uuid4().hex[:6].upper()}"
+    subject = stream.lower()
+    await nats_fill(stream, subject, n)
+    meter = Meter(n)
+    client = await nats.connect("nats://127.0.0.1:4222")
+    sub = await client.jetstream().pull_subscribe(subject, durable="bare", stream=stream)
+    while not meter.done.is_set():
+        for message in await sub.fetch(50, timeout=5):
+            json.loads(message.data)
+            await message.ack()
+            meter.tick()
+    await client.close()
+    await nats_delete(stream)
+    return meter.rate
+
+
+async def nats_flowyard(n: int, folder: Path, concurrency: int) -> float:
+    stream = f"BENCHFY{uuid.uuid4().hex[:6].upper()}"
+    subject = stream.lower()
+    await nats_fill(stream, subject, n)
+    options = {"servers": ["nats://127.0.0.1:4222"], "stream": stream, "subject": subject, "durable": "flowyard",
+               "content_type": "application/json", "concurrency": concurrency}
+    try:
+        return await through_flowyard("nats", options, n, folder)
+    finally:
+        await nats_delete(stream)
+
+
+BENCHES: dict[str, tuple[Callable[[int], Awaitable[float]], Callable[[int, Path, int], Awaitable[float]], int]] = {
+    "mqtt": (mqtt_bare, mqtt_flowyard, 1000),  # Mosquitto queues at most 1000 for an offline session
+    "amqp": (amqp_bare, amqp_flowyard, 5000),
+    "nats": (nats_bare, nats_flowyard, 5000),
+}
+
+
+async def main() -> None:
+    import os
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=None, help="messages per run (default per broker)")
+    parser.add_argument("--only", default="mqtt,amqp,nats")
+    parser.add_argument("--out", default=None, help="folder for the file target (default: a temporary folder)")
+    parser.add_argument("--concurrency", type=int, default=32, help="the source's concurrency for the second run")
+    parser.add_argument("--threads", type=int, default=32, help="worker threads for blocking writes (asyncio's default executor)")
+    args = parser.parse_args()
+    os.environ.setdefault("BENCH_AMQP_PASSWORD", "guest")
+    # the file target writes in asyncio's default executor; with 2 cores Python's default
+    # is 6 threads, which caps how many fsyncs can be in flight at once
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(args.threads))
+    folder = Path(args.out or tempfile.mkdtemp(prefix="flowyard-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"file target writes under {folder}")
+    c = args.concurrency
+    print(f"{'broker':<6} {'n':>5} {'bare':>6} | {'source only':>11} {'ratio':>5} | {'full c=1':>8} {'ratio':>5}"
+          f" | {f'full c={c}':>9} {'ratio':>5}   (msgs/s)")
+    for name in args.only.split(","):
+        bare, flowyard, default_n = BENCHES[name]
+        n = args.n or default_n
+        bare_rate = await bare(n)
+        SOURCE_ONLY["on"] = True
+        alone = await flowyard(n, folder, 1)
+        SOURCE_ONLY["on"] = False
+        ordered = await flowyard(n, folder, 1)
+        concurrent = await flowyard(n, folder, c)
+        print(
+            f"{name:<6} {n:>5} {bare_rate:>6.0f} | {alone:>11.0f} {alone / bare_rate:>5.2f} | {ordered:>8.0f}"
+            f" {ordered / bare_rate:>5.2f} | {concurrent:>9.0f} {concurrent / bare_rate:>5.2f}"
+        )
+
+if __name__ == "__main__":
+    asyncio.run(main())
