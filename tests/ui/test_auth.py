@@ -148,3 +148,21 @@ def test_roles_are_ordered() -> None:
     deployer = auth.CurrentUser(2, "d", "d", "deployer", False)
     assert not viewer.can("analyst") and viewer.can("viewer")
     assert deployer.can("analyst") and deployer.can("deployer") and not deployer.can("admin")
+
+
+def test_password_guessing_is_throttled(app: Litestar) -> None:
+    engine = engine_of(app)
+    auth.create_user(engine, "guessme", "the right password", "viewer")
+    for _ in range(auth.MAX_FAILURES):
+        try:
+            auth.login(engine, "guessme", "a wrong password")
+        except auth.AuthError as exc:
+            assert "wrong user name or password" in str(exc)
+    try:
+        auth.login(engine, "guessme", "the right password")
+    except auth.AuthError as exc:
+        assert "too many wrong passwords" in str(exc)
+    else:
+        raise AssertionError("the right password was accepted during the lockout")
+    auth.throttle.succeeded("guessme")  # what the window passing does
+    assert auth.login(engine, "guessme", "the right password")

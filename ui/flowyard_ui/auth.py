@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,6 +33,41 @@ SESSION_LIFETIME = timedelta(hours=12)
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()
+
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 300.0
+
+
+class _Throttle:
+    """Slows password guessing: after MAX_FAILURES wrong passwords for one user name
+    within LOCKOUT_SECONDS, that name is refused until the window passes (per process)."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(key, []) if now - t < LOCKOUT_SECONDS]
+        self._failures[key] = kept
+        return kept
+
+    def check(self, username: str) -> None:
+        with self._lock:
+            recent = self._recent(username.lower(), time.monotonic())
+        if len(recent) >= MAX_FAILURES:
+            wait = int(LOCKOUT_SECONDS - (time.monotonic() - recent[0])) + 1
+            raise AuthError(f"too many wrong passwords for this user; try again in {wait} seconds")
+
+    def failed(self, username: str) -> None:
+        with self._lock:
+            self._recent(username.lower(), time.monotonic()).append(time.monotonic())
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(username.lower(), None)
+
+
+throttle = _Throttle()
 
 
 class AuthError(Exception):
@@ -114,12 +151,15 @@ def first_admin(engine: Engine) -> str | None:
 
 def login(engine: Engine, username: str, password: str) -> str:
     """Check the password and open a session; returns the cookie token."""
+    throttle.check(username.strip())
     with Session(engine) as db:
         user = db.scalar(select(User).where(User.username == username.strip()))
         if user is None or not user.active or not check_password(user.password_hash, password):
             if user is None:
                 check_password(_DUMMY_HASH, password)  # same cost whether or not the user exists
+            throttle.failed(username.strip())
             raise AuthError("wrong user name or password")
+        throttle.succeeded(username.strip())
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
         token = secrets.token_urlsafe(32)
