@@ -42,7 +42,8 @@ from .logs import fields
 from .metrics import Metrics
 from .policy import Breakers, retry_delay
 from .sources import AcceptWriter, SourceLocks
-from .tracing import span
+from .tracing import enabled as tracing_enabled
+from .tracing import span, step_span
 
 log = logging.getLogger("flowyard.runtime")
 
@@ -444,7 +445,8 @@ class Runtime:
             return outcome, []
         message.headers.setdefault("labels", loaded.labels)
         traces: list[dict[str, Any]] = []
-        tracer = self.tracer_for(c, loaded, traces) if self.config.trace != "none" else None
+        tracer = (self.tracer_for(c, loaded, traces)
+                  if self.config.trace != "none" or tracing_enabled() else None)
         with span("message", flow=c.flow, message_id=c.id, correlation_id=c.correlation_id):
             result: RunResult = loaded.pipeline.run(message, tracer)
         outcome.attempts.append({
@@ -489,12 +491,16 @@ class Runtime:
                    traces: list[dict[str, Any]]) -> Any:
         cap = self.config.trace_cap
         histogram = self.metrics.step_seconds
+        otel = tracing_enabled()
 
         def tracer(spec: StepSpec, out: Any, seconds: float) -> None:
             if seconds < 0:
                 traces.append(self.trace_row(c, spec.index, spec.name, "skipped", 0.0, ""))
                 return
             histogram.labels(c.flow, spec.name).observe(seconds)
+            if otel:
+                step_span(f"step {spec.name}", c.id, seconds, flow=c.flow, step=spec.name,
+                          correlation_id=c.correlation_id)
             if out is None:
                 status, snapshot = "dropped", ""
             elif isinstance(out, Message):
@@ -574,7 +580,8 @@ class Runtime:
         error: str | None = None
         retryable = True
         detail: dict[str, Any] | None = None
-        with span("deliver", flow=flow, message_id=message_id, target=t.spec.name):
+        with span("deliver", message_id=message_id, flow=flow, target=t.spec.name,
+                  key=key, correlation_id=message.correlation_id, attempt=attempts + 1):
             try:
                 detail = await asyncio.wait_for(t.target.send(message, key),
                                                 self.config.delivery_timeout)
