@@ -7,7 +7,9 @@ import asyncio
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import asyncssh
 from connector_helpers import free_port, wait_for
 
 
@@ -83,3 +85,61 @@ class Nats(Process):
             "--pass",
             self.PASSWORD,
         ]
+
+
+PASSWORD = "supplier-pw-9"
+
+
+class SftpServer:
+    """asyncssh's SFTP server chrooted to a temporary folder, password or key login."""
+
+    def __init__(self, root: Path, client_key: asyncssh.SSHKey) -> None:
+        self.root = root
+        self.port = free_port()
+        self.host_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.client_key = client_key
+        self.acceptor: Any = None
+        self.connections: list[asyncssh.SSHServerConnection] = []
+
+    @property
+    def host_key_line(self) -> str:
+        return self.host_key.export_public_key().decode().strip()
+
+    async def start(self) -> SftpServer:
+        server = self
+
+        class Auth(asyncssh.SSHServer):
+            def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+                server.connections.append(conn)
+
+            def begin_auth(self, username: str) -> bool:
+                return True
+
+            def public_key_auth_supported(self) -> bool:
+                return True
+
+            def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+                expected = server.client_key.export_public_key()
+                return username == "mx01" and key.export_public_key() == expected
+
+            def password_auth_supported(self) -> bool:
+                return True
+
+            def validate_password(self, username: str, password: str) -> bool:
+                return username == "mx01" and password == PASSWORD
+
+        self.acceptor = await asyncssh.listen(
+            "127.0.0.1",
+            self.port,
+            server_host_keys=[self.host_key],
+            server_factory=Auth,
+            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(self.root)),
+        )
+        return self
+
+    async def stop(self) -> None:
+        self.acceptor.close()
+        await self.acceptor.wait_closed()
+        for conn in self.connections:
+            conn.abort()
+        self.connections.clear()
