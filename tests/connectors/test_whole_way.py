@@ -137,6 +137,7 @@ async def test_erp_purchase_order_goes_out_as_850_over_sftp(
         admin.dispose()
     assert runner.failures == []
     [(name, detail)] = runner.delivered
+    assert name.startswith("sftp")
     remote = supplier.root / detail["file"].lstrip("/")
     text = remote.read_text()
     assert remote.parent == supplier.root / "inbound" / "850" and remote.suffix == ".850"
