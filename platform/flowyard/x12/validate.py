@@ -89,6 +89,7 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
     node = _start(guide)
     cache = _cache(guide)
     walker = walk_tree()
+    walker.counter = _fast_counter()
     walker.forceWalkCounterToLoopStart("/ISA_LOOP/GS_LOOP", "/ISA_LOOP/GS_LOOP/GS")
     for count, seg in enumerate(segments, start=1):
         seps = seg.separators
@@ -131,6 +132,59 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
             if not any(p.position == count and p.element == problem.element and p.code == problem.code for p in problems):
                 problems.append(problem)
     return problems
+
+
+_FastCounter: Any = None
+
+
+def _fast_counter() -> Any:
+    """pyx12's NodeCounter keyed by path strings formatted once: the same counts, without
+    re-formatting every X12Path at each loop start (the walker's main cost)."""
+    global _FastCounter
+    if _FastCounter is None:
+        from collections import OrderedDict
+
+        import pyx12.path
+        from pyx12.nodeCounter import NodeCounter
+
+        names: dict[int, tuple[Any, str]] = {}
+        strings: dict[str, str] = {}
+
+        def name(xpath: Any) -> str:
+            if isinstance(xpath, str):
+                found = strings.get(xpath)
+                if found is None:
+                    found = strings[xpath] = pyx12.path.X12Path(xpath).format()
+                return found
+            entry = names.get(id(xpath))
+            if entry is None or entry[0] is not xpath:
+                entry = names[id(xpath)] = (xpath, xpath.format())  # keeps the object, so its id stays its own
+            return entry[1]
+
+        class FastCounter(NodeCounter):  # type: ignore[misc]
+            def __init__(self) -> None:
+                self.counts: dict[str, int] = {}
+
+            def reset_to_node(self, xpath: Any) -> None:
+                prefix = name(xpath) + "/"
+                for key in [k for k in self.counts if k.startswith(prefix)]:
+                    del self.counts[key]
+
+            def increment(self, xpath: Any) -> None:
+                key = name(xpath)
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+            def setCount(self, xpath: Any, ct: int) -> None:
+                self.counts[name(xpath)] = ct
+
+            def get_count(self, xpath: Any) -> int:
+                return self.counts.get(name(xpath), 0)
+
+            def getState(self) -> Any:
+                return OrderedDict((pyx12.path.X12Path(k), v) for k, v in self.counts.items())
+
+        _FastCounter = FastCounter
+    return _FastCounter()
 
 
 class _Cache:
