@@ -214,3 +214,11 @@ def test_overdue_collector_counts_per_partner(tmp_path: Path, x12_db: Any) -> No
     registry.register(control.OverdueCollector(x12_db))
     text = generate_latest(registry).decode()
     assert 'flowyard_x12_overdue_acknowledgments{partner="acme"} 2.0' in text
+
+
+def test_store_unreachable_fails_the_message_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWYARD_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nothing")
+    loaded = flow(tmp_path, "  - x12.parse: {partner: acme}")
+    result = run(loaded, (EXAMPLES / "850-4010-two-sets.edi").read_bytes())
+    assert not result.outputs
+    assert "x12.parse could not finish" in str(result.failures[0].error)

@@ -51,10 +51,17 @@ def _resolver(args: argparse.Namespace) -> Any:
         except GuideError as exc:
             raise FlowyardError(str(exc)) from None
 
+    found: dict[tuple[str, str], Guide | None] = {}
+
     def resolve(transaction: str, version: str) -> Guide | None:
         if named is not None:
             return named if named.transaction == transaction else None
-        return default_guide(transaction, version, search)
+        if (transaction, version) not in found:
+            try:
+                found[(transaction, version)] = default_guide(transaction, version, search)
+            except GuideError as exc:
+                raise FlowyardError(str(exc)) from None
+        return found[(transaction, version)]
 
     return resolve
 

@@ -152,6 +152,11 @@ class X12Parse(Step):
                     continue
         except X12InputError as exc:
             raise StepError(str(exc.message), where=exc.where) from None
+        except StepError:
+            raise
+        except Exception as exc:  # the store or pyx12 failing: the engine keeps the message
+            log.exception("x12.parse failed unexpectedly")
+            raise StepError(f"x12.parse could not finish: {type(exc).__name__}: {exc}") from None
 
     # -- duplicates -----------------------------------------------------------------
     def _is_duplicate(self, message: Message, interchange: InterchangeInfo) -> bool:
