@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import ssl
 import time
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 from flowyard.connector import Accept, Connector, Source, Target
-from flowyard.errors import DeliveryError, FlowyardError
+from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import REFERENCE_PATTERN, redactor
@@ -504,11 +503,3 @@ class HttpConnector(Connector):
     TargetOptions = HttpTargetOptions
     source_class = HttpSource
     target_class = HttpTarget
-
-
-def json_body(status: int, body: dict[str, Any]) -> bytes:
-    """The response body the runtime sends for `WebhookEndpoint.handle`'s answer."""
-    return json.dumps(body).encode()
-
-
-__all__ = ["FlowyardError", "HttpConnector", "WebhookEndpoint", "webhooks"]
