@@ -65,9 +65,7 @@ class Peer:
         )
         await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
 
-    async def route(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, Any, list[Any]]:
+    async def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, list[Any]]:
         if path.startswith("/hooks/"):
             endpoint = webhooks.get(path.removeprefix("/hooks/"))
             if endpoint is None:
@@ -75,9 +73,7 @@ class Peer:
             status, answer = await endpoint.handle(headers, body)
             return status, answer, []
         if path == "/token":
-            expected = (
-                "Basic " + base64.b64encode(f"flowyard:{self.client_secret}".encode()).decode()
-            )
+            expected = "Basic " + base64.b64encode(f"flowyard:{self.client_secret}".encode()).decode()
             if headers.get("authorization") != expected:
                 return 401, {"error": "invalid_client"}, []
             self.tokens_issued += 1
@@ -114,9 +110,7 @@ async def test_delivers_with_headers_secret_and_idempotency_key(peer: Any, tmp_p
         allow_networks=LOOPBACK,
         secrets={"WMS_TOKEN": "wms-token-123"},
     )
-    message = Message(
-        payload={"po": "4500012345", "qty": 3}, content_type="application/x-flowyard-data"
-    )
+    message = Message(payload={"po": "4500012345", "qty": 3}, content_type="application/x-flowyard-data")
     detail = await t.send(message, "key-1")
     await t.close()
     assert detail["status"] == 201
@@ -172,9 +166,7 @@ async def test_statuses_decide_retry(peer: Any, tmp_path: Path) -> None:
     with pytest.raises(DeliveryError) as refused:
         await t.send(Message(payload=b"x"), "k")
     assert not refused.value.retryable and "422" in str(refused.value)
-    t2 = target(
-        tmp_path, url=server.url + "/orders", allow_networks=LOOPBACK, success=["2xx", "422"]
-    )
+    t2 = target(tmp_path, url=server.url + "/orders", allow_networks=LOOPBACK, success=["2xx", "422"])
     assert (await t2.send(Message(payload=b"x"), "k"))["status"] == 422
     await t.close()
     await t2.close()
@@ -217,9 +209,7 @@ async def test_oauth2_client_credentials(peer: Any, tmp_path: Path) -> None:
     assert [r["headers"]["authorization"] for r in app.requests] == ["Bearer tok-1"] * 2
 
 
-async def test_bad_credentials_give_clear_error_without_the_secret(
-    peer: Any, tmp_path: Path
-) -> None:
+async def test_bad_credentials_give_clear_error_without_the_secret(peer: Any, tmp_path: Path) -> None:
     app, server = peer
     oauth = {
         "token_url": server.url + "/token",
@@ -276,14 +266,10 @@ async def test_webhook_hmac_delivery_and_refusals(peer: Any, tmp_path: Path) -> 
             content=body,
             headers={"X-Signature-256": sign(key, body), "Content-Type": "application/json"},
         )
-        bad = await client.post(
-            "/hooks/asn-hook", content=body, headers={"X-Signature-256": sign(b"other", body)}
-        )
+        bad = await client.post("/hooks/asn-hook", content=body, headers={"X-Signature-256": sign(b"other", body)})
         unsigned = await client.post("/hooks/asn-hook", content=body)
         big = b"x" * 1001
-        too_big = await client.post(
-            "/hooks/asn-hook", content=big, headers={"X-Signature-256": sign(key, big)}
-        )
+        too_big = await client.post("/hooks/asn-hook", content=big, headers={"X-Signature-256": sign(key, big)})
     assert "asn-hook" not in webhooks  # unregistered on close
     assert ok.status_code == 202 and ok.json()["id"] == store.messages[0].id
     assert (bad.status_code, unsigned.status_code, too_big.status_code) == (401, 401, 413)
@@ -304,17 +290,11 @@ async def test_webhook_bearer_and_store_down_gives_503(peer: Any, tmp_path: Path
     )
     async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
         await wait_for(lambda: "po-hook" in webhooks)
-        wrong = await client.post(
-            "/hooks/po-hook", content=b"a", headers={"Authorization": "Bearer nope"}
-        )
+        wrong = await client.post("/hooks/po-hook", content=b"a", headers={"Authorization": "Bearer nope"})
         store.fail = True
-        down = await client.post(
-            "/hooks/po-hook", content=b"a", headers={"Authorization": "Bearer tkn-777"}
-        )
+        down = await client.post("/hooks/po-hook", content=b"a", headers={"Authorization": "Bearer tkn-777"})
         store.fail = False
-        again = await client.post(
-            "/hooks/po-hook", content=b"a", headers={"Authorization": "Bearer tkn-777"}
-        )
+        again = await client.post("/hooks/po-hook", content=b"a", headers={"Authorization": "Bearer tkn-777"})
     assert wrong.status_code == 401 and wrong.json()["error"] == "wrong bearer token"
     assert down.status_code == 503  # never 202 before the message is stored
     assert again.status_code == 202
@@ -338,3 +318,78 @@ async def test_webhook_malformed_json_is_kept_and_dead_lettered(peer: Any, tmp_p
     result = pipeline_result(JSON_FLOW, tmp_path, store.messages[0])
     [failure] = result.failures
     assert "invalid JSON" in str(failure.error) and failure.message.payload == b'{"n": 1,,}'
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for the name `localhost` only (no IP address in it)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+async def test_tls_checks_the_host_name_while_pinned_to_the_checked_address(tmp_path: Path) -> None:
+    import asyncio
+
+    import uvicorn
+
+    cert, key = self_signed(tmp_path)
+    app = Peer()
+    server = Server(app)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=server.port,
+        log_level="error",
+        lifespan="off",
+        ssl_certfile=str(cert),
+        ssl_keyfile=str(key),
+    )
+    running = uvicorn.Server(config)
+    task = asyncio.create_task(running.serve())
+    await wait_for(lambda: running.started)
+    try:
+        good = target(
+            tmp_path, url=f"https://localhost:{server.port}/orders", ca_file="cert.pem", allow_networks=["loopback"]
+        )
+        assert (await good.send(Message(payload=b"tls"), "k1"))["status"] == 201
+        await good.close()
+        untrusted = target(tmp_path, url=f"https://localhost:{server.port}/orders", allow_networks=["loopback"])
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+            await untrusted.send(Message(payload=b"x"), "k2")
+        await untrusted.close()
+        by_address = target(
+            tmp_path, url=f"https://127.0.0.1:{server.port}/orders", ca_file="cert.pem", allow_networks=["loopback"]
+        )
+        with pytest.raises(DeliveryError, match="certificate|match|IP address"):
+            await by_address.send(Message(payload=b"x"), "k3")  # the certificate names localhost only
+        await by_address.close()
+    finally:
+        running.should_exit = True
+        await task
+    assert [r["body"] for r in app.requests] == [b"tls"]
+    assert app.requests[0]["headers"]["host"] == f"localhost:{server.port}"
