@@ -379,13 +379,13 @@ async def test_tls_checks_the_host_name_while_pinned_to_the_checked_address(tmp_
         assert (await good.send(Message(payload=b"tls"), "k1"))["status"] == 201
         await good.close()
         untrusted = target(tmp_path, url=f"https://localhost:{server.port}/orders", allow_networks=["loopback"])
-        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        with pytest.raises(DeliveryError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
             await untrusted.send(Message(payload=b"x"), "k2")
         await untrusted.close()
         by_address = target(
             tmp_path, url=f"https://127.0.0.1:{server.port}/orders", ca_file="cert.pem", allow_networks=["loopback"]
         )
-        with pytest.raises(DeliveryError, match="certificate|match|IP address"):
+        with pytest.raises(DeliveryError, match=r"certificate|match|IP address"):
             await by_address.send(Message(payload=b"x"), "k3")  # the certificate names localhost only
         await by_address.close()
     finally:
