@@ -49,7 +49,7 @@ DRIVERS = {
     "mariadb": "mysql+pymysql",
     "mysql": "mysql+pymysql",
 }
-AUTH_HINTS = ("password authentication failed", "access denied", "does not exist", "authentication")
+AUTH_HINTS = ("password authentication failed", "access denied", "authentication failed", 'role "')
 
 
 class SqlConnection(Options):
@@ -134,7 +134,7 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def describe(exc: BaseException, options: SqlConnection) -> tuple[str, bool]:
+def describe(exc: BaseException, options: SqlConnection, reading: bool = False) -> tuple[str, bool]:
     """An analyst-readable text and whether trying again may help."""
     url = make_url(options.url)
     where = f"{url.get_backend_name()} database {url.database or ''} on {url.host or 'localhost'}"
@@ -145,6 +145,8 @@ def describe(exc: BaseException, options: SqlConnection) -> tuple[str, bool]:
             return f"{where} refused the credentials of user {url.username!r}: {text}", False
         return f"cannot reach the {where}: {text}", True
     if isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError | sa.exc.ProgrammingError):
+        if reading:
+            return f"the query failed on the {where}: {text}", False
         return f"the {where} refused the rows: {text}", False
     if isinstance(exc, sa.exc.NoSuchTableError):
         return f"there is no table {exc} in the {where}", False
@@ -225,7 +227,9 @@ class SqlSource(Source[SqlSourceOptions]):
             await asyncio.sleep(self.options.poll.total_seconds())
 
     async def run(self, accept: Accept) -> None:
-        await keep_running(lambda: self.session(accept), self.health, lambda e: describe(e, self.options)[0])
+        await keep_running(
+            lambda: self.session(accept), self.health, lambda e: describe(e, self.options, reading=True)[0]
+        )
 
     async def close(self) -> None:
         if self.engine is not None:

@@ -264,3 +264,11 @@ def test_options_refuse_passwords_in_urls() -> None:
         SqlTargetOptions(url="postgresql://u:secret@db/x", table="t")
     with pytest.raises(ValidationError, match=":watermark"):
         SqlSourceOptions(url="postgresql://u@db/x", query="SELECT 1", watermark_column="a")
+
+
+async def test_a_wrong_query_is_reported_as_such(db: Db, tmp_path: Path) -> None:
+    src = source(db, tmp_path)
+    src.options = src.options.model_copy(update={"query": f"SELECT * FROM {db.table}_missing WHERE id > :watermark"})
+    async with Running(src, Collector()):
+        await wait_for(lambda: src.health.last_error is not None)
+    assert "the query failed" in (src.health.last_error or "") and "_missing" in (src.health.last_error or "")
