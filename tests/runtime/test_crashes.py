@@ -102,13 +102,13 @@ def run_kill_test(tmp_path: Path, store: Store, url: str, server: RecordingServe
     check_exactly_once(store, server, count)
     with store.session() as session:
         by_worker = dict(session.execute(
-            select(Attempt.worker, func.count()).where(Attempt.kind == "process")
+            select(Attempt.worker, func.count()).where(Attempt.kind == "deliver")
             .group_by(Attempt.worker)).all())
     assert len(by_worker) == 2  # the killed one did part, the other (or its restart) the rest
     repeated = sum(1 for n in server.requests.values() if n > 1)
     print(f"\n{count} messages, killed at {done_at_kill} done; requests {sum(server.requests.values())}"
           f", keys sent more than once {repeated}, applied {len(server.applied)}; "
-          f"process attempts by worker {sorted(by_worker.values())}")
+          f"delivery attempts by worker {sorted(by_worker.values())}")
 
 
 def test_two_postgresql_workers_one_sigkilled_deliver_5000_exactly_once(

@@ -85,7 +85,7 @@ async def test_store_refusing_writes_keeps_files_upstream_until_it_recovers(
         assert len(list((flows / "inbox").glob("*.json"))) == 25
         admin(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
         await asyncio.to_thread(terminate, database)
-        await until(lambda: pg_store.count_messages(state="done") == 25, timeout=90,
+        await until(lambda: pg_store.count_messages(state="done") == 25, timeout=150,
                     what="all 25 done after the store recovered")
     finally:
         admin(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')

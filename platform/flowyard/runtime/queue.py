@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from ..store.api import write_transaction
 from ..store.models import Attempt, DeadLetter, Delivery, StepTrace, StoredMessage, Worker
 
 FINAL_DELIVERY = ("done", "dead")
@@ -125,7 +126,7 @@ def claim_messages(
                    m.plant, m.partner)
         .execution_options(synchronize_session=False)
     )
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         rows = connection.execute(stmt).all()
     claimed = [ClaimedMessage(*tuple(row)) for row in rows]
     claimed.sort(key=lambda c: c.id)
@@ -154,7 +155,7 @@ def claim_deliveries(
                    d.payload, d.meta)
         .execution_options(synchronize_session=False)
     )
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         rows = connection.execute(stmt).all()
     return [ClaimedDelivery(*tuple(row)) for row in rows]
 
@@ -173,26 +174,33 @@ def commit_processing(
     attempts: list[dict[str, Any]] = []
     traces: list[dict[str, Any]] = []
     dead: list[dict[str, Any]] = []
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
+        held = _still_held(connection, m, worker, now,
+                           {o.message.id: o.message.token for o in outcomes})
+        updates = []
         for o in outcomes:
-            final = o.state in ("done", "dead", "dropped")
-            result = connection.execute(
-                update(m)
-                .where(m.id == o.message.id, m.lease_token == o.message.token,
-                       m.lease_owner == worker, m.lease_until >= now)
-                .values(state=o.state, lease_owner=None, lease_until=None,
-                        attempt=m.attempt + 1, outputs=o.outputs, error=o.error,
-                        error_step=o.error_step, updated_at=now,
-                        finished_at=now if final else None)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:
+            if o.message.id not in held:
                 refused.append(o.message.id)
                 continue
+            final = o.state in ("done", "dead", "dropped")
+            updates.append({"b_id": o.message.id, "state": o.state, "attempt": o.message.attempt + 1,
+                            "outputs": o.outputs, "error": o.error, "error_step": o.error_step,
+                            "updated_at": now, "finished_at": now if final else None})
             deliveries.extend(o.deliveries)
             attempts.extend(o.attempts)
             traces.extend(o.traces)
             dead.extend(o.dead_letters)
+        if updates:
+            connection.execute(
+                update(m).where(m.id == bindparam("b_id"))
+                .values(state=bindparam("state"), lease_owner=None, lease_until=None,
+                        attempt=bindparam("attempt"), outputs=bindparam("outputs"),
+                        error=bindparam("error"), error_step=bindparam("error_step"),
+                        updated_at=bindparam("updated_at"),
+                        finished_at=bindparam("finished_at"))
+                .execution_options(synchronize_session=False),
+                updates,
+            )
         if deliveries:
             connection.execute(insert(Delivery), deliveries)
         if attempts:
@@ -202,6 +210,20 @@ def commit_processing(
         if dead:
             _insert_dead_letters(connection, dead)
     return refused
+
+
+def _still_held(connection: Connection, table: Any, worker: str, now: float,
+                tokens: dict[Any, int]) -> set[Any]:
+    """The ids whose lease this worker still holds with the claimed token (locked for
+    the rest of the transaction on PostgreSQL; SQLite has one writer at a time)."""
+    if not tokens:
+        return set()
+    rows = connection.execute(
+        select(table.id, table.lease_token, table.lease_owner, table.lease_until)
+        .where(table.id.in_(list(tokens))).with_for_update()
+    ).all()
+    return {row[0] for row in rows
+            if row[2] == worker and row[1] == tokens[row[0]] and (row[3] or 0) >= now}
 
 
 def _insert_dead_letters(connection: Connection, rows: list[dict[str, Any]]) -> None:
@@ -232,7 +254,7 @@ def commit_deliveries(
     touched: set[str] = set()
     attempts: list[dict[str, Any]] = []
     dead: list[dict[str, Any]] = []
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         for o in outcomes:
             result = connection.execute(
                 update(d)
@@ -285,7 +307,7 @@ def close_message(connection: Connection, message_id: str, now: float) -> None:
 def renew_leases(engine: Engine, worker: str, ttl: float) -> int:
     """Push this worker's leases forward; also records the worker's heartbeat."""
     now = time.time()
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         a = connection.execute(
             update(StoredMessage)
             .where(StoredMessage.lease_owner == worker, StoredMessage.state == "processing")
@@ -313,7 +335,7 @@ def release(engine: Engine, owners: Sequence[str]) -> int:
     if not owners:
         return 0
     now = time.time()
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         a = connection.execute(
             update(StoredMessage)
             .where(StoredMessage.lease_owner.in_(list(owners)),
@@ -372,7 +394,7 @@ def register_worker(engine: Engine, worker: str, mode: str) -> None:
     import socket
 
     now = time.time()
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         connection.execute(insert(Worker).values(
             id=worker, host=socket.gethostname(), pid=os.getpid(), mode=mode, started_at=now,
             heartbeat_at=now,
@@ -380,7 +402,7 @@ def register_worker(engine: Engine, worker: str, mode: str) -> None:
 
 
 def worker_stopped(engine: Engine, worker: str) -> None:
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         connection.execute(
             update(Worker).where(Worker.id == worker).values(stopped_at=time.time())
             .execution_options(synchronize_session=False)
@@ -391,7 +413,7 @@ def purge_traces(engine: Engine, older_than: float) -> int:
     """Retention: step traces older than the cut-off are deleted."""
     from sqlalchemy import delete
 
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         result = connection.execute(delete(StepTrace).where(StepTrace.at < older_than))
         return int(result.rowcount or 0)
 

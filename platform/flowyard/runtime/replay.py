@@ -29,6 +29,7 @@ from ..errors import FlowyardError
 from ..loader import load_flow
 from ..message import Message
 from ..secrets import redactor
+from ..store.api import write_transaction
 from ..store.models import DeadLetter, Delivery, FlowState, StoredMessage
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def replay(store: Store, ids: Sequence[str | int], *, version: str = "failed", w
         now = time.time()
         if dead is not None and dead.kind == "delivery" and dead.delivery_id and \
                 use == failed_version:
-            with store.engine.begin() as c:
+            with write_transaction(store.engine) as c:
                 c.execute(update(Delivery).where(Delivery.id == dead.delivery_id).values(
                     state="pending", attempts=0, next_at=now, last_error=None,
                     lease_owner=None, lease_until=None, updated_at=now))
@@ -124,7 +125,7 @@ def replay(store: Store, ids: Sequence[str | int], *, version: str = "failed", w
                           flow_version=use, source=dict(original.source or {}),
                           headers=headers)
         store.accept(message)
-        with store.engine.begin() as c:
+        with write_transaction(store.engine) as c:
             dead_ids = [dead.id] if dead is not None else list(c.execute(
                 select(DeadLetter.id).where(DeadLetter.message_id == original.id,
                                             DeadLetter.status == "open")).scalars())

@@ -292,6 +292,7 @@ class Runtime:
         delay = 1.0
         accept = self.accept_for(loaded.name)
         while not self.closing:
+            began = time.monotonic()
             try:
                 await source.run(accept)
                 return
@@ -303,7 +304,8 @@ class Runtime:
                 log.warning("source of %s failed, restarting in %.0fs: %s", loaded.name, delay,
                             text, extra={"flow": loaded.name})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                # a source that ran a good while before failing starts its back-off over
+                delay = 1.0 if time.monotonic() - began > 60 else min(delay * 2, 30.0)
 
     # -- accepting ----------------------------------------------------------------
     def accept_for(self, name: str) -> Any:
@@ -337,8 +339,8 @@ class Runtime:
         while True:
             now = time.monotonic()
             if now - self.backlog_at > 0.5:
+                self.backlog_at = now  # one refresh at a time, not one per waiting source
                 self.backlog = await asyncio.to_thread(queue.backlog, self.engine)
-                self.backlog_at = now
             if self.backlog.get(name, 0) < limit or self.closing:
                 return
             await asyncio.sleep(0.2)
@@ -449,13 +451,14 @@ class Runtime:
                   if self.config.trace != "none" or tracing_enabled() else None)
         with span("message", flow=c.flow, message_id=c.id, correlation_id=c.correlation_id):
             result: RunResult = loaded.pipeline.run(message, tracer)
-        outcome.attempts.append({
-            "message_id": c.id, "kind": "process", "number": c.attempt + 1,
-            "worker": self.worker, "started_at": started, "duration": time.time() - started,
-            "ok": result.ok, "error": None if result.ok else redactor.redact(
-                result.failures[0].error.describe()), "detail": {"outputs": len(result.outputs)},
-            "delivery_id": None, "target": None,
-        })
+        if not result.ok:  # a success shows in the traces and deliveries already
+            outcome.attempts.append({
+                "message_id": c.id, "kind": "process", "number": c.attempt + 1,
+                "worker": self.worker, "started_at": started,
+                "duration": time.time() - started, "ok": False,
+                "error": redactor.redact(result.failures[0].error.describe()),
+                "detail": {"outputs": len(result.outputs)}, "delivery_id": None, "target": None,
+            })
         compact = [{k: t[k] for k in ("step", "status", "duration", "snapshot")}
                    for t in traces]
         for failure in result.failures:

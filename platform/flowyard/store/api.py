@@ -16,16 +16,18 @@ need no session handling. Times are UNIX epoch seconds. Payload texts are cut to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import get_engine
@@ -45,6 +47,31 @@ from .models import (
 )
 
 TEXT_CAP = 20_000
+
+_write_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_lock(engine: Engine) -> Iterator[None]:
+    """On SQLite, one writing transaction at a time per process. SQLite allows one
+    writer anyway; threads that wait on this lock take turns at once, where SQLite's own
+    busy handler would make them sleep up to 100 ms between tries (a measured 35
+    messages/s instead of hundreds). PostgreSQL needs no such lock."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _locks_guard:
+        lock = _write_locks.setdefault(id(engine), threading.Lock())
+    with lock:
+        yield
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()` under the process's SQLite write lock."""
+    with write_lock(engine), engine.begin() as connection:
+        yield connection
 
 
 class StoreError(FlowyardError):
@@ -349,7 +376,7 @@ class Store:
     # -- messages -----------------------------------------------------------------
     def accept(self, message: Message) -> str:
         """Store a new message durably (committed when this returns); returns its id."""
-        with self.engine.begin() as connection:
+        with write_transaction(self.engine) as connection:
             connection.execute(insert(StoredMessage), [message_row(message)])
         return message.id
 
@@ -357,7 +384,7 @@ class Store:
         """Store several messages in one transaction (one fsync)."""
         if messages:
             now = time.time()
-            with self.engine.begin() as connection:
+            with write_transaction(self.engine) as connection:
                 connection.execute(
                     insert(StoredMessage), [message_row(m, now) for m in messages]
                 )
@@ -536,7 +563,7 @@ class Store:
 
     def discard_dead_letters(self, ids: Sequence[int], who: str = "") -> int:
         """Mark dead letters as handled without replaying them."""
-        with self.engine.begin() as connection:
+        with write_transaction(self.engine) as connection:
             result = connection.execute(
                 update(DeadLetter).where(DeadLetter.id.in_(list(ids)), DeadLetter.status == "open")
                 .values(status="discarded", replayed_at=time.time())
@@ -570,7 +597,7 @@ class Store:
         """Write a deployment row and the flow's state. With `dedupe`, nothing is written
         when the flow's last deployment already is this version with this action."""
         now = time.time()
-        with self.session() as session, session.begin():
+        with write_lock(self.engine), self.session() as session, session.begin():
             if dedupe:
                 last = session.scalars(
                     select(Deployment).where(Deployment.flow == flow)
