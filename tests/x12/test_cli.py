@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,16 @@ def test_ack_prints_the_functional_acknowledgment(kind: str, capsys: pytest.Capt
     assert f"{element}*3*355*1" in lines
     assert "AK9*P*2*2*1" in lines
     assert lines[-1] == "IEA*1*000000001"
+
+
+def test_overdue_lists_late_outbound_sets(tmp_path: Path, x12_db: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from flowyard.x12 import control
+
+    assert main(["x12", "overdue"]) == 0
+    control.record_outbound(partner="acme", receiver="ZZ:SENDER", interchange_control="000000007", group_control="7",
+                            set_control="0007", transaction="850", deadline=timedelta(seconds=-1),
+                            correlation_id="c1")
+    capsys.readouterr()
+    assert main(["x12", "overdue"]) == 1
+    out = capsys.readouterr().out
+    assert "acme\tZZ:SENDER\t850\tGS06 7\tST02 0007" in out

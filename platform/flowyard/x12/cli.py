@@ -3,7 +3,8 @@
 Both read the file the way `x12.parse` does. `parse` prints the transaction sets as JSON
 (invalid ones are listed on stderr with where and why; exit 1 when any is invalid).
 `ack` prints the functional acknowledgment; its control numbers start at 1 because
-printing must not spend the partner's persistent counters.
+printing must not spend the partner's persistent counters. `overdue` lists outbound
+sets still waiting for their acknowledgment past the partner's deadline.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def register(sub: Any) -> None:
     ack.add_argument("--guide", help="guide name for every set (default: by transaction set and version)")
     ack.add_argument("--ta1", action="store_true", help="include a TA1 interchange acknowledgment")
     ack.set_defaults(handler=handle_ack)
+    overdue = commands.add_parser("overdue", help="list outbound sets whose 997/999 did not come before the partner's deadline")
+    overdue.set_defaults(handler=handle_overdue)
 
 
 def _search(file: Path) -> list[Path]:
@@ -119,3 +122,15 @@ def handle_ack(args: argparse.Namespace) -> int:
     if not printed:
         print(f"{args.file}: nothing to acknowledge (only acknowledgment groups)", file=sys.stderr)
     return 0
+
+
+def handle_overdue(args: argparse.Namespace) -> int:
+    """Outbound sets past their acknowledgment deadline, oldest first (exit 1 when any)."""
+    from . import control
+
+    late = control.overdue()
+    for item in late:
+        print(f"{item.partner}\t{item.receiver}\t{item.transaction}\tGS06 {item.group_control}\tST02 {item.set_control}\t"
+              f"sent {item.sent_at:%Y-%m-%d %H:%M} UTC\tdue {item.deadline:%Y-%m-%d %H:%M} UTC")
+    print(f"{len(late)} outbound set(s) overdue", file=sys.stderr)
+    return 1 if late else 0
