@@ -42,10 +42,11 @@ class XmlXPathOptions(LimitOptions):
 def xpath_value(result: Any) -> Any:
     """An XPath 1.0 result as data: numbers, strings and booleans as they are (integral
     numbers as integers); a node-set as the list of its nodes' string values."""
-    if isinstance(result, bool):
+    kind = type(result)
+    if kind is str or kind is bool:  # plain strings: the XPaths are compiled without smart strings
         return result
-    if isinstance(result, float):
-        if math.isnan(result) or math.isinf(result):
+    if kind is float:
+        if result != result or result in (math.inf, -math.inf):  # NaN or infinite: no number
             return None
         return int(result) if result.is_integer() else result
     if isinstance(result, str):
@@ -124,13 +125,14 @@ class XmlXPath(Step):
 
     def evaluate(self, node: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, xpath in self.compiled.items():
-            try:
+        name = ""
+        try:
+            for name, xpath in self.compiled.items():
                 out[name] = xpath_value(xpath(node))
-            except etree.XPathEvalError as exc:
-                raise StepError(
-                    f"expression {name!r} failed: {exc}", where=InputLocation(getattr(node, "sourceline", None))
-                ) from exc
+        except etree.XPathEvalError as exc:
+            raise StepError(
+                f"expression {name!r} failed: {exc}", where=InputLocation(getattr(node, "sourceline", None))
+            ) from exc
         return out
 
     def process(self, message: Message) -> Any:
