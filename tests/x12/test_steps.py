@@ -222,3 +222,11 @@ def test_store_unreachable_fails_the_message_not_the_run(tmp_path: Path, monkeyp
     result = run(loaded, (EXAMPLES / "850-4010-two-sets.edi").read_bytes())
     assert not result.outputs
     assert "x12.parse could not finish" in str(result.failures[0].error)
+
+
+def test_acknowledge_as_the_partner_profile_says(tmp_path: Path, x12_db: Any) -> None:
+    loaded = flow(tmp_path, "  - x12.parse: {partner: acme, acknowledge: partner}", duplicates="allow")
+    result = run(loaded, (EXAMPLES / "850-4010-two-sets.edi").read_bytes())
+    acks = [m for m in result.outputs if m.headers.get(ROUTE_TO_TARGETS)]
+    assert [m.headers["x12.ack"] for m in acks] == ["997"]  # acme's profile: send "997"
+    assert "ST*997*" in acks[0].payload.decode()

@@ -16,7 +16,7 @@ interchange. `x12.parse` and `x12.generate` take `partner: NAME`.
       separators: {element: "*", component: ">", segment: "~", repetition: "^"}
     group: {us: ACMEBUYER, them: SUPPLIERX, version: "004010"}
     acknowledgments:
-      send: "997"                 # what x12.parse sends back (none, 997, 999)
+      send: "997"                 # what x12.parse {acknowledge: partner} sends back (none, 997, 999)
       expect: "997"               # outbound sets wait for it ...
       deadline: 24h               # ... this long, then they are flagged overdue
       ta1: errors                 # TA1 interchange acknowledgment: never, errors, always
@@ -81,7 +81,7 @@ class GroupProfile(Options):
 
 
 class AckProfile(Options):
-    send: Literal["none", "997", "999"] = Field("997", description="functional acknowledgment x12.parse sends back")
+    send: Literal["none", "997", "999"] = Field("997", description="functional acknowledgment x12.parse sends back with `acknowledge: partner`")
     expect: Literal["none", "997", "999"] = Field("none", description="acknowledgment we expect for what we send")
     deadline: Duration = Field(timedelta(hours=24), description="how long an outbound set may wait for its acknowledgment")
     ta1: Literal["never", "errors", "always"] = Field("errors", description="when to send a TA1 interchange acknowledgment")

@@ -69,7 +69,7 @@ def _guide(context: FlowContext, name: str | None, option: str = "guide") -> Gui
 class X12ParseOptions(Options):
     guide: str | None = Field(None, description="guide name for every set (default: chosen by transaction set and version, e.g. 856-4010)")
     validate_: bool = Field(True, alias="validate", description="validate each set against its guide with pyx12 (false: structure only, faster)")
-    acknowledge: Literal["997", "999"] | None = Field(None, description="emit a 997 or 999 functional acknowledgment, routed to the targets")
+    acknowledge: Literal["997", "999", "partner"] | None = Field(None, description="emit a 997 or 999 functional acknowledgment, routed to the targets (`partner`: the profile's acknowledgments.send)")
     partner: str | None = Field(None, description="partner profile (flows/partners/NAME.yaml): TA1, duplicates, acknowledgment defaults")
     duplicates: Literal["reject", "warn", "allow"] | None = Field(None, description="an interchange already received (same sender and ISA13): reject, warn or allow (default: the partner profile's, else allow)")
     ta1: Literal["never", "errors", "always"] | None = Field(None, description="send a TA1 interchange acknowledgment (default: the partner profile's, else never)")
@@ -103,7 +103,13 @@ class X12Parse(Step):
         profile = self.profile
         self.duplicates = options.duplicates or (profile.duplicates.action if profile else "allow")
         self.ta1 = options.ta1 or (profile.acknowledgments.ta1 if profile else "never")
-        self.ack_kind = options.acknowledge
+        if options.acknowledge == "partner":
+            if profile is None:
+                raise OptionError("acknowledge: partner needs `partner:` (the profile says which acknowledgment to send)", "acknowledge")
+            send = profile.acknowledgments.send
+            self.ack_kind: str | None = None if send == "none" else send
+        else:
+            self.ack_kind = options.acknowledge
 
     def resolve(self, transaction: str, version: str) -> Guide | None:
         if self.guide is not None:
