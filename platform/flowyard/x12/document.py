@@ -71,7 +71,12 @@ class InterchangeInfo:
     def receiver(self) -> str:
         return f"{self.isa.get(7).strip()}:{self.isa.get(8).strip()}"
 
+    _data: dict[str, Any] | None = None
+
     def as_data(self) -> dict[str, Any]:
+        """The `interchange` object of every set's data (built once, copied per set)."""
+        if self._data is not None:
+            return {**self._data, "separators": dict(self._data["separators"])}
         data: dict[str, Any] = {f"ISA{i:02d}": v.strip() for i, v in enumerate(self.isa.elements, start=1)}
         data.update(
             sender=self.sender,
@@ -81,7 +86,8 @@ class InterchangeInfo:
             usage=self.isa.get(15).strip(),
             separators=self.isa.separators.as_dict(),
         )
-        return data
+        self._data = data
+        return {**data, "separators": dict(data["separators"])}
 
 
 @dataclass
@@ -100,10 +106,14 @@ class GroupInfo:
     def functional_id(self) -> str:
         return self.gs.get(1).strip()
 
+    _data: dict[str, Any] | None = None
+
     def as_data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {f"GS{i:02d}": v for i, v in enumerate(self.gs.elements, start=1)}
-        data.update(functional_id=self.functional_id, control_number=self.control_number, version=self.version)
-        return data
+        if self._data is None:
+            data: dict[str, Any] = {f"GS{i:02d}": v for i, v in enumerate(self.gs.elements, start=1)}
+            data.update(functional_id=self.functional_id, control_number=self.control_number, version=self.version)
+            self._data = data
+        return dict(self._data)
 
 
 @dataclass

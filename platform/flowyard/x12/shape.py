@@ -114,11 +114,25 @@ class ShapeBuilder:
         _put(stack[-1][1], seg_id, segment_object(seg, None), True)
 
     def _open(self, loop: LoopDef, parent: dict[str, Any], seg: Segment) -> None:
-        instance: dict[str, Any] = {}
+        first = loop.children[0]
+        if isinstance(first, SegmentDef) and first.max_use == 1:  # the usual loop: open it with its trigger
+            instance = {seg.id: segment_object(seg, first)}
+            if loop.max_use != 1:
+                existing = parent.get(loop.name)
+                if existing is None:
+                    parent[loop.name] = [instance]
+                elif isinstance(existing, list):
+                    existing.append(instance)
+                else:
+                    parent[loop.name] = [existing, instance]
+            else:
+                _put(parent, loop.name, instance, False)
+            self.stack.append([loop, instance, 0])
+            return
+        instance = {}
         _put(parent, loop.name, instance, loop.max_use != 1)
         frame: list[Any] = [loop, instance, -1]
         self.stack.append(frame)
-        first = loop.children[0]
         while isinstance(first, LoopDef):  # a loop whose first child is a loop
             frame[2] = 0
             inner: dict[str, Any] = {}
