@@ -286,3 +286,12 @@ def test_xslt_text_output_takes_its_content_type_from_xsl_output(run_steps) -> N
     out = result.outputs[0]
     assert out.content_type == "text/plain"
     assert out.payload == "PO;PO-7;Größe".encode()
+
+
+def test_xpath_each_in_batches(run_steps) -> None:  # type: ignore[no-untyped-def]
+    doc = ("<orders>" + "".join(f"<order id='{i}'/>" for i in range(1, 8)) + "</orders>").encode()
+    steps = """  - xml.xpath: {each: /orders/order, batch: 3, expressions: {id: string(@id)}}
+  - jmespath: "[?id != '5']" """
+    result = run_steps(steps, doc)
+    assert [[r["id"] for r in m.payload] for m in result.outputs] == [["1", "2", "3"], ["4", "6"], ["7"]]
+    assert [m.headers["batch_index"] for m in result.outputs] == [0, 1, 2]

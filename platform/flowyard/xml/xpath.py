@@ -32,6 +32,11 @@ class XmlXPathOptions(LimitOptions):
         "(`/a/b/record` or `//record`); expressions are then relative to each record",
     )
     split: bool = Field(True, description="with `each`: one message per record (false: one message with the list)")
+    batch: int | None = Field(
+        None,
+        ge=1,
+        description="with `each`: one message per this many records, each a list (fewer, larger messages)",
+    )
 
     @field_validator("namespaces")
     @classmethod
@@ -149,16 +154,29 @@ class XmlXPath(Step):
             return message
         # Read up to the first record here, so a refused or broken document fails as a
         # whole (the message itself becomes the dead letter), not midway through a split.
+        if self.options.batch:
+            records = self._batches(records, self.options.batch)
         first = next(records, None)
         if first is None:
             return []
-        return self._children(message, first, records)
+        return self._children(message, first, records, "batch_index" if self.options.batch else "record_index")
 
     @staticmethod
-    def _children(message: Message, first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[Message]:
-        yield message.child(first, DATA_TYPE, record_index=0)
+    def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[Any]:
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    @staticmethod
+    def _children(message: Message, first: Any, rest: Iterator[Any], header: str) -> Iterator[Message]:
+        yield message.child(first, DATA_TYPE, **{header: 0})
         for index, record in enumerate(rest, 1):
-            yield message.child(record, DATA_TYPE, record_index=index)
+            yield message.child(record, DATA_TYPE, **{header: index})
 
     def records(self, source: Any, raw: Any = None) -> Iterator[dict[str, Any]]:
         """The records of a streamed document (also used directly on an open file)."""
