@@ -109,7 +109,10 @@ class Runtime:
             log.info("recovered %d messages and deliveries left by stopped processes %s",
                      n, ", ".join(dead))
         self.writer.start()
-        await self.reconcile()
+        try:
+            await self.reconcile()
+        except Exception as exc:  # the loop tries again in a moment
+            log.warning("could not look at the deployed flows: %s", brief(exc))
         loops = [self.reconcile_loop(), self.heartbeat_loop(), self.retry_loop(),
                  self.maintenance_loop()]
         loops += [self.process_loop(i) for i in range(self.config.processors)]
@@ -163,7 +166,7 @@ class Runtime:
             try:
                 await self.reconcile()
             except Exception as exc:
-                log.warning("could not look at the deployed flows: %s", exc)
+                log.warning("could not look at the deployed flows: %s", brief(exc))
 
     async def reconcile(self) -> None:
         """Bring the running flows in line with the flows directory and the store's
@@ -258,7 +261,7 @@ class Runtime:
             try:
                 owned = await asyncio.to_thread(self.locks.try_acquire, name)
             except Exception as exc:
-                log.warning("could not take the source lock of %s: %s", name, exc)
+                log.warning("could not take the source lock of %s: %s", name, brief(exc))
                 continue
             if owned:
                 self.start_source(loaded)
@@ -299,7 +302,7 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                text = redactor.redact(str(exc))
+                text = redactor.redact(brief(exc))
                 source.health.failed(text)
                 log.warning("source of %s failed, restarting in %.0fs: %s", loaded.name, delay,
                             text, extra={"flow": loaded.name})
@@ -355,7 +358,7 @@ class Runtime:
                     self.config.batch, self.config.lease_ttl,
                 )
             except Exception as exc:
-                log.warning("cannot claim messages (store unreachable?): %s", exc)
+                log.warning("cannot claim messages (store unreachable?): %s", brief(exc))
                 await asyncio.sleep(1.0)
                 continue
             if not claimed:
@@ -390,7 +393,7 @@ class Runtime:
             except Exception as exc:  # store down: keep trying while our lease may hold
                 if self.closing:
                     return
-                log.warning("cannot commit results (will retry): %s", exc)
+                log.warning("cannot commit results (will retry): %s", brief(exc))
                 await asyncio.sleep(1.0)
         for o in outcomes:
             labels = o.message.headers.get("labels") or {
@@ -630,7 +633,7 @@ class Runtime:
                     self.config.batch, self.config.lease_ttl,
                 )
             except Exception as exc:
-                log.warning("cannot claim deliveries (store unreachable?): %s", exc)
+                log.warning("cannot claim deliveries (store unreachable?): %s", brief(exc))
                 await asyncio.sleep(1.0)
                 continue
             if not claimed:
@@ -645,7 +648,7 @@ class Runtime:
                 except Exception as exc:
                     if self.closing:
                         return
-                    log.warning("cannot commit delivery results (will retry): %s", exc)
+                    log.warning("cannot commit delivery results (will retry): %s", brief(exc))
                     await asyncio.sleep(1.0)
 
     async def retry_one(self, d: queue.ClaimedDelivery) -> queue.DeliveryOutcome:
@@ -687,7 +690,7 @@ class Runtime:
                 await asyncio.to_thread(queue.renew_leases, self.engine, self.worker,
                                         self.config.lease_ttl)
             except Exception as exc:
-                log.warning("heartbeat failed (leases may lapse): %s", exc)
+                log.warning("heartbeat failed (leases may lapse): %s", brief(exc))
 
     async def maintenance_loop(self) -> None:
         while not self.closing:
@@ -695,8 +698,16 @@ class Runtime:
                 cut = time.time() - self.config.trace_retention_days * 86400
                 await asyncio.to_thread(queue.purge_traces, self.engine, cut)
             except Exception as exc:
-                log.warning("trace retention failed: %s", exc)
+                log.warning("trace retention failed: %s", brief(exc))
             await self.nap(600)
+
+
+def brief(exc: BaseException) -> str:
+    """An error in one line, without the SQL statement and its parameters (which would
+    put payloads into the log)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return redactor.redact(f"{type(orig or exc).__name__}: {text[0] if text else ''}")
 
 
 def final_state(o: queue.ProcessOutcome) -> str:

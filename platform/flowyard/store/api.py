@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import text as text_sql
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import get_engine
@@ -596,8 +598,25 @@ class Store:
     ) -> DeploymentInfo | None:
         """Write a deployment row and the flow's state. With `dedupe`, nothing is written
         when the flow's last deployment already is this version with this action."""
+        for tries in range(3):
+            try:
+                return self._record_deployment(
+                    flow=flow, version=version, path=path, text=text, who=who, note=note,
+                    action=action, kind=kind, labels=labels, enabled=enabled, dedupe=dedupe)
+            except IntegrityError:  # another worker recorded the same flow at the same time
+                if tries == 2:
+                    raise
+        return None
+
+    def _record_deployment(
+        self, *, flow: str, version: str, path: str, text: str, who: str, note: str,
+        action: str, kind: str, labels: dict[str, Any] | None, enabled: bool, dedupe: bool,
+    ) -> DeploymentInfo | None:
         now = time.time()
         with write_lock(self.engine), self.session() as session, session.begin():
+            if self.dialect == "postgresql":  # one recorder per flow at a time
+                session.execute(text_sql("SELECT pg_advisory_xact_lock(hashtext(:f))"),
+                                {"f": f"flowyard-deploy:{flow}"})
             if dedupe:
                 last = session.scalars(
                     select(Deployment).where(Deployment.flow == flow)
