@@ -48,8 +48,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from jinja2 import TemplateError, TemplateSyntaxError, meta
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError
+from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import SchemaError, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import (
     DoubleQuotedScalarString,
@@ -95,6 +95,20 @@ def _uri(value: object) -> bool:
 FORMATS = FormatChecker()
 FORMATS.checks("uri")(_uri)
 FORMATS.checks("url")(_uri)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """`pattern` as analysts read it: in Python `$` also matches before a final newline,
+    so "MX01\\n" would pass `^[A-Z]{2}[0-9]{2}$`; here it does not."""
+    if not isinstance(instance, str):
+        return
+    found = re.search(pattern, instance)
+    anchored = pattern.endswith("$") and not pattern.endswith("\\$")
+    if found is None or (anchored and found.end() != len(instance)):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 # -- the models ------------------------------------------------------------------
@@ -426,10 +440,29 @@ def find_template(name: str, version: str | None, start: Path) -> Template:
 # -- values ------------------------------------------------------------------------
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _control_characters(value: Any, path: list[Any]) -> Iterator[tuple[list[Any], str, bool]]:
+    """Values are one-line settings: a control character (a newline, a tab, a NUL) would
+    end up inside the rendered YAML, JMESPath or X12."""
+    if isinstance(value, str):
+        found = _CONTROL.search(value)
+        if found:
+            where = ".".join(map(str, path))
+            yield path, f"parameter {where!r}: {value!r} contains the control character {found.group()!r}; values are one line of text", False
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _control_characters(item, [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _control_characters(item, [*path, index])
+
+
 def check_values(template: Template, values: dict[str, Any]) -> list[tuple[list[Any], str, bool]]:
     """Every way the values break the parameters: (path, message, points at a key)."""
-    validator = Draft202012Validator(template.schema, format_checker=FORMATS)
-    problems: list[tuple[list[Any], str, bool]] = []
+    validator = Validator(template.schema, format_checker=FORMATS)
+    problems: list[tuple[list[Any], str, bool]] = list(_control_characters(values, []))
     names = list(template.properties)
     for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
         path = list(error.absolute_path)
