@@ -55,7 +55,7 @@ def test_heartbeat_keeps_a_lease_alive(sqlite_store: Store) -> None:
     [a] = queue.claim_messages(sqlite_store.engine, "host:1:a", ["orders"], 10, 0.3)
     for _ in range(4):
         time.sleep(0.15)
-        assert queue.renew_leases(sqlite_store.engine, "host:1:a", 0.3) == 1
+        assert queue.renew_leases(sqlite_store.engine, "host:1:a", 0.3, [a.id]) == 1
     assert queue.commit_processing(sqlite_store.engine, "host:1:a",
                                    [queue.ProcessOutcome(message=a, state="done")]) == []
 

@@ -304,22 +304,30 @@ def close_message(connection: Connection, message_id: str, now: float) -> None:
 # -- leases -----------------------------------------------------------------------
 
 
-def renew_leases(engine: Engine, worker: str, ttl: float) -> int:
-    """Push this worker's leases forward; also records the worker's heartbeat."""
+def renew_leases(engine: Engine, worker: str, ttl: float, message_ids: Sequence[str] = (),
+                 delivery_ids: Sequence[int] = ()) -> int:
+    """Push forward the leases of the work this worker is doing right now (only that:
+    a claim whose answer was lost with a dropped connection must lapse, not be kept
+    alive forever); also records the worker's heartbeat."""
     now = time.time()
+    a = b = 0
     with write_transaction(engine) as connection:
-        a = connection.execute(
-            update(StoredMessage)
-            .where(StoredMessage.lease_owner == worker, StoredMessage.state == "processing")
-            .values(lease_until=now + ttl)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        b = connection.execute(
-            update(Delivery)
-            .where(Delivery.lease_owner == worker, Delivery.state == "sending")
-            .values(lease_until=now + ttl)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        if message_ids:
+            a = connection.execute(
+                update(StoredMessage)
+                .where(StoredMessage.lease_owner == worker, StoredMessage.state == "processing",
+                       StoredMessage.id.in_(list(message_ids)))
+                .values(lease_until=now + ttl)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if delivery_ids:
+            b = connection.execute(
+                update(Delivery)
+                .where(Delivery.lease_owner == worker, Delivery.state == "sending",
+                       Delivery.id.in_(list(delivery_ids)))
+                .values(lease_until=now + ttl)
+                .execution_options(synchronize_session=False)
+            ).rowcount
         connection.execute(
             update(Worker).where(Worker.id == worker).values(heartbeat_at=now)
             .execution_options(synchronize_session=False)

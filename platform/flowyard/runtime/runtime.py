@@ -96,6 +96,8 @@ class Runtime:
         self.stopping = asyncio.Event()
         self.inflight_accepts = 0
         self.backlog: dict[str, int] = {}
+        self.working_messages: set[str] = set()  # claimed and being processed here
+        self.working_deliveries: set[int] = set()
         self.backlog_at = 0.0
         self.services: dict[str, Any] = {"runtime": self}
         self.started_at = time.time()
@@ -366,7 +368,12 @@ class Runtime:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.config.idle_poll)
                 continue
-            await self.process_batch(claimed)
+            ids = {c.id for c in claimed}
+            self.working_messages |= ids
+            try:
+                await self.process_batch(claimed)
+            finally:
+                self.working_messages -= ids
 
     async def process_batch(self, claimed: list[queue.ClaimedMessage]) -> None:
         outcomes = []
@@ -639,17 +646,23 @@ class Runtime:
             if not claimed:
                 await self.nap(self.config.idle_poll)
                 continue
-            outcomes = await asyncio.gather(*(self.retry_one(d) for d in claimed))
-            while True:
-                try:
-                    await asyncio.to_thread(queue.commit_deliveries, self.engine, self.worker,
-                                            outcomes)
-                    break
-                except Exception as exc:
-                    if self.closing:
-                        return
-                    log.warning("cannot commit delivery results (will retry): %s", brief(exc))
-                    await asyncio.sleep(1.0)
+            ids = {d.id for d in claimed}
+            self.working_deliveries |= ids
+            try:
+                outcomes = await asyncio.gather(*(self.retry_one(d) for d in claimed))
+                while True:
+                    try:
+                        await asyncio.to_thread(queue.commit_deliveries, self.engine,
+                                                self.worker, outcomes)
+                        break
+                    except Exception as exc:
+                        if self.closing:
+                            return
+                        log.warning("cannot commit delivery results (will retry): %s",
+                                    brief(exc))
+                        await asyncio.sleep(1.0)
+            finally:
+                self.working_deliveries -= ids
 
     async def retry_one(self, d: queue.ClaimedDelivery) -> queue.DeliveryOutcome:
         loaded = self.loaded(d.flow, d.flow_version)
@@ -688,7 +701,8 @@ class Runtime:
                 return
             try:
                 await asyncio.to_thread(queue.renew_leases, self.engine, self.worker,
-                                        self.config.lease_ttl)
+                                        self.config.lease_ttl, list(self.working_messages),
+                                        list(self.working_deliveries))
             except Exception as exc:
                 log.warning("heartbeat failed (leases may lapse): %s", brief(exc))
 

@@ -140,9 +140,20 @@ class AcceptWriter:
             try:
                 await asyncio.to_thread(self.store.accept_many, [m for m, _ in batch])
             except Exception as exc:
-                for _, future in batch:
+                # the connection may have died after the commit went through: ask which
+                # of these messages are in fact stored, so the source acks those and
+                # does not hand them in a second time
+                try:
+                    stored = await asyncio.to_thread(self.store.existing_ids,
+                                                     [m.id for m, _ in batch])
+                except Exception:
+                    stored = set()
+                for message, future in batch:
                     if not future.done():
-                        future.set_exception(exc)
+                        if message.id in stored:
+                            future.set_result(None)
+                        else:
+                            future.set_exception(exc)
                 continue
             for _, future in batch:
                 if not future.done():

@@ -392,6 +392,12 @@ class Store:
                 )
         return [m.id for m in messages]
 
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of these message ids are stored."""
+        with self.engine.connect() as connection:
+            return set(connection.execute(
+                select(StoredMessage.id).where(StoredMessage.id.in_(list(ids)))).scalars())
+
     def list_messages(
         self,
         *,
