@@ -84,6 +84,10 @@ async def test_store_refusing_writes_keeps_files_upstream_until_it_recovers(
         # nothing could be stored, so nothing was acknowledged: all files still upstream
         assert len(list((flows / "inbox").glob("*.json"))) == 25
         admin(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        # drop every session that may still carry the read-only default, including one
+        # that was still connecting during the first sweep
+        await asyncio.to_thread(terminate, database)
+        await asyncio.sleep(0.5)
         await asyncio.to_thread(terminate, database)
         await until(lambda: pg_store.count_messages(state="done") == 25, timeout=150,
                     what="all 25 done after the store recovered")

@@ -95,6 +95,8 @@ class Runtime:
         self.stopped = asyncio.Event()
         self.stopping = asyncio.Event()
         self.inflight_accepts = 0
+        self.accepting: dict[str, int] = {}  # accepts in flight, by flow
+        self.stopping_sources: set[str] = set()
         self.backlog: dict[str, int] = {}
         self.working_messages: set[str] = set()  # claimed and being processed here
         self.working_deliveries: set[int] = set()
@@ -280,10 +282,20 @@ class Runtime:
         self.sources[loaded.name] = (source, task)
 
     async def stop_source(self, name: str) -> None:
+        """Stop a source without cutting it off between a stored message and its
+        acknowledgment (which would hand the same message in again): new accepts are
+        refused, accepts in flight finish, the source gets a moment to acknowledge,
+        then it is cancelled."""
         entry = self.sources.pop(name, None)
         if entry is None:
             return
         source, task = entry
+        self.stopping_sources.add(name)
+        deadline = time.monotonic() + 10
+        while self.accepting.get(name) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # let the source run its acknowledgment
+        self.stopping_sources.discard(name)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         try:
@@ -322,18 +334,20 @@ class Runtime:
     async def accept(self, name: str, message: Message) -> None:
         """Store a message for flow `name`; returns once it is committed."""
         loaded = self.current.get(name)
-        if loaded is None or self.closing:
+        if loaded is None or self.closing or name in self.stopping_sources:
             raise FlowyardError(f"flow {name!r} is not running here")
         await self.wait_for_room(name)
         message.flow = name
         message.flow_version = loaded.version
         message.headers.setdefault("labels", loaded.labels)
         self.inflight_accepts += 1
+        self.accepting[name] = self.accepting.get(name, 0) + 1
         try:
             with span("accept", flow=name, message_id=message.id):
                 await self.writer.submit(message)
         finally:
             self.inflight_accepts -= 1
+            self.accepting[name] -= 1
         self.backlog[name] = self.backlog.get(name, 0) + 1
         self.metrics.accepted.labels(name).inc()
         self.wake.set()
