@@ -74,9 +74,8 @@ def main() -> None:
                 assert result.outputs
 
         compiled = jmespath.compile(EXPRESSION)
-        settings = {"autoescape": True, "trim_blocks": True, "lstrip_blocks": True, "keep_trailing_newline": True}
-        sandboxed = ImmutableSandboxedEnvironment(**settings).from_string(TEMPLATE)
-        plain = jinja2.Environment(**settings).from_string(TEMPLATE)
+        sandboxed = ImmutableSandboxedEnvironment(autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True).from_string(TEMPLATE)
+        plain = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True).from_string(TEMPLATE)
 
         def bare(template: jinja2.Template) -> None:
             for _ in range(n):

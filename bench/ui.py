@@ -42,7 +42,7 @@ source:
   file: {path: inbox/bench, pattern: "*.json"}
 steps:
 """
-    body = []
+    body: list[str] = []
     n = 0
     while len((head + "".join(body)).splitlines()) < lines - 6:
         n += 1

@@ -124,18 +124,20 @@ def child_flowyard(path: str, validate: bool) -> dict[str, Any]:
     # compile the guide before timing (it is compiled once per process in production)
     from flowyard.x12.guides import default_guide
 
-    default_guide("850", "004010").pyx12_map()
+    guide = default_guide("850", "004010")
+    assert guide is not None
+    guide.pyx12_map()
 
     class Counted(list):  # type: ignore[type-arg]
         """Outputs are counted and dropped, as the runtime hands each to its targets."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.count = 0
+            self.seen = 0
             self.sample: Any = None
 
         def append(self, item: Any) -> None:
-            self.count += 1
+            self.seen += 1
             if self.sample is None:
                 self.sample = item.payload_text(200)
 
@@ -150,7 +152,7 @@ def child_flowyard(path: str, validate: bool) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     shutil.rmtree(folder, ignore_errors=True)
     failures = [str(f.error) for f in result.failures[:3]]
-    return {"seconds": seconds, "messages": outputs.count, "failures": len(result.failures), "first_failures": failures,
+    return {"seconds": seconds, "messages": outputs.seen, "failures": len(result.failures), "first_failures": failures,
             "peak_mb": peak_mb(), "sample": outputs.sample}
 
 
