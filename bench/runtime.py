@@ -4,7 +4,8 @@ workers, and Node-RED 4 doing the same work. Prints figures; never passes or fai
     .venv/bin/python bench/runtime.py [--messages 3000] [--concurrency 32] [--skip-node-red]
 
 The flow: HTTP webhook -> json.parse -> jmespath -> jinja -> file target (one file per
-message). One load generator (asyncio + httpx, `--concurrency` requests in flight)
+message). One load generator (a minimal asyncio HTTP/1.1 client, `--concurrency` keep-alive
+connections)
 POSTs `--messages` JSON orders; a run's time is from the first request until every
 output file exists.
 
@@ -87,26 +88,43 @@ def count_files(folder: Path) -> int:
 
 
 async def load(url: str, messages: int, concurrency: int) -> list[int]:
-    """POST every message, `concurrency` at a time; returns the status codes."""
+    """POST every message over `concurrency` keep-alive connections; returns the status
+    codes. A minimal HTTP/1.1 client on asyncio streams: a general-purpose client costs
+    more CPU per request than the servers being measured on this small machine."""
+    parsed = httpx.URL(url)
+    host, port, path = parsed.host, parsed.port or 80, parsed.raw_path.decode()
     statuses: list[int] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(messages):
         queue.put_nowait(n)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        async def one() -> None:
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
             while not queue.empty():
                 n = queue.get_nowait()
-                for _ in range(20):
-                    try:
-                        r = await client.post(url, content=payload(n),
-                                              headers={"content-type": "application/json"})
-                    except httpx.HTTPError:
-                        await asyncio.sleep(0.05)
-                        continue
-                    statuses.append(r.status_code)
-                    break
-        await asyncio.gather(*(one() for _ in range(concurrency)))
+                body = payload(n)
+                writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                             f"Content-Type: application/json\r\nContent-Length: {len(body)}"
+                             "\r\n\r\n".encode() + body)
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                statuses.append(int(lines[0].split()[1]))
+                headers = {k.lower(): v.strip() for k, _, v in
+                           (line.partition(":") for line in lines[1:] if line)}
+                if "content-length" in headers:
+                    await reader.readexactly(int(headers["content-length"]))
+                elif headers.get("transfer-encoding") == "chunked":
+                    while True:
+                        size = int((await reader.readline()).strip(), 16)
+                        await reader.readexactly(size + 2)
+                        if size == 0:
+                            break
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(concurrency)))
     return statuses
 
 
