@@ -242,12 +242,16 @@ def no_store(messages: int) -> float:
 
 
 def drain(url: str, messages: int, workers: int) -> float:
-    """Store `messages` first, then time `workers` processes draining them."""
+    """Start `workers` processes, wait until they run, store `messages` at once, and time
+    until every output file exists (process start-up is not counted)."""
+    from sqlalchemy import func, select, text
+
     from flowyard.db import make_engine
     from flowyard.loader import load_flow
     from flowyard.message import Message
     from flowyard.store.api import Store
     from flowyard.store.migrations import upgrade
+    from flowyard.store.models import Worker
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -256,22 +260,27 @@ def drain(url: str, messages: int, workers: int) -> float:
         upgrade(engine)
         store = Store(engine)
         with engine.begin() as c:
-            from sqlalchemy import text
-
             for table in ("fy_step_traces", "fy_attempts", "fy_dead_letters", "fy_deliveries",
-                          "fy_messages"):
+                          "fy_messages", "fy_workers"):
                 c.execute(text(f"DELETE FROM {table}"))
         version = load_flow(work / "flows" / "bench-orders.yaml").version
-        for start in range(0, messages, 1000):
-            store.accept_many([Message(payload=payload(n), content_type="application/json",
-                                       flow="bench-orders", flow_version=version)
-                               for n in range(start, min(messages, start + 1000))])
+        batch = [Message(payload=payload(n), content_type="application/json",
+                         flow="bench-orders", flow_version=version) for n in range(messages)]
         env = {**os.environ, "FLOWYARD_DATA_DIR": str(work / "data"),
                "FLOWYARD_DATABASE_URL": url}
-        began = time.perf_counter()
         procs = [start_worker(work, env, None, f"d{i}", "--no-sources")
                  for i in range(workers)]
+
+        def running() -> bool:
+            with engine.connect() as c:
+                return int(c.execute(select(func.count()).select_from(Worker)).scalar() or 0) \
+                    >= workers
+
         try:
+            wait_until(running, 120, "workers started")
+            time.sleep(1.0)
+            began = time.perf_counter()
+            store.accept_many(batch)
             wait_until(lambda: count_files(out) >= messages, 600, "drained")
             total = time.perf_counter() - began
         finally:
@@ -404,8 +413,8 @@ def main() -> None:
             url = f"postgresql://postgres@127.0.0.1:5432/{name}"
             try:
                 flowyard_http(n, c, url, "Flowyard durable, PostgreSQL, 1 worker")
-                one = drain(url, n, 1)
-                two = drain(url, n, 2)
+                one = drain(url, 2 * n, 1)
+                two = drain(url, 2 * n, 2)
             finally:
                 drop_database(name)
     red = None
