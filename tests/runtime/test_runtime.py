@@ -199,3 +199,43 @@ async def test_graceful_stop_hands_back_claimed_work(tmp_path: Path, sqlite_stor
     assert sqlite_store.count_messages(state="received") == 5
     assert sqlite_store.count_messages(state="processing") == 0
     shutil.rmtree(flows / "inbox")
+
+
+async def test_split_fans_out_each_part_to_each_target_whose_condition_holds(
+        tmp_path: Path, sqlite_store: Store) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "inbox").mkdir()
+    (flows / "lines.yaml").write_text("""\
+apiVersion: flowyard/v1
+kind: Flow
+metadata: {name: lines}
+source:
+  file: {path: inbox, pattern: "*.json", poll: 50ms, settle: 0s}
+steps:
+  - json.parse: {}
+  - split: lines
+targets:
+  - file: {path: all}
+  - name: big-only
+    file: {path: big}
+    when: "qty > `5`"
+""")
+    (flows / "inbox" / "o.json").write_text(
+        '{"lines": [{"n": 1, "qty": 2}, {"n": 2, "qty": 9}, {"n": 3, "qty": 7}]}')
+    runtime = Runtime(sqlite_store, config(flows))
+    await runtime.start()
+    try:
+        await until(lambda: sqlite_store.count_messages(state="done") == 1, what="done")
+    finally:
+        await runtime.stop()
+    [message] = sqlite_store.list_messages()
+    detail = sqlite_store.message(message.id)
+    assert detail is not None and detail.summary.outputs == 3
+    keys = sorted(d.idempotency_key for d in detail.deliveries)
+    assert keys == sorted([f"{message.id}.0.file-1", f"{message.id}.1.file-1",
+                           f"{message.id}.2.file-1", f"{message.id}.1.big-only",
+                           f"{message.id}.2.big-only"])
+    assert len(list((flows / "all").iterdir())) == 3
+    big = sorted(json.loads(p.read_text())["n"] for p in (flows / "big").iterdir())
+    assert big == [2, 3]
