@@ -95,7 +95,7 @@ def ensure_schema(engine: Engine) -> None:
 def _import_models() -> None:
     from importlib import import_module
 
-    for module in ("flowyard.store.models", "flowyard.x12.control", "flowyard_ui.models"):
+    for module in ("flowyard.store.models", "flowyard.x12.control", "flowyard_ui.models", "flowyard_connectors.state"):
         try:
             import_module(module)
         except ImportError:

@@ -99,3 +99,4 @@ async def test_metrics_by_flow_plant_partner_and_state(tmp_path: Path,
     assert "flowyard_dead_letter_oldest_age_seconds" in text
     assert 'flowyard_step_seconds_count{flow="orders",step="pick"} 1.0' in text
     assert 'flowyard_delivery_seconds_count{flow="orders",target="file-1"} 1.0' in text
+    assert "# TYPE flowyard_x12_overdue_acknowledgments gauge" in text  # outbound X12 awaiting 997/999

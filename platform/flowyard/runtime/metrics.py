@@ -90,6 +90,9 @@ class Metrics:
                                "results dropped because the lease had expired", registry=r)
         if engine is not None:
             r.register(StoreCollector(engine))
+            from ..x12.control import OverdueCollector
+
+            r.register(OverdueCollector(engine))
 
     def message_finished(self, flow: str, labels: dict[str, Any], state: str) -> None:
         self.messages.labels(flow, str(labels.get("plant", "")), str(labels.get("partner", "")),

@@ -28,7 +28,7 @@ log = logging.getLogger("flowyard.store")
 
 HERE = Path(__file__).resolve().parent
 VERSION_TABLE = "fy_alembic_version"
-MODEL_MODULES = ("flowyard.store.models", "flowyard.x12.control", "flowyard_ui.models")
+MODEL_MODULES = ("flowyard.store.models", "flowyard.x12.control", "flowyard_ui.models", "flowyard_connectors.state")
 LOCK_ID = 0x466C7779  # "Flwy"
 
 
