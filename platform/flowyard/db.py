@@ -9,7 +9,10 @@ PostgreSQL is used when FLOWYARD_DATABASE_URL says so. Modules define their tabl
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,30 @@ def database_url() -> str:
     directory = data_dir()
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{directory / 'flowyard.db'}"
+
+
+@contextmanager
+def scratch_store() -> Iterator[str]:
+    """Point the process at a throw-away SQLite store for the duration.
+
+    `flowyard test` and `flowyard run --dry-run` use it, so trying a flow never spends
+    the real X12 control numbers nor records interchanges as already received.
+    """
+    previous = os.environ.get("FLOWYARD_DATABASE_URL")
+    with tempfile.TemporaryDirectory(prefix="flowyard-scratch-") as folder:
+        url = f"sqlite:///{Path(folder) / 'scratch.db'}"
+        os.environ["FLOWYARD_DATABASE_URL"] = url
+        try:
+            yield url
+        finally:
+            with _lock:
+                engine = _engines.pop(url, None)
+            if engine is not None:
+                engine.dispose()
+            if previous is None:
+                os.environ.pop("FLOWYARD_DATABASE_URL", None)
+            else:
+                os.environ["FLOWYARD_DATABASE_URL"] = previous
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -144,3 +144,16 @@ def test_the_schema_accepts_the_shipped_flows_and_rejects_a_typo() -> None:
         assert not errors, (path, [e.message for e in errors[:3]])
     document["steps"].append({"jmespth": "a"})
     assert list(validator.iter_errors(document))
+
+
+def test_trying_flows_leaves_the_store_alone(tmp_path: Path) -> None:
+    """`flowyard test` and `run --dry-run` use a scratch store: no interchange is recorded as
+    received and no control number is spent in the real one."""
+    asn = str(ROOT / "flows" / "mx01-supplierx-asn.yaml")
+    for _ in range(2):
+        result = flowyard("test", asn, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "already received" not in result.stderr
+    result = flowyard("run", asn, "--input", str(ROOT / "examples/x12/856-supplierx-2cartons.edi"), "--dry-run", "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / ".flowyard").exists()

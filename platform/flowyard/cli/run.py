@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..db import scratch_store
 from ..errors import DefinitionError
 from ..flow import StepSpec
 from ..loader import load_flow
@@ -58,7 +60,8 @@ def handle(args: argparse.Namespace) -> int:
     except DefinitionError as exc:
         print(exc, file=sys.stderr)
         return 2
-    report = run_flow(flow, args.input, deliver=not args.dry_run, tracer=trace if args.trace else None)
+    with scratch_store() if args.dry_run else contextlib.nullcontext():
+        report = run_flow(flow, args.input, deliver=not args.dry_run, tracer=trace if args.trace else None)
     result = report.result
     for failure in result.failures:
         print(redactor.redact(f"FAILED {args.input}: {failure.error}"), file=sys.stderr)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..db import scratch_store
 from ..definitions import definition_files, is_table
 from ..errors import DefinitionError
 from ..loader import load_flow
@@ -36,8 +37,13 @@ def flow_files(paths: list[Path]) -> list[Path]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    with scratch_store():
+        return run_all(args.paths)
+
+
+def run_all(paths: list[Path]) -> int:
     passed = failed = broken = 0
-    for path in flow_files(args.paths):
+    for path in flow_files(paths):
         try:
             flow = load_flow(path)
         except DefinitionError as exc:
