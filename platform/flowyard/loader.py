@@ -459,7 +459,7 @@ def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None
     if flow is None:
         if not loader.issues.errors:
             loader.error("the flow could not be loaded")
-        raise DefinitionError(sorted(loader.issues.issues, key=lambda i: (i.position.line or 0, i.position.column or 0)))
+        raise DefinitionError(in_file_order(loader.issues.issues))
     return flow
 
 
@@ -467,4 +467,8 @@ def check_flow(path: Path | str, text: str | None = None) -> list[Any]:
     """Every issue in a flow file (empty when valid)."""
     loader = FlowLoader(Path(path), text)
     loader.load()
-    return sorted(loader.issues.issues, key=lambda i: (i.position.line or 0, i.position.column or 0))
+    return in_file_order(loader.issues.issues)
+
+
+def in_file_order(issues: list[Issue]) -> list[Issue]:
+    return sorted(issues, key=lambda i: (i.position.line or 0, i.position.column or 0))

@@ -53,6 +53,7 @@ class FlowContext:
     flow_name: str = ""
     secrets: Secrets = field(default_factory=Secrets)
     services: dict[str, Any] = field(default_factory=dict)
+    _table_paths: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -74,13 +75,15 @@ class FlowContext:
 
     def table(self, name: str) -> Table:
         """A code table from `tables/NAME.csv|yaml` beside the flow or above it."""
-        path = self.find_shared("tables", name, TABLE_SUFFIXES)
+        # Found once per flow: lookups run per message and must not walk the folders.
+        path = self._table_paths.get(name) or self.find_shared("tables", name, TABLE_SUFFIXES)
         if path is None:
             raise OptionError(
                 f"no code table named {name!r}: expected tables/{name}.csv or tables/{name}.yaml "
                 "beside the flow file or in a folder above it",
                 "table",
             )
+        self._table_paths[name] = path
         return tables.get(path)
 
 
