@@ -175,6 +175,7 @@ class AmqpSource(Source[AmqpSourceOptions]):
                             "exchange": incoming.exchange,
                             "routing_key": incoming.routing_key,
                             "message_id": incoming.message_id,
+                            "key": incoming.message_id,  # none without one: see flowyard.runtime.sources
                             "redelivered": incoming.redelivered,
                             "headers": {k: str(v) for k, v in (incoming.headers or {}).items()},
                         },

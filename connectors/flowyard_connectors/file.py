@@ -111,7 +111,8 @@ class FileSource(Source[FileSourceOptions]):
             message = Message(
                 payload=payload,
                 content_type=self.options.content_type or guess_content_type(path.name),
-                source={"connector": "file", "file": rel, "size": stat.st_size},
+                source={"connector": "file", "file": rel, "size": stat.st_size,
+                        "key": f"{rel}:{stat.st_size}:{stat.st_mtime_ns}"},
             )
             await accept(message)  # returns once the message is stored
             self.finish(path, rel)

@@ -137,6 +137,7 @@ class WebhookEndpoint:
                     if k not in HIDDEN_HEADERS and k != self.options.signature_header.lower()
                 },
                 "size": len(body),
+                "key": lowered.get("idempotency-key"),  # a client's retry is stored once
             },
         )
         try:

@@ -208,6 +208,7 @@ class NatsSource(Source[NatsSourceOptions]):
                 "subject": incoming.subject,
                 "stream": self.options.stream,
                 "sequence": incoming.metadata.sequence.stream,
+                "key": f"{self.options.stream}:{incoming.metadata.sequence.stream}",
                 "delivered": incoming.metadata.num_delivered,
                 "headers": headers,
             },

@@ -235,7 +235,8 @@ class SftpSource(Source[SftpSourceOptions]):
             message = Message(
                 payload=payload,
                 content_type=self.options.content_type or guess_content_type(name),
-                source={"connector": "sftp", "host": self.options.host, "file": remote, "size": len(payload)},
+                source={"connector": "sftp", "host": self.options.host, "file": remote, "size": len(payload),
+                        "key": f"{remote}:{size}:{mtime}"},
             )
             await accept(message)  # stored: now the file may go
             self._stored.add(identity)

@@ -17,6 +17,7 @@ need no session handling. Times are UNIX epoch seconds. Payload texts are cut to
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -43,6 +44,7 @@ from .models import (
     Delivery,
     Deployment,
     FlowState,
+    SourceKey,
     StepTrace,
     StoredMessage,
     Worker,
@@ -358,6 +360,46 @@ def message_row(message: Message, now: float | None = None) -> dict[str, Any]:
     }
 
 
+def source_key(message: Message) -> str | None:
+    """The stored form of a source's item identity (SHA-256, so any length fits)."""
+    key = (message.source or {}).get("key")
+    if key is None or key == "":
+        return None
+    return hashlib.sha256(str(key).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_messages(connection: Connection, messages: Sequence[Message], now: float
+                 ) -> tuple[list[Message], list[dict[str, Any]]]:
+    """The messages not stored yet and the key rows to insert with them; a re-sent
+    item (its key stored before, or twice in this batch) takes the first one's id."""
+    keyed = {(m.flow, k): m for m in messages if (k := source_key(m)) is not None}
+    if not keyed:
+        return list(messages), []
+    stored: dict[tuple[str, str], str] = {}
+    flows = sorted({flow for flow, _ in keyed})
+    hashes = sorted({k for _, k in keyed})
+    for start in range(0, len(hashes), 500):
+        stored.update(((flow, k), mid) for flow, k, mid in connection.execute(
+            select(SourceKey.flow, SourceKey.key, SourceKey.message_id)
+            .where(SourceKey.flow.in_(flows), SourceKey.key.in_(hashes[start:start + 500]))
+        ))
+    fresh: list[Message] = []
+    rows: list[dict[str, Any]] = []
+    for m in messages:
+        k = source_key(m)
+        if k is None:
+            fresh.append(m)
+            continue
+        earlier = stored.get((m.flow, k))
+        if earlier is not None:
+            m.id = earlier
+            continue
+        stored[(m.flow, k)] = m.id
+        fresh.append(m)
+        rows.append({"flow": m.flow, "key": k, "message_id": m.id, "created_at": now})
+    return fresh, rows
+
+
 # -- the store --------------------------------------------------------------------
 
 
@@ -377,19 +419,30 @@ class Store:
 
     # -- messages -----------------------------------------------------------------
     def accept(self, message: Message) -> str:
-        """Store a new message durably (committed when this returns); returns its id."""
-        with write_transaction(self.engine) as connection:
-            connection.execute(insert(StoredMessage), [message_row(message)])
-        return message.id
+        """Store a new message durably (committed when this returns); returns its id,
+        which is the id stored before when the source's key says it is a re-sent item."""
+        return self.accept_many([message])[0]
 
     def accept_many(self, messages: Sequence[Message]) -> list[str]:
-        """Store several messages in one transaction (one fsync)."""
-        if messages:
-            now = time.time()
-            with write_transaction(self.engine) as connection:
-                connection.execute(
-                    insert(StoredMessage), [message_row(m, now) for m in messages]
-                )
+        """Store several messages in one transaction (one fsync). A message whose
+        `source["key"]` was already stored for its flow is not stored again: it takes the
+        stored message's id and counts as accepted, so its source simply acknowledges."""
+        if not messages:
+            return []
+        for tries in range(3):
+            try:
+                now = time.time()
+                with write_transaction(self.engine) as connection:
+                    fresh, keys = new_messages(connection, messages, now)
+                    if fresh:
+                        connection.execute(insert(StoredMessage),
+                                           [message_row(m, now) for m in fresh])
+                    if keys:
+                        connection.execute(insert(SourceKey), keys)
+                break
+            except IntegrityError:  # another process stored one of these keys meanwhile
+                if tries == 2:
+                    raise
         return [m.id for m in messages]
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:

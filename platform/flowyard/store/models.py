@@ -221,3 +221,18 @@ class Worker(Base):
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
     stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class SourceKey(Base):
+    """The upstream identity of an item a source handed in (`message.source["key"]`,
+    stored as its SHA-256), one row per flow and item: a source that dies between the
+    store's commit and its acknowledgment hands the same item in again after the
+    restart, and `accept` recognises it here instead of storing it twice. Kept for the
+    dedup retention (FLOWYARD_DEDUP_RETENTION_DAYS)."""
+
+    __tablename__ = "fy_source_keys"
+
+    flow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float, index=True)
