@@ -10,6 +10,29 @@ on a file under the data directory.
 webhook requests, several sources) are inserted together in one transaction, so one
 fsync covers many messages; each caller still returns only once its own message is
 committed, and gets the error if the commit failed (the source then does not ack).
+
+A process can still die after the commit and before the source's acknowledgment; the
+source then hands the same item in again after the restart. Sources that know a stable
+identity for the upstream item put it in `message.source["key"]`, and the store keeps
+those keys per flow (`fy_source_keys`, for the dedup retention): an item whose key is
+already stored is acknowledged without being stored again. The keys, per connector:
+
+| source  | key                                  | why                                        |
+| ------- | ------------------------------------ | ------------------------------------------ |
+| file    | relative path, size, mtime (ns)      | a re-sent file gets a new mtime: stored     |
+| sftp    | remote path, size, mtime (seconds)   | the same, at the server's resolution        |
+| amqp    | the publisher's `message_id`         | none without one (see below)                |
+| nats    | stream name and stream sequence      | JetStream's own identity of the message     |
+| http    | the `Idempotency-Key` request header | a client's retry after a lost 202           |
+| mqtt    | none                                 | MQTT has no identity that survives a session|
+
+No content hash is used: repeated identical messages are legitimate in a plant (the
+same machine state, the same count twice) and a hash would silently drop them. Where
+there is no key (AMQP without `message_id`, MQTT, schedule, sql) intake stays
+at-least-once: a crash in that window stores the item twice, each copy delivered once.
+
+`FLOWYARD_FAULT=exit-after-commit` makes the process exit right after a commit that
+stored a new message and before any source hears of it (the fault tests use it).
 """
 
 from __future__ import annotations
@@ -119,6 +142,7 @@ class AcceptWriter:
         self.queue: asyncio.Queue[tuple[Message, asyncio.Future[None]]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.on_commit: list[Any] = []
+        self.fault = os.environ.get("FLOWYARD_FAULT", "")
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name="accept-writer")
@@ -138,7 +162,9 @@ class AcceptWriter:
                 except asyncio.QueueEmpty:
                     break
             try:
-                await asyncio.to_thread(self.store.accept_many, [m for m, _ in batch])
+                fresh = await asyncio.to_thread(self.store.store_new, [m for m, _ in batch])
+                if fresh and self.fault == "exit-after-commit":
+                    os._exit(70)
             except Exception as exc:
                 # the connection may have died after the commit went through: ask which
                 # of these messages are in fact stored, so the source acks those and

@@ -427,8 +427,13 @@ class Store:
         """Store several messages in one transaction (one fsync). A message whose
         `source["key"]` was already stored for its flow is not stored again: it takes the
         stored message's id and counts as accepted, so its source simply acknowledges."""
+        self.store_new(messages)
+        return [m.id for m in messages]
+
+    def store_new(self, messages: Sequence[Message]) -> int:
+        """`accept_many`, returning how many of the messages were new."""
         if not messages:
-            return []
+            return 0
         for tries in range(3):
             try:
                 now = time.time()
@@ -439,11 +444,11 @@ class Store:
                                            [message_row(m, now) for m in fresh])
                     if keys:
                         connection.execute(insert(SourceKey), keys)
-                break
+                return len(fresh)
             except IntegrityError:  # another process stored one of these keys meanwhile
                 if tries == 2:
                     raise
-        return [m.id for m in messages]
+        return 0
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of these message ids are stored."""
