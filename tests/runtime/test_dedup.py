@@ -55,6 +55,9 @@ def check_dedup(store: Store) -> None:
     assert store.count_messages(flow="other") == 1
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(SourceKey)) == 3
+    replay = keyed(1, "inbox/a.json:12:1700000000")
+    replay.headers["replay_of"] = first.id
+    assert store.accept(replay) != first.id  # a replay is a deliberate second run
 
 
 def test_accept_stores_a_keyed_item_once_on_sqlite(sqlite_store: Store) -> None:

@@ -417,15 +417,6 @@ def worker_stopped(engine: Engine, worker: str) -> None:
         )
 
 
-def purge_traces(engine: Engine, older_than: float) -> int:
-    """Retention: step traces older than the cut-off are deleted."""
-    from sqlalchemy import delete
-
-    with write_transaction(engine) as connection:
-        result = connection.execute(delete(StepTrace).where(StepTrace.at < older_than))
-        return int(result.rowcount or 0)
-
-
 def backlog(engine: Engine) -> dict[str, int]:
     """Open messages by flow (received or processing), for back-pressure."""
     m = StoredMessage

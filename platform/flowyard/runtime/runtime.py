@@ -25,7 +25,7 @@ import json
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from .flows import LoadedFlow, LoadedTarget, compile_flow, file_kind, flow_files
 from .logs import fields
 from .metrics import Metrics
 from .policy import Breakers, retry_delay
+from .retention import days_from_env, purge
 from .sources import AcceptWriter, SourceLocks
 from .tracing import enabled as tracing_enabled
 from .tracing import span, step_span
@@ -63,7 +64,12 @@ class RuntimeConfig:
     grace: float = 20.0
     trace: str = "all"  # all | failed | none
     trace_cap: int = 4000  # characters kept of each step snapshot
-    trace_retention_days: float = 7.0
+    trace_retention_days: float = field(
+        default_factory=lambda: days_from_env("FLOWYARD_TRACE_RETENTION_DAYS", 7.0))
+    message_retention_days: float = field(
+        default_factory=lambda: days_from_env("FLOWYARD_MESSAGE_RETENTION_DAYS", 30.0))
+    dedup_retention_days: float = field(
+        default_factory=lambda: days_from_env("FLOWYARD_DEDUP_RETENTION_DAYS", 7.0))
     delivery_timeout: float = 30.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 10.0
@@ -723,10 +729,15 @@ class Runtime:
     async def maintenance_loop(self) -> None:
         while not self.closing:
             try:
-                cut = time.time() - self.config.trace_retention_days * 86400
-                await asyncio.to_thread(queue.purge_traces, self.engine, cut)
+                purged = await asyncio.to_thread(
+                    purge, self.engine, time.time(),
+                    trace_days=self.config.trace_retention_days,
+                    message_days=self.config.message_retention_days,
+                    dedup_days=self.config.dedup_retention_days)
+                if purged.messages or purged.traces:
+                    log.info("retention: deleted %s", purged)
             except Exception as exc:
-                log.warning("trace retention failed: %s", brief(exc))
+                log.warning("retention purge failed: %s", brief(exc))
             await self.nap(600)
 
 

@@ -361,7 +361,10 @@ def message_row(message: Message, now: float | None = None) -> dict[str, Any]:
 
 
 def source_key(message: Message) -> str | None:
-    """The stored form of a source's item identity (SHA-256, so any length fits)."""
+    """The stored form of a source's item identity (SHA-256, so any length fits). A
+    replay is a deliberate second run of an item: it is never taken for a re-send."""
+    if message.headers.get("replay_of"):
+        return None
     key = (message.source or {}).get("key")
     if key is None or key == "":
         return None
