@@ -16,10 +16,15 @@ For each input, in the same run:
 - `flowyard validate=true`: the same with guide validation by pyx12.
 
 Each variant runs in its own subprocess so its peak memory (ru_maxrss) is its own.
-Prints MB/s, the ratios asked for (validate=false vs pyx12 reader and vs node-x12,
-validate=true vs validate=false) and the peak memory. Never pass/fail.
+The variants run in interleaved rounds (round 1: every variant once, round 2: every
+variant again in a rotated order, ...), and each ratio is computed per round from the
+runs of that round, so a burst of load on this shared machine hits both sides of a
+ratio alike. Prints, per variant, the median MB/s and peak memory; per ratio
+(validate=false vs pyx12 reader and vs node-x12, validate=true vs validate=false), the
+median and the spread (min-max) across rounds, from wall-clock time and from CPU time
+(user+system of the timed section; node counts its GC threads too). Never pass/fail.
 
-    .venv/bin/python bench/x12.py [--lines 20000] [--big-mb 100] [--no-node] [--no-validate-big]
+    .venv/bin/python bench/x12.py [--rounds 3] [--lines 20000] [--big-mb 100] [--no-node] [--no-validate-big]
 """
 
 from __future__ import annotations
@@ -60,12 +65,14 @@ NODE = """
 const fs = require('fs');
 const { X12Parser } = require(process.argv[3]);
 const text = fs.readFileSync(process.argv[2], 'utf8');
+const c0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 const interchange = new X12Parser(true).parse(text);
 let sets = 0;
 for (const g of interchange.functionalGroups) sets += g.transactions.length;
 const t1 = process.hrtime.bigint();
-console.log(JSON.stringify({seconds: Number(t1 - t0) / 1e9, sets, peak_mb: process.resourceUsage().maxRSS / 1024}));
+const c1 = process.cpuUsage(c0);
+console.log(JSON.stringify({seconds: Number(t1 - t0) / 1e9, cpu: (c1.user + c1.system) / 1e6, sets, peak_mb: process.resourceUsage().maxRSS / 1024}));
 """
 
 
@@ -104,11 +111,11 @@ def peak_mb() -> float:
 def child_pyx12(path: str) -> dict[str, Any]:
     import pyx12.x12file
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     count = 0
     for _segment in pyx12.x12file.X12Reader(path):
         count += 1
-    return {"seconds": time.perf_counter() - start, "segments": count, "peak_mb": peak_mb()}
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu, "segments": count, "peak_mb": peak_mb()}
 
 
 def child_flowyard(path: str, validate: bool) -> dict[str, Any]:
@@ -142,17 +149,17 @@ def child_flowyard(path: str, validate: bool) -> dict[str, Any]:
                 self.sample = item.payload_text(200)
 
     data = Path(path).read_bytes()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = RunResult()
     outputs = Counted()
     result.outputs = outputs
     message = Message(payload=data, content_type="application/edi-x12")
     message.flow, message.flow_version = flow.name, flow.version
     pipeline._run_from(0, message, result, None)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     shutil.rmtree(folder, ignore_errors=True)
     failures = [str(f.error) for f in result.failures[:3]]
-    return {"seconds": seconds, "messages": outputs.seen, "failures": len(result.failures), "first_failures": failures,
+    return {"seconds": seconds, "cpu": cpu, "messages": outputs.seen, "failures": len(result.failures), "first_failures": failures,
             "peak_mb": peak_mb(), "sample": outputs.sample}
 
 
@@ -190,43 +197,73 @@ def run_node(module: Path, path: Path) -> dict[str, Any]:
     return result
 
 
-def mbps(size: int, result: dict[str, Any]) -> float | None:
-    seconds = result.get("seconds")
-    return size / 1e6 / seconds if seconds else None
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def report(title: str, path: Path, node_module: Path | None, validate: bool) -> None:
+def spread(values: list[float]) -> str:
+    return f"{median(values):.2f}x (min {min(values):.2f}, max {max(values):.2f}, {len(values)} rounds)"
+
+
+RATIOS = (  # (label, numerator variant, denominator variant): numerator speed / denominator speed
+    ("validate=false / pyx12 reader", "flowyard validate=false", "pyx12 reader"),
+    ("validate=false / node-x12", "flowyard validate=false", "node-x12"),
+    ("validate=true / validate=false", "flowyard validate=true", "flowyard validate=false"),
+)
+
+
+def report(title: str, path: Path, node_module: Path | None, validate: bool, rounds: int) -> None:
     size = path.stat().st_size
-    print(f"\n== {title}: {size / 1e6:.1f} MB")
-    results: dict[str, dict[str, Any]] = {
-        "pyx12 reader": run_child("pyx12", path),
-        "flowyard validate=false": run_child("flowyard", path, False),
-    }
+    print(f"\n== {title}: {size / 1e6:.1f} MB, {rounds} interleaved rounds", flush=True)
+    variants: list[tuple[str, Any]] = [
+        ("pyx12 reader", lambda: run_child("pyx12", path)),
+        ("flowyard validate=false", lambda: run_child("flowyard", path, False)),
+    ]
     if node_module is not None:
-        results["node-x12"] = run_node(node_module, path)
+        variants.append(("node-x12", lambda: run_node(node_module, path)))
     if validate:
-        results["flowyard validate=true"] = run_child("flowyard", path, True)
-    speeds = {name: mbps(size, r) for name, r in results.items()}
-    for name, r in results.items():
-        if "error" in r:
-            print(f"  {name:26} failed: {r['error']}")
+        variants.append(("flowyard validate=true", lambda: run_child("flowyard", path, True)))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
+    for number in range(rounds):
+        shift = number % len(variants)  # rotate the order: no variant always runs first or last
+        line = []
+        for name, run in variants[shift:] + variants[:shift]:
+            result = run()
+            runs[name].append(result)
+            line.append(f"{name} {'failed' if 'error' in result else format(size / 1e6 / result['seconds'], '.2f')}")
+        print(f"  round {number + 1}: " + ", ".join(line), flush=True)
+    for name, results in runs.items():
+        good = [r for r in results if "error" not in r]
+        if not good:
+            print(f"  {name:26} failed: {results[0]['error']}")
             continue
+        r = good[-1]
         extra = f"  messages {r['messages']}, failed {r['failures']}" if "messages" in r else ""
         extra += f"  sets {r['sets']}" if "sets" in r else ""
-        print(f"  {name:26} {speeds[name] or 0:8.2f} MB/s  {r['seconds']:8.2f} s  peak {r.get('peak_mb', 0):7.0f} MB{extra}")
+        speed = median([size / 1e6 / g["seconds"] for g in good])
+        seconds = median([g["seconds"] for g in good])
+        peak = max(g.get("peak_mb", 0) for g in good)
+        print(f"  {name:26} {speed:8.2f} MB/s  {seconds:8.2f} s (medians)  peak {peak:7.0f} MB{extra}")
         if r.get("first_failures"):
             print(f"    first failures: {r['first_failures']}")
-    off = speeds.get("flowyard validate=false")
-    for other, label in (("pyx12 reader", "validate=false / pyx12 reader"), ("node-x12", "validate=false / node-x12")):
-        if off and speeds.get(other):
-            print(f"  {label:40} {off / speeds[other]:.2f}x")  # type: ignore[operator]
-    on = speeds.get("flowyard validate=true")
-    if on and off:
-        print(f"  {'validate=true / validate=false':40} {on / off:.2f}x")
+    for label, top, bottom in RATIOS:
+        if top not in runs or bottom not in runs:
+            continue
+        pairs = [(a, b) for a, b in zip(runs[top], runs[bottom], strict=True) if "error" not in a and "error" not in b]
+        if not pairs:
+            continue
+        wall = [b["seconds"] / a["seconds"] for a, b in pairs]
+        print(f"  {label:32} wall {spread(wall)}")
+        cpu = [b["cpu"] / a["cpu"] for a, b in pairs if a.get("cpu") and b.get("cpu")]
+        if cpu:
+            print(f"  {'':32} cpu  {spread(cpu)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per input (ratios: median and spread across them)")
     parser.add_argument("--lines", type=int, default=20000, help="PO1 lines of the single 850 (0 skips it)")
     parser.add_argument("--big-mb", type=float, default=100, help="size of the multi-set file (0 skips it)")
     parser.add_argument("--no-node", action="store_true", help="skip node-x12")
@@ -245,11 +282,11 @@ def main() -> None:
         if args.lines:
             path = folder / "850-lines.edi"
             write_interchange(path, 1, args.lines)
-            report(f"one 850 with {args.lines} PO1 lines", path, node_module, True)
+            report(f"one 850 with {args.lines} PO1 lines", path, node_module, True, args.rounds)
         if args.big_mb:
             path = folder / "850-many.edi"
             sets = write_interchange(path, 0, 20, int(args.big_mb * 1e6))
-            report(f"{sets} 850 sets of 20 lines", path, node_module, not args.no_validate_big)
+            report(f"{sets} 850 sets of 20 lines", path, node_module, not args.no_validate_big, args.rounds)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
