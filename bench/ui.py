@@ -83,7 +83,7 @@ def main() -> int:
 
     from flowyard import db
     from flowyard.store.models import StoredMessage
-    from flowyard_ui import auth
+    from flowyard_ui import auth, fastyaml
     from flowyard_ui.app import create_app
 
     flows = work / "flows"
@@ -151,18 +151,42 @@ def main() -> int:
                 if i >= 3:  # the first calls warm caches (imports, compiled templates)
                     times.append(elapsed)
             print(
-                f"{label:<48} p50 {percentile(times, 50) * 1000:7.1f} ms   p95 {percentile(times, 95) * 1000:7.1f} ms   (n={len(times)}, mean {statistics.mean(times) * 1000:.1f} ms)"
+                f"{label:<64} p50 {percentile(times, 50) * 1000:7.1f} ms   p95 {percentile(times, 95) * 1000:7.1f} ms   (n={len(times)}, mean {statistics.mean(times) * 1000:.1f} ms)"
             )
 
         def edit(i: int) -> str:
             return text.replace("step: `1`", f"step: `{i}`")  # a different text each time, as typing
 
-        timed(
+        def paired(label: str, call: object, rounds: int) -> None:
+            """The UI's fast parse against the round trip alone, rounds interleaved so
+            both sides see the same machine load."""
+            times: dict[bool, list[float]] = {True: [], False: []}
+            try:
+                for i in range(rounds + 3):
+                    for fast in (True, False) if i % 2 else (False, True):
+                        fastyaml.ENABLED = fast
+                        start = time.perf_counter()
+                        response = call(i)  # type: ignore[operator]
+                        elapsed = time.perf_counter() - start
+                        assert response.status_code == 200, (label, response.status_code, response.text[:300])
+                        if i >= 3:
+                            times[fast].append(elapsed)
+            finally:
+                fastyaml.ENABLED = True
+            for fast, name in ((True, "fast parse"), (False, "round trip only")):
+                got = times[fast]
+                print(
+                    f"{label + ' [' + name + ']':<64} p50 {percentile(got, 50) * 1000:7.1f} ms   p95 {percentile(got, 95) * 1000:7.1f} ms   (n={len(got)})"
+                )
+            ratio = percentile(times[False], 95) / percentile(times[True], 95)
+            print(f"{'':<64} p95 round trip / fast: {ratio:.1f}x")
+
+        paired(
             "validate as you type (300-line flow)",
             lambda i: client.post("/flows/bench-orders/check", data={"yaml": edit(i)}, headers=headers),
             args.rounds,
         )
-        timed(
+        paired(
             "playground preview, mapping changed each time",
             lambda i: client.post(
                 "/flows/bench-orders/playground/run",

@@ -115,9 +115,14 @@ class FlowLoader:
                     self.check_reference_syntax(value, (*path, index))
 
     # -- the document ----------------------------------------------------------------
+    def parse(self) -> Any:
+        """The YAML document. A subclass may parse faster where comments are not needed
+        (the UI's checks and previews), giving the same document and positions."""
+        return load_text(self.text, self.file)
+
     def load(self) -> Flow | None:
         try:
-            document = load_text(self.text, self.file)
+            document = self.parse()
         except YamlSyntaxError as exc:
             self.issues.issues.append(exc.issue)
             return None

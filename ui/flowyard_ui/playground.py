@@ -23,12 +23,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from flowyard.engine import Pipeline, target_applies
 from flowyard.errors import DefinitionError, FlowyardError, Issue
 from flowyard.flow import Flow, StepSpec
-from flowyard.loader import load_flow
 from flowyard.message import Message, is_json_type
 from flowyard.runner import input_message
 from flowyard.secrets import redactor
 from flowyard.testing import _as_text
 from flowyard.yamlio import dump_text, load_text
+
+from .fastyaml import load_flow
 
 SHOW_CAP = 20_000
 EXTENSIONS = {
@@ -126,6 +127,11 @@ def compiled(path: Path, text: str) -> Flow:
         while len(_compiled) > 16:
             _compiled.popitem(last=False)
     return flow
+
+
+def clear_cache() -> None:
+    with _compiled_lock:
+        _compiled.clear()
 
 
 def run(path: Path, text: str, sample: bytes, name: str = "") -> Preview:
