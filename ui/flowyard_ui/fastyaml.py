@@ -197,12 +197,18 @@ class FastFlowLoader(FlowLoader):
         return document if document is not None else super().parse()
 
 
-def load_flow(path: Path, text: str) -> Flow:
+def load_flow(path: Path, text: str, services: dict[str, Any] | None = None) -> Flow:
     """`flowyard.loader.load_flow` with the fast parse: the same Flow, or the same
-    DefinitionError with the same positions."""
+    DefinitionError with the same positions. `services` are given to the steps."""
     if _kind_of(text) not in (None, "Flow"):
-        return core_load_flow(path, text)  # an instance renders through its own loader
+        rendered = core_load_flow(path, text)  # an instance renders through its own loader
+        if services is not None:  # new objects, seen by no one else yet
+            for spec in rendered.steps:
+                spec.step.context.services = services
+        return rendered
     loader = FastFlowLoader(path, text)
+    if services is not None:
+        loader.context.services = services
     flow = loader.load()
     if flow is None:
         if not loader.issues.errors:

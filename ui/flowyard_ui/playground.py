@@ -1,7 +1,9 @@
 """The playground: run the flow being edited on a sample and show every step's output.
 
 Runs the engine with a tracer, so what is shown is exactly what the runtime would
-compute; nothing is delivered. The flow text comes from the editor (not the file), so
+compute; nothing is delivered, and whatever a step stores (X12 control numbers,
+interchanges received, outbound sets) goes to a scratch store of that run alone
+(`scratch.py` says why not `flowyard.db.scratch_store()`). The flow text comes from the editor (not the file), so
 a changed mapping shows its effect at once. A run can be turned into a `tests:` case:
 the sample and the current outputs are written beside the flow and the case is added
 to the YAML through the round trip.
@@ -30,6 +32,7 @@ from flowyard.testing import _as_text
 from flowyard.yamlio import dump_text, load_text
 
 from .fastyaml import load_flow
+from .scratch import PlaygroundServices, scratch_run
 
 SHOW_CAP = 20_000
 EXTENSIONS = {
@@ -114,14 +117,15 @@ _compiled_lock = threading.Lock()
 def compiled(path: Path, text: str) -> Flow:
     """The loaded flow for this text, kept for the next few previews: while the analyst
     changes only the sample, the flow is not parsed and compiled again. (Steps keep no
-    per-message state, so a compiled flow can be reused.)"""
+    per-message state, so a compiled flow can be reused.) Its steps get the
+    playground's services: any store they use is the run's scratch store."""
     key = (str(path), hashlib.sha256(text.encode()).hexdigest())
     with _compiled_lock:
         found = _compiled.get(key)
         if found is not None:
             _compiled.move_to_end(key)
             return found
-    flow = load_flow(path, text)
+    flow = load_flow(path, text, PlaygroundServices())
     with _compiled_lock:
         _compiled[key] = flow
         while len(_compiled) > 16:
@@ -170,7 +174,8 @@ def run(path: Path, text: str, sample: bytes, name: str = "") -> Preview:
                     snap.duration = elapsed
                     lane.entries.append(snap)
 
-    result = Pipeline(flow).run(message, tracer)
+    with scratch_run():
+        result = Pipeline(flow).run(message, tracer)
     for failure in result.failures:
         reason = redactor.redact(failure.error.describe())
         preview.failures.append(reason)
