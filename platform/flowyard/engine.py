@@ -69,10 +69,27 @@ def condition_input(message: Message) -> Any:
     return {"message": message.metadata()}
 
 
+class _Stage:
+    """One step as the hot loop needs it: what `StepSpec` and the step say, looked up
+    once when the pipeline is built instead of on every message."""
+
+    __slots__ = ("condition", "decode", "gives_bytes", "needs_bytes", "process", "spec")
+
+    def __init__(self, spec: StepSpec) -> None:
+        step = spec.step
+        self.spec = spec
+        self.process = step.process
+        self.decode = step.takes == "data"  # a data step given bytes decodes JSON
+        self.needs_bytes = step.takes == "bytes"
+        self.gives_bytes = step.gives == "bytes"
+        self.condition = spec.condition
+
+
 class Pipeline:
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
         self.steps = flow.steps
+        self._stages = [_Stage(spec) for spec in flow.steps]
 
     def run(self, message: Message, tracer: Tracer | None = None) -> RunResult:
         message.flow = message.flow or self.flow.name
@@ -82,59 +99,63 @@ class Pipeline:
         return result
 
     def _run_from(self, start: int, message: Message, result: RunResult, tracer: Tracer | None) -> None:
-        steps = self.steps
-        for i in range(start, len(steps)):
-            spec = steps[i]
-            step = spec.step
+        # Runs once per message and per part of a split (hundreds of thousands for a big
+        # streamed document): keep the per-step work to attribute reads and type checks.
+        stages = self._stages
+        for k in range(start, len(stages)):
+            stage = stages[k]
             began = time.perf_counter() if tracer else 0.0
             try:
-                if step.takes == "data" and message.is_bytes:
+                is_bytes = isinstance(message.payload, bytes | bytearray)
+                if is_bytes and stage.decode:
                     decode_json_payload(message)
-                elif step.takes == "bytes" and not message.is_bytes:
+                    is_bytes = False
+                elif stage.needs_bytes and not is_bytes:
                     raise StepError(
                         "this step takes bytes but the message holds data; render it first"
                     )
-                if spec.condition is not None and not truthy(spec.condition.search(condition_input(message))):
+                condition = stage.condition
+                if condition is not None and not truthy(condition.search(condition_input(message))):
                     if tracer:
-                        tracer(spec, message, -1.0)
+                        tracer(stage.spec, message, -1.0)
                     continue
-                if step.gives == "bytes" and not message.is_bytes:
+                if stage.gives_bytes and not is_bytes:
                     message.last_data = message.payload
-                out = step.process(message)
+                out = stage.process(message)
                 if tracer and out is not None and not isinstance(out, Message | list):
                     out = list(out)  # the trace shows every part; fine off the hot path
             except StepError as exc:
-                exc.step, exc.step_index = spec.name, i
+                exc.step, exc.step_index = stage.spec.name, k
                 result.failures.append(Failure(message, exc))
                 return
             except Exception as exc:  # a bug or an unexpected library error: keep the message
-                log.exception("step %s failed unexpectedly", spec.name)
+                log.exception("step %s failed unexpectedly", stage.spec.name)
                 error = StepError(f"unexpected error: {type(exc).__name__}: {exc}")
-                error.step, error.step_index = spec.name, i
+                error.step, error.step_index = stage.spec.name, k
                 result.failures.append(Failure(message, error))
                 return
             if tracer:
-                tracer(spec, out, time.perf_counter() - began)
+                tracer(stage.spec, out, time.perf_counter() - began)
             if out is None:
                 result.dropped += 1
                 return
             if not isinstance(out, Message):
-                self._fan_out(i, spec, out, result, tracer, message)
+                self._fan_out(k, stage.spec, out, result, tracer, message)
                 return
             message = out
         result.outputs.append(message)
 
-
     def _fan_out(self, i: int, spec: StepSpec, parts: Iterable[Message | Rejected], result: RunResult, tracer: Tracer | None, parent: Message | None = None) -> None:
+        run_from, outputs, nxt = self._run_from, result.outputs, i + 1
         try:
             for part in parts:
                 if isinstance(part, Rejected):
                     part.error.step, part.error.step_index = spec.name, i
                     result.failures.append(Failure(part.message, part.error))
                 elif part.headers.get(ROUTE_TO_TARGETS):
-                    result.outputs.append(part)
+                    outputs.append(part)
                 else:
-                    self._run_from(i + 1, part, result, tracer)
+                    run_from(nxt, part, result, tracer)
         except StepError as exc:  # a generator failing midway: what it gave so far goes on
             exc.step, exc.step_index = spec.name, i
             # the input of the splitting step is the dead letter (a replay redoes the split)
