@@ -31,8 +31,9 @@ from typing import Any
 import jmespath
 from dateutil import parser as date_parser
 from jmespath import exceptions as jexc
-from jmespath import functions
+from jmespath import functions, visitor
 
+from .jmespath_closures import compile_tree
 from .step import OptionError
 
 TableLookup = Callable[[str, str], Any]
@@ -180,17 +181,17 @@ class FlowFunctions(functions.Functions):
 
 
 class Expression:
-    """A compiled JMESPath expression bound to the flow's functions."""
+    """A compiled JMESPath expression bound to the flow's functions, evaluated as
+    closures (`jmespath_closures`: it runs once per message, often per record)."""
 
-    __slots__ = ("_options", "_parsed", "source")
+    __slots__ = ("_options", "_parsed", "search", "source")
 
     def __init__(self, source: str, table_lookup: TableLookup | None = None) -> None:
         self.source = source
         self._parsed = jmespath.compile(source)
         self._options = jmespath.Options(custom_functions=FlowFunctions(table_lookup))
-
-    def search(self, data: Any) -> Any:
-        return self._parsed.search(data, options=self._options)
+        interpreter = visitor.TreeInterpreter(self._options)
+        self.search: Callable[[Any], Any] = compile_tree(self._parsed.parsed, interpreter)
 
 
 def compile_expression(
