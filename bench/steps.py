@@ -4,6 +4,7 @@ Runs N messages through flowyard's engine (Pipeline over a loaded flow) and thro
 bare library calls doing the same work (json.loads, a compiled JMESPath expression, a
 sandboxed Jinja2 template render), in one run, and prints messages/s and their ratio.
 Also prints the bare rate with a non-sandboxed Jinja2 environment, for information.
+Rounds alternate between the sides; each rate is the median of its rounds.
 
     .venv/bin/python bench/steps.py [--messages 20000]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -58,7 +60,7 @@ def rate(n: int, fn: object) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3, help="best of N rounds for each side")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per side, alternating; median kept")
     n = parser.parse_args().messages
     rounds = parser.parse_args().rounds
     payload = order()
@@ -87,12 +89,13 @@ def main() -> None:
         data = compiled.search(json.loads(payload))
         assert check == sandboxed.render(data=data, **data).encode(), "engine and bare outputs differ"
 
-        engine_rate = bare_rate = plain_rate = 0.0
+        engine_rates, bare_rates, plain_rates = [], [], []
         for _ in range(rounds):  # interleaved, so background load hits all sides alike
-            engine_rate = max(engine_rate, rate(n, engine))
-            bare_rate = max(bare_rate, rate(n, lambda: bare(sandboxed)))
-            plain_rate = max(plain_rate, rate(n, lambda: bare(plain)))
-    print(f"messages per run: {n}, best of {rounds}")
+            engine_rates.append(rate(n, engine))
+            bare_rates.append(rate(n, lambda: bare(sandboxed)))
+            plain_rates.append(rate(n, lambda: bare(plain)))
+        engine_rate, bare_rate, plain_rate = (statistics.median(r) for r in (engine_rates, bare_rates, plain_rates))
+    print(f"messages per run: {n}, median of {rounds} rounds")
     print(f"engine (json.parse -> jmespath -> jinja): {engine_rate:10.0f} msg/s")
     print(f"bare library calls (sandboxed jinja):    {bare_rate:10.0f} msg/s")
     print(f"bare library calls (plain jinja):        {plain_rate:10.0f} msg/s")

@@ -18,6 +18,9 @@
      1,000 records) and a jmespath step keeping the records with a large quantity.
    Prints MB/s, the ratio to bare and the peak memory of each (VmHWM of the process).
 
+Rounds alternate between the sides compared, so background load hits them alike; the
+figures are the median of the rounds (the ratio is of medians), the peak the highest.
+
     .venv/bin/python bench/xml.py [--messages 10000] [--big-mb 200]   (0 skips a part)
 """
 
@@ -34,6 +37,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -133,13 +137,19 @@ def bare_to_dict(element: Any) -> Any:
     return out
 
 
-def best(rounds: int, fn: Any) -> float:
-    times = []
+def timed(fn: Any) -> float:
+    began = time.perf_counter()
+    fn()
+    return time.perf_counter() - began
+
+
+def medians(rounds: int, *sides: Any) -> list[float]:
+    """Each side's median time over `rounds`, the sides alternating within each round."""
+    times: list[list[float]] = [[] for _ in sides]
     for _ in range(rounds):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return min(times)
+        for side, fn in zip(times, sides, strict=True):
+            side.append(timed(fn))
+    return [statistics.median(t) for t in times]
 
 
 def small_documents(count: int, rounds: int) -> None:
@@ -174,11 +184,7 @@ def small_documents(count: int, rounds: int) -> None:
     root = etree.fromstring(docs[1], plain)
     assert sample == template.render(expression.search({root.tag: bare_to_dict(root)})).encode()
 
-    # rounds alternate between the two sides, so a busy machine slows both alike
-    t_engine, t_bare = float("inf"), float("inf")
-    for _ in range(rounds):
-        t_engine = min(t_engine, best(1, engine))
-        t_bare = min(t_bare, best(1, bare))
+    t_engine, t_bare = medians(rounds, engine, bare)
     print(f"{count:,} documents of {size / count * 1e3:.1f} KB: xml.parse -> jmespath -> jinja")
     print(f"  flowyard engine  {count / t_engine:10,.0f} msg/s  {size / t_engine:7.1f} MB/s")
     print(f"  bare lxml calls  {count / t_bare:10,.0f} msg/s  {size / t_bare:7.1f} MB/s")
@@ -196,10 +202,7 @@ def small_documents(count: int, rounds: int) -> None:
             root = etree.fromstring(doc, plain)
             {root.tag: bare_to_dict(root)}
 
-    t_step, t_walk = float("inf"), float("inf")
-    for _ in range(rounds):
-        t_step = min(t_step, best(1, step_only))
-        t_walk = min(t_walk, best(1, bare_only))
+    t_step, t_walk = medians(rounds, step_only, bare_only)
     print(f"  of which xml.parse alone {count / t_step:,.0f} msg/s, bare fromstring + walk {count / t_walk:,.0f} msg/s")
     print(f"  ratio xml.parse/bare: {t_walk / t_step:.2f}x")
 
@@ -218,10 +221,7 @@ def small_documents(count: int, rounds: int) -> None:
         ),
     }
     for name, (ours, theirs) in pairs.items():
-        t_ours, t_theirs = float("inf"), float("inf")
-        for _ in range(rounds):
-            t_ours = min(t_ours, best(1, ours))
-            t_theirs = min(t_theirs, best(1, theirs))
+        t_ours, t_theirs = medians(rounds, ours, theirs)
         print(f"  {name} step alone {count / t_ours:,.0f} msg/s, bare {count / t_theirs:,.0f} msg/s ({t_theirs / t_ours:.2f}x)")
 
 
@@ -319,34 +319,32 @@ def big_document(megabytes: int, rounds: int) -> None:
         size = write_big(path, megabytes)
         print(f"\none document of {size / 1e6:.0f} MB through xml.xpath (each: /orders/order), streamed")
         print(f"  (a process importing lxml and flowyard alone peaks at {baseline_peak() / 1e6:.0f} MB)")
-        results: dict[str, dict[str, Any]] = {}
-        for _ in range(rounds):  # alternating, best time and highest peak kept
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(rounds):  # alternating: median time and highest peak kept
             for mode in ("bare", "step-file", "engine-bytes", "engine-batch"):
                 command = [sys.executable, __file__, "--child", mode, str(path)]
                 out = subprocess.run(command, capture_output=True, text=True)
                 if out.returncode != 0:
                     print(f"  {mode}: failed\n{out.stderr}")
                     continue
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                if mode in results:
-                    r["peak"] = max(r["peak"], results[mode]["peak"])
-                    r["seconds"] = min(r["seconds"], results[mode]["seconds"])
-                results[mode] = r
-        bare = results.get("bare")
-        for mode, r in results.items():
-            ratio = f"  ratio to bare {bare['seconds'] / r['seconds']:.2f}x" if bare else ""
+                runs.setdefault(mode, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+        seconds = {mode: statistics.median(r["seconds"] for r in rs) for mode, rs in runs.items()}
+        bare = seconds.get("bare")
+        for mode, rs in runs.items():
+            ratio = f"  ratio to bare {bare / seconds[mode]:.2f}x" if bare else ""
+            every = " ".join(f"{r['seconds']:.2f}" for r in rs)
             print(
-                f"  {mode:13s} {size / 1e6 / r['seconds']:7.1f} MB/s  {r['records']:>9,} records"
-                f"  peak {r['peak'] / 1e6:6.0f} MB{ratio}"
+                f"  {mode:13s} {size / 1e6 / seconds[mode]:7.1f} MB/s  {rs[0]['records']:>9,} records"
+                f"  peak {max(r['peak'] for r in rs) / 1e6:6.0f} MB{ratio}  (runs: {every} s)"
             )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating; best kept")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating; median kept")
     parser.add_argument("--big-mb", type=int, default=200)
-    parser.add_argument("--big-rounds", type=int, default=2, help="rounds of the big document, alternating")
+    parser.add_argument("--big-rounds", type=int, default=3, help="rounds of the big document, alternating; median kept")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
