@@ -164,6 +164,17 @@ def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_pat
         page.locator("#tab-form").click()
         expect(page.locator("#form-pane")).to_contain_text("step 1: jmespath")
         shot("04-editor-form")
+        # add a target from its generated form, then remove it again
+        page.get_by_label("Add a target").select_option("file")
+        page.get_by_role("button", name="Fill in its options").click()
+        page.locator("#new-target input[name='opt.path']").fill("outbox/copy")
+        page.get_by_role("button", name="Add this target to the YAML").click()
+        expect(page.locator("#form-pane")).to_contain_text("target 2: file")
+        expect(editor).to_have_value(re.compile(r"- file: \{path: outbox/copy\}"))
+        page.once("dialog", lambda dialog: dialog.accept())  # "Remove target 2 (file) from the YAML?"
+        page.locator("#form-pane fieldset", has_text="target 2: file").get_by_role("button", name="Remove").click()
+        expect(page.locator("#form-pane")).not_to_contain_text("target 2: file")
+        expect(editor).to_have_value(FLOW)
         page.locator("#tab-yaml").click()
         page.locator("#show-diff").click()
         expect(page.locator("#diff-pane")).to_contain_text("Changes to save")

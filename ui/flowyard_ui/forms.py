@@ -249,12 +249,24 @@ def _convert(view: FieldView, text: str) -> Any:
             raise FormError(f"{view.name}: {exc.issue.message}") from exc
         if "integer" in view.types and isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
-        return value
+        return _compact(value)
     if view.choices and view.choices == ["true", "false"]:
         return text == "true"
     if "\n" in text:
         return LiteralScalarString(text if text.endswith("\n") else text + "\n")
     return text
+
+
+def _compact(value: Any) -> Any:
+    """A small mapping of plain values is written on one line, as analysts write
+    `retry: {attempts: 3}`; anything larger as a block."""
+    if isinstance(value, dict) and all(
+        isinstance(v, str | int | float | bool) and "\n" not in str(v) for v in value.values()
+    ):
+        compact = CommentedMap(value.items())
+        compact.fa.set_flow_style()
+        return compact
+    return value
 
 
 def _set(node: CommentedMap, key: str, value: Any) -> None:
@@ -283,12 +295,7 @@ def apply(document: Any, part: str, submitted: dict[str, str]) -> None:
     kind = view.kind
     raw = item.get(kind)
     main = registry.step_class(kind).main_option if view.role == "step" else None
-    new_values: dict[str, Any] = {}
-    for f in view.fields:
-        text = submitted.get(f"opt.{f.name}", "")
-        if text.strip() == "" or (f.widget == "select" and text == ""):
-            continue
-        new_values[f.name] = _convert(f, text)
+    new_values = _option_values(view, submitted)
     if main and not isinstance(raw, CommentedMap) and set(new_values) <= {main} and main in new_values:
         if to_plain(raw) != to_plain(new_values[main]):
             item[kind] = new_values[main]
@@ -305,6 +312,21 @@ def apply(document: Any, part: str, submitted: dict[str, str]) -> None:
             del raw[key]
         for key, value in new_values.items():
             _set(raw, key, value)
+    _write_common(item, view, submitted)
+
+
+def _option_values(view: PartView, submitted: dict[str, str]) -> dict[str, Any]:
+    """The typed options of a submitted form; empty fields are left out (defaults)."""
+    values: dict[str, Any] = {}
+    for f in view.fields:
+        text = submitted.get(f"opt.{f.name}", "")
+        if text.strip() == "" or (f.widget == "select" and text == ""):
+            continue
+        values[f.name] = _convert(f, text)
+    return values
+
+
+def _write_common(item: CommentedMap, view: PartView, submitted: dict[str, str]) -> None:
     for f in view.common:
         text = submitted.get(f"common.{f.name}", "").strip()
         if not text:
@@ -315,18 +337,66 @@ def apply(document: Any, part: str, submitted: dict[str, str]) -> None:
         _set(item, f.name, value)
 
 
-def add_step(document: Any, kind: str) -> None:
+def target_kinds() -> list[str]:
+    """Connectors that can be a target, for the "add a target" choice."""
+    return sorted(name for name, conn in registry.available_connectors().items() if conn.TargetOptions is not None)
+
+
+def new_target(kind: str) -> PartView:
+    """The empty form of a target of this connector, before it is in the YAML."""
+    conn = registry.available_connectors().get(kind)
+    if conn is None or conn.TargetOptions is None:
+        raise FormError(f"{kind!r} is not a connector that can be a target; choose one of: {', '.join(target_kinds())}")
+    return PartView(
+        "targets.new", "target", kind, "new target", conn.summary(), fields_for(conn.TargetOptions, {}),
+        _common({}, TARGET_COMMON_KEYS),
+    )
+
+
+def add_target(document: Any, kind: str, submitted: dict[str, str]) -> None:
+    """Append a target of this connector with the submitted options, at the end of
+    `targets:` (the rest of the file is untouched)."""
+    if not isinstance(document, CommentedMap):
+        raise FormError("the YAML must be valid before a target can be added")
+    view = new_target(kind)
+    values = _option_values(view, submitted)
+    options = CommentedMap(values.items())
+    if all("\n" not in str(v) for v in values.values()):
+        options.fa.set_flow_style()
+    item = CommentedMap([(kind, options)])
+    _write_common(item, view, submitted)
+    targets = document.get("targets")
+    if not isinstance(targets, CommentedSeq):
+        if targets:
+            raise FormError("`targets:` is not a list; fix it in the YAML view first")
+        targets = CommentedSeq()
+        document["targets"] = targets
+    if not targets:
+        targets.fa.set_block_style()  # `targets: []` grows into a block list
+    targets.append(item)
+
+
+def add_step(document: Any, kind: str, after: str = "") -> None:
+    """Add an empty step of this kind at the end, or after step number `after`."""
     if not isinstance(document, CommentedMap):
         raise FormError("the YAML must be valid before a step can be added")
     if kind not in registry.available_steps():
         raise FormError(f"unknown step {kind!r}")
     steps = document.get("steps")
-    if steps is None:
+    if not isinstance(steps, CommentedSeq):
+        if steps:
+            raise FormError("`steps:` is not a list; fix it in the YAML view first")
         steps = CommentedSeq()
         document["steps"] = steps
     options = CommentedMap()
     options.fa.set_flow_style()
-    steps.append(CommentedMap([(kind, options)]))
+    item = CommentedMap([(kind, options)])
+    if not steps:
+        steps.fa.set_block_style()  # `steps: []` grows into a block list
+    if after.isdigit() and 0 <= int(after) < len(steps):
+        steps.insert(int(after) + 1, item)
+    else:
+        steps.append(item)
 
 
 def remove_part(document: Any, part: str) -> None:

@@ -111,14 +111,26 @@ async def form_view(request: Request[Any, Any, Any], name: FromPath[str]) -> Tem
         "flows/forms.html",
         flow=info,
         step_kinds=sorted(registry.available_steps()),
+        target_kinds=forms.target_kinds(),
         readonly=not user(request).can("analyst"),
         **context,
     )
 
 
+@get("/flows/{name:str}/form/new-target", guards=[auth.require("analyst")])
+async def new_target_form(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+    """The generated form of the chosen connector, to add a target with it."""
+    info = _flow(request, name)
+    try:
+        view = forms.new_target(str(request.query_params.get("kind") or ""))
+    except forms.FormError as exc:
+        return toast(str(exc), "error", status_code=400)
+    return page(request, "flows/new_target.html", flow=info, p=view)
+
+
 @post("/flows/{name:str}/form/apply", guards=[auth.require("analyst")])
 async def form_apply(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
-    """Apply one part's form (or add/remove a step) to the YAML; returns the new YAML
+    """Apply one part's form (or add a step or a target, or remove one) to the YAML; returns the new YAML
     (swapped into the editor), the forms and the issues."""
     info = _flow(request, name)
     data = await form(request)
@@ -127,7 +139,11 @@ async def form_apply(request: Request[Any, Any, Any], name: FromPath[str]) -> Te
     try:
         document = load_text(text, info.rel)
         if action == "add-step":
-            forms.add_step(document, str(data.get("kind") or ""))
+            forms.add_step(document, str(data.get("kind") or ""), str(data.get("after") or ""))
+        elif action == "add-target":
+            forms.add_target(
+                document, str(data.get("kind") or ""), {k: str(v) for k, v in data.items() if v is not None}
+            )
         elif action == "remove":
             forms.remove_part(document, str(data.get("part") or ""))
         else:
@@ -147,6 +163,7 @@ async def form_apply(request: Request[Any, Any, Any], name: FromPath[str]) -> Te
         flow=info,
         text=new_text,
         step_kinds=sorted(registry.available_steps()),
+        target_kinds=forms.target_kinds(),
         readonly=False,
         **context,
         **checked,
@@ -227,4 +244,4 @@ async def save(request: Request[Any, Any, Any], name: FromPath[str]) -> Template
     return page(request, "flows/saved.html", flow=info, message=message, version=content_hash(new_text))
 
 
-ROUTES = [edit_page, check_text, form_view, form_apply, diff_view, save]
+ROUTES = [edit_page, check_text, form_view, new_target_form, form_apply, diff_view, save]
