@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .guides import Guide
+from .guides import ElementDef, Guide
+from .memo import Memo, replay
+from .memo import counter as memo_counter
 from .reader import Segment
 
 _SYNTAX = re.compile(r"\(([PRECL])(\d{4,})\)")
@@ -79,49 +81,109 @@ def _start(guide: Guide) -> Any:
     return node
 
 
-def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
-    """Every problem pyx12 finds in the set ST..SE (empty when it is valid)."""
-    import pyx12.errors
-    import pyx12.segment
+def validate_set(guide: Guide, segments: list[Segment], *, fast: bool = True) -> list[Problem]:
+    """Every problem pyx12 finds in the set ST..SE (empty when it is valid).
+
+    `fast` replays pyx12's memoised verdicts (see flowyard.x12.memo); False walks every
+    segment with pyx12's plain walker and validators, which the tests compare it with."""
     from pyx12.map_walker import walk_tree
 
-    problems: list[Problem] = []
-    node = _start(guide)
-    cache = _cache(guide)
     walker = walk_tree()
-    walker.counter = _fast_counter()
+    check = _Check(guide, walker, _memo(guide) if fast else None)
     walker.forceWalkCounterToLoopStart("/ISA_LOOP/GS_LOOP", "/ISA_LOOP/GS_LOOP/GS")
+    node = _start(guide)
+    memo = check.memo
+    if memo is None:
+        for count, seg in enumerate(segments, start=1):
+            node = check.segment(node, seg, count, None, None)
+            if node is None:
+                break
+        return check.problems
+    transitions, match, counts = memo.transitions, memo.match, check.counts
+    first_codes = _first_codes(guide)
     for count, seg in enumerate(segments, start=1):
-        seps = seg.separators
-        text = seg.text()
-        if seps.repetition and seps.repetition in text:
-            text = _first_repetitions(seg, guide)
-        key = (text, seps)
-        pyseg = cache.segments.get(key)
-        if pyseg is None:
-            pyseg = pyx12.segment.Segment(text, seps.segment, seps.element, seps.component, seps.repetition or "\x1d")
-            cache.remember(cache.segments, key, pyseg)
-        try:
-            found, _pop, _push, seg_errors = walker.walk_errors(node, pyseg, count, seg.line, None)
-        except pyx12.errors.EngineError as exc:
-            problems.append(Problem("7", seg.id, count, seg.line, f"pyx12 could not place the segment: {exc}"))
+        # the common case inline: a known move, a segment that passed before, no first-element code list
+        seg_id, elements, seps = seg.id, seg.elements, seg.separators
+        if not (seps.repetition and any(seps.repetition in e for e in elements)):
+            positions = match.get(seg_id)
+            if positions:
+                n = len(elements)
+                key: tuple[Any, ...] = (id(node), seg_id, *[elements[i] if i < n else None for i in positions])
+            else:
+                key = (id(node), seg_id)
+            entry = transitions.get(key)
+            if entry is not None and replay(entry, counts):
+                if entry[5].clean(elements, seps) and seg_id not in first_codes:
+                    node = entry[0]
+                    continue
+                node = check.segment(node, seg, count, entry[0], key)
+                continue
+        node = check.segment(node, seg, count, None, None)
+        if node is None:
             break
-        for error in seg_errors:
-            problems.append(_segment_problem(error, seg, count))
+    return check.problems
+
+
+class _Check:
+    """One set's walk: pyx12's walker (its counter recording when memoised) and the problems found."""
+
+    def __init__(self, guide: Guide, walker: Any, memo: Memo | None) -> None:
+        self.guide = guide
+        self.walker = walker
+        self.memo = memo
+        self.problems: list[Problem] = []
+        self.counts: dict[str, int] = {}
+        if memo is not None:
+            counter = walker.counter = memo_counter()
+            counter.memo = memo
+            self.counts = counter.counts
+
+    def segment(self, node: Any, seg: Segment, count: int, found: Any, key: tuple[Any, ...] | None) -> Any:
+        """Walk one segment from node (or take `found`, already walked) and check its
+        elements; returns the node it is at, None when the walk cannot go on."""
+        import pyx12.errors
+
+        guide, memo, problems = self.guide, self.memo, self.problems
+        seps = seg.separators
+        elements = seg.elements
+        text: str | None = None
+        if seps.repetition and any(seps.repetition in e for e in elements):
+            text = _first_repetitions(seg, guide)
+            elements = text.split(seps.element)[1:]
+        pyseg = None
+        if found is None and memo is not None and key is None:
+            key = memo.key(node, seg.id, elements)
+            entry = memo.transitions.get(key)
+            if entry is not None and replay(entry, self.counts):
+                found = entry[0]
         if found is None:
-            continue
-        node = found
-        checked = cache.checked.get((id(node), key))
-        if checked is None:
-            # the same segment text at the same map node always gets the same verdict
+            pyseg = _pyx12_segment(seg, text)
+            counter = self.walker.counter
+            if memo is not None:
+                counter.trace = []
             try:
-                checked = list(node.is_valid_errors(pyseg)[1])
+                found, _pop, _push, seg_errors = self.walker.walk_errors(node, pyseg, count, seg.line, None)
+            except pyx12.errors.EngineError as exc:
+                problems.append(Problem("7", seg.id, count, seg.line, f"pyx12 could not place the segment: {exc}"))
+                return None
+            if memo is not None:
+                if found is not None and not seg_errors and counter.trace is not None and key is not None:
+                    memo.remember(key, found, counter.trace)
+                counter.trace = None
+            for error in seg_errors:
+                problems.append(_segment_problem(error, seg, count))
+            if found is None:
+                return node
+        if memo is not None and memo.verdicts(found).clean(elements, seps):
+            checked: list[Any] = []
+        else:
+            try:
+                checked = list(found.is_valid_errors(pyseg or _pyx12_segment(seg, text))[1])
             except (IndexError, KeyError, pyx12.errors.EngineError) as exc:  # pyx12 trips on some malformed composites
                 checked = [exc]
-            cache.remember(cache.checked, (id(node), key), checked)
         if checked and isinstance(checked[0], Exception):
             problems.append(Problem("8", seg.id, count, seg.line, f"segment has data element errors: pyx12 could not check it ({type(checked[0]).__name__})"))
-            continue
+            return found
         first_code = _first_element_problem(guide, seg, count)
         if first_code is not None:
             problems.append(first_code)
@@ -131,97 +193,48 @@ def validate_set(guide: Guide, segments: list[Segment]) -> list[Problem]:
                 problem.data_element = _data_element(guide, seg.id, problem.element)
             if not any(p.position == count and p.element == problem.element and p.code == problem.code for p in problems):
                 problems.append(problem)
-    return problems
+        return found
 
 
-_FastCounter: Any = None
+def _pyx12_segment(seg: Segment, text: str | None) -> Any:
+    import pyx12.segment
+
+    seps = seg.separators
+    return pyx12.segment.Segment(text if text is not None else seg.text(), seps.segment, seps.element, seps.component, seps.repetition or "\x1d")
 
 
-def _fast_counter() -> Any:
-    """pyx12's NodeCounter keyed by path strings formatted once: the same counts, without
-    re-formatting every X12Path at each loop start (the walker's main cost)."""
-    global _FastCounter
-    if _FastCounter is None:
-        from collections import OrderedDict
-
-        import pyx12.path
-        from pyx12.nodeCounter import NodeCounter
-
-        names: dict[int, tuple[Any, str]] = {}
-        strings: dict[str, str] = {}
-
-        def name(xpath: Any) -> str:
-            if isinstance(xpath, str):
-                found = strings.get(xpath)
-                if found is None:
-                    found = strings[xpath] = pyx12.path.X12Path(xpath).format()
-                return found
-            entry = names.get(id(xpath))
-            if entry is None or entry[0] is not xpath:
-                entry = names[id(xpath)] = (xpath, xpath.format())  # keeps the object, so its id stays its own
-            return entry[1]
-
-        class FastCounter(NodeCounter):  # type: ignore[misc]
-            def __init__(self) -> None:
-                self.counts: dict[str, int] = {}
-
-            def reset_to_node(self, xpath: Any) -> None:
-                prefix = name(xpath) + "/"
-                for key in [k for k in self.counts if k.startswith(prefix)]:
-                    del self.counts[key]
-
-            def increment(self, xpath: Any) -> None:
-                key = name(xpath)
-                self.counts[key] = self.counts.get(key, 0) + 1
-
-            def setCount(self, xpath: Any, ct: int) -> None:
-                self.counts[name(xpath)] = ct
-
-            def get_count(self, xpath: Any) -> int:
-                return self.counts.get(name(xpath), 0)
-
-            def getState(self) -> Any:
-                return OrderedDict((pyx12.path.X12Path(k), v) for k, v in self.counts.items())
-
-        _FastCounter = FastCounter
-    return _FastCounter()
-
-
-class _Cache:
-    """Per guide: pyx12 segments and element verdicts by segment text (bounded)."""
-
-    LIMIT = 200_000
-
-    def __init__(self) -> None:
-        self.segments: dict[Any, Any] = {}
-        self.checked: dict[Any, list[Any]] = {}
-
-    def remember(self, table: dict[Any, Any], key: Any, value: Any) -> None:
-        if len(table) >= self.LIMIT:
-            table.clear()
-        table[key] = value
-
-
-def _cache(guide: Guide) -> _Cache:
-    cache: _Cache | None = getattr(guide, "_validation_cache", None)
-    if cache is None:
-        cache = _Cache()
-        guide._validation_cache = cache  # type: ignore[attr-defined]
-    return cache
+def _memo(guide: Guide) -> Memo:
+    memo: Memo | None = getattr(guide, "_memo", None)
+    if memo is None:
+        memo = Memo(guide.pyx12_map())
+        guide._memo = memo  # type: ignore[attr-defined]
+    return memo
 
 
 def _first_element_problem(guide: Guide, seg: Segment, count: int) -> Problem | None:
     """The first element's code list, which the compiled map leaves to this check."""
-    definition = guide.segments().get(seg.id)
-    if definition is None or not definition.elements or definition.elements[0].position != 1:
+    codes = _first_codes(guide).get(seg.id)
+    if codes is None:
         return None
-    element = definition.elements[0]
-    value = seg.get(1)
-    if not element.codes or not value or value in element.codes:
+    value = seg.elements[0] if seg.elements else ""
+    if not value or value in codes[0]:
         return None
+    element = codes[1]
     allowed = ", ".join(element.codes[:10]) + (", ..." if len(element.codes) > 10 else "")
     return Problem("7", seg.id, count, seg.line, f"invalid code value: {value!r} is not a valid code for {element.key} ({allowed})",
                    1, None, element.number if element.number[:1].isdigit() else None, value)
+
+
+def _first_codes(guide: Guide) -> dict[str, tuple[frozenset[str], ElementDef]]:
+    """Segment id -> (codes, element) for the segments whose first element has a code list."""
+    cached: dict[str, tuple[frozenset[str], ElementDef]] | None = getattr(guide, "_first_codes", None)
+    if cached is None:
+        cached = {}
+        for seg_id, definition in guide.segments().items():
+            if definition.elements and definition.elements[0].position == 1 and definition.elements[0].codes:
+                cached[seg_id] = (frozenset(definition.elements[0].codes), definition.elements[0])
+        guide._first_codes = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def _data_element(guide: Guide, seg_id: str, position: int) -> str | None:
