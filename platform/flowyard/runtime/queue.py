@@ -169,6 +169,12 @@ def commit_processing(
     """Commit the outcomes whose lease still holds; returns the ids refused."""
     refused: list[str] = []
     now = time.time()
+    if engine.dialect.name == "postgresql":  # the same work as one statement
+        from . import pgcommit
+
+        with write_transaction(engine) as connection:
+            held = pgcommit.commit(connection, worker, now, outcomes)
+        return [o.message.id for o in outcomes if o.message.id not in held]
     m = StoredMessage
     deliveries: list[dict[str, Any]] = []
     attempts: list[dict[str, Any]] = []
@@ -237,8 +243,8 @@ def _insert_dead_letters(connection: Connection, rows: list[dict[str, Any]]) -> 
     for row in rows:
         row = dict(row)
         key = row.pop("delivery_key", None)
-        if key:
-            row["delivery_id"] = ids.get(key)
+        # every row names delivery_id: an executemany takes its columns from the first row
+        row["delivery_id"] = ids.get(key) if key else row.get("delivery_id")
         clean.append(row)
     connection.execute(insert(DeadLetter), clean)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 import time
@@ -42,6 +41,7 @@ from .logs import fields
 from .metrics import Metrics
 from .policy import Breakers, retry_delay
 from .retention import days_from_env, purge
+from .snapshots import json_copy, snapshot_text
 from .sources import AcceptWriter, SourceLocks
 from .tracing import enabled as tracing_enabled
 from .tracing import span, step_span
@@ -523,27 +523,27 @@ class Runtime:
     def tracer_for(self, c: queue.ClaimedMessage, loaded: LoadedFlow,
                    traces: list[dict[str, Any]]) -> Any:
         cap = self.config.trace_cap
-        histogram = self.metrics.step_seconds
+        histogram, child = self.metrics.step_seconds, self.metrics.child
         otel = tracing_enabled()
 
         def tracer(spec: StepSpec, out: Any, seconds: float) -> None:
             if seconds < 0:
                 traces.append(self.trace_row(c, spec.index, spec.name, "skipped", 0.0, ""))
                 return
-            histogram.labels(c.flow, spec.name).observe(seconds)
+            child(histogram, c.flow, spec.name).observe(seconds)
             if otel:
                 step_span(f"step {spec.name}", c.id, seconds, flow=c.flow, step=spec.name,
                           correlation_id=c.correlation_id)
             if out is None:
                 status, snapshot = "dropped", ""
             elif isinstance(out, Message):
-                status, snapshot = "ok", out.payload_text(cap)
+                status, snapshot = "ok", snapshot_text(out, cap)
             else:
                 parts = list(out)
                 status = "ok"
                 first = next((p for p in parts if isinstance(p, Message)), None)
                 snapshot = f"{len(parts)} parts" + (
-                    f"; the first:\n{first.payload_text(cap)}" if first is not None else "")
+                    f"; the first:\n{snapshot_text(first, cap)}" if first is not None else "")
             traces.append(self.trace_row(c, spec.index, spec.name, status, seconds,
                                          redactor.redact(snapshot)))
 
@@ -567,10 +567,7 @@ class Runtime:
     def delivery_row(self, c: queue.ClaimedMessage, index: int, out: Message,
                      t: LoadedTarget) -> dict[str, Any]:
         now = time.time()
-        try:
-            last_data = json.loads(json.dumps(out.last_data)) if out.last_data is not None else None
-        except (TypeError, ValueError):
-            last_data = None
+        last_data = json_copy(out.last_data)
         return {
             "message_id": c.id, "output_index": index, "output_id": out.id,
             "target": t.spec.name, "endpoint": t.endpoint,
@@ -627,7 +624,7 @@ class Runtime:
             except Exception as exc:  # a connector bug must not lose the message
                 error = f"unexpected error: {type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - began
-        self.metrics.delivery_seconds.labels(flow, t.spec.name).observe(seconds)
+        self.metrics.child(self.metrics.delivery_seconds, flow, t.spec.name).observe(seconds)
         error = redactor.redact(error) if error else None
         row = {"message_id": message_id, "delivery_id": delivery_id, "kind": "deliver",
                "target": t.spec.name, "number": number, "worker": self.worker,
@@ -635,7 +632,7 @@ class Runtime:
                "detail": {"key": key, **(detail or {})}}
         if error is None:
             breaker.success()
-            self.metrics.deliveries.labels(flow, t.spec.name, "done").inc()
+            self.metrics.child(self.metrics.deliveries, flow, t.spec.name, "done").inc()
             return "done", number, 0.0, None, detail, row
         if retryable:
             breaker.failure()
