@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import jmespath
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,8 @@ class FlowFigures:
     backlog: int = 0
     latency_avg: float | None = None
     latency_max: float | None = None
+    latency_p50: float | None = None
+    latency_p95: float | None = None
     oldest_failure_age: float | None = None
     open_dead_letters: int = 0
     hourly: list[int] = field(default_factory=list)
@@ -47,6 +49,8 @@ class Tile:
     partner: str
     flows: list[FlowFigures]
     hours: int
+    latency_p50: float | None = None  # over all the tile's messages (percentiles do not add up)
+    latency_p95: float | None = None
 
     def total(self, attr: str) -> int:
         return sum(int(getattr(f, attr) or 0) for f in self.flows)
@@ -128,6 +132,44 @@ def check_sla(figures: FlowFigures, sla: dict[str, Any]) -> list[str]:
     return broken
 
 
+PERCENTILES = (50, 95)
+
+
+def latency_percentiles(
+    engine: Engine, since: float, by: tuple[str, ...] = ("flow", "plant", "partner")
+) -> dict[tuple[str, ...], dict[int, float]]:
+    """p50 and p95 of the latency (received to finished) of the messages done since
+    `since`, per group. Nearest rank: p95 is the latency that 95% of the messages
+    did not exceed (the ceil(0.95 n)-th smallest). Window functions, so the database
+    sorts and only the rows at those ranks come back (SQLite and PostgreSQL alike)."""
+    m = StoredMessage
+    columns = [getattr(m, name) for name in by]
+    latency = (m.finished_at - m.created_at).label("latency")
+    ranked = (
+        select(
+            *columns,
+            latency,
+            func.row_number().over(partition_by=columns, order_by=latency).label("rank"),
+            func.count().over(partition_by=columns).label("n"),
+        )
+        .where(m.created_at >= since, m.state == "done", m.finished_at.is_not(None))
+        .subquery()
+    )
+    wanted = [ranked.c.rank == (ranked.c.n * q + 99) // 100 for q in PERCENTILES]
+    found: dict[tuple[str, ...], dict[int, float]] = {}
+    with Session(engine) as db:
+        rows = db.execute(
+            select(*[ranked.c[name] for name in by], ranked.c.latency, ranked.c.rank, ranked.c.n).where(or_(*wanted))
+        )
+        for row in rows:
+            key = tuple(str(v or "") for v in row[: len(by)])
+            latency_value, rank, n = float(row[len(by)]), int(row[len(by) + 1]), int(row[len(by) + 2])
+            for q in PERCENTILES:
+                if rank == (n * q + 99) // 100:
+                    found.setdefault(key, {})[q] = latency_value
+    return found
+
+
 def flow_figures(engine: Engine, hours: int = 24, now: float | None = None) -> list[FlowFigures]:
     """Per flow, plant and partner over the last `hours`: counts, latency, backlog,
     open dead letters and the age of the oldest, and messages per hour."""
@@ -188,15 +230,28 @@ def flow_figures(engine: Engine, hours: int = 24, now: float | None = None) -> l
             f = get(flow, plant, partner)
             f.open_dead_letters = int(count)
             f.oldest_failure_age = now - float(oldest)
+    for (flow, plant, partner), values in latency_percentiles(engine, since).items():
+        f = get(flow, plant, partner)
+        f.latency_p50, f.latency_p95 = values.get(50), values.get(95)
     return sorted(figures.values(), key=lambda f: (f.plant, f.partner, f.flow))
 
 
-def tiles(figures: list[FlowFigures], slas: dict[str, dict[str, Any]], hours: int) -> list[Tile]:
+def tiles(
+    figures: list[FlowFigures],
+    slas: dict[str, dict[str, Any]],
+    hours: int,
+    percentiles: dict[tuple[str, ...], dict[int, float]] | None = None,
+) -> list[Tile]:
+    """One tile per plant and partner; `percentiles` are the latency percentiles per
+    (plant, partner) from `latency_percentiles(..., by=("plant", "partner"))`."""
     grouped: dict[tuple[str, str], list[FlowFigures]] = {}
     for f in figures:
         f.breaches = check_sla(f, slas.get(f.flow) or {})
         grouped.setdefault((f.plant, f.partner), []).append(f)
-    result = [Tile(plant, partner, flows, hours) for (plant, partner), flows in grouped.items()]
+    result = []
+    for (plant, partner), flows in grouped.items():
+        values = (percentiles or {}).get((plant, partner), {})
+        result.append(Tile(plant, partner, flows, hours, values.get(50), values.get(95)))
     return sorted(result, key=lambda t: (not t.red, t.plant, t.partner))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from litestar import Request, get
@@ -32,9 +33,11 @@ def slas(state: UiState) -> dict[str, dict[str, Any]]:
 
 
 def build(state: UiState, hours: int) -> dict[str, Any]:
-    figures = queries.flow_figures(state.engine, hours)
+    now = time.time()
+    figures = queries.flow_figures(state.engine, hours, now)
     thresholds = slas(state)
-    tiles = queries.tiles(figures, thresholds, hours)
+    per_tile = queries.latency_percentiles(state.engine, now - hours * 3600, by=("plant", "partner"))
+    tiles = queries.tiles(figures, thresholds, hours, per_tile)
     overview = state.store.dashboard(recent_failures=8)
     return {"tiles": tiles, "overview": overview, "hours": hours, "slas": thresholds}
 

@@ -1,0 +1,132 @@
+"""Dashboard latency: p50 and p95 per flow and per plant/partner tile, computed by the
+database from known latencies (nearest rank), and shown on the server-rendered page."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+
+from flowyard.db import make_engine
+from flowyard.store.migrations import upgrade
+from flowyard.store.models import StoredMessage
+from flowyard_ui import queries
+
+from .conftest import UiClient
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _messages(engine: Engine, rows: list[tuple[str, str, str, str, float | None, float]]) -> None:
+    """(flow, plant, partner, state, latency seconds, age seconds) per message."""
+    now = time.time()
+    values = []
+    for flow, plant, partner, state, latency, age in rows:
+        created = now - age
+        values.append(
+            {
+                "id": uuid.uuid4().hex,
+                "correlation_id": uuid.uuid4().hex,
+                "flow": flow,
+                "flow_version": "v1",
+                "state": state,
+                "content_type": "application/json",
+                "payload": b"{}",
+                "size": 2,
+                "source": {},
+                "headers": {},
+                "plant": plant,
+                "partner": partner,
+                "replay_of": None,
+                "attempt": 1,
+                "outputs": 1,
+                "created_at": created,
+                "updated_at": created,
+                "lease_token": 0,
+                "finished_at": created + latency if latency is not None else None,
+                "error": None,
+            }
+        )
+    with engine.begin() as connection:
+        connection.execute(insert(StoredMessage), values)
+
+
+def _known(engine: Engine) -> None:
+    rows: list[tuple[str, str, str, str, float | None, float]] = []
+    rows += [("orders", "MX01", "ERP", "done", k / 100, 600 + k) for k in range(1, 101)]  # 0.01 .. 1.00 s
+    rows += [("confirmations", "MX01", "ERP", "done", 2.0, 900) for _ in range(20)]
+    rows += [("stock", "DE02", "WMS", "done", 0.3, 300)]
+    rows += [("orders", "MX01", "ERP", "dead", 50.0, 500), ("orders", "MX01", "ERP", "received", None, 100)]
+    rows += [("orders", "MX01", "ERP", "done", 99.0, 3 * 86400)]  # outside the 24 hours
+    _messages(engine, rows)
+
+
+def _check_known(engine: Engine) -> None:
+    since = time.time() - 24 * 3600
+    per_flow = queries.latency_percentiles(engine, since)
+    assert per_flow[("orders", "MX01", "ERP")] == {50: pytest.approx(0.50), 95: pytest.approx(0.95)}
+    assert per_flow[("confirmations", "MX01", "ERP")] == {50: pytest.approx(2.0), 95: pytest.approx(2.0)}
+    assert per_flow[("stock", "DE02", "WMS")] == {50: pytest.approx(0.3), 95: pytest.approx(0.3)}
+    per_tile = queries.latency_percentiles(engine, since, by=("plant", "partner"))
+    # 120 messages: the 60th smallest is 0.60 s, the 114th is one of the twenty 2.0 s
+    assert per_tile[("MX01", "ERP")] == {50: pytest.approx(0.60), 95: pytest.approx(2.0)}
+    assert per_tile[("DE02", "WMS")] == {50: pytest.approx(0.3), 95: pytest.approx(0.3)}
+
+
+def test_percentiles_from_known_latencies_on_sqlite(app: Litestar) -> None:
+    _known(app.state.ui.engine)
+    _check_known(app.state.ui.engine)
+
+
+def test_one_message_and_none(app: Litestar) -> None:
+    engine = app.state.ui.engine
+    assert queries.latency_percentiles(engine, 0) == {}
+    _messages(engine, [("solo", "US03", "", "done", 1.5, 10)])
+    assert queries.latency_percentiles(engine, 0) == {("solo", "US03", ""): {50: 1.5, 95: 1.5}}
+
+
+@pytest.fixture
+def pg_engine(require_service: Callable[[str], Any]) -> Iterator[Engine]:
+    require_service("postgresql")
+    import psycopg
+
+    name = f"fy_ui_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_percentiles_from_known_latencies_on_postgresql(pg_engine: Engine) -> None:
+    _known(pg_engine)
+    _check_known(pg_engine)
+
+
+def test_the_dashboard_shows_p50_and_p95_per_tile_and_flow(app: Litestar, viewer: UiClient) -> None:
+    _known(app.state.ui.engine)
+    page = viewer.get("/dashboard")
+    assert page.status_code == 200
+    text = page.text
+    assert "latency p50 / p95" in text and "average" not in text
+    mx01 = text[text.index('aria-label="MX01 ERP"') :]
+    mx01 = mx01[: mx01.index("</section>")]
+    assert '<dd class="latency"' in mx01 and "600.0 ms / 2.00 s" in mx01
+    orders = mx01[mx01.index('data-flow="orders"') :]
+    orders = orders[: orders.index("</tr>")]
+    assert "<td>500.0 ms</td><td>950.0 ms</td><td>100</td>" in orders
+    confirmations = mx01[mx01.index('data-flow="confirmations"') :]
+    assert "<td>2.00 s</td><td>2.00 s</td><td>20</td>" in confirmations[: confirmations.index("</tr>")]
+    de02 = text[text.index('aria-label="DE02 WMS"') :]
+    assert "300.0 ms / 300.0 ms" in de02[: de02.index("</section>")]
