@@ -7,8 +7,10 @@ functional group (never for a group of acknowledgments, GS01 = FA).
 Codes: AK3/IK3 segment errors carry pyx12's segment codes (1-8); AK4/IK4 element
 errors its element codes (1-10); AK5/IK5 A accepted or R rejected with the set codes
 (1 not supported, 2 trailer missing, 3 control numbers differ, 4 segment count, 5 segments
-in error, 23 control number not unique); AK9 A, E (accepted with group errors noted),
-P (partially accepted) or R with the group codes (3 trailer missing, 4 control numbers
+in error, 23 control number not unique), or E (accepted, errors noted: only non-fatal
+problems, see flowyard.x12.validate) with code 5 and the AK3/AK4 that say what; AK9 A, E
+(all sets accepted, errors noted in a set or the group envelope), P (partially accepted:
+some sets rejected) or R with the group codes (3 trailer missing, 4 control numbers
 differ, 5 set count).
 """
 
@@ -35,12 +37,14 @@ def _clean(value: str | None, seps: Separators) -> str:
 
 
 def group_status(group: GroupResult) -> str:
+    """AK901: R none accepted, P some rejected, E all accepted but errors noted (in a set
+    or in the group's envelope), A all accepted clean."""
     accepted = group.accepted_count
     if not group.sets or accepted == 0:
         return "R"
     if accepted < len(group.sets):
         return "P"
-    return "E" if group.codes else "A"
+    return "E" if group.codes or any(s.status == "E" for s in group.sets) else "A"
 
 
 def _problem_segments(kind: AckKind, problems: list[Problem], seps: Separators) -> list[str]:
@@ -76,10 +80,10 @@ def ack_set(kind: AckKind, group: GroupResult, control: str, seps: Separators) -
         ak2 = ["AK2", s.transaction, s.control_number] + ([s.implementation] if five and s.implementation else [])
         body.append(e.join(ak2))
         body.extend(_problem_segments(kind, s.problems, seps))
-        status = "A" if s.accepted else "R"
-        codes = s.codes if not s.accepted else []
-        if not s.accepted and not codes:
-            codes = ["5"]
+        status = s.status
+        codes = s.codes if status == "R" else []
+        if status != "A" and not codes:
+            codes = ["5"]  # one or more segments in error (noted, for E)
         body.append(e.join(["AK5" if kind == "997" else "IK5", status, *codes[:5]]))
     declared = group.declared_sets if group.declared_sets is not None else len(group.sets)
     body.append(e.join(["AK9", group_status(group), str(declared), str(len(group.sets)), str(group.accepted_count), *group.codes[:5]]))

@@ -84,6 +84,10 @@ def handle_parse(args: argparse.Namespace) -> int:
         for event in walk(data, _resolver(args), validate=not args.no_validate):
             if isinstance(event, SetResult):
                 if event.accepted:
+                    if event.noted:
+                        print(f"{args.file}:{event.line}: transaction set {event.transaction} {event.control_number} is accepted with errors noted", file=sys.stderr)
+                        for reason in event.reasons():
+                            print(f"  - {reason}", file=sys.stderr)
                     body = event.data or {}
                     body["interchange"] = event.interchange.as_data()
                     body["group"] = event.group.as_data()

@@ -136,7 +136,17 @@ class SetResult:
 
     @property
     def accepted(self) -> bool:
-        return not self.codes and not self.problems
+        """Accepted, perhaps with errors noted (see `noted`)."""
+        return not self.codes and not any(p.fatal for p in self.problems)
+
+    @property
+    def noted(self) -> bool:
+        """Accepted with errors noted (AK5/IK5 "E"): every problem is non-fatal."""
+        return self.accepted and bool(self.problems)
+
+    @property
+    def status(self) -> str:
+        return ("E" if self.problems else "A") if self.accepted else "R"
 
     @property
     def line(self) -> int:
@@ -156,6 +166,11 @@ class SetSummary:
     accepted: bool
     codes: list[str]
     problems: list[Problem]
+
+    @property
+    def status(self) -> str:
+        """AK501/IK501: A accepted, E accepted with errors noted, R rejected."""
+        return ("E" if self.problems else "A") if self.accepted else "R"
 
 
 @dataclass
@@ -233,9 +248,9 @@ class _Walker:
             if guide is None:
                 codes.append("1")
             elif trailer and "6" not in codes:
-                before = len(result.problems)
-                result.problems.extend(validate_set(guide, segments))
-                if len(result.problems) > before:
+                found = validate_set(guide, segments)
+                result.problems.extend(found)
+                if any(p.fatal for p in found):
                     codes.append("5")
         if self.shape:
             result.data = build(segments, guide)

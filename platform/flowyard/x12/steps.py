@@ -196,16 +196,18 @@ class X12Parse(Step):
         data = result.data or {}
         data["interchange"] = result.interchange.as_data()
         data["group"] = result.group.as_data()
-        headers = {"x12.transaction": result.transaction, "x12.control_number": result.control_number,
+        headers: dict[str, Any] = {"x12.transaction": result.transaction, "x12.control_number": result.control_number,
                    "x12.interchange": result.interchange.control_number, "x12.sender": result.interchange.sender,
                    "x12.guide": result.guide.name if result.guide else None}
         if result.accepted:
             if result.transaction in ("997", "999"):
                 self._reconcile(result)
+            if result.problems:  # accepted with errors noted (AK5/IK5 "E"): the data goes on, the notes with it
+                headers["x12.noted"] = [p.describe() for p in result.problems[:20]]
             return message.child(data, "application/json", **headers)
         seps = result.segments[0].separators
         raw = "".join(s.text() + seps.segment + "\n" for s in result.segments)
-        first = next((p for p in result.problems if not p.envelope), None) or (result.problems[0] if result.problems else None)
+        first = next((p for p in result.problems if p.fatal and not p.envelope), None) or (result.problems[0] if result.problems else None)
         reasons = result.reasons()
         if first is not None:
             where = InputLocation(line=first.line, segment=f"{first.segment} #{first.position}", path=first.path if first.element else None)
@@ -369,7 +371,7 @@ class X12Generate(Step):
         isa = isa_segment(self.sender, self.receiver, 1, self.isa_version, self.usage, self.seps, when)
         text = write(isa, [group], self.seps, True, when, 1)
         for event in walk_events(text, lambda t, v: guide, validate=True, shape=False):
-            if isinstance(event, SetResult) and not event.accepted:
+            if isinstance(event, SetResult) and (not event.accepted or event.problems):  # nothing noted leaves here
                 first = event.problems[0] if event.problems else None
                 where = InputLocation(segment=f"{first.segment} #{first.position}", path=first.path if first.element else None) if first else None
                 raise StepError(f"the generated {transaction} does not validate against guide {guide.name}: "

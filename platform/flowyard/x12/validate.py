@@ -43,6 +43,25 @@ ELEMENT_CODES = {
 }
 
 
+# Severity. pyx12 rejects a set on any error; X12 lets a receiver accept a set with
+# errors noted (AK5/IK5 "E") when what is wrong does not stop it from using the data.
+# Noted only: a bad value (too short or long, invalid character, code, date or time, or a
+# missing component) in an element the guide marks optional or not used, a not-used
+# element that is present, and a segment or loop present although marked not used
+# (AK304/IK304 2): the receiver ignores them and every mandatory value is intact.
+# Everything else rejects the set: envelope errors, unrecognised, missing, misplaced or
+# over-repeated segments and loops, any error in a mandatory element, syntax notes
+# (paired, required, exclusion, conditional rules tie elements together: breaking one
+# leaves the values ambiguous).
+NOTED_ELEMENT_CODES = frozenset({"1", "4", "5", "6", "7", "8", "9", "10"})
+NOTED_SEGMENT_CODE = "2"
+
+
+def noted_only(code: str, usage: str) -> bool:
+    """An element error that leaves the set acceptable: see the severity note above."""
+    return usage in ("S", "N") and code in NOTED_ELEMENT_CODES
+
+
 @dataclass
 class Problem:
     """One finding in a transaction set (segment level when `element` is None)."""
@@ -57,6 +76,7 @@ class Problem:
     data_element: str | None = None
     value: str | None = None
     envelope: bool = False  # an SE count/control problem: reported as an AK5/IK5 code, not AK3
+    fatal: bool = True  # False: noted, the set is still accepted (AK5/IK5 "E"), see `noted_only`
 
     @property
     def path(self) -> str:
@@ -222,7 +242,7 @@ def _first_element_problem(guide: Guide, seg: Segment, count: int) -> Problem | 
     element = codes[1]
     allowed = ", ".join(element.codes[:10]) + (", ..." if len(element.codes) > 10 else "")
     return Problem("7", seg.id, count, seg.line, f"invalid code value: {value!r} is not a valid code for {element.key} ({allowed})",
-                   1, None, element.number if element.number[:1].isdigit() else None, value)
+                   1, None, element.number if element.number[:1].isdigit() else None, value, fatal=not noted_only("7", element.usage))
 
 
 def _first_codes(guide: Guide) -> dict[str, tuple[frozenset[str], ElementDef]]:
@@ -276,7 +296,7 @@ def _segment_problem(error: Any, seg: Segment, count: int) -> Problem:
     if code in ("3", "4") and map_node is not None:
         seg_id = _first_segment_id(map_node) or seg_id
     text = f"{SEGMENT_CODES.get(code, 'segment error')}: {error.err_str}"
-    return Problem(code, seg_id, position, error.src_line or seg.line, text)
+    return Problem(code, seg_id, position, error.src_line or seg.line, text, fatal=code != NOTED_SEGMENT_CODE)
 
 
 def _first_segment_id(map_node: Any) -> str | None:
@@ -290,16 +310,6 @@ def _first_segment_id(map_node: Any) -> str | None:
 def _element_problem(error: Any, seg: Segment, count: int) -> Problem:
     code = str(error.err_cde)
     map_node = error.map_node
-    element: int | None = None
-    component: int | None = None
-    data_element: str | None = None
-    if map_node is not None:
-        parent = getattr(map_node, "parent", None)
-        if parent is not None and getattr(parent, "base_name", "") == "composite":
-            element, component = parent.seq, map_node.seq
-        else:
-            element = map_node.seq
-        data_element = getattr(map_node, "data_ele", None)
     text = f"{ELEMENT_CODES.get(code, 'element error')}: {error.err_str}"
     if map_node is None:
         rule = _SYNTAX.search(error.err_str or "")
@@ -310,4 +320,10 @@ def _element_problem(error: Any, seg: Segment, count: int) -> Problem:
             position = (empty or positions)[0]
             return Problem(code, seg.id, count, seg.line, text, position, None, None, seg.get(position) or None)
         return Problem("8", seg.id, count, seg.line, text, value=error.err_val)
-    return Problem(code, seg.id, count, seg.line, text, element, component, data_element, error.err_val)
+    parent = getattr(map_node, "parent", None)
+    if parent is not None and getattr(parent, "base_name", "") == "composite":
+        element, component, top = parent.seq, map_node.seq, parent
+    else:
+        element, component, top = map_node.seq, None, map_node
+    fatal = not noted_only(code, getattr(top, "usage", "R"))
+    return Problem(code, seg.id, count, seg.line, text, element, component, getattr(map_node, "data_ele", None), error.err_val, fatal=fatal)
