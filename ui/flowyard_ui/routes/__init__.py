@@ -17,6 +17,7 @@ def all_routes() -> list[Any]:
         playground,
         runs,
         tables,
+        x12,
     )
 
     modules = (
@@ -29,6 +30,7 @@ def all_routes() -> list[Any]:
         deadletters,
         dashboard,
         tables,
+        x12,
         admin,
     )
     return [handler for module in modules for handler in module.ROUTES]

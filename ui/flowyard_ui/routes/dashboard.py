@@ -10,7 +10,7 @@ from litestar.response import Template
 
 from flowyard.yamlio import load_text, to_plain
 
-from .. import queries
+from .. import overdue, queries
 from ..flowfiles import list_flows
 from ..state import UiState, hx_target_is, ui
 from .common import arg, off_loop, page
@@ -39,7 +39,8 @@ def build(state: UiState, hours: int) -> dict[str, Any]:
     per_tile = queries.latency_percentiles(state.engine, now - hours * 3600, by=("plant", "partner"))
     tiles = queries.tiles(figures, thresholds, hours, per_tile)
     overview = state.store.dashboard(recent_failures=8)
-    return {"tiles": tiles, "overview": overview, "hours": hours, "slas": thresholds}
+    acks = overdue.summary(state.engine)
+    return {"tiles": tiles, "overview": overview, "hours": hours, "slas": thresholds, "acks": acks}
 
 
 def bars(values: list[int], width: int = 260, height: int = 46) -> dict[str, Any]:
