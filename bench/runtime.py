@@ -1,7 +1,8 @@
 """Runtime throughput: durable Flowyard against no store, PostgreSQL with one and two
 workers, and Node-RED 4 doing the same work. Prints figures; never passes or fails.
 
-    .venv/bin/python bench/runtime.py [--messages 3000] [--concurrency 32] [--skip-node-red]
+    .venv/bin/python bench/runtime.py [--messages 3000] [--concurrency 32] [--rounds 3]
+        [--tmp /dev/shm] [--skip-sqlite] [--skip-postgresql] [--skip-node-red]
 
 The flow: HTTP webhook -> json.parse -> jmespath -> jinja -> file target (one file per
 message). One load generator (a minimal asyncio HTTP/1.1 client, `--concurrency` keep-alive
@@ -18,6 +19,9 @@ output file exists.
     http in -> change (JSONata) -> template (mustache) -> file -> http response 202.
 
 PostgreSQL runs use a throw-away database on 127.0.0.1:5432 (skipped when down).
+The compared sides run in interleaved rounds (the machine is shared: a ratio is only
+meaningful between runs made at the same time); each round's ratio and the median are
+printed, with the load average before and after.
 """
 
 from __future__ import annotations
@@ -261,7 +265,7 @@ def drain(url: str, messages: int, workers: int) -> float:
         store = Store(engine)
         with engine.begin() as c:
             for table in ("fy_step_traces", "fy_attempts", "fy_dead_letters", "fy_deliveries",
-                          "fy_messages", "fy_workers"):
+                          "fy_messages", "fy_workers", "fy_source_keys"):
                 c.execute(text(f"DELETE FROM {table}"))
         version = load_flow(work / "flows" / "bench-orders.yaml").version
         batch = [Message(payload=payload(n), content_type="application/json",
@@ -389,23 +393,55 @@ def node_red(binary: Path, messages: int, concurrency: int) -> float | None:
         return report("Node-RED 4 (in memory, no store)", messages, acked, total)
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of the compared sides (ratios per round)")
+    parser.add_argument("--tmp", default=None,
+                        help="folder for the work files and outputs (e.g. /dev/shm to take "
+                        "the disk's flushes out of the file target)")
     parser.add_argument("--skip-node-red", action="store_true")
     parser.add_argument("--skip-postgresql", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
-    n, c = args.messages, args.concurrency
-    print(f"runtime benchmark: {n} messages, {c} concurrent requests, "
-          f"{os.cpu_count()} CPUs\n(a) SQLite")
-    durable = None
-    if not args.skip_sqlite:
-        durable = flowyard_http(n, c, None, "Flowyard durable, SQLite (traces: all)")
-        flowyard_http(n, c, None, "Flowyard durable, SQLite (traces: none)", trace="none")
-        no_store(n)
-    one = two = None
+    if args.tmp:
+        tempfile.tempdir = args.tmp
+    n, c, rounds = args.messages, args.concurrency, args.rounds
+    began = time.perf_counter()
+    print(f"runtime benchmark: {n} messages, {c} concurrent requests, {rounds} rounds, "
+          f"{os.cpu_count()} CPUs, load average {load_average()}")
+    binary = None
+    if not args.skip_node_red:
+        binary = install_node_red()
+    durable: list[float] = []
+    red: list[float] = []
+    if not args.skip_sqlite or binary is not None:
+        print("(a) SQLite and (c) Node-RED, interleaved")
+        for r in range(rounds):
+            print(f" round {r + 1}")
+            if not args.skip_sqlite:
+                durable.append(flowyard_http(n, c, None, "Flowyard durable, SQLite (traces: all)"))
+            if binary is not None:
+                rate = node_red(binary, n, c)
+                if rate:
+                    red.append(rate)
+        if not args.skip_sqlite:
+            flowyard_http(n, c, None, "Flowyard durable, SQLite (traces: none)", trace="none")
+            no_store(n)
+    one: list[float] = []
+    two: list[float] = []
     if not args.skip_postgresql:
         print("(b) PostgreSQL")
         name = pg_database()
@@ -413,22 +449,25 @@ def main() -> None:
             url = f"postgresql://postgres@127.0.0.1:5432/{name}"
             try:
                 flowyard_http(n, c, url, "Flowyard durable, PostgreSQL, 1 worker")
-                one = drain(url, 2 * n, 1)
-                two = drain(url, 2 * n, 2)
+                for r in range(rounds):  # alternate which side goes first
+                    print(f" round {r + 1}")
+                    for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
+                        rate = drain(url, 2 * n, workers)
+                        (one if workers == 1 else two).append(rate)
             finally:
                 drop_database(name)
-    red = None
-    if not args.skip_node_red:
-        print("(c) Node-RED")
-        binary = install_node_red()
-        if binary is not None:
-            red = node_red(binary, n, c)
-    print("ratios")
+    print("ratios (per round, then the median)")
     if red and durable:
-        print(f"  Flowyard durable SQLite / Node-RED 4: {durable / red:.2f}x "
+        per = [d / r for d, r in zip(durable, red, strict=False)]
+        print(f"  Flowyard durable SQLite / Node-RED 4: "
+              f"{', '.join(f'{x:.2f}' for x in per)}; median {median(per):.2f}x "
               "(target >= 1.0x, goal 1.5x)")
     if one and two:
-        print(f"  PostgreSQL two workers / one worker: {two / one:.2f}x (target >= 1.5x)")
+        per = [b / a for a, b in zip(one, two, strict=True)]
+        print(f"  PostgreSQL two workers / one worker: "
+              f"{', '.join(f'{x:.2f}' for x in per)}; median {median(per):.2f}x "
+              "(target >= 1.5x)")
+    print(f"took {time.perf_counter() - began:.0f}s; load average now {load_average()}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ A circuit breaker per endpoint (target kind + address) opens after `threshold`
 consecutive failures: while open, deliveries to that endpoint are not attempted and do
 not use up their retries; after `cooldown` one trial delivery is let through (half
 open); its success closes the breaker, its failure opens it again for twice as long.
+
+Breakers are shared through the store (`runtime.shared_breakers`): an opening is
+published, and every worker adopts the open breakers it reads, so a dead endpoint costs
+`threshold` failures once, not once per worker. Each worker still sends its own trial
+when the cooldown ends.
 """
 
 from __future__ import annotations
@@ -58,13 +63,17 @@ class CircuitBreaker:
         now = time.time() if now is None else now
         return max(self.open_until, now + 0.5)
 
-    def success(self) -> None:
+    def success(self) -> bool:
+        """Record a success; True when this closed a breaker that was not closed."""
+        was = self.state
         self.failures = 0
         self.state = "closed"
         self.current_cooldown = 0.0
         self.trial_in_flight = False
+        return was != "closed"
 
-    def failure(self, now: float | None = None) -> None:
+    def failure(self, now: float | None = None) -> bool:
+        """Record a failure; True when this opened the breaker."""
         now = time.time() if now is None else now
         self.failures += 1
         if self.state == "half-open" or self.failures >= self.threshold:
@@ -75,15 +84,44 @@ class CircuitBreaker:
             self.state = "open"
             self.open_until = now + self.current_cooldown
             self.trial_in_flight = False
+            return True
+        return False
+
+    def adopt(self, open_until: float, cooldown: float, now: float | None = None) -> bool:
+        """Open because another worker found the endpoint down (until `open_until`);
+        True when this changed anything. A trial in flight here is left to decide."""
+        now = time.time() if now is None else now
+        if open_until <= now or self.state == "half-open":
+            return False
+        if self.state == "open" and self.open_until >= open_until:
+            return False
+        self.state = "open"
+        self.open_until = open_until
+        self.current_cooldown = max(self.current_cooldown, cooldown)
+        self.trial_in_flight = False
+        return True
 
 
 class Breakers:
-    """The breakers of one process, by endpoint."""
+    """The breakers of one process, by endpoint, and what changed since the store last
+    heard of them (`opened`, `closed`: the runtime shares them with the other workers)."""
 
     def __init__(self, threshold: int = 5, cooldown: float = 10.0) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
         self.by_endpoint: dict[str, CircuitBreaker] = {}
+        self.opened: dict[str, CircuitBreaker] = {}
+        self.closed: set[str] = set()
+
+    def failure(self, breaker: CircuitBreaker) -> None:
+        if breaker.failure():
+            self.opened[breaker.endpoint] = breaker
+            self.closed.discard(breaker.endpoint)
+
+    def success(self, breaker: CircuitBreaker) -> None:
+        if breaker.success():
+            self.closed.add(breaker.endpoint)
+            self.opened.pop(breaker.endpoint, None)
 
     def get(self, endpoint: str) -> CircuitBreaker:
         breaker = self.by_endpoint.get(endpoint)

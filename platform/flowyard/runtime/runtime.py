@@ -35,7 +35,7 @@ from ..flow import StepSpec
 from ..message import Message
 from ..secrets import Secrets, redactor
 from ..store.api import Store, reason_kind
-from . import queue
+from . import queue, shared_breakers
 from .flows import LoadedFlow, LoadedTarget, compile_flow, file_kind, flow_files, open_source
 from .logs import fields
 from .metrics import Metrics
@@ -73,6 +73,7 @@ class RuntimeConfig:
     delivery_timeout: float = 30.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 10.0
+    breaker_sync: float = 1.0  # how often the shared breakers are read from the store
     max_claims: int = 5  # a message claimed this often without finishing is poison
     run_sources: bool = True
     deployer: str = "flowyard"
@@ -88,6 +89,7 @@ class Runtime:
         self.worker = queue.worker_id()
         self.metrics = Metrics(self.engine)
         self.breakers = Breakers(self.config.breaker_threshold, self.config.breaker_cooldown)
+        self.breaker_changed = asyncio.Event()
         self.current: dict[str, LoadedFlow] = {}  # running flows, by name
         self.versions: dict[tuple[str, str], LoadedFlow] = {}  # older versions still needed
         self.file_texts: dict[Path, str] = {}
@@ -124,7 +126,7 @@ class Runtime:
         except Exception as exc:  # the loop tries again in a moment
             log.warning("could not look at the deployed flows: %s", brief(exc))
         loops = [self.reconcile_loop(), self.heartbeat_loop(), self.retry_loop(),
-                 self.maintenance_loop()]
+                 self.maintenance_loop(), self.breaker_loop()]
         loops += [self.process_loop(i) for i in range(self.config.processors)]
         self.tasks = [asyncio.create_task(c) for c in loops]
         log.info("runtime %s started with %d flows", self.worker, len(self.current),
@@ -144,6 +146,7 @@ class Runtime:
         for name in list(self.sources):
             await self.stop_source(name)
         self.wake.set()
+        self.breaker_changed.set()
         _done, pending = await asyncio.wait(self.tasks, timeout=self.config.grace)
         for task in pending:
             task.cancel()
@@ -631,13 +634,15 @@ class Runtime:
                "started_at": now, "duration": seconds, "ok": error is None, "error": error,
                "detail": {"key": key, **(detail or {})}}
         if error is None:
-            breaker.success()
+            self.breakers.success(breaker)
             self.metrics.child(self.metrics.deliveries, flow, t.spec.name, "done").inc()
             return "done", number, 0.0, None, detail, row
         if retryable:
-            breaker.failure()
+            self.breakers.failure(breaker)
+            if self.breakers.opened:
+                self.breaker_changed.set()
         else:  # the endpoint answered (it refused this message): it is up
-            breaker.success()
+            self.breakers.success(breaker)
         policy = t.spec.retry
         if not retryable or number >= policy.attempts:
             self.metrics.deliveries.labels(flow, t.spec.name, "dead").inc()
@@ -722,6 +727,32 @@ class Runtime:
                                         list(self.working_deliveries))
             except Exception as exc:
                 log.warning("heartbeat failed (leases may lapse): %s", brief(exc))
+
+    async def breaker_loop(self) -> None:
+        """Share breaker openings and closings with the other workers; adopt theirs."""
+        breakers = self.breakers
+        while not self.closing:
+            self.breaker_changed.clear()
+            opened = [(e, b.open_until, b.current_cooldown) for e, b in breakers.opened.items()]
+            closed = list(breakers.closed)
+            breakers.opened.clear()
+            breakers.closed.clear()
+            try:
+                current = await asyncio.to_thread(shared_breakers.sync, self.engine,
+                                                  self.worker, opened, closed)
+            except Exception as exc:
+                log.warning("cannot share circuit breakers: %s", brief(exc))
+                for endpoint, _until, _cooldown in opened:  # tell them next time
+                    breakers.opened.setdefault(endpoint, breakers.get(endpoint))
+                breakers.closed.update(e for e in closed if e not in breakers.opened)
+                current = []
+            now = time.time()
+            for endpoint, until, cooldown in current:
+                if breakers.get(endpoint).adopt(until, cooldown, now):
+                    log.warning("circuit open for %s (found down by another worker) until %s",
+                                endpoint, time.strftime("%H:%M:%S", time.localtime(until)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.breaker_changed.wait(), self.config.breaker_sync)
 
     async def maintenance_loop(self) -> None:
         while not self.closing:

@@ -236,3 +236,17 @@ class SourceKey(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Breaker(Base):
+    """A circuit breaker opened by one worker, shared with all: while `open_until` lies
+    ahead, every worker holds back its deliveries to that endpoint, so a dead ERP is
+    detected once, not once per worker."""
+
+    __tablename__ = "fy_breakers"
+
+    endpoint: Mapped[str] = mapped_column(String(500), primary_key=True)
+    open_until: Mapped[float] = mapped_column(Float)
+    cooldown: Mapped[float] = mapped_column(Float, default=0.0)
+    opened_by: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[float] = mapped_column(Float)
