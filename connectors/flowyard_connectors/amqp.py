@@ -1,7 +1,9 @@
 """amqp: consume a queue, publish to an exchange (aio-pika, AMQP 0-9-1 / RabbitMQ).
 
 Source: consumes with manual acknowledgments and a prefetch window; a message is acked
-only after `accept` returned. When the store refuses, the connection is closed on
+only after `accept` returned. With `concurrency` above 1, the messages stored meanwhile
+are acknowledged with one `multiple` ack for the last of a stored run (never past a
+message still being stored). When the store refuses, the connection is closed on
 purpose: RabbitMQ then puts every unacknowledged message back in the queue, in order,
 and the source reconnects with back-off. The queue can be declared (durable) and bound.
 
@@ -13,6 +15,7 @@ for it. The message id is the delivery's idempotency key, for consumers that de-
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 from datetime import timedelta
@@ -154,13 +157,23 @@ class AmqpSource(Source[AmqpSourceOptions]):
     async def consume(self, queue: aio_pika.abc.AbstractQueue, accept: Accept) -> None:
         options = self.options
         inflight = InFlight(options.concurrency)
+        # deliveries in channel order, [message, stored]; an ack with `multiple` covers
+        # every earlier delivery tag, so it is sent only for the end of a stored prefix
+        order: collections.deque[list[Any]] = collections.deque()
+        acking = asyncio.Lock()
 
-        async def store(message: Message, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async def store(entry: list[Any], message: Message) -> None:
             try:
                 await accept(message)
             except Exception as exc:
                 raise StoreRefused(f"the store did not take a message from {options.queue}: {exc}") from exc
-            await incoming.ack()
+            entry[1] = True
+            async with acking:  # acks leave in tag order: a later ack must not overtake this one
+                last = None
+                while order and order[0][1]:
+                    last = order.popleft()[0]
+                if last is not None:  # one frame for all the messages stored meanwhile
+                    await last.ack(multiple=True)
             self.health.ok()
 
         async def intake() -> None:
@@ -180,7 +193,9 @@ class AmqpSource(Source[AmqpSourceOptions]):
                             "headers": {k: str(v) for k, v in (incoming.headers or {}).items()},
                         },
                     )
-                    await inflight.submit(functools.partial(store, message, incoming))
+                    entry = [incoming, False]
+                    order.append(entry)
+                    await inflight.submit(functools.partial(store, entry, message))
 
         await until_failure(intake(), inflight)
 

@@ -8,14 +8,15 @@ deleted or, with `after: keep`, remembered so it is not taken again.
 Target: writes each message to a file whose name comes from a template; the write is
 atomic (a temporary file in the same folder, flushed to disk, then renamed), and the
 default name is derived from the idempotency key, so a retried delivery overwrites its
-own earlier attempt instead of adding a duplicate.
+own earlier attempt instead of adding a duplicate. Sends in flight at the same time are
+committed together, with one flush for all of them (see `groupcommit`); each send still
+returns only once its own file is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from flowyard.options import Duration, Options
 from flowyard.step import FlowContext
 from flowyard.templating import make_environment
 
+from .groupcommit import GroupCommit, Write
 from .paths import inside
 
 EXTENSIONS = {
@@ -148,6 +150,7 @@ class FileTarget(Target[FileTargetOptions]):
         super().__init__(options, context)
         self.root = context.resolve_path(options.path)
         self.template = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(options.name)
+        self.commits = GroupCommit()  # sends in flight share one flush
 
     def file_name(self, message: Message, key: str) -> str:
         variables: dict[str, Any] = {
@@ -165,26 +168,14 @@ class FileTarget(Target[FileTargetOptions]):
             raise DeliveryError(f"file {name} exists and overwrite is off", retryable=False)
         payload = message.payload_bytes()
         try:
-            await asyncio.to_thread(self.write_atomic, path, payload)
+            await self.commits.write(Write(path, payload, self.options.mode, replace=self.options.overwrite))
+        except FileExistsError as exc:
+            raise DeliveryError(f"file {name} exists and overwrite is off", retryable=False) from exc
         except OSError as exc:
             self.health.failed(str(exc))
             raise DeliveryError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self.health.ok()
         return {"file": str(path), "bytes": len(payload)}
-
-    def write_atomic(self, path: Path, payload: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, self.options.mode)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 class FileConnector(Connector):

@@ -23,7 +23,9 @@ from typing import Any, Literal
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
-from pydantic import Field, field_validator
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import Field, field_validator, model_validator
 
 from flowyard.connector import Accept, Connector, Source, Target
 from flowyard.errors import DeliveryError
@@ -52,10 +54,26 @@ class MqttConnection(Options):
     client_id: str | None = Field(
         None, description="client id (source default: flowyard-FLOW, stable for its persistent session)"
     )
-    tls: bool = Field(False, description="connect with TLS")
-    ca_file: str | None = Field(None, description="CA bundle for TLS, relative to the flow file")
+    protocol: Literal["3.1.1", "5"] = Field(
+        "3.1.1", description="MQTT version; with 5 the source tells the broker how many messages may await an ack"
+    )
+    tls: bool = Field(False, description="connect with TLS (the broker's certificate is always verified)")
+    ca_file: str | None = Field(
+        None, description="CA bundle that signed the broker's certificate, relative to the flow file (default: system CAs)"
+    )
+    cert_file: str | None = Field(None, description="client certificate (PEM) for TLS client authentication")
+    key_file: str | None = Field(None, description="private key (PEM) of the client certificate")
     keepalive: int = Field(30, ge=5, le=3600, description="seconds between keep-alive pings")
     timeout: Duration = Field(timedelta(seconds=10), description="time allowed to connect or publish")
+
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttConnection:
+        if (self.ca_file or self.cert_file or self.key_file) and not self.tls:
+            raise ValueError("ca_file, cert_file and key_file need `tls: true`")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        return self
 
 
 class MqttSourceOptions(MqttConnection):
@@ -81,6 +99,13 @@ class MqttTargetOptions(MqttConnection):
 
 def describe(exc: BaseException, options: MqttConnection) -> str:
     where = f"MQTT broker {options.host}:{options.port}"
+    text = str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = getattr(exc, "verify_message", None) or text.split("certificate verify failed:")[-1].split("(_ssl")[0]
+        ca = f"the CA in {options.ca_file}" if options.ca_file else "the system CAs (set ca_file to the broker's CA)"
+        return f"{where}: its TLS certificate is not trusted by {ca}: {reason.strip()}"
+    if isinstance(exc, ssl.SSLError) or "SSL" in text or "TLS" in text:
+        return f"{where}: the TLS handshake failed: {text}"
     if isinstance(exc, MqttConnectError):
         code = getattr(exc.rc, "value", exc.rc)
         if isinstance(code, int) and code in REFUSALS:
@@ -97,22 +122,37 @@ def is_refusal(exc: BaseException) -> bool:
     return isinstance(exc, MqttConnectError) and getattr(exc.rc, "value", exc.rc) in REFUSALS
 
 
+def tls_context(options: MqttConnection, context: FlowContext) -> ssl.SSLContext | None:
+    """Verification (chain and host name) stays on: there is no option to turn it off."""
+    if not options.tls:
+        return None
+    tls = ssl.create_default_context(cafile=str(context.resolve_path(options.ca_file)) if options.ca_file else None)
+    if options.cert_file:
+        key = str(context.resolve_path(options.key_file)) if options.key_file else None
+        tls.load_cert_chain(str(context.resolve_path(options.cert_file)), key)
+    return tls
+
+
 def make_client(
-    options: MqttConnection, context: FlowContext, clean_session: bool | None, default_id: str
+    options: MqttConnection, context: FlowContext, clean_session: bool | None, default_id: str, receive: int = 20
 ) -> aiomqtt.Client:
-    tls = None
-    if options.tls:
-        tls = ssl.create_default_context(cafile=str(context.resolve_path(options.ca_file)) if options.ca_file else None)
+    extra: dict[str, Any] = {"clean_session": clean_session}
+    if options.protocol == "5":
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.ReceiveMaximum = min(receive, 65535)  # messages the broker may send before our acks
+        if not clean_session:
+            properties.SessionExpiryInterval = 0xFFFFFFFF  # keep the session (and its queue) while away
+        extra = {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": bool(clean_session), "properties": properties}
     return aiomqtt.Client(
         options.host,
         options.port,
         username=options.username,
         password=context.secrets.resolve(options.password) if options.password else None,
         identifier=(options.client_id or default_id)[:64],
-        clean_session=clean_session,
         keepalive=options.keepalive,
         timeout=options.timeout.total_seconds(),
-        tls_context=tls,
+        tls_context=tls_context(options, context),
+        **extra,
     )
 
 
@@ -123,7 +163,11 @@ class StoreRefused(Exception):
 class MqttSource(Source[MqttSourceOptions]):
     async def session(self, accept: Accept) -> None:
         client = make_client(
-            self.options, self.context, self.options.clean_session, f"flowyard-{self.context.flow_name}"
+            self.options,
+            self.context,
+            self.options.clean_session,
+            f"flowyard-{self.context.flow_name}",
+            receive=max(20, 2 * self.options.concurrency),
         )
         # acknowledge by hand, after the store took the message (paho supports it; aiomqtt
         # does not expose it, hence the private attribute)
