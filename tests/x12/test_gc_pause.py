@@ -1,0 +1,58 @@
+"""The walk pauses Python's garbage collector only while it reads and shapes a set."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+
+from flowyard.x12.document import SetResult, walk
+from flowyard.x12.guides import Guide, default_guide
+from flowyard.x12.reader import X12InputError
+
+from .conftest import PO_BODY, interchange
+
+TEXT = interchange([("0001", "850", PO_BODY), ("0002", "850", PO_BODY)])
+
+
+def resolve(transaction: str, version: str) -> Guide | None:
+    return default_guide(transaction, version)
+
+
+def test_the_consumer_runs_with_the_collector_on_and_it_stays_on() -> None:
+    assert gc.isenabled()
+    seen = [(type(event).__name__, gc.isenabled()) for event in walk(TEXT, resolve)]
+    assert len(seen) == 4 and all(enabled for _, enabled in seen)
+    assert gc.isenabled()
+
+
+def test_an_input_error_leaves_the_collector_on() -> None:
+    with pytest.raises(X12InputError):
+        list(walk(TEXT[: len(TEXT) // 2].rsplit("~", 1)[0], resolve))
+    assert gc.isenabled()
+
+
+def test_a_collector_switched_off_by_the_application_stays_off() -> None:
+    gc.disable()
+    try:
+        assert sum(isinstance(e, SetResult) for e in walk(TEXT, resolve)) == 2
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_concurrent_walks_leave_the_collector_on() -> None:
+    big = interchange([(f"{n:04d}", "850", PO_BODY) for n in range(1, 400)])
+    counts: list[int] = []
+
+    def run() -> None:
+        counts.append(sum(isinstance(e, SetResult) for e in walk(big, resolve)))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == [399] * 4
+    assert gc.isenabled()
