@@ -295,3 +295,23 @@ def test_xpath_each_in_batches(run_steps) -> None:  # type: ignore[no-untyped-de
     result = run_steps(steps, doc)
     assert [[r["id"] for r in m.payload] for m in result.outputs] == [["1", "2", "3"], ["4", "6"], ["7"]]
     assert [m.headers["batch_index"] for m in result.outputs] == [0, 1, 2]
+
+
+def test_xpath_each_keeps_only_records_on_the_path_among_siblings_and_cousins(run_steps) -> None:  # type: ignore[no-untyped-def]
+    """Several records share each parent (the step remembers a parent it checked); the
+    same tag elsewhere, before and after, in a sibling group or nested, is not a record."""
+    doc = (
+        b"<orders><order id='1'/><order id='2'><order id='nested'/></order>"
+        b"<archive><order id='old-1'/><order id='old-2'/></archive>"
+        b"<order id='3'/><order id='4'/></orders>"
+    )
+    result = run_steps("  - xml.xpath: {each: /orders/order, expressions: {id: string(@id)}}", doc)
+    assert [m.payload["id"] for m in result.outputs] == ["1", "2", "3", "4"]
+    archive = run_steps("  - xml.xpath: {each: /orders/archive/order, expressions: {id: string(@id)}}", doc)
+    assert [m.payload["id"] for m in archive.outputs] == ["old-1", "old-2"]
+    root_only = run_steps("  - xml.xpath: {each: /order, expressions: {id: string(@id)}}", b"<order id='r'/>")
+    assert [m.payload["id"] for m in root_only.outputs] == ["r"]
+    root_is_not_under = run_steps("  - xml.xpath: {each: /orders/order, expressions: {id: string(@id)}}", b"<order id='r'/>")
+    assert root_is_not_under.outputs == []
+    not_root = run_steps("  - xml.xpath: {each: /orders, expressions: {n: count(order)}}", b"<x><orders/><orders/></x>")
+    assert not_root.outputs == []

@@ -18,6 +18,7 @@ from .options import LimitOptions, check_namespaces
 from .security import DEFAULT_STREAM_MAX_SIZE, LIBXML_MAX_VALUE, check_size, iter_records, open_payload, parse_document
 
 _QNAME = r"[A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?"
+_NO_PARENT = object()
 _EACH = re.compile(rf"^(//|/)?({_QNAME})((?:/{_QNAME})*)$")
 
 
@@ -181,10 +182,18 @@ class XmlXPath(Step):
     def records(self, source: Any, raw: Any = None) -> Iterator[dict[str, Any]]:
         """The records of a streamed document (also used directly on an open file)."""
         ancestors = self.ancestors
+        # Records are mostly siblings: once a parent is known to lie on the path, its
+        # other children need no walk up. `is` is safe: holding the parent's proxy keeps
+        # lxml from giving that proxy to another element.
+        on_path: Any = _NO_PARENT
         try:
             for element in iter_records(source, self.record_tag, self.limits, raw):
-                if ancestors is not None and not self._on_path(element, ancestors):
-                    continue
+                if ancestors is not None:
+                    parent = element.getparent()
+                    if parent is not on_path:
+                        if not self._on_path(element, ancestors):
+                            continue
+                        on_path = parent
                 yield self.evaluate(element)
         finally:
             if raw is not None and source is not raw:  # a stream this step opened
