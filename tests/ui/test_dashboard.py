@@ -1,5 +1,5 @@
-"""Dashboard latency: p50 and p95 per flow and per plant/partner tile, computed by the
-database from known latencies (nearest rank), and shown on the server-rendered page."""
+"""Dashboard latency: p50 and p95 per flow and per plant/partner tile, from known
+latencies (nearest rank) in the store, and shown on the server-rendered page."""
 
 from __future__ import annotations
 
@@ -68,12 +68,12 @@ def _known(engine: Engine) -> None:
 
 
 def _check_known(engine: Engine) -> None:
-    since = time.time() - 24 * 3600
-    per_flow = queries.latency_percentiles(engine, since)
+    found = queries.latency_percentiles(engine, time.time() - 24 * 3600)
+    per_flow = found.by_flow
     assert per_flow[("orders", "MX01", "ERP")] == {50: pytest.approx(0.50), 95: pytest.approx(0.95)}
     assert per_flow[("confirmations", "MX01", "ERP")] == {50: pytest.approx(2.0), 95: pytest.approx(2.0)}
     assert per_flow[("stock", "DE02", "WMS")] == {50: pytest.approx(0.3), 95: pytest.approx(0.3)}
-    per_tile = queries.latency_percentiles(engine, since, by=("plant", "partner"))
+    per_tile = found.by_tile
     # 120 messages: the 60th smallest is 0.60 s, the 114th is one of the twenty 2.0 s
     assert per_tile[("MX01", "ERP")] == {50: pytest.approx(0.60), 95: pytest.approx(2.0)}
     assert per_tile[("DE02", "WMS")] == {50: pytest.approx(0.3), 95: pytest.approx(0.3)}
@@ -86,9 +86,11 @@ def test_percentiles_from_known_latencies_on_sqlite(app: Litestar) -> None:
 
 def test_one_message_and_none(app: Litestar) -> None:
     engine = app.state.ui.engine
-    assert queries.latency_percentiles(engine, 0) == {}
+    assert queries.latency_percentiles(engine, 0) == queries.Percentiles()
     _messages(engine, [("solo", "US03", "", "done", 1.5, 10)])
-    assert queries.latency_percentiles(engine, 0) == {("solo", "US03", ""): {50: 1.5, 95: 1.5}}
+    found = queries.latency_percentiles(engine, 0)
+    assert found.by_flow == {("solo", "US03", ""): {50: 1.5, 95: 1.5}}
+    assert found.by_tile == {("US03", ""): {50: 1.5, 95: 1.5}}
 
 
 @pytest.fixture
@@ -123,6 +125,9 @@ def test_the_dashboard_shows_p50_and_p95_per_tile_and_flow(app: Litestar, viewer
     mx01 = text[text.index('aria-label="MX01 ERP"') :]
     mx01 = mx01[: mx01.index("</section>")]
     assert '<dd class="latency"' in mx01 and "600.0 ms / 2.00 s" in mx01
+    assert "<dt>slowest message</dt><dd>2.00 s</dd>" in mx01  # the 50 s one died, the 99 s one is older
+    assert "<dt>messages per hour</dt><dd>5.1</dd>" in mx01  # 122 received in 24 hours
+    assert "99.2%" in mx01  # 120 done and 1 dead of the 121 finished (1 still open)
     orders = mx01[mx01.index('data-flow="orders"') :]
     orders = orders[: orders.index("</tr>")]
     assert "<td>500.0 ms</td><td>950.0 ms</td><td>100</td>" in orders

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import jmespath
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,6 @@ class FlowFigures:
     done: int = 0
     dead: int = 0
     backlog: int = 0
-    latency_avg: float | None = None
     latency_max: float | None = None
     latency_p50: float | None = None
     latency_p95: float | None = None
@@ -63,12 +62,6 @@ class Tile:
     def success_rate(self) -> float | None:
         finished = self.total("done") + self.total("dead")
         return None if finished == 0 else 100.0 * self.total("done") / finished
-
-    @property
-    def latency_avg(self) -> float | None:
-        weighted = [(f.latency_avg, f.done) for f in self.flows if f.latency_avg is not None and f.done]
-        count = sum(n for _, n in weighted)
-        return None if not count else sum(v * n for v, n in weighted) / count
 
     @property
     def latency_max(self) -> float | None:
@@ -135,44 +128,56 @@ def check_sla(figures: FlowFigures, sla: dict[str, Any]) -> list[str]:
 PERCENTILES = (50, 95)
 
 
-def latency_percentiles(
-    engine: Engine, since: float, by: tuple[str, ...] = ("flow", "plant", "partner")
-) -> dict[tuple[str, ...], dict[int, float]]:
+@dataclass
+class Percentiles:
+    """Latency p50 and p95 (seconds) per flow and per plant/partner tile."""
+
+    by_flow: dict[tuple[str, str, str], dict[int, float]] = field(default_factory=dict)
+    by_tile: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+
+
+def _nearest_rank(ordered: list[float]) -> dict[int, float]:
+    """p is the ceil(p/100 * n)-th smallest: the latency p in 100 messages did not exceed."""
+    n = len(ordered)
+    return {q: ordered[(n * q + 99) // 100 - 1] for q in PERCENTILES}
+
+
+def latency_percentiles(engine: Engine, since: float) -> Percentiles:
     """p50 and p95 of the latency (received to finished) of the messages done since
-    `since`, per group. Nearest rank: p95 is the latency that 95% of the messages
-    did not exceed (the ceil(0.95 n)-th smallest). Window functions, so the database
-    sorts and only the rows at those ranks come back (SQLite and PostgreSQL alike)."""
+    `since`. One indexed range read of the latencies, sorted here: percentiles do not
+    add up, so each flow and each tile needs its own sorted list, and two window-function
+    queries cost SQLite several times more than this for 100,000 messages."""
     m = StoredMessage
-    columns = [getattr(m, name) for name in by]
-    latency = (m.finished_at - m.created_at).label("latency")
-    ranked = (
-        select(
-            *columns,
-            latency,
-            func.row_number().over(partition_by=columns, order_by=latency).label("rank"),
-            func.count().over(partition_by=columns).label("n"),
+    by_flow: dict[tuple[str, str, str], list[float]] = {}
+    by_tile: dict[tuple[str, str], list[float]] = {}
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(m.flow, m.plant, m.partner, m.finished_at - m.created_at).where(
+                m.state == "done", m.created_at >= since, m.finished_at.is_not(None)
+            )
         )
-        .where(m.created_at >= since, m.state == "done", m.finished_at.is_not(None))
-        .subquery()
-    )
-    wanted = [ranked.c.rank == (ranked.c.n * q + 99) // 100 for q in PERCENTILES]
-    found: dict[tuple[str, ...], dict[int, float]] = {}
-    with Session(engine) as db:
-        rows = db.execute(
-            select(*[ranked.c[name] for name in by], ranked.c.latency, ranked.c.rank, ranked.c.n).where(or_(*wanted))
-        )
-        for row in rows:
-            key = tuple(str(v or "") for v in row[: len(by)])
-            latency_value, rank, n = float(row[len(by)]), int(row[len(by) + 1]), int(row[len(by) + 2])
-            for q in PERCENTILES:
-                if rank == (n * q + 99) // 100:
-                    found.setdefault(key, {})[q] = latency_value
-    return found
+        for flow, plant, partner, latency in rows:
+            if latency is None:
+                continue
+            value = float(latency)
+            by_flow.setdefault((flow, plant or "", partner or ""), []).append(value)
+            by_tile.setdefault((plant or "", partner or ""), []).append(value)
+    result = Percentiles()
+    for key, values in by_flow.items():
+        values.sort()
+        result.by_flow[key] = _nearest_rank(values)
+    for tile, values in by_tile.items():
+        values.sort()
+        result.by_tile[tile] = _nearest_rank(values)
+    return result
 
 
-def flow_figures(engine: Engine, hours: int = 24, now: float | None = None) -> list[FlowFigures]:
-    """Per flow, plant and partner over the last `hours`: counts, latency, backlog,
-    open dead letters and the age of the oldest, and messages per hour."""
+def flow_figures(
+    engine: Engine, hours: int = 24, now: float | None = None, percentiles: Percentiles | None = None
+) -> list[FlowFigures]:
+    """Per flow, plant and partner over the last `hours`: counts, latency (p50, p95 from
+    `percentiles`, read here when not given), backlog, open dead letters and the age of
+    the oldest, and messages per hour."""
     now = now or time.time()
     since = now - hours * 3600
     m = StoredMessage
@@ -185,41 +190,39 @@ def flow_figures(engine: Engine, hours: int = 24, now: float | None = None) -> l
         return figures[key]
 
     with Session(engine) as db:
+        # one scan of the window: counts and the slowest per hour, summed up here
         latency = m.finished_at - m.created_at
+        hour = func.floor((m.created_at - since) / 3600)
         rows = db.execute(
             select(
                 m.flow,
                 m.plant,
                 m.partner,
+                hour,
                 func.count(),
                 func.sum(case((m.state == "done", 1), else_=0)),
                 func.sum(case((m.state == "dead", 1), else_=0)),
-                func.avg(case((m.state == "done", latency), else_=None)),
                 func.max(case((m.state == "done", latency), else_=None)),
             )
             .where(m.created_at >= since)
-            .group_by(m.flow, m.plant, m.partner)
+            .group_by(m.flow, m.plant, m.partner, hour)
         )
-        for flow, plant, partner, count, done, dead, avg, longest in rows:
+        for flow, plant, partner, bucket, count, done, dead, longest in rows:
             f = get(flow, plant, partner)
-            f.received, f.done, f.dead = int(count), int(done or 0), int(dead or 0)
-            f.latency_avg = float(avg) if avg is not None else None
-            f.latency_max = float(longest) if longest is not None else None
+            f.received += int(count)
+            f.done += int(done or 0)
+            f.dead += int(dead or 0)
+            if longest is not None and (f.latency_max is None or float(longest) > f.latency_max):
+                f.latency_max = float(longest)
+            index = int(bucket or 0)
+            if 0 <= index < hours:
+                f.hourly[index] += int(count)
         for flow, plant, partner, count in db.execute(
             select(m.flow, m.plant, m.partner, func.count())
             .where(m.state.in_(OPEN_STATES))
             .group_by(m.flow, m.plant, m.partner)
         ):
             get(flow, plant, partner).backlog = int(count)
-        hour = func.floor((m.created_at - since) / 3600)
-        for flow, plant, partner, bucket, count in db.execute(
-            select(m.flow, m.plant, m.partner, hour, func.count())
-            .where(m.created_at >= since)
-            .group_by(m.flow, m.plant, m.partner, hour)
-        ):
-            index = int(bucket or 0)
-            if 0 <= index < hours:
-                get(flow, plant, partner).hourly[index] += int(count)
         d = DeadLetter
         for flow, plant, partner, count, oldest in db.execute(
             select(d.flow, m.plant, m.partner, func.count(), func.min(d.created_at))
@@ -230,7 +233,9 @@ def flow_figures(engine: Engine, hours: int = 24, now: float | None = None) -> l
             f = get(flow, plant, partner)
             f.open_dead_letters = int(count)
             f.oldest_failure_age = now - float(oldest)
-    for (flow, plant, partner), values in latency_percentiles(engine, since).items():
+    if percentiles is None:
+        percentiles = latency_percentiles(engine, since)
+    for (flow, plant, partner), values in percentiles.by_flow.items():
         f = get(flow, plant, partner)
         f.latency_p50, f.latency_p95 = values.get(50), values.get(95)
     return sorted(figures.values(), key=lambda f: (f.plant, f.partner, f.flow))
@@ -240,17 +245,17 @@ def tiles(
     figures: list[FlowFigures],
     slas: dict[str, dict[str, Any]],
     hours: int,
-    percentiles: dict[tuple[str, ...], dict[int, float]] | None = None,
+    percentiles: Percentiles | None = None,
 ) -> list[Tile]:
-    """One tile per plant and partner; `percentiles` are the latency percentiles per
-    (plant, partner) from `latency_percentiles(..., by=("plant", "partner"))`."""
+    """One tile per plant and partner, with its latency percentiles over all its
+    messages from `percentiles`."""
     grouped: dict[tuple[str, str], list[FlowFigures]] = {}
     for f in figures:
         f.breaches = check_sla(f, slas.get(f.flow) or {})
         grouped.setdefault((f.plant, f.partner), []).append(f)
     result = []
     for (plant, partner), flows in grouped.items():
-        values = (percentiles or {}).get((plant, partner), {})
+        values = percentiles.by_tile.get((plant, partner), {}) if percentiles else {}
         result.append(Tile(plant, partner, flows, hours, values.get(50), values.get(95)))
     return sorted(result, key=lambda t: (not t.red, t.plant, t.partner))
 

@@ -34,10 +34,10 @@ def slas(state: UiState) -> dict[str, dict[str, Any]]:
 
 def build(state: UiState, hours: int) -> dict[str, Any]:
     now = time.time()
-    figures = queries.flow_figures(state.engine, hours, now)
+    percentiles = queries.latency_percentiles(state.engine, now - hours * 3600)
+    figures = queries.flow_figures(state.engine, hours, now, percentiles)
     thresholds = slas(state)
-    per_tile = queries.latency_percentiles(state.engine, now - hours * 3600, by=("plant", "partner"))
-    tiles = queries.tiles(figures, thresholds, hours, per_tile)
+    tiles = queries.tiles(figures, thresholds, hours, percentiles)
     overview = state.store.dashboard(recent_failures=8)
     acks = overdue.summary(state.engine)
     return {"tiles": tiles, "overview": overview, "hours": hours, "slas": thresholds, "acks": acks}
