@@ -37,6 +37,7 @@ from flowyard.templating import make_environment
 
 from .backoff import keep_running
 from .inflight import InFlight, until_failure
+from .tls import client_context, describe_tls
 
 REFUSALS = {
     4: "bad user name or password",
@@ -100,18 +101,16 @@ class MqttTargetOptions(MqttConnection):
 def describe(exc: BaseException, options: MqttConnection) -> str:
     where = f"MQTT broker {options.host}:{options.port}"
     text = str(exc)
-    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
-        reason = getattr(exc, "verify_message", None) or text.split("certificate verify failed:")[-1].split("(_ssl")[0]
-        ca = f"the CA in {options.ca_file}" if options.ca_file else "the system CAs (set ca_file to the broker's CA)"
-        return f"{where}: its TLS certificate is not trusted by {ca}: {reason.strip()}"
-    if isinstance(exc, ssl.SSLError) or "SSL" in text or "TLS" in text:
-        return f"{where}: the TLS handshake failed: {text}"
+    if options.tls and (tls_text := describe_tls(exc, where, options, peer="broker")):
+        return tls_text
     if isinstance(exc, MqttConnectError):
         code = getattr(exc.rc, "value", exc.rc)
         if isinstance(code, int) and code in REFUSALS:
             return f"{where} refused the connection for user {options.username!r}: {REFUSALS[code]}"
         return f"{where}: {exc}"
     if isinstance(exc, aiomqtt.MqttError):
+        if options.tls and not options.cert_file and "timed out" in text:
+            return f"{where}: {exc} (does the broker require a client certificate? set cert_file and key_file)"
         return f"{where}: {exc}"
     if isinstance(exc, OSError):
         return f"cannot reach {where}: {exc.strerror or exc}"
@@ -123,14 +122,7 @@ def is_refusal(exc: BaseException) -> bool:
 
 
 def tls_context(options: MqttConnection, context: FlowContext) -> ssl.SSLContext | None:
-    """Verification (chain and host name) stays on: there is no option to turn it off."""
-    if not options.tls:
-        return None
-    tls = ssl.create_default_context(cafile=str(context.resolve_path(options.ca_file)) if options.ca_file else None)
-    if options.cert_file:
-        key = str(context.resolve_path(options.key_file)) if options.key_file else None
-        tls.load_cert_chain(str(context.resolve_path(options.cert_file)), key)
-    return tls
+    return client_context(options, context) if options.tls else None
 
 
 def make_client(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ from flowyard.templating import make_environment
 
 from .backoff import keep_running
 from .inflight import InFlight
+from .tls import client_context, describe_tls
 
 
 class NatsConnection(Options):
@@ -46,6 +48,12 @@ class NatsConnection(Options):
     password: SecretRef | None = Field(None, description="password, as ${secret:NAME}")
     token: SecretRef | None = Field(None, description="authentication token, as ${secret:NAME}")
     credentials_file: str | None = Field(None, description="NATS .creds file (JWT and NKey), relative to the flow file")
+    tls: bool = Field(False, description="connect with TLS (also implied by tls:// server URLs); the server's certificate is always verified")
+    ca_file: str | None = Field(
+        None, description="CA bundle that signed the server's certificate, relative to the flow file (default: system CAs)"
+    )
+    cert_file: str | None = Field(None, description="client certificate (PEM) for TLS client authentication")
+    key_file: str | None = Field(None, description="private key (PEM) of the client certificate")
     timeout: Duration = Field(timedelta(seconds=10), description="time allowed to connect or to get an acknowledgment")
 
     @model_validator(mode="after")
@@ -53,7 +61,15 @@ class NatsConnection(Options):
         for server in self.servers:
             if "@" in server.split("//", 1)[-1]:
                 raise ValueError("do not write credentials in server URLs; use username and password: ${secret:NAME}")
+        if (self.ca_file or self.cert_file or self.key_file) and not self.uses_tls:
+            raise ValueError("ca_file, cert_file and key_file need `tls: true` (or tls:// server URLs)")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
         return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or any(server.startswith("tls://") for server in self.servers)
 
 
 class NatsSourceOptions(NatsConnection):
@@ -75,6 +91,8 @@ class NatsTargetOptions(NatsConnection):
 
 def describe(exc: BaseException, options: NatsConnection) -> tuple[str, bool]:
     where = f"NATS {', '.join(options.servers)}"
+    if options.uses_tls and (tls_text := describe_tls(exc, where, options)):
+        return tls_text, not isinstance(exc, ssl.SSLCertVerificationError)
     if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
         return f"{where} refused the credentials of user {options.username!r}", False
     if isinstance(exc, nats.js.errors.NotFoundError):
@@ -82,7 +100,10 @@ def describe(exc: BaseException, options: NatsConnection) -> tuple[str, bool]:
     if isinstance(exc, nats.errors.NoRespondersError):
         return f"{where}: no stream takes this subject", False
     if isinstance(exc, nats.errors.NoServersError | OSError):
-        return f"cannot reach {where}", True
+        hint = ""
+        if options.uses_tls and not options.cert_file and isinstance(exc, ConnectionResetError):
+            hint = " (the connection was dropped during TLS: does the server require a client certificate? set cert_file)"
+        return f"cannot reach {where}{hint}", True
     if isinstance(exc, nats.errors.TimeoutError | TimeoutError | asyncio.TimeoutError):
         return f"{where} did not answer in time", True
     return f"{where}: {type(exc).__name__}: {exc}", True
@@ -119,6 +140,8 @@ async def connect(options: NatsConnection, context: FlowContext, health: Health,
         kwargs["token"] = context.secrets.resolve(options.token)
     if options.credentials_file:
         kwargs["user_credentials"] = str(context.resolve_path(options.credentials_file))
+    if options.uses_tls:
+        kwargs["tls"] = client_context(options, context)
     try:
         # the first connection must succeed on its own: keep_running retries it
         return await nats.connect(options.servers, **{**kwargs, "allow_reconnect": False})

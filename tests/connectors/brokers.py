@@ -143,3 +143,39 @@ class SftpServer:
         for conn in self.connections:
             conn.abort()
         self.connections.clear()
+
+
+class TlsMosquitto(Process):
+    """Mosquitto with only a TLS listener (anonymous), optionally demanding a client
+    certificate signed by the test CA."""
+
+    def __init__(self, folder: Path, pki: Any, require_certificate: bool = False) -> None:
+        super().__init__(folder)
+        (folder / "mosquitto.conf").write_text(
+            f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
+            f"require_certificate {'true' if require_certificate else 'false'}\n"
+            f"persistence true\npersistence_location {folder}/\nautosave_interval 1\n"
+        )
+
+    def command(self) -> list[str]:
+        return [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.folder / "mosquitto.conf")]
+
+
+class TlsNats(Process):
+    """nats-server with JetStream and TLS required; with `verify`, clients must present a
+    certificate signed by the test CA."""
+
+    def __init__(self, folder: Path, pki: Any, verify: bool = False) -> None:
+        super().__init__(folder)
+        self.pki = pki
+        self.verify = verify
+
+    def command(self) -> list[str]:
+        command = [
+            shutil.which("nats-server") or "/usr/sbin/nats-server",
+            "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.folder / "js"),
+            "--tls", "--tlscert", str(self.pki.server_cert), "--tlskey", str(self.pki.server_key),
+            "--tlscacert", str(self.pki.ca),
+        ]
+        return [*command, "--tlsverify"] if self.verify else command

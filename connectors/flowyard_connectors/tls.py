@@ -1,0 +1,50 @@
+"""TLS for broker clients: one way to build the client context and one way to say what
+went wrong, shared by the MQTT and NATS connectors.
+
+Verification of the peer's chain and host name is always on; there is no option to
+turn it off (a plant network is not a reason to accept any certificate). The clients
+report TLS failures in different shapes (an `ssl` exception, its text inside a library
+error, a dropped connection), so the text is matched as well as the type.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Protocol
+
+from flowyard.step import FlowContext
+
+
+class TlsFiles(Protocol):
+    @property
+    def ca_file(self) -> str | None: ...
+
+    @property
+    def cert_file(self) -> str | None: ...
+
+    @property
+    def key_file(self) -> str | None: ...
+
+
+def client_context(options: TlsFiles, context: FlowContext) -> ssl.SSLContext:
+    tls = ssl.create_default_context(cafile=str(context.resolve_path(options.ca_file)) if options.ca_file else None)
+    if options.cert_file:
+        key = str(context.resolve_path(options.key_file)) if options.key_file else None
+        tls.load_cert_chain(str(context.resolve_path(options.cert_file)), key)
+    return tls
+
+
+def describe_tls(exc: BaseException, where: str, options: TlsFiles, peer: str = "server") -> str | None:
+    """An analyst's sentence for a TLS failure, or None when `exc` is not one."""
+    text = str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = getattr(exc, "verify_message", None) or text.split("certificate verify failed:")[-1].split("(_ssl")[0]
+        ca = f"the CA in {options.ca_file}" if options.ca_file else f"the system CAs (set ca_file to the {peer}'s CA)"
+        return f"{where}: its TLS certificate is not trusted by {ca}: {reason.strip()}"
+    if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
+        if options.cert_file:
+            return f"{where} refused our client certificate {options.cert_file} (not signed by a CA it trusts?)"
+        return f"{where} requires a client certificate: set cert_file and key_file"
+    if isinstance(exc, ssl.SSLError):
+        return f"{where}: the TLS handshake failed: {exc.reason or text}"
+    return None

@@ -1,0 +1,176 @@
+"""TLS for the MQTT and NATS connectors against a Mosquitto and a nats-server the test
+starts with a TLS listener and certificates from a CA the test makes: delivery with the
+CA given as an option, verification on by default (a CA we do not trust is refused with
+a clear message), and client certificates.
+
+RabbitMQ is not covered here: its TLS listener is part of the system service's
+configuration, which the tests do not change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from brokers import TlsMosquitto, TlsNats
+from certs import Pki, make_pki
+from connector_helpers import Collector, Running, context, wait_for
+
+from flowyard.errors import DeliveryError
+from flowyard.message import Message
+from flowyard_connectors.mqtt import MqttSource, MqttSourceOptions, MqttTarget, MqttTargetOptions
+from flowyard_connectors.nats import NatsSource, NatsSourceOptions, NatsTarget, NatsTargetOptions
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path / "pki")
+
+
+def flow_context(tmp_path: Path) -> Any:
+    return context(tmp_path / "pki")  # paths in options are relative to the flow file, here the PKI folder
+
+
+# ---------------------------------------------------------------- MQTT
+
+
+@pytest.fixture
+async def mosquitto(require_service: Any, tmp_path: Path, pki: Pki) -> Any:
+    require_service("mosquitto")  # the binary comes with the machine's service
+    broker = await TlsMosquitto(tmp_path / "mosquitto", pki).start()
+    yield broker
+    await broker.stop()
+
+
+def mqtt(broker: TlsMosquitto, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": broker.port, "tls": True, **extra}
+
+
+async def test_mqtt_delivers_over_tls_with_the_ca_as_an_option(mosquitto: TlsMosquitto, tmp_path: Path) -> None:
+    store = Collector()
+    src = MqttSource(
+        MqttSourceOptions(**mqtt(mosquitto, ca_file="ca.pem"), topics=["plant/+/count"], client_id="fy-tls"),
+        flow_context(tmp_path),
+    )
+    target = MqttTarget(MqttTargetOptions(**mqtt(mosquitto, ca_file="ca.pem"), topic="plant/l1/count"),
+                        flow_context(tmp_path))
+    async with Running(src, store) as running:
+        await wait_for(lambda: src.health.connected, what="the TLS connection")
+        await target.send(Message(payload=b"42"), "k1")
+        await wait_for(lambda: store.payloads == [b"42"], what="the message over TLS")
+        running.check()
+    await target.close()
+    assert store.messages[0].source["topic"] == "plant/l1/count"
+
+
+async def test_mqtt_refuses_a_broker_whose_ca_is_not_trusted(mosquitto: TlsMosquitto, tmp_path: Path) -> None:
+    src = MqttSource(
+        MqttSourceOptions(**mqtt(mosquitto, ca_file="other-ca.pem"), topics=["x"]), flow_context(tmp_path)
+    )
+    async with Running(src, Collector()):
+        await wait_for(lambda: src.health.last_error is not None)
+    error = src.health.last_error or ""
+    assert "TLS certificate is not trusted by the CA in other-ca.pem" in error
+    assert "Traceback" not in error
+    # no CA given: the system CAs do not know the test CA either (verification is on by default)
+    target = MqttTarget(MqttTargetOptions(**mqtt(mosquitto), topic="x"), flow_context(tmp_path))
+    with pytest.raises(DeliveryError, match="not trusted by the system CAs"):
+        await target.send(Message(payload=b"x"), "k")
+    assert not src.health.connected
+
+
+async def test_mqtt_client_certificate(require_service: Any, tmp_path: Path, pki: Pki) -> None:
+    require_service("mosquitto")
+    broker = await TlsMosquitto(tmp_path / "mosquitto-mtls", pki, require_certificate=True).start()
+    try:
+        without = MqttTarget(MqttTargetOptions(**mqtt(broker, ca_file="ca.pem"), topic="t"), flow_context(tmp_path))
+        with pytest.raises(DeliveryError) as refused:
+            await without.send(Message(payload=b"x"), "k")
+        assert f"MQTT broker 127.0.0.1:{broker.port}" in str(refused.value) and "cert_file" in str(refused.value)
+        store = Collector()
+        creds = {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client.key"}
+        src = MqttSource(MqttSourceOptions(**mqtt(broker, **creds), topics=["t"], client_id="fy-mtls"),
+                         flow_context(tmp_path))
+        target = MqttTarget(MqttTargetOptions(**mqtt(broker, **creds), topic="t"), flow_context(tmp_path))
+        async with Running(src, store):
+            await wait_for(lambda: src.health.connected, what="the connection with a client certificate")
+            await target.send(Message(payload=b"with-cert"), "k2")
+            await wait_for(lambda: store.payloads == [b"with-cert"])
+        await target.close()
+    finally:
+        await broker.stop()
+
+
+def test_mqtt_tls_files_need_tls() -> None:
+    with pytest.raises(ValueError, match="need `tls: true`"):
+        MqttTargetOptions(host="h", topic="t", ca_file="ca.pem")
+
+
+# ---------------------------------------------------------------- NATS
+
+
+@pytest.fixture
+async def nats_tls(require_service: Any, tmp_path: Path, pki: Pki) -> Any:
+    require_service("nats")
+    server = await TlsNats(tmp_path / "nats", pki).start()
+    yield server
+    await server.stop()
+
+
+def nats(server: TlsNats, **extra: Any) -> dict[str, Any]:
+    return {"servers": [f"tls://127.0.0.1:{server.port}"], **extra}
+
+
+async def test_nats_delivers_over_tls_with_the_ca_as_an_option(nats_tls: TlsNats, tmp_path: Path) -> None:
+    store = Collector()
+    options = nats(nats_tls, ca_file="ca.pem")
+    src = NatsSource(
+        NatsSourceOptions(**options, stream="PLANT", subject="plant.>", durable="fy", create_stream=True),
+        flow_context(tmp_path),
+    )
+    target = NatsTarget(NatsTargetOptions(**options, subject="plant.l1"), flow_context(tmp_path))
+    async with Running(src, store) as running:
+        await wait_for(lambda: src.health.connected, what="the TLS connection")
+        detail = await target.send(Message(payload=b"7"), "k1")
+        await wait_for(lambda: store.payloads == [b"7"], what="the message over TLS")
+        running.check()
+    await target.close()
+    assert detail["stream"] == "PLANT"
+
+
+async def test_nats_refuses_a_server_whose_ca_is_not_trusted(nats_tls: TlsNats, tmp_path: Path) -> None:
+    src = NatsSource(
+        NatsSourceOptions(**nats(nats_tls, ca_file="other-ca.pem"), stream="S", subject="s", durable="d"),
+        flow_context(tmp_path),
+    )
+    async with Running(src, Collector()):
+        await wait_for(lambda: src.health.last_error is not None)
+    error = src.health.last_error or ""
+    assert "TLS certificate is not trusted by the CA in other-ca.pem" in error, error
+    target = NatsTarget(NatsTargetOptions(**nats(nats_tls), subject="s"), flow_context(tmp_path))
+    with pytest.raises(DeliveryError, match="not trusted by the system CAs"):
+        await target.send(Message(payload=b"x"), "k")
+
+
+async def test_nats_client_certificate(require_service: Any, tmp_path: Path, pki: Pki) -> None:
+    require_service("nats")
+    server = await TlsNats(tmp_path / "nats-mtls", pki, verify=True).start()
+    try:
+        without = NatsTarget(NatsTargetOptions(**nats(server, ca_file="ca.pem"), subject="s"), flow_context(tmp_path))
+        with pytest.raises(DeliveryError) as refused:
+            await without.send(Message(payload=b"x"), "k")
+        assert f"NATS tls://127.0.0.1:{server.port}" in str(refused.value) and "cert_file" in str(refused.value)
+        creds = nats(server, ca_file="ca.pem", cert_file="client.pem", key_file="client.key")
+        store = Collector()
+        src = NatsSource(
+            NatsSourceOptions(**creds, stream="M", subject="m.>", durable="fy", create_stream=True),
+            flow_context(tmp_path),
+        )
+        target = NatsTarget(NatsTargetOptions(**creds, subject="m.1"), flow_context(tmp_path))
+        async with Running(src, store):
+            await wait_for(lambda: src.health.connected, what="the connection with a client certificate")
+            await target.send(Message(payload=b"with-cert"), "k2")
+            await wait_for(lambda: store.payloads == [b"with-cert"])
+        await target.close()
+    finally:
+        await server.stop()
