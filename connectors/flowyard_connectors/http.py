@@ -2,9 +2,12 @@
 
 Source: the runtime's web server routes `POST /hooks/{flow}` to the endpoint this source
 registers in `webhooks` while it runs. Every request must prove who sent it (an HMAC
-signature of the body, or a bearer token, both from secrets; comparisons take constant
-time), must fit the size limit, and is answered 202 only after `accept` returned, that
-is after the message is stored: a partner that got 202 may forget the message.
+signature, or a bearer token, both from secrets; comparisons take constant time). The
+signature covers `TIMESTAMP.BODY`, with the time of signing in its own header: a request
+outside the tolerance window, or whose signature was already used inside it, is refused
+(see `ReplayGuard` for what is remembered where). Every request must fit the size
+limit, and is answered 202 only after `accept` returned, that is after the message is
+stored: a partner that got 202 may forget the message.
 
 Target: one request per message with httpx: method, a URL template, headers (secrets as
 references), timeout, TLS options, which statuses count as success, an Idempotency-Key
@@ -21,6 +24,7 @@ import hashlib
 import hmac
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -52,6 +56,17 @@ class HttpSourceOptions(Options):
     signature_header: str = Field(
         "X-Signature-256", description="header holding the signature, as sha256=HEX or HEX"
     )
+    timestamp_header: str = Field(
+        "X-Signature-Timestamp",
+        description="header with the time of signing (Unix seconds); the signature covers TIMESTAMP.BODY",
+    )
+    tolerance: Duration = Field(  # type: ignore[assignment]
+        "5m", description="signed requests older or newer than this (against our clock) are refused as replays"
+    )
+    signed_timestamp: bool = Field(
+        True,
+        description="false: the signature covers the body only, with no replay protection (partners that cannot sign a time)",
+    )
     allow_unauthenticated: bool = Field(
         False,
         description="accept requests without a token or signature (only on a trusted network)",
@@ -74,6 +89,46 @@ class HttpSourceOptions(Options):
 
 
 HIDDEN_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+REPLAY_CACHE_SIZE = 100_000
+
+
+class ReplayGuard:
+    """Signatures seen within the tolerance window, in memory, per runtime process.
+
+    Why not in the store: a replay has to be refused before anything is written, and a
+    database round trip per webhook call is the cost the webhook path avoids. What this
+    means: after a restart the memory is empty, and each worker process has its own, so
+    a request captured in the last few minutes could be accepted once more by a freshly
+    started or a different worker. The timestamp still bounds that to the tolerance
+    window, and a partner's Idempotency-Key lets the store keep such a repeat once.
+    The cache is bounded: when it is full of signatures still inside the window, new
+    signed requests get 503 (send later) rather than being let in unguarded."""
+
+    def __init__(self, limit: int = REPLAY_CACHE_SIZE) -> None:
+        self.limit = limit
+        self.seen: OrderedDict[str, float] = OrderedDict()  # signature -> forget after (Unix time)
+
+    def claim(self, signature: str, until: float) -> bool:
+        """False when `signature` was seen and is still inside its window."""
+        now = time.time()
+        while self.seen:
+            first, expires = next(iter(self.seen.items()))
+            if expires >= now:
+                break
+            del self.seen[first]
+        if signature in self.seen:
+            return False
+        if len(self.seen) >= self.limit:
+            raise ReplayCacheFull
+        self.seen[signature] = until
+        return True
+
+    def release(self, signature: str) -> None:
+        self.seen.pop(signature, None)
+
+
+class ReplayCacheFull(Exception):
+    """More signed requests inside the window than the replay cache holds."""
 
 
 @dataclass
@@ -90,39 +145,83 @@ class WebhookEndpoint:
     token: str | None = None
     key: bytes | None = None
     received: int = field(default=0)
+    replays: ReplayGuard = field(default_factory=lambda: ReplayGuard())
+    claimed: str | None = None
 
     @property
     def max_bytes(self) -> int:
         return self.options.max_bytes
 
-    def authenticate(self, headers: Mapping[str, str], body: bytes) -> str | None:
-        """None when the caller proved who it is, else the reason it did not."""
-        if self.key is not None:
-            given = headers.get(self.options.signature_header.lower(), "").strip()
-            given = given.split("=", 1)[1] if given.lower().startswith("sha256=") else given
+    def check_signature(self, headers: Mapping[str, str], body: bytes) -> tuple[str | None, str | None]:
+        """(reason for refusing, or None; the signature to remember against replays)."""
+        assert self.key is not None
+        options = self.options
+        given = headers.get(options.signature_header.lower(), "").strip()
+        given = given.split("=", 1)[1] if given.lower().startswith("sha256=") else given
+        if not given:
+            return f"missing signature header {options.signature_header}", None
+        if not options.signed_timestamp:
             expected = hmac.new(self.key, body, hashlib.sha256).hexdigest()
-            if not given:
-                return f"missing signature header {self.options.signature_header}"
             if not hmac.compare_digest(given.lower(), expected):
-                return "the signature does not match the body"
+                return "the signature does not match the body", None
+            return None, None
+        stamp = headers.get(options.timestamp_header.lower(), "").strip()
+        if not stamp.isdigit():
+            what = "missing" if not stamp else f"unreadable ({stamp[:20]!r}, expected Unix seconds)"
+            return f"{what} timestamp header {options.timestamp_header}; sign TIMESTAMP.BODY", None
+        expected = hmac.new(self.key, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(given.lower(), expected):
+            return f"the signature does not match {options.timestamp_header}.BODY", None
+        skew = time.time() - int(stamp)
+        window = options.tolerance.total_seconds()
+        if abs(skew) > window:
+            when = f"{abs(skew):.0f} s {'old' if skew > 0 else 'in the future'}"
+            return f"the signed timestamp is {when}, outside the {window:.0f} s tolerance (replayed or clock off)", None
+        if not self.replays.claim(expected, int(stamp) + window):
+            return "this signature was already used: a replayed request", None
+        return None, expected
+
+    def authenticate(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """None when the caller proved who it is, else the reason it did not. A signature
+        that passes is claimed against replays (see `handle`, which releases it when the
+        message could not be stored, so the caller's retry is not taken for a replay)."""
+        self.claimed = None
+        if self.key is not None:
+            problem, self.claimed = self.check_signature(headers, body)
+            if problem is not None:
+                return problem
         if self.token is not None:
             auth = headers.get("authorization", "")
             scheme, _, value = auth.partition(" ")
+            problem = None
             if scheme.lower() != "bearer" or not value:
-                return "missing bearer token"
-            if not hmac.compare_digest(value.strip().encode(), self.token.encode()):
-                return "wrong bearer token"
+                problem = "missing bearer token"
+            elif not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+                problem = "wrong bearer token"
+            if problem is not None:
+                self.release()
+                return problem
         return None
+
+    def release(self) -> None:
+        if self.claimed is not None:
+            self.replays.release(self.claimed)
+            self.claimed = None
 
     async def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         """Authenticate, check the size, store the message; (status, JSON body)."""
         lowered = {k.lower(): v for k, v in headers.items()}
         if len(body) > self.max_bytes:
             return 413, {"error": f"the body is larger than {self.max_bytes} bytes"}
-        problem = self.authenticate(lowered, body)
+        try:
+            problem = self.authenticate(lowered, body)
+        except ReplayCacheFull:
+            self.source.health.failed("webhook replay cache full: signed requests refused with 503 until it frees up")
+            return 503, {"error": "too many signed requests in the replay window; send again later"}
         if problem is not None:
             self.source.health.details["refused"] = self.source.health.details.get("refused", 0) + 1
             return 401, {"error": problem}
+        claimed, self.claimed = self.claimed, None  # this request's, before any await
         content_type = self.options.content_type or lowered.get(
             "content-type", "application/octet-stream"
         )
@@ -143,6 +242,8 @@ class WebhookEndpoint:
         try:
             await self.accept(message)
         except Exception as exc:  # the store is down: the caller must send again later
+            if claimed is not None:  # its retry, same signature, must not count as a replay
+                self.replays.release(claimed)
             self.source.health.failed(redactor.redact(f"could not store a webhook message: {exc}"))
             return 503, {"error": "the message could not be stored; send it again later"}
         self.received += 1

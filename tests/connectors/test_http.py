@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from flowyard_connectors.http import (
     HttpSourceOptions,
     HttpTarget,
     HttpTargetOptions,
+    ReplayGuard,
     webhooks,
 )
 
@@ -250,6 +252,12 @@ def sign(key: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
+def signed(key: bytes, body: bytes, at: float | None = None) -> dict[str, str]:
+    """The headers a partner sends: the time of signing and the signature of TIME.BODY."""
+    stamp = str(int(time.time() if at is None else at))
+    return {"X-Signature-Timestamp": stamp, "X-Signature-256": sign(key, stamp.encode() + b"." + body)}
+
+
 async def test_webhook_hmac_delivery_and_refusals(peer: Any, tmp_path: Path) -> None:
     _app, server = peer
     store = Collector()
@@ -264,12 +272,12 @@ async def test_webhook_hmac_delivery_and_refusals(peer: Any, tmp_path: Path) -> 
         ok = await client.post(
             "/hooks/asn-hook",
             content=body,
-            headers={"X-Signature-256": sign(key, body), "Content-Type": "application/json"},
+            headers={**signed(key, body), "Content-Type": "application/json"},
         )
-        bad = await client.post("/hooks/asn-hook", content=body, headers={"X-Signature-256": sign(b"other", body)})
+        bad = await client.post("/hooks/asn-hook", content=body, headers=signed(b"other", body))
         unsigned = await client.post("/hooks/asn-hook", content=body)
         big = b"x" * 1001
-        too_big = await client.post("/hooks/asn-hook", content=big, headers={"X-Signature-256": sign(key, big)})
+        too_big = await client.post("/hooks/asn-hook", content=big, headers=signed(key, big))
     assert "asn-hook" not in webhooks  # unregistered on close
     assert ok.status_code == 202 and ok.json()["id"] == store.messages[0].id
     assert (bad.status_code, unsigned.status_code, too_big.status_code) == (401, 401, 413)
@@ -393,3 +401,97 @@ async def test_tls_checks_the_host_name_while_pinned_to_the_checked_address(tmp_
         await task
     assert [r["body"] for r in app.requests] == [b"tls"]
     assert app.requests[0]["headers"]["host"] == f"localhost:{server.port}"
+
+
+async def test_webhook_refuses_replays_and_stale_or_unstamped_requests(peer: Any, tmp_path: Path) -> None:
+    _app, server = peer
+    store = Collector()
+    key = b"hook-key-77"
+    source = HttpSource(
+        HttpSourceOptions(hmac_secret="${secret:HOOK}", tolerance="5m"),
+        context(tmp_path, name="replay-hook", HOOK=key.decode()),
+    )
+    body = b'{"receipt": "R1"}'
+    fresh = signed(key, body)
+    async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
+        await wait_for(lambda: "replay-hook" in webhooks, what="the webhook to register")
+        ok = await client.post("/hooks/replay-hook", content=body, headers=fresh)
+        replayed = await client.post("/hooks/replay-hook", content=body, headers=fresh)
+        stale = await client.post("/hooks/replay-hook", content=body, headers=signed(key, body, time.time() - 301))
+        future = await client.post("/hooks/replay-hook", content=body, headers=signed(key, body, time.time() + 400))
+        body_only = await client.post("/hooks/replay-hook", content=body, headers={"X-Signature-256": sign(key, body)})
+        # the timestamp is covered by the signature: moving it forward breaks the signature
+        moved = {**signed(key, body, time.time() - 400), "X-Signature-Timestamp": str(int(time.time()))}
+        tampered = await client.post("/hooks/replay-hook", content=body, headers=moved)
+        other = await client.post("/hooks/replay-hook", content=b'{"receipt": "R2"}',
+                                  headers=signed(key, b'{"receipt": "R2"}'))
+    assert ok.status_code == 202 and other.status_code == 202
+    assert store.payloads == [body, b'{"receipt": "R2"}']
+    codes = [r.status_code for r in (replayed, stale, future, body_only, tampered)]
+    assert codes == [401] * 5
+    assert replayed.json()["error"] == "this signature was already used: a replayed request"
+    assert "s old, outside the 300 s tolerance" in stale.json()["error"]
+    assert "in the future, outside the 300 s tolerance" in future.json()["error"]
+    assert "missing timestamp header X-Signature-Timestamp" in body_only.json()["error"]
+    assert "does not match X-Signature-Timestamp.BODY" in tampered.json()["error"]
+    assert source.health.details["refused"] == 5
+
+
+async def test_webhook_retry_after_a_store_failure_is_not_a_replay(peer: Any, tmp_path: Path) -> None:
+    _app, server = peer
+    store = Collector()
+    key = b"hook-key-78"
+    source = HttpSource(HttpSourceOptions(hmac_secret="${secret:HOOK}"),
+                        context(tmp_path, name="retry-hook", HOOK=key.decode()))
+    body = b'{"receipt": "R3"}'
+    headers = signed(key, body)
+    async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
+        await wait_for(lambda: "retry-hook" in webhooks)
+        store.fail = True
+        down = await client.post("/hooks/retry-hook", content=body, headers=headers)
+        store.fail = False
+        retried = await client.post("/hooks/retry-hook", content=body, headers=headers)  # the same signed request
+        again = await client.post("/hooks/retry-hook", content=body, headers=headers)
+    assert (down.status_code, retried.status_code, again.status_code) == (503, 202, 401)
+    assert store.payloads == [body]
+
+
+async def test_webhook_replay_cache_full_refuses_with_503(peer: Any, tmp_path: Path) -> None:
+    _app, server = peer
+    store = Collector()
+    key = b"hook-key-79"
+    source = HttpSource(HttpSourceOptions(hmac_secret="${secret:HOOK}"),
+                        context(tmp_path, name="full-hook", HOOK=key.decode()))
+    async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
+        await wait_for(lambda: "full-hook" in webhooks)
+        assert source.endpoint is not None
+        source.endpoint.replays.limit = 2
+        codes = [
+            (await client.post("/hooks/full-hook", content=b"%d" % i, headers=signed(key, b"%d" % i))).status_code
+            for i in range(3)
+        ]
+    assert codes == [202, 202, 503]
+    assert store.payloads == [b"0", b"1"]
+
+
+def test_replay_guard_forgets_signatures_once_their_window_passed() -> None:
+    guard = ReplayGuard(limit=10)
+    assert guard.claim("a", time.time() - 1)  # already outside its window
+    assert guard.claim("b", time.time() + 60)
+    assert guard.claim("a", time.time() + 60)  # "a" was forgotten
+    assert not guard.claim("b", time.time() + 60)
+    assert list(guard.seen) == ["b", "a"]
+
+
+async def test_webhook_body_only_signatures_when_asked(peer: Any, tmp_path: Path) -> None:
+    _app, server = peer
+    store = Collector()
+    key = b"hook-key-80"
+    source = HttpSource(HttpSourceOptions(hmac_secret="${secret:HOOK}", signed_timestamp=False),
+                        context(tmp_path, name="legacy-hook", HOOK=key.decode()))
+    async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
+        await wait_for(lambda: "legacy-hook" in webhooks)
+        ok = await client.post("/hooks/legacy-hook", content=b"x", headers={"X-Signature-256": sign(key, b"x")})
+        bad = await client.post("/hooks/legacy-hook", content=b"x", headers={"X-Signature-256": sign(b"k", b"x")})
+    assert (ok.status_code, bad.status_code) == (202, 401)
+    assert bad.json()["error"] == "the signature does not match the body"
