@@ -14,9 +14,10 @@ of a small input, so each is computed by pyx12 once and replayed after:
   is never memoised, and a segment whose reads differ is walked by pyx12 instead.
 - A segment's element verdict is the verdicts of its elements (each depends on its own
   value) and of its syntax notes (which depend on which elements are present). Each
-  element value is checked by pyx12 once per map node; a segment whose elements and
-  presence pattern all passed is valid; a segment seen before (most of a big file) is
-  one look-up. Any failure goes to pyx12's whole-segment check, so errors are pyx12's
+  element value is checked by pyx12 once per map node (values differing only in their
+  digits once, where the element's checks cannot tell digits apart); a segment whose
+  elements and presence pattern all passed is valid; a segment seen before (most of a
+  big file) is one look-up. Any failure goes to pyx12's whole-segment check, so errors are pyx12's
   own, in its order; the few segments pyx12 checks with context (DTP, a 1251 value
   read by its 1250 format) get the whole-segment check on their first sight.
 """
@@ -99,12 +100,14 @@ def counter() -> Any:
     return _counter_class()
 
 
-Transition = tuple[Any, tuple[tuple[str, int, int, int], ...], tuple[tuple[str, ...], ...], tuple[tuple[str, int], ...],
-                   tuple[tuple[str, int], ...], "_NodeVerdicts"]
+Transition = tuple[Any, tuple[tuple[str, int, int, int], ...], tuple[tuple[str, tuple[str, ...]], ...], tuple[tuple[str, int], ...],
+                   tuple[tuple[str, int], ...], "_NodeVerdicts", dict[Any, Any]]
 
 
-def compile_trace(found: Any, trace: list[tuple[Any, ...]], limits: dict[str, int], verdicts: _NodeVerdicts) -> Transition:
-    """A recorded walk as (found node, guards, resets, sets, increments, found node's verdicts).
+def compile_trace(found: Any, trace: list[tuple[Any, ...]], limits: dict[str, int], verdicts: _NodeVerdicts,
+                  table: dict[Any, Any]) -> Transition:
+    """A recorded walk as (found node, guards, resets, sets, increments, the found node's
+    element verdicts, the found node's transitions: where the next segment starts).
 
     The walk's reads and writes are evaluated symbolically: a count it reset or set is
     known (its reads need no check), a count it only incremented is the stored count plus
@@ -132,9 +135,10 @@ def compile_trace(found: Any, trace: list[tuple[Any, ...]], limits: dict[str, in
                 guards.append((key, current[1], op[2], op[3]))
     sets = tuple((k, v) for k, (known, v) in state.items() if known)
     increments = tuple((k, v) for k, (known, v) in state.items() if not known and v)
-    # a reset deletes the counts under a loop: every count is a map node's, so list them once
-    cleared = tuple(tuple(k for k in limits if k.startswith(prefix)) for prefix in resets)
-    return found, tuple(guards), cleared, sets, increments, verdicts
+    # a reset deletes the counts under a loop: every count is a map node's, so they can be
+    # listed once; the replay pops them or scans the counts, whichever list is shorter
+    cleared = tuple((prefix, tuple(k for k in limits if k.startswith(prefix))) for prefix in resets)
+    return found, tuple(guards), cleared, sets, increments, verdicts, table
 
 
 def replay(transition: Transition, counts: dict[str, int]) -> bool:
@@ -143,9 +147,13 @@ def replay(transition: Transition, counts: dict[str, int]) -> bool:
         value = counts.get(key, 0) + add
         if (0 if value < 1 else 1 if value <= limit else 2) != klass:
             return False
-    for keys in transition[2]:
-        for key in keys:
-            counts.pop(key, None)
+    for prefix, keys in transition[2]:
+        if len(keys) <= len(counts):
+            for key in keys:
+                counts.pop(key, None)
+        else:
+            for key in [k for k in counts if k.startswith(prefix)]:
+                del counts[key]
     for key, value in transition[3]:
         if value:
             counts[key] = value
@@ -161,7 +169,9 @@ class Memo:
     element verdicts. Lives as long as the guide's pyx12 map (its nodes are the keys)."""
 
     def __init__(self, pyx12_map: Any) -> None:
-        self.transitions: dict[tuple[Any, ...], Transition] = {}
+        # start node -> {segment key: transition}; a transition holds its end node's table
+        self.tables: dict[int, dict[Any, Transition]] = {}
+        self.size = 0
         self.limits: dict[str, int] = {}
         match: dict[str, set[int]] = {}
         for node in pyx12_map.loop_segment_iterator():
@@ -173,24 +183,41 @@ class Memo:
         # element positions (0-based) pyx12 matches a segment id by, besides the id
         self.match: dict[str, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in match.items() if v}
         self.nodes: dict[int, _NodeVerdicts] = {}
+        self._keep: list[Any] = []  # the nodes whose ids key the tables
 
-    def key(self, node: Any, seg_id: str, elements: list[str]) -> tuple[Any, ...]:
-        """(start node, segment id, the element values pyx12 matches it by)."""
+    def table(self, node: Any) -> dict[Any, Transition]:
+        found = self.tables.get(id(node))
+        if found is None:
+            found = self.tables[id(node)] = {}
+            self._keep.append(node)
+        return found
+
+    def key(self, seg_id: str, elements: list[str]) -> Any:
+        """The segment id, with the element values pyx12 matches it by if it has any."""
         positions = self.match.get(seg_id)
         if not positions:
-            return id(node), seg_id
+            return seg_id
         n = len(elements)
-        return (id(node), seg_id, *[elements[i] if i < n else None for i in positions])
+        return (seg_id, *[elements[i] if i < n else None for i in positions])
 
-    def remember(self, key: tuple[Any, ...], found: Any, trace: list[tuple[Any, ...]]) -> None:
-        if len(self.transitions) >= LIMIT:
-            self.transitions.clear()
-        self.transitions[key] = compile_trace(found, trace, self.limits, self.verdicts(found))
+    def remember(self, node: Any, key: Any, found: Any, trace: list[tuple[Any, ...]]) -> None:
+        if self.size >= LIMIT:
+            self.forget()
+        self.table(node)[key] = compile_trace(found, trace, self.limits, self.verdicts(found), self.table(found))
+        self.size += 1
+
+    def moves(self) -> int:
+        return sum(len(table) for table in self.tables.values())
+
+    def forget(self) -> None:
+        for table in self.tables.values():
+            table.clear()  # in place: transitions still point at these tables
+        self.size = 0
 
     def unknown(self, key: str) -> None:
         """A count of a path the map did not list: resets compiled without it are stale."""
         self.limits[key] = MAXINT
-        self.transitions.clear()
+        self.forget()
 
     def verdicts(self, node: Any) -> _NodeVerdicts:
         found = self.nodes.get(id(node))
@@ -207,6 +234,24 @@ def _match_positions(node: Any) -> set[int]:
     return set() if key is None else {key[1] - 1}
 
 
+_ZEROS = str.maketrans("123456789", "000000000")
+
+
+def _digit_blind(child: Any, composite: bool) -> bool:
+    """pyx12 checks an element of type AN, ID, N or R with no code list and no pattern by
+    its length, control characters, trailing spaces and character classes, in which every
+    ASCII digit is alike ([0-9]); dates, times and codes depend on the digits."""
+    if composite or getattr(child, "_valid_codes_set", True) or getattr(child, "external_codes", True) is not None:
+        return False
+    if getattr(child, "rec", True) is not None:
+        return False
+    try:
+        data_type = child.get_data_type() or ""
+    except Exception:  # an element pyx12 cannot resolve: no shortcut
+        return False
+    return data_type in ("AN", "ID", "R") or data_type[:1] == "N"
+
+
 class _NodeVerdicts:
     """Which element values and presence patterns pass one segment node."""
 
@@ -219,14 +264,23 @@ class _NodeVerdicts:
         self.contextual = node.id == "DTP" or any(getattr(c, "data_ele", None) in ("1250", "1251") for c in self.children)
         self.composite = [isinstance(c, pyx12.map_if.composite_if) for c in self.children]
         self.values: list[dict[str, bool]] = [{} for _ in self.children]
+        # elements whose verdict cannot tell 1-9 from 0 (line numbers, quantities, ids):
+        # their values are looked up with every digit as 0
+        self.digits = [_digit_blind(c, self.composite[i]) for i, c in enumerate(self.children)]
         self.tails: dict[int, bool] = {}
         self.patterns: dict[tuple[bool, ...], bool] = {}
         self.whole: dict[tuple[str, ...], bool] = {}  # a segment seen before (most of them in a big file)
+        self.component = ""  # the component separator the verdicts were found with
         self.size = 0
 
     def clean(self, elements: list[str], seps: Separators) -> bool:
         """True when pyx12's is_valid_errors would find nothing (never a false True)."""
-        key = (seps.component, *elements)
+        if seps.component != self.component:  # another interchange's separators: other verdicts
+            for table in self.values:
+                table.clear()
+            self.whole.clear()
+            self.component = seps.component
+        key = tuple(elements)
         verdict = self.whole.get(key)
         if verdict is None:
             if len(self.whole) >= LIMIT:
@@ -247,17 +301,18 @@ class _NodeVerdicts:
         n = len(elements)
         if n > len(self.children):
             return False
-        values = self.values
+        values, digits = self.values, self.digits
         for i in range(n):
             raw = elements[i]
-            verdict = values[i].get(raw)
+            key = raw.translate(_ZEROS) if digits[i] else raw
+            verdict = values[i].get(key)
             if verdict is None:
                 verdict = self._check(i, raw, component)
                 if self.size >= LIMIT:
                     for table in values:
                         table.clear()
                     self.size = 0
-                values[i][raw] = verdict
+                values[i][key] = verdict
                 self.size += 1
             if not verdict:
                 return False

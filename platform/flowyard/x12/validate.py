@@ -119,28 +119,28 @@ def validate_set(guide: Guide, segments: list[Segment], *, fast: bool = True) ->
             if node is None:
                 break
         return check.problems
-    transitions, match, counts = memo.transitions, memo.match, check.counts
+    match, counts = memo.match, check.counts
     first_codes = _first_codes(guide)
+    table = memo.table(node)
     for count, seg in enumerate(segments, start=1):
         # the common case inline: a known move, a segment that passed before, no first-element code list
         seg_id, elements, seps = seg.id, seg.elements, seg.separators
-        if not (seps.repetition and any(seps.repetition in e for e in elements)):
-            positions = match.get(seg_id)
-            if positions:
-                n = len(elements)
-                key: tuple[Any, ...] = (id(node), seg_id, *[elements[i] if i < n else None for i in positions])
-            else:
-                key = (id(node), seg_id)
-            entry = transitions.get(key)
+        if not (seps.repetition and seps.repetition in "\x00".join(elements)):
+            key = seg_id if seg_id not in match else memo.key(seg_id, elements)
+            entry = table.get(key)
             if entry is not None and replay(entry, counts):
-                if entry[5].clean(elements, seps) and seg_id not in first_codes:
-                    node = entry[0]
-                    continue
-                node = check.segment(node, seg, count, entry[0], key)
+                verdicts = entry[5]
+                clean = verdicts.whole.get(tuple(elements)) if verdicts.component == seps.component else None
+                if clean is None:
+                    clean = verdicts.clean(elements, seps)
+                node, table = entry[0], entry[6]
+                if not clean or seg_id in first_codes:
+                    check.segment(None, seg, count, node, key)
                 continue
         node = check.segment(node, seg, count, None, None)
         if node is None:
             break
+        table = memo.table(node)
     return check.problems
 
 
@@ -158,7 +158,7 @@ class _Check:
             counter.memo = memo
             self.counts = counter.counts
 
-    def segment(self, node: Any, seg: Segment, count: int, found: Any, key: tuple[Any, ...] | None) -> Any:
+    def segment(self, node: Any, seg: Segment, count: int, found: Any, key: Any) -> Any:
         """Walk one segment from node (or take `found`, already walked) and check its
         elements; returns the node it is at, None when the walk cannot go on."""
         import pyx12.errors
@@ -172,8 +172,8 @@ class _Check:
             elements = text.split(seps.element)[1:]
         pyseg = None
         if found is None and memo is not None and key is None:
-            key = memo.key(node, seg.id, elements)
-            entry = memo.transitions.get(key)
+            key = memo.key(seg.id, elements)
+            entry = memo.table(node).get(key)
             if entry is not None and replay(entry, self.counts):
                 found = entry[0]
         if found is None:
@@ -188,7 +188,7 @@ class _Check:
                 return None
             if memo is not None:
                 if found is not None and not seg_errors and counter.trace is not None and key is not None:
-                    memo.remember(key, found, counter.trace)
+                    memo.remember(node, key, found, counter.trace)
                 counter.trace = None
             for error in seg_errors:
                 problems.append(_segment_problem(error, seg, count))
