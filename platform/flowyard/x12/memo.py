@@ -184,6 +184,9 @@ class Memo:
         self.match: dict[str, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in match.items() if v}
         self.nodes: dict[int, _NodeVerdicts] = {}
         self._keep: list[Any] = []  # the nodes whose ids key the tables
+        # segment keys from ST -> [node, verdicts, children, counts after it] (see validate_set)
+        self.trie: dict[Any, list[Any]] = {}
+        self.trie_size = 0
 
     def table(self, node: Any) -> dict[Any, Transition]:
         found = self.tables.get(id(node))
@@ -213,6 +216,8 @@ class Memo:
         for table in self.tables.values():
             table.clear()  # in place: transitions still point at these tables
         self.size = 0
+        self.trie.clear()
+        self.trie_size = 0
 
     def unknown(self, key: str) -> None:
         """A count of a path the map did not list: resets compiled without it are stale."""

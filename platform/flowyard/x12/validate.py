@@ -122,26 +122,77 @@ def validate_set(guide: Guide, segments: list[Segment], *, fast: bool = True) ->
     match, counts = memo.match, check.counts
     first_codes = _first_codes(guide)
     table = memo.table(node)
+    # Every set starts from the same counts, so the counts after its first N segments are a
+    # function of their keys: while the set follows a path seen before (a trie of keys from
+    # ST), each segment is one look-up and the counts are left alone; leaving the trie
+    # restores the counts saved at its last node, and the walk goes on by replays.
+    trie: dict[Any, Any] | None = memo.trie
+    at: list[Any] | None = None  # the trie node reached: [node, verdicts, children, counts after it]
     for count, seg in enumerate(segments, start=1):
-        # the common case inline: a known move, a segment that passed before, no first-element code list
         seg_id, elements, seps = seg.id, seg.elements, seg.separators
-        if not (seps.repetition and seps.repetition in "\x00".join(elements)):
-            key = seg_id if seg_id not in match else memo.key(seg_id, elements)
-            entry = table.get(key)
-            if entry is not None and replay(entry, counts):
-                verdicts = entry[5]
+        if seps.repetition and seps.repetition in "\x00".join(elements):
+            if trie is not None:
+                _leave_trie(at, counts)
+                trie = None
+            node = check.segment(node, seg, count, None, None)
+            if node is None:
+                break
+            table = memo.table(node)
+            continue
+        key = seg_id if seg_id not in match else memo.key(seg_id, elements)
+        if trie is not None:
+            step = trie.get(key)
+            if step is not None:
+                at, node, verdicts, trie = step, step[0], step[1], step[2]
                 clean = verdicts.whole.get(tuple(elements)) if verdicts.component == seps.component else None
                 if clean is None:
                     clean = verdicts.clean(elements, seps)
-                node, table = entry[0], entry[6]
                 if not clean or seg_id in first_codes:
                     check.segment(None, seg, count, node, key)
                 continue
-        node = check.segment(node, seg, count, None, None)
-        if node is None:
-            break
-        table = memo.table(node)
+            extend = count <= TRIE_DEPTH and memo.trie_size < TRIE_LIMIT
+            children = trie
+            _leave_trie(at, counts)
+            trie = None
+            if at is not None:
+                table = memo.table(node)
+        else:
+            extend = False
+        # the common case inline: a known move, a segment that passed before, no first-element code list
+        entry = table.get(key)
+        if entry is not None and replay(entry, counts):
+            verdicts = entry[5]
+            clean = verdicts.whole.get(tuple(elements)) if verdicts.component == seps.component else None
+            if clean is None:
+                clean = verdicts.clean(elements, seps)
+            node, table = entry[0], entry[6]
+            if not clean or seg_id in first_codes:
+                check.segment(None, seg, count, node, key)
+            moved = True
+        else:
+            node = check.segment(node, seg, count, None, None)
+            if node is None:
+                break
+            table = memo.table(node)
+            moved = check.moved
+        if extend and moved:
+            at = [node, memo.verdicts(node), {}, dict(counts)]
+            children[key] = at
+            memo.trie_size += 1
+            trie = at[2]
     return check.problems
+
+
+TRIE_DEPTH = 2000  # segments from ST followed by the trie (a longer set goes on by replays)
+TRIE_LIMIT = 100_000  # trie nodes per guide
+
+
+def _leave_trie(at: list[Any] | None, counts: dict[str, int]) -> None:
+    """Back to replays: the counts become those saved at the last trie node (untouched
+    since the set began when no trie node was reached)."""
+    if at is not None:
+        counts.clear()
+        counts.update(at[3])
 
 
 class _Check:
@@ -153,6 +204,7 @@ class _Check:
         self.memo = memo
         self.problems: list[Problem] = []
         self.counts: dict[str, int] = {}
+        self.moved = False  # the last segment's move was memoised or walked without errors
         if memo is not None:
             counter = walker.counter = memo_counter()
             counter.memo = memo
@@ -171,6 +223,7 @@ class _Check:
             text = _first_repetitions(seg, guide)
             elements = text.split(seps.element)[1:]
         pyseg = None
+        self.moved = True
         if found is None and memo is not None and key is None:
             key = memo.key(seg.id, elements)
             entry = memo.table(node).get(key)
@@ -186,8 +239,9 @@ class _Check:
             except pyx12.errors.EngineError as exc:
                 problems.append(Problem("7", seg.id, count, seg.line, f"pyx12 could not place the segment: {exc}"))
                 return None
+            self.moved = found is not None and not seg_errors
             if memo is not None:
-                if found is not None and not seg_errors and counter.trace is not None and key is not None:
+                if self.moved and counter.trace is not None and key is not None:
                     memo.remember(node, key, found, counter.trace)
                 counter.trace = None
             for error in seg_errors:
