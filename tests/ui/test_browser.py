@@ -260,4 +260,7 @@ def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_pat
         page.goto(f"{base}/audit")
         expect(page.locator("#audit-rows")).to_contain_text("replay")
         shot("12-audit")
+        page.goto(f"{base}/x12/overdue")
+        expect(page.locator("#overdue-count")).to_contain_text("0 overdue")
+        shot("13-x12-overdue")
         browser.close()
