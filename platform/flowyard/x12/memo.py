@@ -276,6 +276,8 @@ class _NodeVerdicts:
         self.patterns: dict[tuple[bool, ...], bool] = {}
         self.whole: dict[tuple[str, ...], bool] = {}  # a segment seen before (most of them in a big file)
         self.component = ""  # the component separator the verdicts were found with
+        self.blind: dict[tuple[str, ...], bool] = {}  # the same, keyed with digits as 0 where digit-blind
+        self.blind_ok = False
         self.size = 0
 
     def clean(self, elements: list[str], seps: Separators) -> bool:
@@ -284,13 +286,27 @@ class _NodeVerdicts:
             for table in self.values:
                 table.clear()
             self.whole.clear()
+            self.blind.clear()
             self.component = seps.component
+            self.blind_ok = not self.contextual and not seps.component.isdigit() and any(self.digits)
         key = tuple(elements)
         verdict = self.whole.get(key)
         if verdict is None:
             if len(self.whole) >= LIMIT:
                 self.whole.clear()
-            verdict = self.whole[key] = self._whole(elements, seps) if self.contextual else self._clean(elements, seps.component)
+            if self.contextual:
+                verdict = self._whole(elements, seps)
+            elif self.blind_ok and len(elements) <= len(self.children):
+                # the same segment but for digits where they do not matter: one look-up too
+                blind = tuple([e.translate(_ZEROS) if d else e for e, d in zip(elements, self.digits, strict=False)])
+                verdict = self.blind.get(blind)
+                if verdict is None:
+                    if len(self.blind) >= LIMIT:
+                        self.blind.clear()
+                    verdict = self.blind[blind] = self._clean(elements, seps.component)
+            else:
+                verdict = self._clean(elements, seps.component)
+            self.whole[key] = verdict
         return verdict
 
     def _whole(self, elements: list[str], seps: Separators) -> bool:
