@@ -1,22 +1,28 @@
 """Broker connectors: messages/s through Flowyard beside a bare client loop.
 
-For MQTT (Mosquitto 127.0.0.1:1883), AMQP (RabbitMQ 127.0.0.1:5672, guest) and NATS
-JetStream (127.0.0.1:4222): N messages are published first, then
+For MQTT (Mosquitto 127.0.0.1:1883, MQTT 5 on both sides with the same Receive Maximum),
+AMQP (RabbitMQ 127.0.0.1:5672, guest) and NATS JetStream (127.0.0.1:4222): N messages are
+published first, then
 
 - bare: the broker's own client receives, decodes the JSON and acknowledges each one;
 - flowyard: the connector's source hands each message to `accept`, which runs the flow's
-  one jmespath step and writes the result with the file target (atomic write, fsync,
-  rename), and only then does the source acknowledge the broker. Once with the default
-  `concurrency: 1` (broker order kept, one fsync at a time) and once with
-  `--concurrency` hand-overs in flight (each still acknowledged only after its write).
+  one jmespath step and writes the result with the file target (temporary file, flush,
+  rename, folder flush: durable before `send` returns), and only then does the source
+  acknowledge the broker. Once with `concurrency: 1` (broker order kept, one flush per
+  message) and once with `--concurrency` hand-overs in flight (their writes share
+  flushes: group commit; each message still acknowledged only after its own write).
 
-A third figure, "source only", runs the connector with an `accept` that only counts: the
-cost of the connector itself, apart from the step and the file write.
+"source only" runs the connector with an `accept` that only counts (the connector's own
+cost); "disk" runs the file target alone with `--concurrency` sends in flight, the
+ceiling the disk puts on the full path at that moment.
 
-The rate is measured from the first message received to the last one done, so connection
-set-up is not counted. Prints msgs/s for both and the ratio. Not a test: figures only.
+Rounds interleave the sides (bare, source only, c=1, c=N, disk) and the medians are
+printed with the ratios to the bare loop. The rate is measured from the first message
+received to the last one done, so connection set-up is not counted. Not a test.
 
-    .venv/bin/python bench/connectors.py [--n 5000] [--only mqtt,amqp,nats] [--out DIR]
+    .venv/bin/python bench/connectors.py [--n 5000] [--rounds 2] [--only mqtt,amqp,nats]
+
+Mosquitto queues at most 1000 messages for an offline session, hence n = 1000 for MQTT.
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ import argparse
 import asyncio
 import json
 import shutil
+import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +53,7 @@ from flowyard.message import Message
 from flowyard.runner import open_target
 from flowyard.secrets import Secrets
 from flowyard.step import FlowContext
+from flowyard_connectors.file import FileTarget, FileTargetOptions
 
 FLOW = """\
 apiVersion: flowyard/v1
@@ -131,12 +138,15 @@ async def through_flowyard(kind: str, options: dict[str, Any], n: int, folder: P
 # ---------------------------------------------------------------- MQTT
 
 
+MQTT_WINDOW = 1000  # Receive Maximum of both sides: messages the broker sends ahead of acks
+
+
 def mqtt_session(client_id: str) -> aiomqtt.Client:
     """MQTT 5 persistent session; the bare loop and the connector both use MQTT 5 (with
     3.1.1 Mosquitto sends at most 20 unacknowledged messages, which caps any consumer
     that acknowledges only after storing)."""
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.ReceiveMaximum = 1000
+    properties.ReceiveMaximum = MQTT_WINDOW
     properties.SessionExpiryInterval = 3600
     return aiomqtt.Client("127.0.0.1", 1883, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
                           clean_start=False, properties=properties)
@@ -168,7 +178,8 @@ async def mqtt_flowyard(n: int, folder: Path, concurrency: int) -> float:
     client_id, topic = f"bench-fy-{uuid.uuid4().hex[:6]}", f"bench/{uuid.uuid4().hex[:6]}"
     await mqtt_fill(client_id, topic, n)
     options = {"host": "127.0.0.1", "port": 1883, "topics": [topic], "client_id": client_id,
-               "content_type": "application/json", "concurrency": concurrency, "protocol": "5"}
+               "content_type": "application/json", "concurrency": concurrency, "protocol": "5",
+               "receive_maximum": MQTT_WINDOW}
     return await through_flowyard("mqtt", options, n, folder)
 
 
@@ -278,39 +289,69 @@ BENCHES: dict[str, tuple[Callable[[int], Awaitable[float]], Callable[[int, Path,
 }
 
 
+async def disk_alone(n: int, folder: Path, concurrency: int) -> float:
+    """The file target alone (no broker, no step): `concurrency` sends in flight, each
+    durable on return. The ceiling the disk puts on the full path, in the same run."""
+    flow_dir = Path(tempfile.mkdtemp(dir=folder))
+    (flow_dir / "flow.yaml").write_text("", encoding="utf-8")
+    target = FileTarget(FileTargetOptions(path="out", name="{{ key }}.json"),
+                        FlowContext(flow_file=flow_dir / "flow.yaml", flow_name="disk"))
+    meter = Meter(n)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with slots:
+            await target.send(Message(payload=payload(i), content_type="application/json"), f"m{i}")
+            meter.tick()
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    shutil.rmtree(flow_dir)
+    return meter.rate
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
 async def main() -> None:
     import os
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=None, help="messages per run (default per broker)")
+    parser.add_argument("--n-ordered", type=int, default=500, help="messages for the concurrency 1 run (slow: one flush each)")
     parser.add_argument("--only", default="mqtt,amqp,nats")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per broker, sides interleaved; medians shown")
     parser.add_argument("--out", default=None, help="folder for the file target (default: a temporary folder)")
     parser.add_argument("--concurrency", type=int, default=256, help="the source's concurrency for the second run")
-    parser.add_argument("--threads", type=int, default=32, help="worker threads for blocking writes (asyncio's default executor)")
     args = parser.parse_args()
     os.environ.setdefault("BENCH_AMQP_PASSWORD", "guest")
-    # the file target writes in asyncio's default executor; with 2 cores Python's default
-    # is 6 threads, which caps how many fsyncs can be in flight at once
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(args.threads))
     folder = Path(args.out or tempfile.mkdtemp(prefix="flowyard-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"file target writes under {folder}")
+    started = time.perf_counter()
+    print(f"file target writes under {folder}; load average at start {os.getloadavg()}")
     c = args.concurrency
     print(f"{'broker':<6} {'n':>5} {'bare':>6} | {'source only':>11} {'ratio':>5} | {'full c=1':>8} {'ratio':>5}"
-          f" | {f'full c={c}':>9} {'ratio':>5}   (msgs/s)")
+          f" | {f'full c={c}':>10} {'ratio':>5} | {f'disk c={c}':>10}   (msgs/s, medians of {args.rounds} rounds)")
     for name in args.only.split(","):
         bare, flowyard, default_n = BENCHES[name]
         n = args.n or default_n
-        bare_rate = await bare(n)
-        SOURCE_ONLY["on"] = True
-        alone = await flowyard(n, folder, 1)
-        SOURCE_ONLY["on"] = False
-        ordered = await flowyard(n, folder, 1)
-        concurrent = await flowyard(n, folder, c)
+        rates: dict[str, list[float]] = {"bare": [], "alone": [], "ordered": [], "concurrent": [], "disk": []}
+        for _ in range(args.rounds):
+            rates["bare"].append(await bare(n))
+            SOURCE_ONLY["on"] = True
+            rates["alone"].append(await flowyard(n, folder, 1))
+            SOURCE_ONLY["on"] = False
+            rates["ordered"].append(await flowyard(min(n, args.n_ordered), folder, 1))
+            rates["concurrent"].append(await flowyard(n, folder, c))
+            rates["disk"].append(await disk_alone(n, folder, c))
+        bare_rate, alone, ordered, concurrent, disk = (median(rates[k]) for k in rates)
         print(
             f"{name:<6} {n:>5} {bare_rate:>6.0f} | {alone:>11.0f} {alone / bare_rate:>5.2f} | {ordered:>8.0f}"
-            f" {ordered / bare_rate:>5.2f} | {concurrent:>9.0f} {concurrent / bare_rate:>5.2f}"
+            f" {ordered / bare_rate:>5.2f} | {concurrent:>10.0f} {concurrent / bare_rate:>5.2f} | {disk:>10.0f}",
+            flush=True,
         )
+    print(f"took {time.perf_counter() - started:.0f} s; load average at end {os.getloadavg()}")
+
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -83,6 +83,12 @@ class MqttSourceOptions(MqttConnection):
     clean_session: bool = Field(False, description="start a fresh session (messages sent while away are lost)")
     content_type: str | None = Field(None, description="content type of the payloads, e.g. application/json")
     concurrency: int = Field(1, ge=1, le=1000, description="messages stored at once (1 keeps the broker's order)")
+    receive_maximum: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="protocol 5: messages the broker may send ahead of our acks (default: 4 x concurrency, at least 100)",
+    )
 
     @field_validator("topics")
     @classmethod
@@ -159,7 +165,7 @@ class MqttSource(Source[MqttSourceOptions]):
             self.context,
             self.options.clean_session,
             f"flowyard-{self.context.flow_name}",
-            receive=max(20, 2 * self.options.concurrency),
+            receive=self.options.receive_maximum or max(100, 4 * self.options.concurrency),
         )
         # acknowledge by hand, after the store took the message (paho supports it; aiomqtt
         # does not expose it, hence the private attribute)
