@@ -179,3 +179,43 @@ async def test_concurrent_hand_overs_lose_nothing(queue: str, tmp_path: Path) ->
     async with Running(source(queue, tmp_path, concurrency=8), store):
         await wait_for(lambda: set(store.payloads) == set(sent), timeout=40, what="all 60 messages")
     assert store.refused == 1
+
+
+class GroupCommitting(Collector):
+    """Takes every message, finishing them in groups and out of order, as a store's group
+    commit does: many acknowledgments become due at the same moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commit = asyncio.Event()
+
+    async def __call__(self, message: Message) -> None:
+        await self.commit.wait()
+        for _ in range(int(message.payload) * 7 % 5):  # finish out of order, within the same moment
+            await asyncio.sleep(0)
+        await super().__call__(message)
+
+    async def commits(self) -> None:
+        while True:
+            await asyncio.sleep(0.02)
+            self.commit.set()
+            self.commit = asyncio.Event()
+
+
+async def test_many_in_flight_are_acked_in_runs_exactly_once(queue: str, tmp_path: Path) -> None:
+    sent = [str(i).encode() for i in range(300)]
+    await publish(queue, *sent)
+    store = GroupCommitting()
+    committer = asyncio.create_task(store.commits())
+    src = source(queue, tmp_path, concurrency=64)
+    async with Running(src, store) as running:
+        await wait_for(lambda: len(store.messages) >= 300, timeout=60, what="all 300 messages")
+        await asyncio.sleep(0.5)  # a channel error from a bad multiple-ack would redeliver by now
+        running.check()
+    committer.cancel()
+    assert sorted(store.payloads, key=int) == sent  # each exactly once: no ack overtook another
+    assert src.health.last_error is None
+    again = Collector()  # every message was acknowledged: the queue is empty
+    async with Running(source(queue, tmp_path), again):
+        await asyncio.sleep(1.0)
+    assert again.messages == []

@@ -162,3 +162,23 @@ async def test_concurrent_hand_overs_lose_nothing(broker: Mosquitto, tmp_path: P
         await publish(broker.port, "many/x", *sent, username=Mosquitto.USER, password=Mosquitto.PASSWORD)
         await wait_for(lambda: set(store.payloads) == set(sent), timeout=40, what="all 60 messages")
     assert store.refused == 1
+
+
+async def test_protocol_5_session_and_a_window_wider_than_mosquittos_20(broker: Mosquitto, tmp_path: Path) -> None:
+    creds = {"username": Mosquitto.USER, "password": Mosquitto.PASSWORD}
+    options = MqttSourceOptions(**auth(broker), topics=["v5/+"], client_id="fy-v5", protocol="5", concurrency=32)
+    first = Collector()
+    async with Running(MqttSource(options, context(tmp_path, MQTT_PW=Mosquitto.PASSWORD)), first) as running:
+        await wait_for(lambda: running.source.health.connected)
+    sent = [str(i).encode() for i in range(200)]
+    await publish(broker.port, "v5/x", *sent, **creds)  # queued in the session while the source is away
+    second = FailsOnce(nth=50)
+    src = MqttSource(options, context(tmp_path, MQTT_PW=Mosquitto.PASSWORD))
+    async with Running(src, second):
+        await wait_for(lambda: set(second.payloads) == set(sent), timeout=60, what="the 200 queued messages")
+    assert second.refused == 1
+    third = Collector()  # everything was acknowledged after the store took it: nothing comes again
+    async with Running(MqttSource(options, context(tmp_path, MQTT_PW=Mosquitto.PASSWORD)), third) as running:
+        await wait_for(lambda: running.source.health.connected)
+        await asyncio.sleep(1.0)
+    assert third.messages == []
