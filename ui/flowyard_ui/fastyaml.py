@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import events as rt
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import StreamMark
+from ruamel.yaml.resolver import VersionedResolver
 
 from flowyard.errors import DefinitionError
 from flowyard.flow import Flow
@@ -164,6 +166,27 @@ class _Replay:
         self.events = []
 
 
+class _Composer(Composer):
+    """ruamel's composer, reaching the replayed events without the YAML object's
+    property lookups (a few of them per node)."""
+
+    @property
+    def parser(self) -> Any:
+        return self.loader._parser
+
+
+class _Resolver(VersionedResolver):
+    """ruamel's resolver, working out the YAML version once per document instead of
+    once per scalar (no directive reaches here, so it cannot change midway)."""
+
+    @property
+    def processing_version(self) -> Any:
+        version = self.__dict__.get("_version_once")
+        if version is None:
+            version = self.__dict__["_version_once"] = VersionedResolver.processing_version.fget(self)  # type: ignore[attr-defined]
+        return version
+
+
 def _events(text: str) -> list[Any]:
     assert _libyaml is not None
     parser = _libyaml.CParser(text)
@@ -187,6 +210,8 @@ def load(text: str) -> Any:
     try:
         events = _events(text)
         yaml = round_trip()
+        yaml.Composer = _Composer
+        yaml.Resolver = _Resolver
         yaml._parser = _Replay(events)  # type: ignore[attr-defined]
         return yaml.constructor.get_single_data()
     except _Fallback:
