@@ -18,7 +18,9 @@ from flowyard_connectors.schedule import ScheduleSource, ScheduleSourceOptions
 async def test_interval_ticks_carry_data_and_times(tmp_path: Path) -> None:
     store = Collector()
     src = ScheduleSource(
-        ScheduleSourceOptions(every="200ms", data={"plant": "MX01"}, run_at_start=True), context(tmp_path)
+        # catch_up: all, so a tick that falls due while a slow one is stored is run, not skipped
+        ScheduleSourceOptions(every="200ms", data={"plant": "MX01"}, run_at_start=True, catch_up="all"),
+        context(tmp_path),
     )
     async with Running(src, store):
         await wait_for(lambda: len(store.messages) >= 3)
