@@ -5,7 +5,7 @@ the preview after a mapping change are measured twice, interleaved: with the UI'
 parse and with the round trip only (the code before it), with their ratio. Not a test:
 figures only.
 
-    .venv/bin/python bench/ui.py [--messages 100000] [--rounds 50]
+    .venv/bin/python bench/ui.py [--messages 100000] [--rounds 50] [--no-freeze]
 
 Requests go through the whole Litestar app in process (routing, session lookup, CSRF
 check, handler, template), with Litestar's test client; the network is not measured.
@@ -75,6 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--no-freeze", action="store_true", help="undo the app's gc.freeze() at start-up, to compare")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="flowyard-bench-ui-"))
@@ -138,6 +139,10 @@ def main() -> int:
 
     sample = json.dumps({"order": "PO-1", "lines": [{"sku": f"S{i}", "qty": i, "uom": "EA"} for i in range(20)]})
     with TestClient(app, base_url="https://testserver.local") as client:
+        if args.no_freeze:
+            import gc
+
+            gc.unfreeze()
         page = client.get("/login")
         token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
         client.post("/login", data={"username": "bench", "password": "bench password long", "_csrf_token": token})
