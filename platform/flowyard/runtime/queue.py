@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from ..store.api import write_transaction
@@ -105,6 +105,17 @@ def worker_id() -> str:
 # -- claiming ---------------------------------------------------------------------
 
 
+def no_flush(connection: Connection) -> None:
+    """On PostgreSQL, let this transaction commit without waiting for its WAL flush (a
+    disk flush per claim, half the flushes of a batch). Only for writes whose loss in a
+    database crash is harmless: a lost claim or lease renewal leaves the row as it was
+    (claimable, or with its old lease), and the worker's later commit is then refused by
+    the fencing (owner and token no longer match), so no result is lost or doubled.
+    Stored messages and processing results always wait for their flush."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 def claim_messages(
     engine: Engine, worker: str, flows: Sequence[str], limit: int, ttl: float
 ) -> list[ClaimedMessage]:
@@ -127,6 +138,7 @@ def claim_messages(
         .execution_options(synchronize_session=False)
     )
     with write_transaction(engine) as connection:
+        no_flush(connection)
         rows = connection.execute(stmt).all()
     claimed = [ClaimedMessage(*tuple(row)) for row in rows]
     claimed.sort(key=lambda c: c.id)
@@ -156,6 +168,7 @@ def claim_deliveries(
         .execution_options(synchronize_session=False)
     )
     with write_transaction(engine) as connection:
+        no_flush(connection)
         rows = connection.execute(stmt).all()
     return [ClaimedDelivery(*tuple(row)) for row in rows]
 
@@ -318,6 +331,7 @@ def renew_leases(engine: Engine, worker: str, ttl: float, message_ids: Sequence[
     now = time.time()
     a = b = 0
     with write_transaction(engine) as connection:
+        no_flush(connection)
         if message_ids:
             a = connection.execute(
                 update(StoredMessage)
