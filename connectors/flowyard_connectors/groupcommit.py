@@ -1,26 +1,26 @@
 """Group commit for the file target: the writes in flight share one flush.
 
-A durable file write costs a data flush and a directory flush (milliseconds here),
-while creating the file costs microseconds. So writes are not flushed one by one:
-every `send` that arrives while a flush is running waits for the next batch, and a
-batch is committed in four steps:
+A durable file write costs a data flush and a folder flush (milliseconds), far more
+than creating the file. So writes are not flushed one by one: every `send` that arrives
+while a flush is running waits for the next batch, and a batch is committed in four
+steps:
 
 1. at `send`, the payload goes to a temporary file next to its final name
    (`.NAME.RANDOM.part`);
-2. one flush makes the data of the batch durable (worker thread): `syncfs` of the file
-   system (Linux), or an `fsync` per file where `syncfs` is missing or the batch holds a
-   single file;
+2. one flush makes the data of the batch durable: `syncfs` of the file system (Linux),
+   or an `fsync` per file where `syncfs` is missing or the batch holds a single file;
 3. each temporary file is renamed to its final name (linked, when overwriting is off);
 4. each folder that received a name (and each folder created for the batch) is flushed
-   once (worker thread), which makes the renames durable.
-
-The quick steps 1 and 3 run on the event loop; only the flushes, which wait for the
-disk, go to a thread.
+   once, which makes the renames durable.
 
 Only then is each waiting `send` completed, so a send never returns before its data and
 its name are on disk. A failure is reported to the sends it concerns: one bad file fails
 its own send, a failed flush fails the whole batch (nothing of it is acknowledged; the
 temporary files are removed, and names already renamed are rewritten by the retry).
+
+Steps 1 and 3 run on the event loop: they do not wait for the disk, and in a worker
+thread each of their system calls would wait for the GIL instead (measured slower under
+load). The flushes, which do wait for the disk, run in a worker thread.
 
 `syncfs` flushes everything dirty on that file system, including other programs' data:
 on a disk shared with heavy writers a batch waits for them too (one flush instead of
