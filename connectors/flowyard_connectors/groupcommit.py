@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import os
 import secrets
 import sys
@@ -95,15 +96,28 @@ def _make_folders(folder: Path, dirty: set[str]) -> None:
         dirty.add(str(new.parent))
 
 
-def write_temporary(write: Write) -> None:
-    """Step 1, at `send` time on the event loop: creating a small file in the page cache
-    takes microseconds, and doing it here spares a worker thread thousands of trips
-    through the GIL under load (it waits for the loop on every system call)."""
+_TAG = secrets.token_hex(4)  # temporary names: a random part per process, then a counter
+_COUNTER = itertools.count()
+
+
+def write_temporary(write: Write, folders: set[Path] | None = None) -> None:
+    """Step 1, at `send` time on the event loop. `folders` remembers the folders known
+    to exist, sparing a `stat` per file (a folder removed since is made again)."""
     folder = write.path.parent
-    _make_folders(folder, write.dirty)
-    tmp = f"{folder}/.{write.path.name}.{secrets.token_hex(6)}.part"
+    if folders is None or folder not in folders:
+        _make_folders(folder, write.dirty)
+        if folders is not None:
+            folders.add(folder)
+    tmp = f"{folder}/.{write.path.name}.{_TAG}{next(_COUNTER)}.part"
     umask_allows = write.mode & ~UMASK == write.mode  # then the mode needs no fchmod call
-    fd = os.open(tmp, OPEN_FLAGS, write.mode if umask_allows else 0o600)
+    try:
+        fd = os.open(tmp, OPEN_FLAGS, write.mode if umask_allows else 0o600)
+    except FileNotFoundError:
+        if folders is None or folder not in folders:
+            raise
+        folders.discard(folder)
+        write_temporary(write, folders)
+        return
     write.tmp, write.fd = tmp, fd
     view = memoryview(write.payload)
     while view:
@@ -154,20 +168,18 @@ def flush_data(batch: list[Write]) -> None:
     except OSError as exc:
         for write in live:
             discard(write, exc)
-        return
-    for write in live:
-        if write.fd is not None:
-            os.close(write.fd)
-            write.fd = None
 
 
 def rename(batch: list[Write]) -> None:
-    """Step 3, on the event loop: give each durable temporary file its name."""
+    """Step 3, on the event loop: close each durable temporary file and give it its name."""
     for write in batch:
         if write.error is not None:
             continue
         assert write.tmp is not None
         try:
+            if write.fd is not None:
+                fd, write.fd = write.fd, None
+                os.close(fd)
             if write.replace:
                 os.replace(write.tmp, write.path)
             else:
@@ -182,7 +194,8 @@ def rename(batch: list[Write]) -> None:
 def flush_folders(batch: list[Write]) -> None:
     """Step 4, in a worker thread: each changed folder once, which makes the names durable."""
     failed: dict[str, OSError] = {}
-    for folder in sorted({d for w in batch if w.error is None for d in w.dirty}):
+    # also the folders made for writes that failed: a later write may use them
+    for folder in sorted({d for w in batch for d in w.dirty}):
         fd = -1
         try:
             fd = os.open(folder, os.O_RDONLY)
@@ -214,11 +227,12 @@ class GroupCommit:
         self.waiting: list[tuple[Write, asyncio.Future[None]]] = []
         self.flusher: asyncio.Task[None] | None = None
         self.batches = 0  # flushes run (the tests check that writes were grouped)
+        self.folders: set[Path] = set()  # known to exist
 
     async def write(self, write: Write) -> None:
         """Returns once `write` is durable; raises its OSError otherwise."""
         try:
-            write_temporary(write)
+            write_temporary(write, self.folders)
         except OSError as exc:
             discard(write, exc)
             raise
@@ -244,6 +258,8 @@ class GroupCommit:
                 self.waiting = []
                 raise
             self.batches += 1
+            if any(w.error is not None for w in writes):
+                self.folders.clear()  # after a failure, check (and flush) folders again
             for write, future in batch:
                 if future.done():  # the sender was cancelled; its file is written anyway
                     continue

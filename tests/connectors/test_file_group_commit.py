@@ -111,3 +111,12 @@ def test_temporary_files_are_named_beside_their_target(tmp_path: Path, mode: int
     assert tmp.parent == tmp_path / "sub" and tmp.name.startswith(".x.json.") and tmp.name.endswith(".part")
     commit([write])
     assert (tmp_path / "sub" / "x.json").stat().st_mode & 0o777 == mode
+
+
+async def test_a_folder_removed_between_sends_is_made_again(tmp_path: Path) -> None:
+    tgt = target(tmp_path, name="sub/{{ key }}.txt")
+    await tgt.send(Message(payload=b"1", content_type="text/plain"), "a")
+    (tmp_path / "out" / "sub" / "a.txt").unlink()
+    (tmp_path / "out" / "sub").rmdir()  # the target remembered it as existing
+    await tgt.send(Message(payload=b"2", content_type="text/plain"), "b")
+    assert (tmp_path / "out" / "sub" / "b.txt").read_bytes() == b"2"
