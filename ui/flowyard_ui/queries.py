@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -139,7 +140,7 @@ class Percentiles:
 def _nearest_rank(ordered: list[float]) -> dict[int, float]:
     """p is the ceil(p/100 * n)-th smallest: the latency p in 100 messages did not exceed."""
     n = len(ordered)
-    return {q: ordered[(n * q + 99) // 100 - 1] for q in PERCENTILES}
+    return {q: float(ordered[(n * q + 99) // 100 - 1]) for q in PERCENTILES}
 
 
 def latency_percentiles(engine: Engine, since: float) -> Percentiles:
@@ -148,8 +149,7 @@ def latency_percentiles(engine: Engine, since: float) -> Percentiles:
     add up, so each flow and each tile needs its own sorted list, and two window-function
     queries cost SQLite several times more than this for 100,000 messages."""
     m = StoredMessage
-    by_flow: dict[tuple[str, str, str], list[float]] = {}
-    by_tile: dict[tuple[str, str], list[float]] = {}
+    by_flow: defaultdict[tuple[str, str, str], list[float]] = defaultdict(list)
     with engine.connect() as connection:
         rows = connection.execute(
             select(m.flow, m.plant, m.partner, m.finished_at - m.created_at).where(
@@ -157,11 +157,11 @@ def latency_percentiles(engine: Engine, since: float) -> Percentiles:
             )
         )
         for flow, plant, partner, latency in rows:
-            if latency is None:
-                continue
-            value = float(latency)
-            by_flow.setdefault((flow, plant or "", partner or ""), []).append(value)
-            by_tile.setdefault((plant or "", partner or ""), []).append(value)
+            if latency is not None:
+                by_flow[(flow, plant or "", partner or "")].append(latency)
+    by_tile: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    for (_flow, plant, partner), values in by_flow.items():
+        by_tile[(plant, partner)] += values
     result = Percentiles()
     for key, values in by_flow.items():
         values.sort()

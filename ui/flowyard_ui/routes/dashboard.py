@@ -18,17 +18,27 @@ from .common import arg, off_loop, page
 WINDOWS = {"6": 6, "24": 24, "72": 72}
 
 
+_slas: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+
 def slas(state: UiState) -> dict[str, dict[str, Any]]:
-    """Each flow's `sla:` thresholds from its file."""
+    """Each flow's `sla:` thresholds from its file (read again only when the file's
+    version changes: the dashboard refreshes every few seconds)."""
     found: dict[str, dict[str, Any]] = {}
     for info in list_flows(state.flows_dir):
-        try:
-            document = to_plain(load_text(info.text, info.rel))
-        except Exception:
-            continue
-        sla = document.get("sla") if isinstance(document, dict) else None
-        if isinstance(sla, dict):
-            found[info.name] = sla
+        key = (str(info.path), info.version)
+        if key not in _slas:
+            if len(_slas) > 1000:  # old versions of files edited all day
+                _slas.clear()
+            try:
+                document = to_plain(load_text(info.text, info.rel))
+            except Exception:
+                document = None
+            sla = document.get("sla") if isinstance(document, dict) else None
+            _slas[key] = sla if isinstance(sla, dict) else None
+        cached = _slas[key]
+        if cached is not None:
+            found[info.name] = cached
     return found
 
 
