@@ -128,3 +128,27 @@ def test_a_playground_flow_cannot_reach_a_store_outside_a_run(flows: Path) -> No
     services = flow.steps[-1].step.context.services
     with pytest.raises(ScratchUnavailable):
         services.get("engine")
+
+
+def _received(engine: Engine) -> int:
+    with engine.connect() as connection:
+        table = control.ReceivedInterchange.__table__
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_an_instance_of_a_template_tried_twice_records_no_interchange(flows: Path, real_store: Engine) -> None:
+    """A FlowInstance renders through the templates' own loader; its x12.parse still
+    records the interchanges it reads in the run's scratch store, not the real one."""
+    onboarding = ROOT / "examples" / "onboarding"
+    for folder in ("templates", "partners", "tables", "tests"):
+        shutil.copytree(onboarding / folder, flows / folder, dirs_exist_ok=True)
+    path = flows / "mx01-supplierx-x12.yaml"
+    shutil.copyfile(onboarding / "mx01-supplierx-x12.yaml", path)
+    sample = (onboarding / "tests" / "mx01-supplierx-x12" / "856.edi").read_bytes()
+    text = path.read_text(encoding="utf-8")
+    for _ in range(2):
+        result = playground.run(path, text, sample, "856.edi")
+        assert result.ok, (result.issues, result.error, result.failures)
+        assert result.outputs and not any("duplicate" in lane.entries[0].text for lane in result.lanes if lane.entries)
+    assert _received(real_store) == 0
+    assert _counters(real_store) == {}
