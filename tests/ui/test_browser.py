@@ -168,6 +168,8 @@ def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_pat
         page.get_by_label("Add a target").select_option("file")
         page.get_by_role("button", name="Fill in its options").click()
         page.locator("#new-target input[name='opt.path']").fill("outbox/copy")
+        page.locator("#new-target").scroll_into_view_if_needed()
+        shot("04b-editor-new-target")
         page.get_by_role("button", name="Add this target to the YAML").click()
         expect(page.locator("#form-pane")).to_contain_text("target 2: file")
         expect(editor).to_have_value(re.compile(r"- file: \{path: outbox/copy\}"))

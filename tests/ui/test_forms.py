@@ -43,6 +43,7 @@ def test_choosing_a_connector_shows_its_generated_form(analyst: UiClient) -> Non
     assert "New target: http" in response.text
     assert 'name="opt.url"' in response.text and 'name="opt.method"' in response.text
     assert 'name="common.retry"' in response.text and 'value="add-target"' in response.text
+    assert "target name" in response.text  # not to be confused with the file name option
     refused = analyst.htmx_get("/flows/erp-orders/form/new-target?kind=nosuch")
     assert refused.status_code == 400 and "choose one of" in refused.text
 

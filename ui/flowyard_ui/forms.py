@@ -121,7 +121,7 @@ def fields_for(model: type[BaseModel], values: dict[str, Any]) -> list[FieldView
     return views
 
 
-def _common(item: dict[str, Any], keys: tuple[str, ...]) -> list[FieldView]:
+def _common(item: dict[str, Any], keys: tuple[str, ...], role: str) -> list[FieldView]:
     helps = {
         "name": "shown in traces and errors",
         "when": "JMESPath condition; skipped when it is false",
@@ -130,7 +130,8 @@ def _common(item: dict[str, Any], keys: tuple[str, ...]) -> list[FieldView]:
     views = []
     for key in keys:
         widget = "yaml" if key == "retry" else "text"
-        views.append(FieldView(key, key, widget, _text(item.get(key)), help=helps.get(key, "")))
+        label = f"{role} name" if key == "name" else key  # not to be taken for a connector's `name` option
+        views.append(FieldView(key, label, widget, _text(item.get(key)), help=helps.get(key, "")))
     return views
 
 
@@ -205,7 +206,7 @@ def parts(document: Any) -> list[PartView]:
                 f"step {index + 1}",
                 cls.summary(),
                 fields_for(cls.Options, values),
-                _common(to_plain(item), STEP_COMMON_KEYS),
+                _common(to_plain(item), STEP_COMMON_KEYS, "step"),
             )
         )
     for index, item in enumerate(document.get("targets") or []):
@@ -233,7 +234,7 @@ def parts(document: Any) -> list[PartView]:
                 f"target {index + 1}",
                 conn.summary(),
                 fields_for(conn.TargetOptions, _options_of(item, kind, None)),
-                _common(to_plain(item), TARGET_COMMON_KEYS),
+                _common(to_plain(item), TARGET_COMMON_KEYS, "target"),
             )
         )
     return views
@@ -349,7 +350,7 @@ def new_target(kind: str) -> PartView:
         raise FormError(f"{kind!r} is not a connector that can be a target; choose one of: {', '.join(target_kinds())}")
     return PartView(
         "targets.new", "target", kind, "new target", conn.summary(), fields_for(conn.TargetOptions, {}),
-        _common({}, TARGET_COMMON_KEYS),
+        _common({}, TARGET_COMMON_KEYS, "target"),
     )
 
 
