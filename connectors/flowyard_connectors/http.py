@@ -97,7 +97,8 @@ class ReplayGuard:
 
     Why not in the store: a replay has to be refused before anything is written, and a
     database round trip per webhook call is the cost the webhook path avoids. What this
-    means: after a restart the memory is empty, and each worker process has its own, so
+    means: a redeploy of the flow keeps them (`replay_guards`), but after a restart of
+    the runtime the memory is empty, and each worker process has its own, so
     a request captured in the last few minutes could be accepted once more by a freshly
     started or a different worker. The timestamp still bounds that to the tolerance
     window, and a partner's Idempotency-Key lets the store keep such a repeat once.
@@ -254,6 +255,9 @@ class WebhookEndpoint:
 webhooks: dict[str, WebhookEndpoint] = {}
 """Flow name -> the endpoint of its running http source (one runtime process)."""
 
+replay_guards: dict[str, ReplayGuard] = {}
+"""Flow name -> its used signatures; kept across a redeploy of the flow in this process."""
+
 
 class HttpSource(Source[HttpSourceOptions]):
     def __init__(self, options: HttpSourceOptions, context: FlowContext) -> None:
@@ -267,7 +271,9 @@ class HttpSource(Source[HttpSourceOptions]):
         key = (
             secrets.resolve(self.options.hmac_secret).encode() if self.options.hmac_secret else None
         )
-        self.endpoint = WebhookEndpoint(name, self.options, accept, self, token=token, key=key)
+        self.endpoint = WebhookEndpoint(
+            name, self.options, accept, self, token=token, key=key, replays=replay_guards.setdefault(name, ReplayGuard())
+        )
         webhooks[name] = self.endpoint
         self.health.connected = True
         self.health.details["route"] = f"/hooks/{name}"

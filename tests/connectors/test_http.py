@@ -495,3 +495,19 @@ async def test_webhook_body_only_signatures_when_asked(peer: Any, tmp_path: Path
         bad = await client.post("/hooks/legacy-hook", content=b"x", headers={"X-Signature-256": sign(b"k", b"x")})
     assert (ok.status_code, bad.status_code) == (202, 401)
     assert bad.json()["error"] == "the signature does not match the body"
+
+
+async def test_webhook_replay_refused_after_the_flow_is_redeployed(peer: Any, tmp_path: Path) -> None:
+    _app, server = peer
+    key = b"hook-key-81"
+    body = b'{"receipt": "R9"}'
+    headers = signed(key, body)
+    codes = []
+    for _ in range(2):  # the same flow started twice in this process, as a redeploy does
+        source = HttpSource(HttpSourceOptions(hmac_secret="${secret:HOOK}"),
+                            context(tmp_path, name="redeployed-hook", HOOK=key.decode()))
+        async with Running(source, Collector()), httpx.AsyncClient(base_url=server.url) as client:
+            await wait_for(lambda: "redeployed-hook" in webhooks)
+            codes.append((await client.post("/hooks/redeployed-hook", content=body, headers=headers)).status_code)
+        await wait_for(lambda: "redeployed-hook" not in webhooks)
+    assert codes == [202, 401]
