@@ -289,16 +289,48 @@ def drain(url: str, messages: int, workers: int) -> float:
         try:
             wait_until(running, 120, "workers started")
             time.sleep(1.0)
+            database = url.rsplit("/", 1)[1]
+            backends = pg_backends(database)
+            cpu = cpu_seconds([p.pid for p in procs]), cpu_seconds(backends)
             began = time.perf_counter()
             store.accept_many(batch)
             wait_until(lambda: count_files(out) >= messages, 600, "drained")
             total = time.perf_counter() - began
+            worker_cpu = cpu_seconds([p.pid for p in procs]) - cpu[0]
+            # connections opened meanwhile count whole (they started after `began`)
+            pg_cpu = cpu_seconds(sorted(set(backends) | set(pg_backends(database)))) - cpu[1]
         finally:
             for p in procs:
                 stop(p)
             engine.dispose()
-    return report(f"PostgreSQL, {workers} worker(s), draining stored messages", messages,
+    rate = report(f"PostgreSQL, {workers} worker(s), draining stored messages", messages,
                   total, total)
+    print(f"  {'':<46} CPU per message: workers {1e6 * worker_cpu / messages:.0f} us, "
+          f"their PostgreSQL backends {1e6 * pg_cpu / messages:.0f} us")
+    return rate
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux /proc); a process gone counts 0,
+    so measure between two points where they all live."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pg_backends(database: str) -> list[int]:
+    """The server processes serving this database (the workers' pooled connections)."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        return [int(row[0]) for row in c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
 
 
 # -- PostgreSQL -----------------------------------------------------------------------
