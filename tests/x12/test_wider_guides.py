@@ -1,6 +1,7 @@
 """Segments real partners send beyond the corpus: loads (CLD) and industry codes (LM/LQ)
-at any 856 HL level. Each validates, lands where the guide puts it in the data shape,
-and round-trips (generate from the parsed shape gives the same segments)."""
+at any 856 HL level, a delivery schedule (SCH loop) per 850 line. Each validates, lands
+where the guide puts it in the data shape, and round-trips (generate from the parsed
+shape gives the same segments)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,26 @@ def test_856_an_industry_code_without_its_lm_is_out_of_place(tmp_path: Path) -> 
     result = parsed(tmp_path, body)
     assert not result.accepted
     assert any(p.segment == "LQ" for p in result.problems)
+
+
+PO = [
+    "BEG*00*SA*PO-88**20261118", "N1*ST*ACME MONTERREY*92*MX01",
+    "PO1*1*300*EA*12.50*PE*BP*A-1001", "PID*F****BRACKET",
+    "SCH*100*EA***002*20261201", "TD5*B*2*UPSN", "SCH*200*EA***002*20261215", "REF*DO*DOCK-4",
+    "PO1*2*25*EA*7.10*PE*BP*A-1002",
+    "CTT*2",
+]
+
+
+def test_850_delivery_schedule_per_line(tmp_path: Path, x12_db: Any) -> None:
+    for version, isa in (("004010", "00401"), ("005010", "00501")):
+        text = interchange([("0001", "850", PO)], version=version, isa_version=isa)
+        (result,) = [e for e in walk(text, resolve) if isinstance(e, SetResult)]
+        assert result.accepted and not result.problems, result.reasons()
+        first, second = (result.data or {})["PO1_loop"]
+        assert [s["SCH"]["SCH01"] for s in first["SCH_loop"]] == ["100", "200"]
+        assert first["SCH_loop"][0]["TD5"] == [{"TD501": "B", "TD502": "2", "TD503": "UPSN"}]
+        assert first["SCH_loop"][1]["REF"] == [{"REF01": "DO", "REF02": "DOCK-4"}]
+        assert "SCH_loop" not in second
+        original, generated = round_trip(result, tmp_path)
+        assert generated == original
