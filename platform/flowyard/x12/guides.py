@@ -85,6 +85,7 @@ class SegmentDef:
     syntax: list[str] = field(default_factory=list)
     name: str = ""
     plan: list[tuple[str, int]] | None = None  # the data shape's (key, kind) per position, see shape.py
+    keys: tuple[str, ...] | None = None  # the plan's keys when every element is simple (shape.py's fast path)
 
 
 @dataclass

@@ -51,7 +51,27 @@ def _plan(definition: SegmentDef) -> list[tuple[str, int]]:
             kind = SIMPLE if element is None else REPEATED if element.repeat > 1 else COMPOSITE if element.components is not None else SIMPLE
             plan.append((element_key(definition.id, position), kind))
         definition.plan = plan
+        if all(kind == SIMPLE for _, kind in plan):
+            definition.keys = tuple(key for key, _ in plan)
     return plan
+
+
+def _object(seg: Segment, definition: SegmentDef) -> dict[str, Any]:
+    """segment_object for the usual segment: simple elements, none beyond the guide's."""
+    keys = definition.keys
+    elements = seg.elements
+    if keys is None or len(elements) > len(keys):
+        if definition.plan is None:
+            _plan(definition)
+            return _object(seg, definition)
+        return segment_object(seg, definition)
+    out: dict[str, Any] = {}
+    i = 0
+    for raw in elements:  # a plain loop: a comprehension over zip() is slower for ten items
+        if raw:
+            out[keys[i]] = raw
+        i += 1  # noqa: SIM113
+    return out
 
 
 def segment_object(seg: Segment, definition: SegmentDef | None) -> dict[str, Any]:
@@ -77,71 +97,73 @@ def segment_object(seg: Segment, definition: SegmentDef | None) -> dict[str, Any
     return out
 
 
-class ShapeBuilder:
-    """Places the segments of one set into the guide's loops (no validation here:
-    an unexpected segment is kept where it was met, pyx12 reports it)."""
+def _place(segments: list[Segment], first: int, last: int, guide: Guide, data: dict[str, Any]) -> None:
+    """Place segments[first:last] into the guide's loops (no validation here: an
+    unexpected segment is kept in the innermost object, where it was met; pyx12 reports it).
 
-    __slots__ = ("root", "stack", "unexpected")
-
-    def __init__(self, guide: Guide, root: dict[str, Any]) -> None:
-        # a frame: [loop definition, the object being filled, index of the last child used]
-        self.root = root
-        self.stack: list[list[Any]] = [[guide.body, root, -1]]
-        self.unexpected: list[Segment] = []
-
-    def add(self, seg: Segment) -> None:
-        stack = self.stack
+    The stack holds a frame per open loop: [loop definition, the object being filled,
+    index of the last child used]. A segment goes to the innermost loop that has it
+    after the last child used (or at it, when it repeats), closing the loops inside."""
+    stack: list[list[Any]] = [[guide.body, data, -1]]
+    for k in range(first, last):
+        seg = segments[k]
         seg_id = seg.id
-        for depth in range(len(stack) - 1, -1, -1):
+        placed = False
+        depth = len(stack) - 1
+        while depth >= 0:
             frame = stack[depth]
             loop: LoopDef = frame[0]
             indexes = loop.index.get(seg_id)
-            if not indexes:
-                continue
-            current = frame[2]
-            for ix in indexes:
-                child = loop.children[ix]
-                if ix > current or (ix == current and child.max_use != 1):
-                    del stack[depth + 1 :]
-                    frame[2] = ix
-                    if isinstance(child, SegmentDef):
-                        _put(frame[1], seg_id, segment_object(seg, child), child.max_use != 1)
-                    else:
-                        self._open(child, frame[1], seg)
-                    return
-        # not where the guide expects it: keep it in the innermost object
-        self.unexpected.append(seg)
-        _put(stack[-1][1], seg_id, segment_object(seg, None), True)
+            if indexes:
+                current = frame[2]
+                for ix in indexes:
+                    child = loop.children[ix]
+                    if ix > current or (ix == current and child.max_use != 1):
+                        if depth + 1 < len(stack):
+                            del stack[depth + 1 :]
+                        frame[2] = ix
+                        if type(child) is SegmentDef:
+                            _put(frame[1], seg_id, _object(seg, child), child.max_use != 1)
+                        else:
+                            _open(stack, child, frame[1], seg)  # type: ignore[arg-type]
+                        placed = True
+                        break
+                if placed:
+                    break
+            depth -= 1
+        if not placed:
+            _put(stack[-1][1], seg_id, segment_object(seg, None), True)
 
-    def _open(self, loop: LoopDef, parent: dict[str, Any], seg: Segment) -> None:
-        first = loop.children[0]
-        if isinstance(first, SegmentDef) and first.max_use == 1:  # the usual loop: open it with its trigger
-            instance = {seg.id: segment_object(seg, first)}
-            if loop.max_use != 1:
-                existing = parent.get(loop.name)
-                if existing is None:
-                    parent[loop.name] = [instance]
-                elif isinstance(existing, list):
-                    existing.append(instance)
-                else:
-                    parent[loop.name] = [existing, instance]
+
+def _open(stack: list[list[Any]], loop: LoopDef, parent: dict[str, Any], seg: Segment) -> None:
+    first = loop.children[0]
+    if isinstance(first, SegmentDef) and first.max_use == 1:  # the usual loop: open it with its trigger
+        instance = {seg.id: _object(seg, first)}
+        if loop.max_use != 1:
+            existing = parent.get(loop.name)
+            if existing is None:
+                parent[loop.name] = [instance]
+            elif isinstance(existing, list):
+                existing.append(instance)
             else:
-                _put(parent, loop.name, instance, False)
-            self.stack.append([loop, instance, 0])
-            return
-        instance = {}
-        _put(parent, loop.name, instance, loop.max_use != 1)
-        frame: list[Any] = [loop, instance, -1]
-        self.stack.append(frame)
-        while isinstance(first, LoopDef):  # a loop whose first child is a loop
-            frame[2] = 0
-            inner: dict[str, Any] = {}
-            _put(frame[1], first.name, inner, first.max_use != 1)
-            frame = [first, inner, -1]
-            self.stack.append(frame)
-            first = first.children[0]
+                parent[loop.name] = [existing, instance]
+        else:
+            _put(parent, loop.name, instance, False)
+        stack.append([loop, instance, 0])
+        return
+    instance = {}
+    _put(parent, loop.name, instance, loop.max_use != 1)
+    frame: list[Any] = [loop, instance, -1]
+    stack.append(frame)
+    while isinstance(first, LoopDef):  # a loop whose first child is a loop
         frame[2] = 0
-        _put(frame[1], seg.id, segment_object(seg, first), first.max_use != 1)
+        inner: dict[str, Any] = {}
+        _put(frame[1], first.name, inner, first.max_use != 1)
+        frame = [first, inner, -1]
+        stack.append(frame)
+        first = first.children[0]
+    frame[2] = 0
+    _put(frame[1], seg.id, _object(seg, first), first.max_use != 1)
 
 
 def _put(target: dict[str, Any], key: str, value: Any, many: bool) -> None:
@@ -164,13 +186,11 @@ def _put(target: dict[str, Any], key: str, value: Any, many: bool) -> None:
 def build(segments: list[Segment], guide: Guide | None) -> dict[str, Any]:
     """The shape of one set from its segments ST..SE."""
     data: dict[str, Any] = {"ST": segment_object(segments[0], None)}
-    body = segments[1:-1] if segments[-1].id == "SE" else segments[1:]
+    last = len(segments) - 1 if segments[-1].id == "SE" else len(segments)
     if guide is None:
-        data["segments"] = [{"id": s.id, **segment_object(s, None)} for s in body]
+        data["segments"] = [{"id": s.id, **segment_object(s, None)} for s in segments[1:last]]
     else:
-        builder = ShapeBuilder(guide, data)
-        for seg in body:
-            builder.add(seg)
+        _place(segments, 1, last, guide, data)
     if segments[-1].id == "SE":
         data["SE"] = segment_object(segments[-1], None)
     return data
@@ -272,4 +292,4 @@ def _walk(loop: LoopDef, obj: dict[str, Any], out: list[tuple[str, dict[str, Any
                     _walk(child, instance, out)
 
 
-__all__ = ["ElementDef", "SeparatorInData", "ShapeBuilder", "body_segments", "build", "segment_object", "segment_text"]
+__all__ = ["ElementDef", "SeparatorInData", "body_segments", "build", "segment_object", "segment_text"]
