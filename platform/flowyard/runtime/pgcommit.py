@@ -62,6 +62,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
              "status", "created_at"),
 }
 BINARY = {"payload", "input"}
+# free text that may quote a payload: PostgreSQL text cannot hold NUL (a binary payload's
+# snapshot would fail the whole batch's commit, every time), so NUL becomes U+FFFD
+FREE_TEXT = {"snapshot", "error", "reason", "reason_kind", "last_error"}
 
 
 def _sql_type(table: Table, column: str) -> str:
@@ -134,14 +137,23 @@ def _rows(name: str, rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "[]"
     binary = BINARY.intersection(COLUMNS[name])
-    if binary:
+    text = FREE_TEXT.intersection(COLUMNS[name])
+    if binary or any(isinstance(r.get(c), str) and "\x00" in r[c] for r in rows for c in text):
         rows = [dict(r) for r in rows]
         for r in rows:
             for c in binary:
                 value = r.get(c)
                 if value is not None:
                     r[c] = base64.b64encode(value).decode("ascii")
+            for c in text:
+                r[c] = without_nul(r.get(c))
     return json.dumps(rows, default=str, separators=(",", ":"))
+
+
+def without_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
 
 
 def commit(connection: Connection, worker: str, now: float,
@@ -156,7 +168,7 @@ def commit(connection: Connection, worker: str, now: float,
     for o in outcomes:
         summary.append({"id": o.message.id, "token": o.message.token, "state": o.state,
                         "attempt": o.message.attempt + 1, "outputs": o.outputs,
-                        "error": o.error, "error_step": o.error_step,
+                        "error": without_nul(o.error), "error_step": o.error_step,
                         "final": o.state in ("done", "dead", "dropped")})
         deliveries.extend(o.deliveries)
         attempts.extend(o.attempts)
