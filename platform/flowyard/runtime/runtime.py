@@ -628,7 +628,8 @@ class Runtime:
                 error = f"unexpected error: {type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - began
         self.metrics.child(self.metrics.delivery_seconds, flow, t.spec.name).observe(seconds)
-        error = redactor.redact(error) if error else None
+        # no NUL: an error may quote a binary answer, and PostgreSQL text cannot hold one
+        error = redactor.redact(error).replace("\x00", "\ufffd") if error else None
         row = {"message_id": message_id, "delivery_id": delivery_id, "kind": "deliver",
                "target": t.spec.name, "number": number, "worker": self.worker,
                "started_at": now, "duration": seconds, "ok": error is None, "error": error,
