@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .guides import Guide
-from .reader import Segment, X12InputError, read_segments
+from .reader import Segment, X12InputError, read_batches
 from .shape import build
 from .validate import Problem, validate_set
 
@@ -330,53 +330,54 @@ def walk(data: bytes | str, resolve: GuideResolver, *, validate: bool = True, sh
 def _events(data: bytes | str, resolve: GuideResolver, validate: bool, shape: bool, summaries: bool) -> Iterator[Event]:
     w = _Walker(resolve, validate, shape, summaries)
     try:
-        for seg in read_segments(data):
-            seg_id = seg.id
-            if w.current is not None:
-                if seg_id == "SE":
-                    w.current.append(seg)
-                    yield w.finish_set(True)
+        for batch in read_batches(data):
+            for seg in batch:
+                seg_id = seg.id
+                if w.current is not None:
+                    if seg_id == "SE":
+                        w.current.append(seg)
+                        yield w.finish_set(True)
+                        continue
+                    if seg_id in ("ST", "GE", "GS", "IEA"):
+                        yield w.finish_set(False)
+                    else:
+                        w.current.append(seg)
+                        continue
+                if seg_id == "ISA":
+                    w.interchange = InterchangeInfo(seg)
+                    w.result = InterchangeResult(w.interchange)
+                elif seg_id == "GS":
+                    if w.group is not None:
+                        yield w.finish_group(None)
+                    assert w.interchange is not None
+                    w.interchange.groups += 1
+                    w.group = GroupResult(w.interchange, GroupInfo(seg))
+                    w.seen_controls = set()
+                elif seg_id == "ST":
+                    if w.group is None:
+                        raise X12InputError("a transaction set (ST) outside a functional group: there is no GS before it",
+                                            where=_where(seg))
+                    w.current = [seg]
+                elif seg_id == "GE":
+                    if w.group is None:
+                        raise X12InputError("a GE trailer without its GS header", where=_where(seg))
+                    yield w.finish_group(seg)
+                elif seg_id == "IEA":
+                    if w.group is not None:
+                        yield w.finish_group(None)
+                    result = w.result
+                    assert result is not None and w.interchange is not None
+                    declared = seg.get(1).strip()
+                    if not declared.isdigit() or int(declared) != w.interchange.groups:
+                        result.notes.append("021")
+                    if seg.get(2).strip() != w.interchange.control_number:
+                        result.notes.append("001")
+                    yield result
+                    w.result = None
+                elif seg_id == "TA1":
                     continue
-                if seg_id in ("ST", "GE", "GS", "IEA"):
-                    yield w.finish_set(False)
                 else:
-                    w.current.append(seg)
-                    continue
-            if seg_id == "ISA":
-                w.interchange = InterchangeInfo(seg)
-                w.result = InterchangeResult(w.interchange)
-            elif seg_id == "GS":
-                if w.group is not None:
-                    yield w.finish_group(None)
-                assert w.interchange is not None
-                w.interchange.groups += 1
-                w.group = GroupResult(w.interchange, GroupInfo(seg))
-                w.seen_controls = set()
-            elif seg_id == "ST":
-                if w.group is None:
-                    raise X12InputError("a transaction set (ST) outside a functional group: there is no GS before it",
-                                        where=_where(seg))
-                w.current = [seg]
-            elif seg_id == "GE":
-                if w.group is None:
-                    raise X12InputError("a GE trailer without its GS header", where=_where(seg))
-                yield w.finish_group(seg)
-            elif seg_id == "IEA":
-                if w.group is not None:
-                    yield w.finish_group(None)
-                result = w.result
-                assert result is not None and w.interchange is not None
-                declared = seg.get(1).strip()
-                if not declared.isdigit() or int(declared) != w.interchange.groups:
-                    result.notes.append("021")
-                if seg.get(2).strip() != w.interchange.control_number:
-                    result.notes.append("001")
-                yield result
-                w.result = None
-            elif seg_id == "TA1":
-                continue
-            else:
-                raise X12InputError(f"segment {seg_id} outside a transaction set (between the envelopes)", where=_where(seg))
+                    raise X12InputError(f"segment {seg_id} outside a transaction set (between the envelopes)", where=_where(seg))
     except X12InputError:
         if w.result is not None:
             w.result.notes.append("023")

@@ -7,8 +7,8 @@ file. This module normalises what a serious translator accepts and refuses the r
 (EBCDIC, binary data, a truncated or empty file) with an `X12InputError` that names the
 problem and where it is.
 
-The reader is a generator: it yields one `Segment` at a time, so memory stays bounded
-on a 100 MB interchange. Each ISA restarts the delimiters, so interchanges with
+The reader is a generator: it yields one `Segment` at a time (or, for the walk, the
+segments of 32 KB of text at a time), so memory stays bounded on a 100 MB interchange. Each ISA restarts the delimiters, so interchanges with
 different separators can follow each other in one file.
 """
 
@@ -160,7 +160,7 @@ def _read_isa(text: str, pos: int, line: int) -> tuple[Segment, int]:
     return Segment("ISA", fields, line, seps), i
 
 
-CHUNK = 1 << 18  # split the text 256 KB at a time: fast, and bounded memory
+CHUNK = 1 << 15  # split the text 32 KB at a time: fast, and bounded memory (a batch is a chunk's segments)
 
 
 def read_segments(data: bytes | str) -> Iterator[Segment]:
@@ -168,6 +168,13 @@ def read_segments(data: bytes | str) -> Iterator[Segment]:
 
     Raises X12InputError for input that is not X12, and for a truncated interchange
     (after yielding the segments read so far)."""
+    for batch in read_batches(data):
+        yield from batch
+
+
+def read_batches(data: bytes | str) -> Iterator[list[Segment]]:
+    """read_segments a list at a time (the segments of up to 32 KB of text): the caller
+    loops over a list instead of resuming two generators per segment."""
     text = decode(data) if isinstance(data, bytes) else data
     n = len(text)
     pos = 0
@@ -187,12 +194,13 @@ def read_segments(data: bytes | str) -> Iterator[Segment]:
         isa, end = _read_isa(text, pos, line)
         line += text.count("\n", pos, end)
         pos = end
-        yield isa
+        yield [isa]
         pos, line = yield from _interchange_body(text, pos, line, isa.separators)
 
 
-def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Generator[Segment, None, tuple[int, int]]:
-    """The segments after one ISA, up to and including IEA; returns (position, line) after it."""
+def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Generator[list[Segment], None, tuple[int, int]]:
+    """The segments after one ISA, up to and including IEA, in lists; returns (position,
+    line) after it. An error is raised after the segments before it were yielded."""
     n = len(text)
     term, elem = seps.segment, seps.element
     strip_newlines = term not in _CRLF
@@ -215,12 +223,14 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
             rest = body.rstrip("\r\n")
             if rest.startswith("IEA" + elem):  # the last IEA without its terminator: common, and unambiguous
                 parts = rest.split(elem)
-                yield Segment(parts[0], parts[1:], seg_line, seps)
+                yield [Segment(parts[0], parts[1:], seg_line, seps)]
                 return n, seg_line + body.count("\n")
             raise X12InputError("the file is truncated: the last segment has no terminator and there is no IEA trailer",
                                 where=InputLocation(line=seg_line, segment=rest[:3]))
         offset = pos
         restart = False
+        batch: list[Segment] = []
+        add = batch.append
         for raw in text[pos:cut].split(term):
             seg_start = offset
             offset += len(raw) + 1
@@ -235,9 +245,12 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
                 raw = stripped
             seg_line = line
             if raw.startswith(bin_prefix):
+                if batch:
+                    yield batch
+                    batch = []
                 segment, pos = _read_bin(text, seg_start, seps, seg_line)
                 line += text.count("\n", seg_start, pos)
-                yield segment
+                yield [segment]
                 restart = True
                 break
             if strip_newlines:
@@ -253,12 +266,17 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
             parts = raw.split(elem)
             seg_id = parts[0].strip()
             if not seg_id or len(seg_id) > 3 or not seg_id.isalnum():
+                if batch:
+                    yield batch
                 raise X12InputError(f"{seg_id[:20]!r} is not a segment id (mixed or wrong segment terminators?)",
                                     where=InputLocation(line=seg_line))
             del parts[0]
-            yield Segment(seg_id, parts, seg_line, seps)
+            add(Segment(seg_id, parts, seg_line, seps))
             if seg_id == "IEA":
+                yield batch
                 return offset, line
+        if batch:
+            yield batch
         if not restart:
             pos = cut + 1
 
