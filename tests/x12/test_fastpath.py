@@ -132,7 +132,22 @@ def test_a_repeated_set_is_replayed_not_walked_again() -> None:
     assert moves > 0
     assert validate_set(guide, longer) == []
     assert memo.moves() == moves  # lines 21-60 make the same moves as lines 2-20
-    verdicts = sum(len(v.whole) for v in memo.nodes.values())
+    verdicts = sum(len(t.whole) for v in memo.nodes.values() for t in v.per.values())
     assert validate_set(guide, same) == []
     # segments seen before are one look-up each: only ST and SE (a new control number) are new
-    assert sum(len(v.whole) for v in memo.nodes.values()) == verdicts + 2
+    assert sum(len(t.whole) for v in memo.nodes.values() for t in v.per.values()) == verdicts + 2
+
+
+def test_interchanges_with_different_component_separators_keep_their_own_verdicts() -> None:
+    """N102 'ACME:MX' is a name under component separator '>' and a composite (an error)
+    under ':'; sets of both kinds, interleaved, get what the plain walk gives."""
+    guide = default_guide("850", "004010")
+    assert guide is not None
+    body = ["BEG*00*SA*PO-1**20261118", "N1*ST*ACME:MX*92*MX01", "PO1*1*5*EA*1.25*PE*BP*A-1", "CTT*1"]
+    angle = sets_of(interchange([("0001", "850", body)]), guide)[0]
+    colon = sets_of(interchange([("0001", "850", body)], seps=("*", ":", "~", "U")), guide)[0]
+    results = [(name, validate_set(guide, s), validate_set(guide, s, fast=False))
+               for name, s in [("angle", angle), ("colon", colon), ("angle", angle), ("colon", colon)]]
+    for name, fast, plain in results:
+        assert as_tuples(fast) == as_tuples(plain), name
+    assert results[0][1] == [] and results[1][1] != []

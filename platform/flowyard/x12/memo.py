@@ -242,6 +242,19 @@ def _match_positions(node: Any) -> set[int]:
 _ZEROS = str.maketrans("123456789", "000000000")
 
 
+class _Tables:
+    """One node's verdicts for one component separator."""
+
+    __slots__ = ("blind", "blind_ok", "size", "values", "whole")
+
+    def __init__(self, children: int, blind_ok: bool) -> None:
+        self.values: list[dict[str, bool]] = [{} for _ in range(children)]  # per element: value -> passes
+        self.whole: dict[tuple[str, ...], bool] = {}  # a segment seen before (most of them in a big file)
+        self.blind: dict[tuple[str, ...], bool] = {}  # the same, keyed with digits as 0 where digit-blind
+        self.blind_ok = blind_ok
+        self.size = 0
+
+
 def _digit_blind(child: Any, composite: bool) -> bool:
     """pyx12 checks an element of type AN, ID, N or R with no code list and no pattern by
     its length, control characters, trailing spaces and character classes, in which every
@@ -268,45 +281,44 @@ class _NodeVerdicts:
         # pyx12 checks these with context from other elements: only the whole-segment check is exact
         self.contextual = node.id == "DTP" or any(getattr(c, "data_ele", None) in ("1250", "1251") for c in self.children)
         self.composite = [isinstance(c, pyx12.map_if.composite_if) for c in self.children]
-        self.values: list[dict[str, bool]] = [{} for _ in self.children]
         # elements whose verdict cannot tell 1-9 from 0 (line numbers, quantities, ids):
         # their values are looked up with every digit as 0
         self.digits = [_digit_blind(c, self.composite[i]) for i, c in enumerate(self.children)]
         self.tails: dict[int, bool] = {}
         self.patterns: dict[tuple[bool, ...], bool] = {}
-        self.whole: dict[tuple[str, ...], bool] = {}  # a segment seen before (most of them in a big file)
-        self.component = ""  # the component separator the verdicts were found with
-        self.blind: dict[tuple[str, ...], bool] = {}  # the same, keyed with digits as 0 where digit-blind
-        self.blind_ok = False
-        self.size = 0
+        # per component separator (one table cleared when it changes would race between
+        # threads reading interchanges with different separators)
+        self.per: dict[str, _Tables] = {}
+
+    def tables(self, component: str) -> _Tables:
+        """The verdicts found with this component separator (a composite splits on it)."""
+        tables = self.per.get(component)
+        if tables is None:
+            blind_ok = not self.contextual and not component.isdigit() and any(self.digits)
+            tables = self.per[component] = _Tables(len(self.children), blind_ok)
+        return tables
 
     def clean(self, elements: list[str], seps: Separators) -> bool:
         """True when pyx12's is_valid_errors would find nothing (never a false True)."""
-        if seps.component != self.component:  # another interchange's separators: other verdicts
-            for table in self.values:
-                table.clear()
-            self.whole.clear()
-            self.blind.clear()
-            self.component = seps.component
-            self.blind_ok = not self.contextual and not seps.component.isdigit() and any(self.digits)
+        tables = self.tables(seps.component)
         key = tuple(elements)
-        verdict = self.whole.get(key)
+        verdict = tables.whole.get(key)
         if verdict is None:
-            if len(self.whole) >= LIMIT:
-                self.whole.clear()
+            if len(tables.whole) >= LIMIT:
+                tables.whole.clear()
             if self.contextual:
                 verdict = self._whole(elements, seps)
-            elif self.blind_ok and len(elements) <= len(self.children):
+            elif tables.blind_ok and len(elements) <= len(self.children):
                 # the same segment but for digits where they do not matter: one look-up too
                 blind = tuple([e.translate(_ZEROS) if d else e for e, d in zip(elements, self.digits, strict=False)])
-                verdict = self.blind.get(blind)
+                verdict = tables.blind.get(blind)
                 if verdict is None:
-                    if len(self.blind) >= LIMIT:
-                        self.blind.clear()
-                    verdict = self.blind[blind] = self._clean(elements, seps.component)
+                    if len(tables.blind) >= LIMIT:
+                        tables.blind.clear()
+                    verdict = tables.blind[blind] = self._clean(elements, seps.component, tables)
             else:
-                verdict = self._clean(elements, seps.component)
-            self.whole[key] = verdict
+                verdict = self._clean(elements, seps.component, tables)
+            tables.whole[key] = verdict
         return verdict
 
     def _whole(self, elements: list[str], seps: Separators) -> bool:
@@ -318,23 +330,23 @@ class _NodeVerdicts:
         except Exception:  # pyx12 trips on some malformed values: the caller's check reports it
             return False
 
-    def _clean(self, elements: list[str], component: str) -> bool:
+    def _clean(self, elements: list[str], component: str, tables: _Tables) -> bool:
         n = len(elements)
         if n > len(self.children):
             return False
-        values, digits = self.values, self.digits
+        values, digits = tables.values, self.digits
         for i in range(n):
             raw = elements[i]
             key = raw.translate(_ZEROS) if digits[i] else raw
             verdict = values[i].get(key)
             if verdict is None:
                 verdict = self._check(i, raw, component)
-                if self.size >= LIMIT:
+                if tables.size >= LIMIT:
                     for table in values:
                         table.clear()
-                    self.size = 0
+                    tables.size = 0
                 values[i][key] = verdict
-                self.size += 1
+                tables.size += 1
             if not verdict:
                 return False
         tail = self.tails.get(n)

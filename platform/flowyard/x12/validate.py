@@ -144,7 +144,8 @@ def validate_set(guide: Guide, segments: list[Segment], *, fast: bool = True) ->
             step = trie.get(key)
             if step is not None:
                 at, node, verdicts, trie = step, step[0], step[1], step[2]
-                clean = verdicts.whole.get(tuple(elements)) if verdicts.component == seps.component else None
+                tables = verdicts.per.get(seps.component)
+                clean = tables.whole.get(tuple(elements)) if tables is not None else None
                 if clean is None:
                     clean = verdicts.clean(elements, seps)
                 if not clean or seg_id in first_codes:
@@ -162,7 +163,8 @@ def validate_set(guide: Guide, segments: list[Segment], *, fast: bool = True) ->
         entry = table.get(key)
         if entry is not None and replay(entry, counts):
             verdicts = entry[5]
-            clean = verdicts.whole.get(tuple(elements)) if verdicts.component == seps.component else None
+            tables = verdicts.per.get(seps.component)
+            clean = tables.whole.get(tuple(elements)) if tables is not None else None
             if clean is None:
                 clean = verdicts.clean(elements, seps)
             node, table = entry[0], entry[6]
