@@ -120,6 +120,15 @@ class FlowLoader:
         (the UI's checks and previews), giving the same document and positions."""
         return load_text(self.text, self.file)
 
+    def load_or_raise(self) -> Flow:
+        """The flow, or DefinitionError with every issue in file order."""
+        flow = self.load()
+        if flow is None:
+            if not self.issues.errors:
+                self.error("the flow could not be loaded")
+            raise DefinitionError(in_file_order(self.issues.issues))
+        return flow
+
     def load(self) -> Flow | None:
         try:
             document = self.parse()
@@ -459,13 +468,7 @@ def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None
                 import flowyard.templates  # noqa: F401  (registers FlowInstance)
         if kind in _kind_loaders:
             return _kind_loaders[kind](path, text)
-    loader = FlowLoader(path, text, secrets)
-    flow = loader.load()
-    if flow is None:
-        if not loader.issues.errors:
-            loader.error("the flow could not be loaded")
-        raise DefinitionError(in_file_order(loader.issues.issues))
-    return flow
+    return FlowLoader(path, text, secrets).load_or_raise()
 
 
 def check_flow(path: Path | str, text: str | None = None) -> list[Any]:

@@ -10,16 +10,8 @@ from flowyard.engine import Pipeline, RunResult
 from flowyard.loader import load_flow
 from flowyard.message import Message
 
-FLOW = """apiVersion: flowyard/v1
-kind: Flow
-metadata: {{name: t}}
-source:
-  file: {{path: in}}
-steps:
-{steps}
-targets:
-  - file: {{path: out}}
-"""
+from .conftest import FLOW
+
 NESTED = "  - split: orders\n  - split: lines\n  - jmespath: '{n: n}'"
 ORDERS = b'{"orders": [{"lines": [{"n": 1}, {"n": 2}]}, {"lines": [{"n": 3}]}, {"lines": []}]}'
 

@@ -23,9 +23,8 @@ from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import StreamMark
 from ruamel.yaml.resolver import VersionedResolver
 
-from flowyard.errors import DefinitionError
 from flowyard.flow import Flow
-from flowyard.loader import FlowLoader, _kind_of, in_file_order
+from flowyard.loader import FlowLoader, _kind_of
 from flowyard.loader import load_flow as core_load_flow
 from flowyard.yamlio import round_trip
 
@@ -240,9 +239,4 @@ def load_flow(path: Path, text: str, services: dict[str, Any] | None = None) -> 
     loader = FastFlowLoader(path, text)
     if services is not None:
         loader.context.services = services
-    flow = loader.load()
-    if flow is None:
-        if not loader.issues.errors:
-            loader.error("the flow could not be loaded")
-        raise DefinitionError(in_file_order(loader.issues.issues))
-    return flow
+    return loader.load_or_raise()
