@@ -56,3 +56,27 @@ def test_concurrent_walks_leave_the_collector_on() -> None:
         thread.join()
     assert counts == [399] * 4
     assert gc.isenabled()
+
+
+BIG = interchange([("0001", "850", ["BEG*00*SA*PO-1**20261118",
+                                    *[s for i in range(1, 12001) for s in (f"PO1*{i}*5*EA*1.25*PE*BP*A-{i}", f"PID*F****PART {i}")],
+                                    "CTT*12000"])])
+
+
+def test_a_big_set_reaches_the_consumer_in_the_old_generation() -> None:
+    for event in walk(BIG, resolve, validate=False):
+        if isinstance(event, SetResult):
+            assert event.data is not None and len(event.data["PO1_loop"]) == 12000
+            loop = event.data["PO1_loop"]
+            assert any(o is loop for o in gc.get_objects(generation=2))
+    assert gc.isenabled()
+
+
+def test_a_freeze_made_by_the_application_is_kept() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert sum(isinstance(e, SetResult) for e in walk(BIG, resolve, validate=False)) == 1
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
