@@ -227,6 +227,13 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
                 return n, seg_line + body.count("\n")
             raise X12InputError("the file is truncated: the last segment has no terminator and there is no IEA trailer",
                                 where=InputLocation(line=seg_line, segment=rest[:3]))
+        if strip_newlines:
+            fast = yield from _plain_chunk(text, pos, cut, line, seps, bin_prefix)
+            if fast is not None:
+                if fast[0] >= 0:
+                    return fast
+                pos, line = cut + 1, fast[1]
+                continue
         offset = pos
         restart = False
         batch: list[Segment] = []
@@ -279,6 +286,53 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
             yield batch
         if not restart:
             pos = cut + 1
+
+
+def _plain_chunk(text: str, pos: int, cut: int, line: int, seps: Separators,
+                 bin_prefix: str) -> Generator[list[Segment], None, tuple[int, int] | None]:
+    """The segments of text[pos:cut] when every terminator is followed by the same line
+    break (none, "\n" or "\r\n") and there is no other: one split, and the line of each
+    segment counted from its index. None when the chunk is not that regular (the general
+    loop reads it). Returns (position after IEA, its line) when the chunk ends the
+    interchange, else (-1, line of the chunk's last segment)."""
+    chunk = text[pos:cut]
+    if bin_prefix in chunk:
+        return None
+    term = seps.segment
+    if "\r" in chunk:
+        sep = term + "\r\n"
+    elif "\n" in chunk:
+        sep = term + "\n"
+    else:
+        sep = term
+    raws = chunk.split(sep)
+    breaks = len(raws) - 1
+    step = 0 if sep == term else 1
+    if step and not (chunk.count("\n") == breaks and chunk.count(term) == breaks and chunk.count("\r") == breaks * (len(sep) - 2)):
+        return None
+    elem = seps.element
+    batch: list[Segment] = []
+    add = batch.append
+    for k, raw in enumerate(raws):
+        if not raw:
+            continue
+        parts = raw.split(elem)
+        seg_id = parts[0]
+        if len(seg_id) > 3 or not seg_id.isalnum():
+            seg_id = seg_id.strip()
+            if not seg_id or len(seg_id) > 3 or not seg_id.isalnum():
+                if batch:
+                    yield batch
+                raise X12InputError(f"{seg_id[:20]!r} is not a segment id (mixed or wrong segment terminators?)",
+                                    where=InputLocation(line=line + k * step))
+        del parts[0]
+        add(Segment(seg_id, parts, line + k * step, seps))
+        if seg_id == "IEA":
+            yield batch
+            return pos + sum(len(r) for r in raws[: k + 1]) + len(sep) * k + 1, line + k * step
+    if batch:
+        yield batch
+    return -1, line + breaks * step
 
 
 def _read_bin(text: str, pos: int, seps: Separators, line: int) -> tuple[Segment, int]:
