@@ -10,6 +10,10 @@ and the source reconnects with back-off. The queue can be declared (durable) and
 Target: publishes persistent messages with publisher confirms and the `mandatory` flag,
 so success means the broker has routed the message to a queue and taken responsibility
 for it. The message id is the delivery's idempotency key, for consumers that de-duplicate.
+
+TLS (`amqps://` or `tls: true`) uses the context and the failure texts of `tls`, shared
+with MQTT and NATS; aiormq's own TLS query parameters are refused, so the certificate
+is always verified and the files are named the same way as for the other brokers.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import asyncio
 import collections
 import contextlib
 import functools
+import ssl
 from datetime import timedelta
 from typing import Any
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustConnection
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from yarl import URL
 
 from flowyard.connector import Accept, Connector, Source, Target
@@ -37,6 +42,10 @@ from flowyard.templating import make_environment
 
 from .backoff import keep_running
 from .inflight import InFlight, until_failure
+from .tls import client_context, describe_tls
+
+# aiormq reads these from the URL; one of them turns verification off
+TLS_QUERY = {"cafile", "capath", "cadata", "keyfile", "certfile", "no_verify_ssl"}
 
 
 class AmqpConnection(Options):
@@ -44,6 +53,14 @@ class AmqpConnection(Options):
         description="broker URL without password, e.g. amqp://mx01@rabbit.plant:5672/erp (amqps:// for TLS)"
     )
     password: SecretRef | None = Field(None, description="password, as ${secret:NAME}")
+    tls: bool = Field(
+        False, description="connect with TLS (also implied by amqps:// URLs); the broker's certificate is always verified"
+    )
+    ca_file: str | None = Field(
+        None, description="CA bundle that signed the broker's certificate, relative to the flow file (default: system CAs)"
+    )
+    cert_file: str | None = Field(None, description="client certificate (PEM) for TLS client authentication")
+    key_file: str | None = Field(None, description="private key (PEM) of the client certificate")
     timeout: Duration = Field(timedelta(seconds=10), description="time allowed to connect or confirm a publish")
 
     @field_validator("url")
@@ -54,7 +71,21 @@ class AmqpConnection(Options):
             raise ValueError("the URL must start with amqp:// or amqps://")
         if url.password:
             raise ValueError("do not write the password in the URL; use password: ${secret:NAME}")
+        if ssl_params := sorted(TLS_QUERY & set(url.query)):
+            raise ValueError(f"do not set TLS in the URL ({', '.join(ssl_params)}); use ca_file, cert_file and key_file")
         return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> AmqpConnection:
+        if (self.ca_file or self.cert_file or self.key_file) and not self.uses_tls:
+            raise ValueError("ca_file, cert_file and key_file need `tls: true` (or an amqps:// URL)")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or URL(self.url).scheme == "amqps"
 
 
 class Binding(Options):
@@ -80,15 +111,39 @@ class AmqpTargetOptions(AmqpConnection):
 
 def full_url(options: AmqpConnection, context: FlowContext) -> str:
     url = URL(options.url)
+    if options.uses_tls and url.scheme == "amqp":
+        url = url.with_scheme("amqps")  # aiormq picks the TLS transport by the scheme
     if options.password:
         url = url.with_password(str(context.secrets.resolve(options.password)))
     return str(url)
 
 
+async def connect(options: AmqpConnection, context: FlowContext, name: str) -> aio_pika.abc.AbstractConnection:
+    return await aio_pika.connect(
+        full_url(options, context),
+        timeout=options.timeout.total_seconds(),
+        client_properties={"connection_name": name},
+        ssl_context=client_context(options, context) if options.uses_tls else None,
+    )
+
+
+def tls_cause(exc: BaseException) -> BaseException:
+    """The `ssl` error behind aiormq's AMQPConnectionError, which keeps only its text."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
 def describe(exc: BaseException, options: AmqpConnection) -> tuple[str, bool]:
     """Text for the analyst, and whether another try may help."""
     url = URL(options.url)
-    where = f"AMQP broker {url.host}:{url.port or 5672} (vhost {url.path[1:] or '/'})"
+    port = url.port or (5671 if options.uses_tls else 5672)
+    where = f"AMQP broker {url.host}:{port} (vhost {url.path[1:] or '/'})"
+    if options.uses_tls and (tls_text := describe_tls(tls_cause(exc), where, options, peer="broker")):
+        return tls_text, not isinstance(tls_cause(exc), ssl.SSLCertVerificationError)
     if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError | aiormq.exceptions.AuthenticationError):
         return f"{where} refused the credentials of user {url.user!r}", False
     if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
@@ -100,7 +155,10 @@ def describe(exc: BaseException, options: AmqpConnection) -> tuple[str, bool]:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return f"{where} did not answer in time", True
     if isinstance(exc, OSError):
-        return f"cannot reach {where}: {exc.strerror or exc}", True
+        hint = ""
+        if options.uses_tls and not options.cert_file and "unexpectedly closed" in str(exc):
+            hint = " (dropped during TLS: does the broker require a client certificate? set cert_file and key_file)"
+        return f"cannot reach {where}: {exc.strerror or exc}{hint}", True
     return f"{where}: {type(exc).__name__}: {exc}", True
 
 
@@ -115,11 +173,7 @@ class AmqpSource(Source[AmqpSourceOptions]):
 
     async def session(self, accept: Accept) -> None:
         options = self.options
-        connection = await aio_pika.connect(
-            full_url(options, self.context),
-            timeout=options.timeout.total_seconds(),
-            client_properties={"connection_name": f"flowyard:{self.context.flow_name}"},
-        )
+        connection = await connect(options, self.context, f"flowyard:{self.context.flow_name}")
         self.connection = connection
         try:
             channel = await connection.channel()
@@ -227,11 +281,7 @@ class AmqpTarget(Target[AmqpTargetOptions]):
         stale = self.channel is None or self.channel.is_closed
         if self.exchange is None or self.connection is None or self.connection.is_closed or stale:
             await self.drop()
-            self.connection = await aio_pika.connect(
-                full_url(self.options, self.context),
-                timeout=self.options.timeout.total_seconds(),
-                client_properties={"connection_name": f"flowyard:{self.context.flow_name}:out"},
-            )
+            self.connection = await connect(self.options, self.context, f"flowyard:{self.context.flow_name}:out")
             channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
             self.channel = channel
             if self.options.exchange:

@@ -38,6 +38,9 @@ def describe_tls(exc: BaseException, where: str, options: TlsFiles, peer: str = 
     """An analyst's sentence for a TLS failure, or None when `exc` is not one."""
     text = str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        if "Hostname mismatch" in text or "IP address mismatch" in text:
+            detail = (getattr(exc, "verify_message", None) or text).split("mismatch,")[-1].split("(_ssl")[0]
+            return f"{where}: its TLS certificate is for another host name ({detail.strip().rstrip('.')})"
         reason = getattr(exc, "verify_message", None) or text.split("certificate verify failed:")[-1].split("(_ssl")[0]
         ca = f"the CA in {options.ca_file}" if options.ca_file else f"the system CAs (set ca_file to the {peer}'s CA)"
         return f"{where}: its TLS certificate is not trusted by {ca}: {reason.strip()}"

@@ -1,5 +1,6 @@
 """A throw-away PKI for TLS tests: a CA, a server certificate for 127.0.0.1/localhost, a
-client certificate, and a second CA nobody trusts (to show verification is on)."""
+client certificate, a server certificate of the same CA for another host name only, and
+a second CA nobody trusts (to show verification is on)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,13 @@ def _ca(common: str, folder: Path, stem: str) -> tuple[ec.EllipticCurvePrivateKe
 
 
 def _leaf(
-    common: str, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, folder: Path, stem: str, server: bool
+    common: str,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    folder: Path,
+    stem: str,
+    server: bool,
+    names: list[x509.GeneralName] | None = None,
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -72,7 +79,7 @@ def _leaf(
     if server:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                names or [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
             ),
             critical=False,
         )
@@ -102,6 +109,15 @@ class Pki:
         return self.folder / "server.key"
 
     @property
+    def elsewhere_cert(self) -> Path:
+        """Signed by the test CA, but for elsewhere.example, not for 127.0.0.1."""
+        return self.folder / "elsewhere.pem"
+
+    @property
+    def elsewhere_key(self) -> Path:
+        return self.folder / "elsewhere.key"
+
+    @property
     def client_cert(self) -> Path:
         return self.folder / "client.pem"
 
@@ -115,5 +131,6 @@ def make_pki(folder: Path) -> Pki:
     ca_key, ca = _ca("Flowyard test CA", folder, "ca")
     _leaf("127.0.0.1", ca_key, ca, folder, "server", server=True)
     _leaf("flowyard-client", ca_key, ca, folder, "client", server=False)
+    _leaf("elsewhere.example", ca_key, ca, folder, "elsewhere", server=True, names=[x509.DNSName("elsewhere.example")])
     _ca("Somebody else's CA", folder, "other-ca")
     return Pki(folder)

@@ -1,23 +1,28 @@
-"""TLS for the MQTT and NATS connectors against a Mosquitto and a nats-server the test
-starts with a TLS listener and certificates from a CA the test makes: delivery with the
-CA given as an option, verification on by default (a CA we do not trust is refused with
-a clear message), and client certificates.
+"""TLS for the MQTT, NATS and AMQP connectors with certificates from a CA the test makes:
+delivery with the CA given as an option, verification on by default (a CA we do not
+trust is refused with a clear message), and client certificates.
 
-RabbitMQ is not covered here: its TLS listener is part of the system service's
-configuration, which the tests do not change."""
+MQTT and NATS: a Mosquitto and a nats-server the test starts with a TLS listener.
+AMQP: the system RabbitMQ's configuration is not touched; a TLS-terminating proxy on
+loopback (`tls_proxy`) forwards to its plaintext port, so the client does a real
+handshake and then real AMQP with the real broker."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
 from brokers import TlsMosquitto, TlsNats
 from certs import Pki, make_pki
 from connector_helpers import Collector, Running, context, wait_for
+from tls_proxy import TlsProxy
 
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
+from flowyard_connectors.amqp import AmqpSource, AmqpSourceOptions, AmqpTarget, AmqpTargetOptions
 from flowyard_connectors.mqtt import MqttSource, MqttSourceOptions, MqttTarget, MqttTargetOptions
 from flowyard_connectors.nats import NatsSource, NatsSourceOptions, NatsTarget, NatsTargetOptions
 
@@ -174,3 +179,131 @@ async def test_nats_client_certificate(require_service: Any, tmp_path: Path, pki
         await target.close()
     finally:
         await server.stop()
+
+
+# ---------------------------------------------------------------- AMQP (RabbitMQ behind a TLS proxy)
+
+
+@pytest.fixture
+def rabbit(require_service: Any) -> tuple[str, int]:
+    host, port = require_service("rabbitmq")
+    return host, port
+
+
+@pytest.fixture
+async def amqp_queue(rabbit: tuple[str, int]) -> Any:
+    """A queue of its own in the default vhost (guest may only log in from loopback,
+    which is where the proxy connects from), deleted afterwards."""
+    name = f"fy-tls-{uuid.uuid4().hex[:8]}"
+    yield name
+    connection = await aio_pika.connect(f"amqp://guest:guest@{rabbit[0]}:{rabbit[1]}/")
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+
+
+@pytest.fixture
+async def amqp_proxy(rabbit: tuple[str, int], pki: Pki) -> Any:
+    proxy = await TlsProxy(pki, rabbit).start()
+    yield proxy
+    await proxy.stop()
+
+
+def amqp(proxy: TlsProxy, scheme: str = "amqps", **extra: Any) -> dict[str, Any]:
+    return {"url": f"{scheme}://guest@127.0.0.1:{proxy.port}/", "password": "${secret:RABBIT_PW}", **extra}
+
+
+def amqp_context(tmp_path: Path) -> Any:
+    return context(tmp_path / "pki", RABBIT_PW="guest")
+
+
+async def test_amqp_delivers_over_tls_with_the_ca_as_an_option(
+    amqp_proxy: TlsProxy, amqp_queue: str, tmp_path: Path
+) -> None:
+    store = Collector()
+    src = AmqpSource(AmqpSourceOptions(**amqp(amqp_proxy, ca_file="ca.pem"), queue=amqp_queue), amqp_context(tmp_path))
+    # `tls: true` with an amqp:// URL is the same as amqps://
+    target = AmqpTarget(
+        AmqpTargetOptions(**amqp(amqp_proxy, "amqp", tls=True, ca_file="ca.pem"), routing_key=amqp_queue),
+        amqp_context(tmp_path),
+    )
+    async with Running(src, store) as running:
+        await wait_for(lambda: src.health.connected, what="the TLS connection")
+        detail = await target.send(Message(payload=b"42"), "k1")
+        await wait_for(lambda: store.payloads == [b"42"], what="the message over TLS")
+        running.check()
+    await target.close()
+    assert detail["routing_key"] == amqp_queue
+    assert store.messages[0].source["message_id"] == "k1"
+    assert amqp_proxy.connections >= 2  # both went through the TLS proxy, not straight to 5672
+
+
+async def test_amqp_refuses_a_broker_whose_ca_is_not_trusted(
+    amqp_proxy: TlsProxy, amqp_queue: str, tmp_path: Path
+) -> None:
+    src = AmqpSource(
+        AmqpSourceOptions(**amqp(amqp_proxy, ca_file="other-ca.pem"), queue=amqp_queue), amqp_context(tmp_path)
+    )
+    async with Running(src, Collector()):
+        await wait_for(lambda: src.health.last_error is not None)
+    error = src.health.last_error or ""
+    assert "TLS certificate is not trusted by the CA in other-ca.pem" in error, error
+    assert "Traceback" not in error
+    assert not src.health.connected
+    target = AmqpTarget(AmqpTargetOptions(**amqp(amqp_proxy), routing_key=amqp_queue), amqp_context(tmp_path))
+    with pytest.raises(DeliveryError, match="not trusted by the system CAs") as refused:
+        await target.send(Message(payload=b"x"), "k")
+    assert f"AMQP broker 127.0.0.1:{amqp_proxy.port}" in str(refused.value)
+    assert not refused.value.retryable
+    await target.close()
+    assert amqp_proxy.connections == 0
+
+
+async def test_amqp_refuses_a_certificate_for_another_host(
+    rabbit: tuple[str, int], amqp_queue: str, pki: Pki, tmp_path: Path
+) -> None:
+    proxy = await TlsProxy(pki, rabbit, cert=pki.elsewhere_cert, key=pki.elsewhere_key).start()
+    try:
+        target = AmqpTarget(
+            AmqpTargetOptions(**amqp(proxy, ca_file="ca.pem"), routing_key=amqp_queue), amqp_context(tmp_path)
+        )
+        with pytest.raises(DeliveryError, match="TLS certificate is for another host name") as refused:
+            await target.send(Message(payload=b"x"), "k")
+        assert "127.0.0.1" in str(refused.value)
+        await target.close()
+    finally:
+        await proxy.stop()
+
+
+async def test_amqp_client_certificate(rabbit: tuple[str, int], amqp_queue: str, pki: Pki, tmp_path: Path) -> None:
+    proxy = await TlsProxy(pki, rabbit, require_certificate=True).start()
+    try:
+        without = AmqpTarget(
+            AmqpTargetOptions(**amqp(proxy, ca_file="ca.pem"), routing_key=amqp_queue), amqp_context(tmp_path)
+        )
+        with pytest.raises(DeliveryError) as refused:
+            await without.send(Message(payload=b"x"), "k")
+        assert f"AMQP broker 127.0.0.1:{proxy.port}" in str(refused.value)
+        assert "requires a client certificate: set cert_file and key_file" in str(refused.value), refused.value
+        await without.close()
+        creds = amqp(proxy, ca_file="ca.pem", cert_file="client.pem", key_file="client.key")
+        store = Collector()
+        src = AmqpSource(AmqpSourceOptions(**creds, queue=amqp_queue), amqp_context(tmp_path))
+        target = AmqpTarget(AmqpTargetOptions(**creds, routing_key=amqp_queue), amqp_context(tmp_path))
+        async with Running(src, store):
+            await wait_for(lambda: src.health.connected, what="the connection with a client certificate")
+            await target.send(Message(payload=b"with-cert"), "k2")
+            await wait_for(lambda: store.payloads == [b"with-cert"])
+        await target.close()
+    finally:
+        await proxy.stop()
+
+
+def test_amqp_tls_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="need `tls: true`"):
+        AmqpTargetOptions(url="amqp://u@h/", routing_key="k", ca_file="ca.pem")
+    with pytest.raises(ValueError, match="do not set TLS in the URL"):
+        AmqpTargetOptions(url="amqps://u@h/?no_verify_ssl=1", routing_key="k")
+    with pytest.raises(ValueError, match="key_file needs cert_file"):
+        AmqpTargetOptions(url="amqps://u@h/", routing_key="k", key_file="client.key")
+    assert AmqpTargetOptions(url="amqps://u@h/", routing_key="k", ca_file="ca.pem").uses_tls
