@@ -3,9 +3,12 @@
 Every step of every message leaves a snapshot of its output when traces are on (the
 default), so rendering one is on the hot path. `Message.payload_text` renders data with
 `json.dumps(indent=2)`, which runs the pure-Python encoder (the C encoder does not
-indent); msgspec (installed with Litestar) gives the same text several times faster.
-Anything msgspec does not take falls back to `payload_text`. The one difference: a NaN
-or infinite float shows as null (json.dumps writes NaN, which is not JSON either).
+indent); msgspec (installed with Litestar) gives that text several times faster.
+Anything msgspec does not take falls back to `payload_text`. Two differences, both in
+floats and both still the same number: a NaN or infinite float shows as null (json.dumps
+writes NaN, which is not JSON either), and an exponent is written without `+` or a
+leading zero (`1e16`, `1.5e-7` where json.dumps writes `1e+16`, `1.5e-07`). Snapshots
+are for reading; the json.render step keeps json.dumps, whose text tests compare.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ except ImportError:  # pragma: no cover - Litestar depends on msgspec
 
 
 def snapshot_text(message: Message, cap: int) -> str:
-    """`message.payload_text(cap)`, the same text."""
+    """`message.payload_text(cap)`: the same text but for the float details above."""
     if message.is_bytes or msgspec is None or not isinstance(message.payload, dict | list):
         return message.payload_text(cap)
     try:
