@@ -129,10 +129,12 @@ async def connect(options: AmqpConnection, context: FlowContext, name: str) -> a
 
 def tls_cause(exc: BaseException) -> BaseException:
     """The `ssl` error behind aiormq's AMQPConnectionError, which keeps only its text."""
+    visited: set[int] = set()  # a chain can loop (an error raised while handling itself)
     seen: BaseException | None = exc
-    while seen is not None:
+    while seen is not None and id(seen) not in visited:
         if isinstance(seen, ssl.SSLError):
             return seen
+        visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return exc
 
@@ -156,7 +158,8 @@ def describe(exc: BaseException, options: AmqpConnection) -> tuple[str, bool]:
         return f"{where} did not answer in time", True
     if isinstance(exc, OSError):
         hint = ""
-        if options.uses_tls and not options.cert_file and "unexpectedly closed" in str(exc):
+        dropped = "unexpectedly closed" in str(exc) or "reset" in str(exc).lower()
+        if options.uses_tls and not options.cert_file and dropped:  # TLS 1.3: the alert may be lost to the reset
             hint = " (dropped during TLS: does the broker require a client certificate? set cert_file and key_file)"
         return f"cannot reach {where}: {exc.strerror or exc}{hint}", True
     return f"{where}: {type(exc).__name__}: {exc}", True
