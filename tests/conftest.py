@@ -55,6 +55,12 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def service_unavailable() -> Callable[[str], None]:
+    """`unavailable` for fixtures of a wider scope than `require_service`'s."""
+    return unavailable
+
+
 @pytest.fixture
 def require_service() -> Callable[[str], tuple[str, int]]:
     def check(name: str) -> tuple[str, int]:

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +29,13 @@ def ctl(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
+def vhost(service_unavailable: Callable[[str], None]) -> Iterator[str]:
     try:
         socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
     except OSError:
-        reason = "rabbitmq is not running on 127.0.0.1:5672; start it with: rabbitmq-server -detached"
-        if os.environ.get("FLOWYARD_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        service_unavailable("rabbitmq is not running on 127.0.0.1:5672; start it with: rabbitmq-server -detached")
     if shutil.which("rabbitmqctl") is None:
-        reason = "rabbitmqctl is not installed (it comes with the rabbitmq-server package)"
-        if os.environ.get("FLOWYARD_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        service_unavailable("rabbitmqctl is not installed (it comes with the rabbitmq-server package)")
     ctl("add_vhost", VHOST)
     ctl("add_user", USER, PASSWORD)
     ctl("set_permissions", "-p", VHOST, USER, ".*", ".*", ".*")
