@@ -329,30 +329,24 @@ def renew_leases(engine: Engine, worker: str, ttl: float, message_ids: Sequence[
     a claim whose answer was lost with a dropped connection must lapse, not be kept
     alive forever); also records the worker's heartbeat."""
     now = time.time()
-    a = b = 0
+    renewed = 0
+    leased: tuple[tuple[type[StoredMessage] | type[Delivery], str, Sequence[Any]], ...] = (
+        (StoredMessage, "processing", message_ids), (Delivery, "sending", delivery_ids))
     with write_transaction(engine) as connection:
         no_flush(connection)
-        if message_ids:
-            a = connection.execute(
-                update(StoredMessage)
-                .where(StoredMessage.lease_owner == worker, StoredMessage.state == "processing",
-                       StoredMessage.id.in_(list(message_ids)))
-                .values(lease_until=now + ttl)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        if delivery_ids:
-            b = connection.execute(
-                update(Delivery)
-                .where(Delivery.lease_owner == worker, Delivery.state == "sending",
-                       Delivery.id.in_(list(delivery_ids)))
-                .values(lease_until=now + ttl)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+        for table, state, ids in leased:
+            if ids:
+                renewed += connection.execute(
+                    update(table)
+                    .where(table.lease_owner == worker, table.state == state, table.id.in_(list(ids)))
+                    .values(lease_until=now + ttl)
+                    .execution_options(synchronize_session=False)
+                ).rowcount or 0
         connection.execute(
             update(Worker).where(Worker.id == worker).values(heartbeat_at=now)
             .execution_options(synchronize_session=False)
         )
-    return int(a or 0) + int(b or 0)
+    return renewed
 
 
 def release(engine: Engine, owners: Sequence[str]) -> int:
