@@ -125,6 +125,7 @@ class Runtime:
             await self.reconcile()
         except Exception as exc:  # the loop tries again in a moment
             log.warning("could not look at the deployed flows: %s", brief(exc))
+        await self.share_breakers()  # adopt the other workers' open breakers before the first delivery
         loops = [self.reconcile_loop(), self.heartbeat_loop(), self.retry_loop(),
                  self.maintenance_loop(), self.breaker_loop()]
         loops += [self.process_loop(i) for i in range(self.config.processors)]
@@ -730,30 +731,33 @@ class Runtime:
                 log.warning("heartbeat failed (leases may lapse): %s", brief(exc))
 
     async def breaker_loop(self) -> None:
-        """Share breaker openings and closings with the other workers; adopt theirs."""
-        breakers = self.breakers
         while not self.closing:
             self.breaker_changed.clear()
-            opened = [(e, b.open_until, b.current_cooldown) for e, b in breakers.opened.items()]
-            closed = list(breakers.closed)
-            breakers.opened.clear()
-            breakers.closed.clear()
-            try:
-                current = await asyncio.to_thread(shared_breakers.sync, self.engine,
-                                                  self.worker, opened, closed)
-            except Exception as exc:
-                log.warning("cannot share circuit breakers: %s", brief(exc))
-                for endpoint, _until, _cooldown in opened:  # tell them next time
-                    breakers.opened.setdefault(endpoint, breakers.get(endpoint))
-                breakers.closed.update(e for e in closed if e not in breakers.opened)
-                current = []
-            now = time.time()
-            for endpoint, until, cooldown in current:
-                if breakers.get(endpoint).adopt(until, cooldown, now):
-                    log.warning("circuit open for %s (found down by another worker) until %s",
-                                endpoint, time.strftime("%H:%M:%S", time.localtime(until)))
+            await self.share_breakers()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.breaker_changed.wait(), self.config.breaker_sync)
+
+    async def share_breakers(self) -> None:
+        """Share breaker openings and closings with the other workers; adopt theirs."""
+        breakers = self.breakers
+        opened = [(e, b.open_until, b.current_cooldown) for e, b in breakers.opened.items()]
+        closed = list(breakers.closed)
+        breakers.opened.clear()
+        breakers.closed.clear()
+        try:
+            current = await asyncio.to_thread(shared_breakers.sync, self.engine,
+                                              self.worker, opened, closed)
+        except Exception as exc:
+            log.warning("cannot share circuit breakers: %s", brief(exc))
+            for endpoint, _until, _cooldown in opened:  # tell them next time
+                breakers.opened.setdefault(endpoint, breakers.get(endpoint))
+            breakers.closed.update(e for e in closed if e not in breakers.opened)
+            current = []
+        now = time.time()
+        for endpoint, until, cooldown in current:
+            if breakers.get(endpoint).adopt(until, cooldown, now):
+                log.warning("circuit open for %s (found down by another worker) until %s",
+                            endpoint, time.strftime("%H:%M:%S", time.localtime(until)))
 
     async def maintenance_loop(self) -> None:
         while not self.closing:
