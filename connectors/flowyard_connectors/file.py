@@ -11,11 +11,16 @@ default name is derived from the idempotency key, so a retried delivery overwrit
 own earlier attempt instead of adding a duplicate. Sends in flight at the same time are
 committed together, with one flush for all of them (see `groupcommit`); each send still
 returns only once its own file is durable.
+
+With `append: true` the name is the file to append to (one per day or shift, say): each
+message becomes a line of it, sends in flight share one write and one flush per file,
+and an index beside the file makes a retried delivery a no-op (see `appendlog`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -30,6 +35,7 @@ from flowyard.options import Duration, Options
 from flowyard.step import FlowContext
 from flowyard.templating import make_environment
 
+from . import appendlog
 from .groupcommit import GroupCommit, Write
 from .paths import inside
 
@@ -62,6 +68,14 @@ class FileTargetOptions(Options):
     )
     overwrite: bool = Field(True, description="replace a file of the same name (a retried delivery rewrites its own file)")
     mode: int = Field(0o640, description="file permissions")
+    append: bool = Field(
+        False,
+        description="append each message to the named file (JSON lines, CSV rows) instead of writing one file"
+        " per message; a retried delivery is not written twice (`overwrite` does not apply)",
+    )
+    separator: str = Field(
+        "\n", description="with `append`: written after a payload that does not already end with it",
+    )
 
 
 class FileSource(Source[FileSourceOptions]):
@@ -151,6 +165,7 @@ class FileTarget(Target[FileTargetOptions]):
         self.root = context.resolve_path(options.path)
         self.template = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(options.name)
         self.commits = GroupCommit()  # sends in flight share one flush
+        self.appended: set[Path] = set()  # append mode: the files this target has used
 
     def file_name(self, message: Message, key: str) -> str:
         variables: dict[str, Any] = {
@@ -164,6 +179,10 @@ class FileTarget(Target[FileTargetOptions]):
     async def send(self, message: Message, idempotency_key: str) -> dict[str, Any]:
         name = self.file_name(message, idempotency_key)
         path = inside(self.root, name)
+        if self.options.append:  # data goes on one line (JSON lines), not indented
+            payload = message.payload_bytes() if message.is_bytes else json.dumps(
+                message.payload, ensure_ascii=False, separators=(",", ":")).encode()
+            return await self.append(path, payload, idempotency_key)
         if path.exists() and not self.options.overwrite:
             raise DeliveryError(f"file {name} exists and overwrite is off", retryable=False)
         payload = message.payload_bytes()
@@ -176,6 +195,26 @@ class FileTarget(Target[FileTargetOptions]):
             raise DeliveryError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self.health.ok()
         return {"file": str(path), "bytes": len(payload)}
+
+    async def append(self, path: Path, payload: bytes, key: str) -> dict[str, Any]:
+        separator = self.options.separator.encode()
+        line = payload if not separator or payload.endswith(separator) else payload + separator
+        try:
+            log = appendlog.get(path, self.options.mode, id(self))
+            self.appended.add(path)
+            result = await log.append(key, line)
+        except ValueError as exc:  # a key the index cannot hold
+            raise DeliveryError(f"cannot append to {path}: {exc}", retryable=False) from exc
+        except OSError as exc:
+            self.health.failed(f"cannot append to {path}: {exc.strerror or exc}")
+            raise DeliveryError(f"cannot append to {path}: {exc.strerror or exc}") from exc
+        self.health.ok()
+        return result
+
+    async def close(self) -> None:
+        """Forget the appended files no other target uses (their keys take memory)."""
+        paths, self.appended = self.appended, set()
+        await appendlog.release(paths, id(self))
 
 
 class FileConnector(Connector):
