@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from flowyard.engine import Pipeline
 from flowyard.errors import DeliveryError
-from flowyard.loader import check_flow
+from flowyard.loader import check_flow, load_flow
 from flowyard.message import Message
+from flowyard.runner import input_message
 from flowyard.step import FlowContext
+from flowyard.testing import run_tests
 from flowyard_connectors import appendlog
 from flowyard_connectors.file import FileTarget, FileTargetOptions
 
@@ -31,6 +34,7 @@ import asyncio, json, os, resource, signal, sys, time
 from pathlib import Path
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
+from flowyard.runner import input_message
 from flowyard.step import FlowContext
 from flowyard_connectors.file import FileTarget, FileTargetOptions
 
@@ -286,7 +290,7 @@ def test_two_processes_append_to_one_file(tmp_path: Path) -> None:
     shared = [f"S{i}" for i in range(100)]
     mine = [f"A{i}" for i in range(300)]
     theirs = [f"B{i}" for i in range(300)]
-    interleave = lambda own: [k for pair in zip(own[::3], own[1::3], own[2::3], shared) for k in pair]  # noqa: E731
+    interleave = lambda own: [k for pair in zip(own[::3], own[1::3], own[2::3], shared, strict=True) for k in pair]  # noqa: E731
     runs = [sender(folder, interleave(mine), 8, go), sender(folder, interleave(theirs), 8, go)]
     go.touch()
     for run in runs:
@@ -300,8 +304,23 @@ def test_two_processes_append_to_one_file(tmp_path: Path) -> None:
     assert ends == sorted(ends) and ends[-1] == (folder / "log.jsonl").stat().st_size
 
 
-def test_the_example_flow_is_valid() -> None:
-    flows = sorted((ROOT / "examples" / "file-append").glob("*.yaml"))
-    assert flows
-    for flow in flows:
-        assert [str(i) for i in check_flow(flow)] == []
+EXAMPLES = sorted((ROOT / "examples" / "file-append").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("flow_file", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+async def test_the_examples_are_valid_and_append_their_test_input_once(flow_file: Path, tmp_path: Path) -> None:
+    assert [str(i) for i in check_flow(flow_file)] == []
+    flow = load_flow(flow_file)
+    assert [r.passed for r in run_tests(flow)] == [True] * len(flow.tests)
+    case = flow.tests[0]
+    [output] = Pipeline(flow).run(input_message(flow, (flow_file.parent / case.input).read_bytes(), case.input)).outputs
+    options = flow.targets[0].options.model_copy(update={"path": str(tmp_path)})
+    tgt = FileTarget(options, FlowContext(flow_file=flow_file))
+    first = await tgt.send(output, "delivery-1")
+    assert (await tgt.send(output, "delivery-1"))["bytes"] == 0  # a retry adds nothing
+    written = Path(str(first["file"])).read_bytes()
+    expected = (flow_file.parent / str(case.expect)).read_bytes()
+    if flow_file.stem.endswith("jsonl"):
+        assert written.count(b"\n") == 1 and json.loads(written) == json.loads(expected)
+    else:
+        assert written == expected
