@@ -25,7 +25,7 @@ checks its keys, appends and flushes. In one process (per event loop) every targ
 appending to a file shares one `AppendLog` from a registry keyed by the resolved path,
 so its sends join the same batches instead of fighting over the lock.
 
-The key set costs memory (about 100 bytes per line), so a file idle for `IDLE_SECONDS`
+The key set costs memory (about 100 to 150 bytes per line, measured), so a file idle for `IDLE_SECONDS`
 is forgotten, and so is a file when the last target using it closes; it is read again
 from its index when next used.
 
