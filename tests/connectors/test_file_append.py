@@ -88,7 +88,8 @@ def index_lines(path: Path) -> list[str]:
 
 
 async def send_all(tgt: FileTarget, keys: list[str]) -> list[dict[str, object]]:
-    return await asyncio.gather(*(tgt.send(Message(payload=line(k), content_type="application/json"), k) for k in keys))
+    results = await asyncio.gather(*(tgt.send(Message(payload=line(k), content_type="application/json"), k) for k in keys))
+    return [r or {} for r in results]
 
 
 async def test_lines_land_in_order_once_each_with_the_separator_added_only_when_missing(tmp_path: Path) -> None:
@@ -290,7 +291,10 @@ def test_two_processes_append_to_one_file(tmp_path: Path) -> None:
     shared = [f"S{i}" for i in range(100)]
     mine = [f"A{i}" for i in range(300)]
     theirs = [f"B{i}" for i in range(300)]
-    interleave = lambda own: [k for pair in zip(own[::3], own[1::3], own[2::3], shared, strict=True) for k in pair]  # noqa: E731
+
+    def interleave(own: list[str]) -> list[str]:  # three own keys, then a shared one
+        return [k for pair in zip(own[::3], own[1::3], own[2::3], shared, strict=True) for k in pair]
+
     runs = [sender(folder, interleave(mine), 8, go), sender(folder, interleave(theirs), 8, go)]
     go.touch()
     for run in runs:
