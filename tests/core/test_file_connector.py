@@ -119,3 +119,14 @@ async def test_target_reports_a_failed_write(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match="cannot write"):
         await tgt.send(Message(payload=b"x"), "k")
     assert tgt.health.last_error
+
+
+async def test_target_refuses_a_file_name_that_is_a_symlink_out_of_the_folder(tmp_path: Path) -> None:
+    """A plain one-part name takes a fast path; a symlink by that name must still be caught."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "secret.txt").write_text("keep")
+    (tmp_path / "out" / "po.txt").symlink_to(tmp_path / "secret.txt")
+    tgt = target(tmp_path, name="po.txt")
+    with pytest.raises(DeliveryError, match="would leave"):
+        await tgt.send(Message(payload=b"x"), "k")
+    assert (tmp_path / "secret.txt").read_text() == "keep"

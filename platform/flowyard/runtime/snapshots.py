@@ -3,7 +3,7 @@
 Every step of every message leaves a snapshot of its output when traces are on (the
 default), so rendering one is on the hot path. `Message.payload_text` renders data with
 `json.dumps(indent=2)`, which runs the pure-Python encoder (the C encoder does not
-indent); msgspec (installed with Litestar) gives that text several times faster.
+indent); msgspec gives that text several times faster.
 Anything msgspec does not take falls back to `payload_text`. Two differences, both in
 floats and both still the same number: a NaN or infinite float shows as null (json.dumps
 writes NaN, which is not JSON either), and an exponent is written without `+` or a
@@ -16,21 +16,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from ..message import Message
 
-try:
-    import msgspec
-
-    _encode = msgspec.json.Encoder(enc_hook=str).encode
-    _format = msgspec.json.format
-    _decode = msgspec.json.decode
-except ImportError:  # pragma: no cover - Litestar depends on msgspec
-    msgspec = None  # type: ignore[assignment]
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+_format = msgspec.json.format
+_decode = msgspec.json.decode
 
 
 def snapshot_text(message: Message, cap: int) -> str:
     """`message.payload_text(cap)`: the same text but for the float details above."""
-    if message.is_bytes or msgspec is None or not isinstance(message.payload, dict | list):
+    if message.is_bytes or not isinstance(message.payload, dict | list):
         return message.payload_text(cap)
     try:
         text = _format(_encode(message.payload), indent=2).decode("utf-8")
@@ -46,11 +43,10 @@ def json_copy(data: Any) -> Any:
     when the data does not convert."""
     if data is None:
         return None
-    if msgspec is not None:
-        try:
-            return _decode(msgspec.json.encode(data))
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-            pass
+    try:
+        return _decode(msgspec.json.encode(data))
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        pass
     try:
         return json.loads(json.dumps(data))
     except (TypeError, ValueError):
