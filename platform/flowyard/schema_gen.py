@@ -6,6 +6,7 @@ completion, hover help and errors while an analyst types.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel
@@ -110,9 +111,9 @@ def _type_text(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
         return str(prop["$ref"]).rsplit("/", 1)[-1]
     if "enum" in prop:
-        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+        return " or ".join(_value_text(v) for v in prop["enum"])
     if "const" in prop:
-        return f"`{prop['const']}`"
+        return _value_text(prop["const"])
     if "anyOf" in prop:
         return " or ".join(_type_text(p) for p in prop["anyOf"] if p.get("type") != "null")
     kind = prop.get("type", "any")
@@ -121,12 +122,20 @@ def _type_text(prop: dict[str, Any]) -> str:
     return " or ".join(map(str, kind)) if isinstance(kind, list) else str(kind)
 
 
+def _value_text(value: Any) -> str:
+    """A value as a table cell: text with a line break or tab is shown escaped, as it
+    would be written in YAML (`"\\r\\n"`), so it cannot break the table."""
+    if isinstance(value, str) and not value.isprintable():
+        value = json.dumps(value)
+    return f"`{value}`".replace("|", "\\|")
+
+
 def _options_table(model: type[BaseModel]) -> list[str]:
     schema = model.model_json_schema(by_alias=True)
     required = set(schema.get("required", []))
     rows = ["| option | type | default | description |", "| --- | --- | --- | --- |"]
     for name, prop in schema.get("properties", {}).items():
-        default = "required" if name in required else f"`{prop['default']}`" if "default" in prop else ""
+        default = "required" if name in required else _value_text(prop["default"]) if "default" in prop else ""
         desc = (prop.get("description") or "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{name}` | {_type_text(prop)} | {default} | {desc} |")
     return rows
