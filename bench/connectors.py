@@ -1,6 +1,7 @@
 """Broker connectors: messages/s through Flowyard beside a bare client loop.
 
-For MQTT (Mosquitto 127.0.0.1:1883, MQTT 5 on both sides with the same Receive Maximum),
+For MQTT (a private Mosquitto the bench starts on a free loopback port, so that an offline
+session may queue all N messages; MQTT 5 on both sides with the same Receive Maximum),
 AMQP (RabbitMQ 127.0.0.1:5672, guest) and NATS JetStream (127.0.0.1:4222): N messages are
 published first, then
 
@@ -10,19 +11,20 @@ published first, then
   rename, folder flush: durable before `send` returns), and only then does the source
   acknowledge the broker. Once with `concurrency: 1` (broker order kept, one flush per
   message) and once with `--concurrency` hand-overs in flight (their writes share
-  flushes: group commit; each message still acknowledged only after its own write).
+  flushes: group commit; each message still acknowledged only after its own write);
+- flowyard, append: the same with the file target in append mode (`append: true`: one
+  JSON-lines file, each batch of sends one write and one flush, still durable before
+  `send` returns and before the broker's ack).
 
 "source only" runs the connector with an `accept` that only counts (the connector's own
 cost); "disk" runs the file target alone with `--concurrency` sends in flight, the
 ceiling the disk puts on the full path at that moment.
 
-Rounds interleave the sides (bare, source only, c=1, c=N, disk) and the medians are
+Rounds interleave the sides (bare, source only, c=1, c=N, c=N append, disk) and the medians are
 printed with the ratios to the bare loop. The rate is measured from the first message
 received to the last one done, so connection set-up is not counted. Not a test.
 
     .venv/bin/python bench/connectors.py [--n 5000] [--rounds 2] [--only mqtt,amqp,nats]
-
-Mosquitto queues at most 1000 messages for an offline session, hence n = 1000 for MQTT.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import argparse
 import asyncio
 import json
 import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -64,8 +68,11 @@ source:
 steps:
   - jmespath: "{{line: line, good: good, at: at}}"
 targets:
-  - file: {{path: out, name: "{{{{ key }}}}.json"}}
+  - file: {file}
 """
+ONE_FILE_PER_MESSAGE = '{path: out, name: "{{ key }}.json"}'
+APPEND = '{path: out, name: "bench.jsonl", append: true}'
+
 
 
 def payload(i: int) -> bytes:
@@ -95,6 +102,7 @@ class Meter:
 
 
 SOURCE_ONLY = {"on": False}
+MODE = {"append": False}
 
 
 async def through_flowyard(kind: str, options: dict[str, Any], n: int, folder: Path) -> float:
@@ -102,7 +110,8 @@ async def through_flowyard(kind: str, options: dict[str, Any], n: int, folder: P
     source-only figure, an accept that only counts)."""
     flow_dir = Path(tempfile.mkdtemp(dir=folder))
     path = flow_dir / "flow.yaml"
-    path.write_text(FLOW.format(kind=kind, options=json.dumps(options)), encoding="utf-8")
+    target_options = APPEND if MODE["append"] else ONE_FILE_PER_MESSAGE
+    path.write_text(FLOW.format(kind=kind, options=json.dumps(options), file=target_options), encoding="utf-8")
     flow = load_flow(path)
     pipeline = Pipeline(flow)
     target = open_target(flow, flow.targets[0])
@@ -129,7 +138,10 @@ async def through_flowyard(kind: str, options: dict[str, Any], n: int, folder: P
         await source.close()
         await target.close()
     out = flow_dir / "out"
-    written = len(list(out.iterdir())) if out.exists() else 0
+    if MODE["append"]:
+        written = len((out / "bench.jsonl").read_bytes().splitlines())
+    else:
+        written = len(list(out.iterdir())) if out.exists() else 0
     assert written == (0 if SOURCE_ONLY["on"] else n), f"{kind}: {written} files written, expected {n}"
     shutil.rmtree(flow_dir)
     return meter.rate
@@ -139,6 +151,29 @@ async def through_flowyard(kind: str, options: dict[str, Any], n: int, folder: P
 
 
 MQTT_WINDOW = 1000  # Receive Maximum of both sides: messages the broker sends ahead of acks
+MQTT = {"port": 1883}
+
+
+def start_mosquitto(folder: Path) -> subprocess.Popen[bytes]:
+    """The machine's Mosquitto queues at most 1000 messages for an offline session (its
+    default), which made the MQTT runs 1000-message bursts; this one queues them all."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (folder / "mosquitto.conf").write_text(
+        f"user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 0\nmax_inflight_messages 0\n")
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(folder / "mosquitto.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            MQTT["port"] = port
+            return broker
+        except OSError:
+            time.sleep(0.1)
+    broker.kill()
+    raise RuntimeError("the bench's Mosquitto did not start")
 
 
 def mqtt_session(client_id: str) -> aiomqtt.Client:
@@ -148,14 +183,14 @@ def mqtt_session(client_id: str) -> aiomqtt.Client:
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.ReceiveMaximum = MQTT_WINDOW
     properties.SessionExpiryInterval = 3600
-    return aiomqtt.Client("127.0.0.1", 1883, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
+    return aiomqtt.Client("127.0.0.1", MQTT["port"], identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
                           clean_start=False, properties=properties)
 
 
 async def mqtt_fill(client_id: str, topic: str, n: int) -> None:
     async with mqtt_session(client_id) as c:
         await c.subscribe(topic, qos=1)  # creates the persistent session that queues for us
-    async with aiomqtt.Client("127.0.0.1", 1883) as pub:
+    async with aiomqtt.Client("127.0.0.1", MQTT["port"]) as pub:
         for i in range(n):
             await pub.publish(topic, payload(i), qos=1)
 
@@ -177,7 +212,7 @@ async def mqtt_bare(n: int) -> float:
 async def mqtt_flowyard(n: int, folder: Path, concurrency: int) -> float:
     client_id, topic = f"bench-fy-{uuid.uuid4().hex[:6]}", f"bench/{uuid.uuid4().hex[:6]}"
     await mqtt_fill(client_id, topic, n)
-    options = {"host": "127.0.0.1", "port": 1883, "topics": [topic], "client_id": client_id,
+    options = {"host": "127.0.0.1", "port": MQTT["port"], "topics": [topic], "client_id": client_id,
                "content_type": "application/json", "concurrency": concurrency, "protocol": "5",
                "receive_maximum": MQTT_WINDOW}
     return await through_flowyard("mqtt", options, n, folder)
@@ -283,7 +318,7 @@ async def nats_flowyard(n: int, folder: Path, concurrency: int) -> float:
 
 
 BENCHES: dict[str, tuple[Callable[[int], Awaitable[float]], Callable[[int, Path, int], Awaitable[float]], int]] = {
-    "mqtt": (mqtt_bare, mqtt_flowyard, 1000),  # Mosquitto queues at most 1000 for an offline session
+    "mqtt": (mqtt_bare, mqtt_flowyard, 5000),
     "amqp": (amqp_bare, amqp_flowyard, 5000),
     "nats": (nats_bare, nats_flowyard, 5000),
 }
@@ -331,25 +366,36 @@ async def main() -> None:
     print(f"file target writes under {folder}; load average at start {os.getloadavg()}")
     c = args.concurrency
     print(f"{'broker':<6} {'n':>5} {'bare':>6} | {'source only':>11} {'ratio':>5} | {'full c=1':>8} {'ratio':>5}"
-          f" | {f'full c={c}':>10} {'ratio':>5} | {f'disk c={c}':>10}   (msgs/s, medians of {args.rounds} rounds)")
-    for name in args.only.split(","):
-        bare, flowyard, default_n = BENCHES[name]
-        n = args.n or default_n
-        rates: dict[str, list[float]] = {"bare": [], "alone": [], "ordered": [], "concurrent": [], "disk": []}
-        for _ in range(args.rounds):
-            rates["bare"].append(await bare(n))
-            SOURCE_ONLY["on"] = True
-            rates["alone"].append(await flowyard(n, folder, 1))
-            SOURCE_ONLY["on"] = False
-            rates["ordered"].append(await flowyard(min(n, args.n_ordered), folder, 1))
-            rates["concurrent"].append(await flowyard(n, folder, c))
-            rates["disk"].append(await disk_alone(n, folder, c))
-        bare_rate, alone, ordered, concurrent, disk = (median(rates[k]) for k in rates)
-        print(
-            f"{name:<6} {n:>5} {bare_rate:>6.0f} | {alone:>11.0f} {alone / bare_rate:>5.2f} | {ordered:>8.0f}"
-            f" {ordered / bare_rate:>5.2f} | {concurrent:>10.0f} {concurrent / bare_rate:>5.2f} | {disk:>10.0f}",
-            flush=True,
-        )
+          f" | {f'full c={c}':>10} {'ratio':>5} | {'append':>7} {'ratio':>5} | {f'disk c={c}':>10}"
+          f"   (msgs/s, medians of {args.rounds} rounds)")
+    broker = start_mosquitto(folder) if "mqtt" in args.only else None
+    try:
+        for name in args.only.split(","):
+            bare, flowyard, default_n = BENCHES[name]
+            n = args.n or default_n
+            rates: dict[str, list[float]] = {k: [] for k in ("bare", "alone", "ordered", "concurrent", "append", "disk")}
+            for _ in range(args.rounds):
+                rates["bare"].append(await bare(n))
+                SOURCE_ONLY["on"] = True
+                rates["alone"].append(await flowyard(n, folder, 1))
+                SOURCE_ONLY["on"] = False
+                rates["ordered"].append(await flowyard(min(n, args.n_ordered), folder, 1))
+                rates["concurrent"].append(await flowyard(n, folder, c))
+                MODE["append"] = True
+                rates["append"].append(await flowyard(n, folder, c))
+                MODE["append"] = False
+                rates["disk"].append(await disk_alone(n, folder, c))
+            bare_rate, alone, ordered, concurrent, append, disk = (median(rates[k]) for k in rates)
+            print(
+                f"{name:<6} {n:>5} {bare_rate:>6.0f} | {alone:>11.0f} {alone / bare_rate:>5.2f} | {ordered:>8.0f}"
+                f" {ordered / bare_rate:>5.2f} | {concurrent:>10.0f} {concurrent / bare_rate:>5.2f}"
+                f" | {append:>7.0f} {append / bare_rate:>5.2f} | {disk:>10.0f}",
+                flush=True,
+            )
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait()
     print(f"took {time.perf_counter() - started:.0f} s; load average at end {os.getloadavg()}")
 
 

@@ -22,7 +22,7 @@ Filters (examples in docs/reference.md):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from itertools import islice
@@ -121,6 +121,13 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
         self.globals["now"] = lambda fmt=None: (
             datetime.now(UTC).strftime(fmt) if fmt else datetime.now(UTC).isoformat(timespec="seconds")
         )
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as a plain dict, not Jinja's ChainMap over the
+        environment's: every render copies them, and copying a ChainMap was two thirds of
+        the render of a file name or routing key (11 us against 4 us per message). The
+        environment's globals are complete once `__init__` ends, so nothing is missed."""
+        return {**self.globals, **(d or {})}
 
     def check_deadline(self) -> None:
         if self.deadline and time.monotonic() > self.deadline:
