@@ -143,7 +143,7 @@ async def through_flowyard(kind: str, options: dict[str, Any], n: int, folder: P
     else:
         written = len(list(out.iterdir())) if out.exists() else 0
     assert written == (0 if SOURCE_ONLY["on"] else n), f"{kind}: {written} files written, expected {n}"
-    shutil.rmtree(flow_dir)
+    # the outputs stay until the benchmark ends: see bench/runtime.py's work_folder
     return meter.rate
 
 
@@ -340,7 +340,6 @@ async def disk_alone(n: int, folder: Path, concurrency: int) -> float:
             meter.tick()
 
     await asyncio.gather(*(one(i) for i in range(n)))
-    shutil.rmtree(flow_dir)
     return meter.rate
 
 
@@ -397,6 +396,8 @@ async def main() -> None:
             broker.terminate()
             broker.wait()
     print(f"took {time.perf_counter() - started:.0f} s; load average at end {os.getloadavg()}")
+    if not args.out:  # only now: deleting earlier runs' files slows the next run's creates
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

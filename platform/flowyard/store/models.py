@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,6 +36,8 @@ from ..db import Base
 MESSAGE_STATES = ("received", "processing", "delivering", "done", "dead", "dropped")
 DELIVERY_STATES = ("pending", "sending", "done", "dead")
 OPEN_STATES = ("received", "processing", "delivering")
+CLAIMABLE_SQL = "state IN ('received', 'processing')"  # what a claim looks at (a lease may have lapsed)
+OPEN_INDEX = "ix_fy_messages_open_created"  # the claimable messages by age
 
 
 class Deployment(Base):
@@ -107,6 +110,8 @@ class StoredMessage(Base):
         Index("ix_fy_messages_state_created", "state", "created_at"),
         Index("ix_fy_messages_flow_created", "flow", "created_at"),
         Index("ix_fy_messages_created_at", "created_at"),  # newest first, unfiltered (UI)
+        Index(OPEN_INDEX, "created_at",  # claims: the oldest open ones
+              postgresql_where=text(CLAIMABLE_SQL), sqlite_where=text(CLAIMABLE_SQL)),
     )
 
 
