@@ -165,8 +165,10 @@ class AppendLog:
         self.end = self.read = 0
 
     def _open(self, path: Path) -> int:
-        """Open (creating if missing, with the target's mode) for reading and writing."""
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+        """Open (creating if missing, with the target's mode) for reading and writing.
+        Never through a symlink: the path guard checked the name, and a link put there
+        since must not lead the append elsewhere."""
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, self.mode)
         except FileExistsError:
