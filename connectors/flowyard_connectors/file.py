@@ -20,12 +20,12 @@ and an index beside the file makes a retried delivery a no-op (see `appendlog`).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 from pydantic import Field
 
 from flowyard.connector import Accept, Connector, Source, Target, guess_content_type
@@ -164,10 +164,14 @@ class FileTarget(Target[FileTargetOptions]):
         super().__init__(options, context)
         self.root = context.resolve_path(options.path)
         self.template = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(options.name)
+        self.fixed_name = options.name.strip() if "{" not in options.name else None  # nothing to render
         self.commits = GroupCommit()  # sends in flight share one flush
         self.appended: set[Path] = set()  # append mode: the files this target has used
+        self.guarded: dict[str, Path] = {}  # append mode: one-part names the path guard let through
 
     def file_name(self, message: Message, key: str) -> str:
+        if self.fixed_name is not None:
+            return self.fixed_name
         variables: dict[str, Any] = {
             "message": message.metadata(),
             "data": message.last_data if message.is_bytes else message.payload,
@@ -178,11 +182,10 @@ class FileTarget(Target[FileTargetOptions]):
 
     async def send(self, message: Message, idempotency_key: str) -> dict[str, Any]:
         name = self.file_name(message, idempotency_key)
-        path = inside(self.root, name)
         if self.options.append:  # data goes on one line (JSON lines), not indented
-            payload = message.payload_bytes() if message.is_bytes else json.dumps(
-                message.payload, ensure_ascii=False, separators=(",", ":")).encode()
-            return await self.append(path, payload, idempotency_key)
+            payload = message.payload_bytes() if message.is_bytes else to_json_line(message.payload)
+            return await self.append(self.append_path(name), payload, idempotency_key)
+        path = inside(self.root, name)
         if path.exists() and not self.options.overwrite:
             raise DeliveryError(f"file {name} exists and overwrite is off", retryable=False)
         payload = message.payload_bytes()
@@ -195,6 +198,20 @@ class FileTarget(Target[FileTargetOptions]):
             raise DeliveryError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self.health.ok()
         return {"file": str(path), "bytes": len(payload)}
+
+    def append_path(self, name: str) -> Path:
+        """The guarded path of an append file. An append name repeats (a file per day or
+        shift), so a one-part name is checked once: the append log never opens through
+        a symlink (O_NOFOLLOW), so a link put there later cannot lead it out. A name with
+        folders is checked every time (a folder could be swapped for a link)."""
+        path = self.guarded.get(name)
+        if path is None:
+            path = inside(self.root, name)
+            if "/" not in name and "\\" not in name:
+                if len(self.guarded) >= 1024:
+                    self.guarded.clear()
+                self.guarded[name] = path
+        return path
 
     async def append(self, path: Path, payload: bytes, key: str) -> dict[str, Any]:
         separator = self.options.separator.encode()
@@ -215,6 +232,17 @@ class FileTarget(Target[FileTargetOptions]):
         """Forget the appended files no other target uses (their keys take memory)."""
         paths, self.appended = self.appended, set()
         await appendlog.release(paths, id(self))
+
+
+_json_line = msgspec.json.Encoder().encode
+
+
+def to_json_line(data: Any) -> bytes:
+    """Data as one compact line of UTF-8 JSON (msgspec: a fifth of json.dumps's time)."""
+    try:
+        return _json_line(data)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise DeliveryError(f"the data cannot be written as JSON: {exc}", retryable=False) from exc
 
 
 class FileConnector(Connector):
