@@ -42,7 +42,7 @@ from flowyard.templating import make_environment
 
 from .backoff import keep_running
 from .inflight import InFlight, until_failure
-from .tls import client_context, describe_tls
+from .tls import client_context, describe_tls, hung_up_without_certificate
 
 # aiormq reads these from the URL; one of them turns verification off
 TLS_QUERY = {"cafile", "capath", "cadata", "keyfile", "certfile", "no_verify_ssl"}
@@ -158,9 +158,9 @@ def describe(exc: BaseException, options: AmqpConnection) -> tuple[str, bool]:
         return f"{where} did not answer in time", True
     if isinstance(exc, OSError):
         hint = ""
-        dropped = "unexpectedly closed" in str(exc) or "reset" in str(exc).lower()
-        if options.uses_tls and not options.cert_file and dropped:  # TLS 1.3: the alert may be lost to the reset
-            hint = " (dropped during TLS: does the broker require a client certificate? set cert_file and key_file)"
+        hung_up = "unexpectedly closed" in str(exc) or "reset" in str(exc).lower()  # aiormq may say it in text only
+        if options.uses_tls and hung_up and hung_up_without_certificate(ConnectionResetError(), options):
+            hint = " (the broker hung up during TLS: does it require a client certificate? set cert_file and key_file)"
         return f"cannot reach {where}: {exc.strerror or exc}{hint}", True
     return f"{where}: {type(exc).__name__}: {exc}", True
 

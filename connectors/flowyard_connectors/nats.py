@@ -100,10 +100,7 @@ def describe(exc: BaseException, options: NatsConnection) -> tuple[str, bool]:
     if isinstance(exc, nats.errors.NoRespondersError):
         return f"{where}: no stream takes this subject", False
     if isinstance(exc, nats.errors.NoServersError | OSError):
-        hint = ""
-        if options.uses_tls and not options.cert_file and isinstance(exc, ConnectionResetError):
-            hint = " (the connection was dropped during TLS: does the server require a client certificate? set cert_file)"
-        return f"cannot reach {where}{hint}", True
+        return f"cannot reach {where}", True
     if isinstance(exc, nats.errors.TimeoutError | TimeoutError | asyncio.TimeoutError):
         return f"{where} did not answer in time", True
     return f"{where}: {type(exc).__name__}: {exc}", True

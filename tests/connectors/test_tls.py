@@ -23,6 +23,9 @@ from tls_proxy import TlsProxy
 
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
+from flowyard_connectors import amqp as amqp_connector
+from flowyard_connectors import mqtt as mqtt_connector
+from flowyard_connectors import nats as nats_connector
 from flowyard_connectors.amqp import AmqpSource, AmqpSourceOptions, AmqpTarget, AmqpTargetOptions
 from flowyard_connectors.mqtt import MqttSource, MqttSourceOptions, MqttTarget, MqttTargetOptions
 from flowyard_connectors.nats import NatsSource, NatsSourceOptions, NatsTarget, NatsTargetOptions
@@ -325,3 +328,29 @@ def test_amqp_tls_cause_survives_a_looping_exception_chain() -> None:
     tls = ssl.SSLError("certificate required")
     inner.__cause__ = tls
     assert tls_cause(outer) is tls
+
+
+def hang_up_texts(cert_file: str | None, exc: BaseException) -> list[str]:
+    """What each broker connector says when the server hangs up on its TLS client."""
+    files = {"cert_file": cert_file, "key_file": "client.key" if cert_file else None}
+    return [
+        nats_connector.describe(exc, NatsTargetOptions(servers=["tls://plant:4222"], subject="s", **files))[0],
+        mqtt_connector.describe(exc, MqttTargetOptions(host="plant", port=8883, tls=True, topic="t", **files)),
+        amqp_connector.describe(exc, AmqpTargetOptions(url="amqps://guest@plant/", routing_key="r", **files))[0],
+    ]
+
+
+@pytest.mark.parametrize("exc", [ConnectionResetError("Connection lost"), BrokenPipeError(32, "Broken pipe"),
+                                 EOFError(), ssl.SSLEOFError()], ids=["reset", "broken-pipe", "eof", "ssl-eof"])
+def test_a_hang_up_during_tls_without_a_client_certificate_says_to_set_one(exc: BaseException) -> None:
+    """TLS 1.3: the server's 'certificate required' alert may reach the client as any of
+    these, by timing (a CI run got a broken pipe where a reset had always come)."""
+    for text in hang_up_texts(None, exc):
+        assert "does it require a client certificate? set cert_file and key_file" in text, text
+    for text in hang_up_texts("client.pem", exc):  # a certificate was given: no such hint
+        assert "require a client certificate" not in text, text
+
+
+def test_a_refused_connection_gets_no_certificate_hint() -> None:
+    for text in hang_up_texts(None, ConnectionRefusedError(111, "Connection refused")):
+        assert "cannot reach" in text and "certificate" not in text, text
