@@ -406,14 +406,15 @@ class Runtime:
             outcome, pending = self.run_steps(c)
             outcomes.append(outcome)
             sends.extend(pending)
-        if sends:
-            gate = asyncio.Semaphore(self.config.send_concurrency)
+        if sends:  # at most send_concurrency at once: that many lanes drain the list
+            # (not a semaphore: its acquire looks at every waiter, quadratic in the batch)
+            queued = iter(sends)
 
-            async def limited(coro: Any) -> None:
-                async with gate:
-                    await coro
+            async def lane() -> None:
+                for send in queued:
+                    await send
 
-            await asyncio.gather(*(limited(s) for s in sends))
+            await asyncio.gather(*(lane() for _ in range(min(len(sends), self.config.send_concurrency))))
         for o in outcomes:
             o.state = final_state(o)
         while True:
@@ -617,8 +618,8 @@ class Runtime:
         with span("deliver", message_id=message_id, flow=flow, target=t.spec.name,
                   key=key, correlation_id=message.correlation_id, attempt=attempts + 1):
             try:
-                detail = await asyncio.wait_for(t.target.send(message, key),
-                                                self.config.delivery_timeout)
+                async with asyncio.timeout(self.config.delivery_timeout):  # no task per send
+                    detail = await t.target.send(message, key)
             except DeliveryError as exc:
                 error, retryable = str(exc), exc.retryable
             except TimeoutError:
