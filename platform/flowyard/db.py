@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -81,8 +82,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_encode_json = msgspec.json.Encoder(enc_hook=str).encode
+
+
+def json_text(value: Any) -> str:
+    """JSON columns are written with msgspec: every message, delivery and attempt carries
+    a few of them, and json.dumps was a visible part of a worker's CPU. Compact UTF-8;
+    anything that is not JSON is written as its text. Read back with json.loads (which
+    also reads what json.dumps wrote before, NaN included)."""
+    return _encode_json(value).decode()
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     url = url or database_url()
+    kwargs.setdefault("json_serializer", json_text)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +26,22 @@ JSON_TYPES = ("application/json", "text/json")
 DATA = "application/x-flowyard-data"
 
 
+def _new_prefix() -> None:
+    global _prefix, _counter
+    _prefix, _counter = os.urandom(8).hex(), itertools.count()
+
+
+_prefix, _counter = "", itertools.count()
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)  # a forked child must not repeat our ids
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex characters, as a uuid4's hex: 64 random bits drawn once per process, then
+    a counter. Unique across processes and restarts (each draws its own), and no
+    system call per message: uuid4 reads 16 random bytes from the kernel each time,
+    a visible share of a broker source's cost per message."""
+    return f"{_prefix}{next(_counter):016x}"
 
 
 # Child ids stay within the store's 64-character output id column: a root id longer than

@@ -151,6 +151,9 @@ def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_pat
         page.get_by_label("Plant").fill("MX01")
         page.get_by_role("button", name="Create and edit").click()
         expect(page).to_have_url(re.compile(r"/flows/e2e-orders/edit"))
+        # the URL changes before htmx has bound the editor's input trigger; a fill that
+        # quick (no person types that fast) went unvalidated in one run of the suite
+        page.wait_for_load_state("load")
         editor = page.locator("#yaml")
         editor.fill(FLOW.replace("json.render", "json.rendr"))
         issues = page.locator("#issues")
