@@ -306,23 +306,39 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
 
 # -- the registry: one AppendLog per file and event loop ----------------------------------
 
-_REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, AppendLog]] = weakref.WeakKeyDictionary()
-_LAST_SWEEP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
+@dataclass
+class LoopFiles:
+    """The open files of one event loop (loops never share futures or tasks)."""
+
+    logs: dict[Path, AppendLog]
+    last_sweep: float
+
+
+_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopFiles] = weakref.WeakKeyDictionary()
+_latest: list[Any] = [lambda: None, None]  # the last loop asked for (weakly) and its files
+
+
+def loop_files() -> LoopFiles:
+    loop = asyncio.get_running_loop()
+    if _latest[0]() is not loop:  # once per loop change: a weak-keyed lookup makes a weakref
+        _latest[:] = [weakref.ref(loop), _LOOPS.setdefault(loop, LoopFiles({}, time.monotonic()))]
+    files: LoopFiles = _latest[1]
+    return files
 
 
 def logs() -> dict[Path, AppendLog]:
-    """The open files of the running event loop (loops never share futures or tasks)."""
-    return _REGISTRY.setdefault(asyncio.get_running_loop(), {})
+    """The open files of the running event loop."""
+    return loop_files().logs
 
 
 def get(path: Path, mode: int, user: int) -> AppendLog:
     """The shared log of `path` (resolved), opened for `user` (a target's id)."""
     now = time.monotonic()
-    loop = asyncio.get_running_loop()
-    if now - _LAST_SWEEP.setdefault(loop, now) >= SWEEP_EVERY:
-        _LAST_SWEEP[loop] = now
+    files = loop_files()
+    if now - files.last_sweep >= SWEEP_EVERY:
+        files.last_sweep = now
         sweep(IDLE_SECONDS, now)
-    registry = logs()
+    registry = files.logs
     log = registry.get(path)
     if log is None:
         log = registry[path] = AppendLog(path, mode)
