@@ -391,6 +391,8 @@ async def main() -> None:
                 f" | {append:>7.0f} {append / bare_rate:>5.2f} | {disk:>10.0f}",
                 flush=True,
             )
+            rounds = zip(rates["append"], rates["bare"], strict=True)  # the spread, not only the median
+            print(f"{'':<13}append / bare per round: {', '.join(f'{a / b:.2f}' for a, b in rounds)}", flush=True)
     finally:
         if broker is not None:
             broker.terminate()
