@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .groupcommit import make_folders
+
 MAX_BATCH = 4096  # lines per commit: bounds how long the first send of a batch waits
 IDLE_SECONDS = 600.0  # a file unused this long is closed and its keys forgotten
 SWEEP_EVERY = 60.0  # how often a send looks for idle files
@@ -182,14 +184,7 @@ class AppendLog:
 
     def _make_folders(self) -> None:
         """Create missing folders; the parent of each new one is flushed with the batch."""
-        folder, missing = self.path.parent, []
-        while not folder.is_dir():
-            missing.append(folder)
-            folder = folder.parent
-        for new in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                new.mkdir()
-            self.dirty.add(new.parent)
+        self.dirty.update(make_folders(self.path.parent))
         self.dirty.add(self.path.parent)  # the files may be created in it
 
     def _lock(self) -> None:

@@ -84,8 +84,9 @@ class Write:
     dirty: set[str] = field(default_factory=set)  # folders whose entries this write changed
 
 
-def _make_folders(folder: Path, dirty: set[str]) -> None:
-    """Create missing folders; each new folder's parent must be flushed as well."""
+def make_folders(folder: Path) -> list[Path]:
+    """Create missing folders; returns the parent of each new one, which must be
+    flushed as well (the new folder's name is an entry in it)."""
     missing: list[Path] = []
     while not folder.is_dir():
         missing.append(folder)
@@ -93,7 +94,7 @@ def _make_folders(folder: Path, dirty: set[str]) -> None:
     for new in reversed(missing):
         with contextlib.suppress(FileExistsError):
             new.mkdir()
-        dirty.add(str(new.parent))
+    return [new.parent for new in reversed(missing)]
 
 
 _TAG = secrets.token_hex(4)  # temporary names: a random part per process, then a counter
@@ -105,7 +106,7 @@ def write_temporary(write: Write, folders: set[Path] | None = None) -> None:
     to exist, sparing a `stat` per file (a folder removed since is made again)."""
     folder = write.path.parent
     if folders is None or folder not in folders:
-        _make_folders(folder, write.dirty)
+        write.dirty.update(str(parent) for parent in make_folders(folder))
         if folders is not None:
             folders.add(folder)
     tmp = f"{folder}/.{write.path.name}.{_TAG}{next(_COUNTER)}.part"
