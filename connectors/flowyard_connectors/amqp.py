@@ -42,7 +42,7 @@ from flowyard.templating import make_environment
 
 from .backoff import keep_running
 from .inflight import InFlight, until_failure
-from .tls import client_context, describe_tls, hung_up_without_certificate
+from .tls import check_tls_files, client_context, describe_tls, hung_up_without_certificate
 
 # aiormq reads these from the URL; one of them turns verification off
 TLS_QUERY = {"cafile", "capath", "cadata", "keyfile", "certfile", "no_verify_ssl"}
@@ -77,10 +77,7 @@ class AmqpConnection(Options):
 
     @model_validator(mode="after")
     def _tls_files(self) -> AmqpConnection:
-        if (self.ca_file or self.cert_file or self.key_file) and not self.uses_tls:
-            raise ValueError("ca_file, cert_file and key_file need `tls: true` (or an amqps:// URL)")
-        if self.key_file and not self.cert_file:
-            raise ValueError("key_file needs cert_file")
+        check_tls_files(self, self.uses_tls, "`tls: true` (or an amqps:// URL)")
         return self
 
     @property

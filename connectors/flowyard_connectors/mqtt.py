@@ -37,7 +37,7 @@ from flowyard.templating import make_environment
 
 from .backoff import keep_running
 from .inflight import InFlight, until_failure
-from .tls import client_context, describe_tls
+from .tls import check_tls_files, client_context, describe_tls
 
 REFUSALS = {
     4: "bad user name or password",
@@ -70,10 +70,7 @@ class MqttConnection(Options):
 
     @model_validator(mode="after")
     def _tls_files(self) -> MqttConnection:
-        if (self.ca_file or self.cert_file or self.key_file) and not self.tls:
-            raise ValueError("ca_file, cert_file and key_file need `tls: true`")
-        if self.key_file and not self.cert_file:
-            raise ValueError("key_file needs cert_file")
+        check_tls_files(self, self.tls)
         return self
 
 

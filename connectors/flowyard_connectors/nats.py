@@ -39,7 +39,7 @@ from flowyard.templating import make_environment
 
 from .backoff import keep_running
 from .inflight import InFlight
-from .tls import client_context, describe_tls
+from .tls import check_tls_files, client_context, describe_tls
 
 
 class NatsConnection(Options):
@@ -61,10 +61,7 @@ class NatsConnection(Options):
         for server in self.servers:
             if "@" in server.split("//", 1)[-1]:
                 raise ValueError("do not write credentials in server URLs; use username and password: ${secret:NAME}")
-        if (self.ca_file or self.cert_file or self.key_file) and not self.uses_tls:
-            raise ValueError("ca_file, cert_file and key_file need `tls: true` (or tls:// server URLs)")
-        if self.key_file and not self.cert_file:
-            raise ValueError("key_file needs cert_file")
+        check_tls_files(self, self.uses_tls, "`tls: true` (or tls:// server URLs)")
         return self
 
     @property

@@ -1,5 +1,5 @@
-"""TLS for broker clients: one way to build the client context and one way to say what
-went wrong, shared by the MQTT and NATS connectors.
+"""TLS for broker clients: one way to check the options, build the client context and
+say what went wrong, shared by the MQTT, NATS and AMQP connectors.
 
 Verification of the peer's chain and host name is always on; there is no option to
 turn it off (a plant network is not a reason to accept any certificate). The clients
@@ -24,6 +24,15 @@ class TlsFiles(Protocol):
 
     @property
     def key_file(self) -> str | None: ...
+
+
+def check_tls_files(options: TlsFiles, uses_tls: bool, enable: str = "`tls: true`") -> None:
+    """The connection models' shared rule: certificate files only with TLS, a key only
+    with its certificate."""
+    if (options.ca_file or options.cert_file or options.key_file) and not uses_tls:
+        raise ValueError(f"ca_file, cert_file and key_file need {enable}")
+    if options.key_file and not options.cert_file:
+        raise ValueError("key_file needs cert_file")
 
 
 def client_context(options: TlsFiles, context: FlowContext) -> ssl.SSLContext:

@@ -40,6 +40,16 @@ def flow_context(tmp_path: Path) -> Any:
     return context(tmp_path / "pki")  # paths in options are relative to the flow file, here the PKI folder
 
 
+async def delivers_with_a_certificate(src: Any, target: Any) -> None:
+    """With the client certificate the source connects and receives what the target sends."""
+    store = Collector()
+    async with Running(src, store):
+        await wait_for(lambda: src.health.connected, what="the connection with a client certificate")
+        await target.send(Message(payload=b"with-cert"), "k2")
+        await wait_for(lambda: store.payloads == [b"with-cert"])
+    await target.close()
+
+
 # ---------------------------------------------------------------- MQTT
 
 
@@ -96,16 +106,11 @@ async def test_mqtt_client_certificate(require_service: Any, tmp_path: Path, pki
         with pytest.raises(DeliveryError) as refused:
             await without.send(Message(payload=b"x"), "k")
         assert f"MQTT broker 127.0.0.1:{broker.port}" in str(refused.value) and "cert_file" in str(refused.value)
-        store = Collector()
         creds = {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client.key"}
         src = MqttSource(MqttSourceOptions(**mqtt(broker, **creds), topics=["t"], client_id="fy-mtls"),
                          flow_context(tmp_path))
         target = MqttTarget(MqttTargetOptions(**mqtt(broker, **creds), topic="t"), flow_context(tmp_path))
-        async with Running(src, store):
-            await wait_for(lambda: src.health.connected, what="the connection with a client certificate")
-            await target.send(Message(payload=b"with-cert"), "k2")
-            await wait_for(lambda: store.payloads == [b"with-cert"])
-        await target.close()
+        await delivers_with_a_certificate(src, target)
     finally:
         await broker.stop()
 
@@ -170,17 +175,12 @@ async def test_nats_client_certificate(require_service: Any, tmp_path: Path, pki
             await without.send(Message(payload=b"x"), "k")
         assert f"NATS tls://127.0.0.1:{server.port}" in str(refused.value) and "cert_file" in str(refused.value)
         creds = nats(server, ca_file="ca.pem", cert_file="client.pem", key_file="client.key")
-        store = Collector()
         src = NatsSource(
             NatsSourceOptions(**creds, stream="M", subject="m.>", durable="fy", create_stream=True),
             flow_context(tmp_path),
         )
         target = NatsTarget(NatsTargetOptions(**creds, subject="m.1"), flow_context(tmp_path))
-        async with Running(src, store):
-            await wait_for(lambda: src.health.connected, what="the connection with a client certificate")
-            await target.send(Message(payload=b"with-cert"), "k2")
-            await wait_for(lambda: store.payloads == [b"with-cert"])
-        await target.close()
+        await delivers_with_a_certificate(src, target)
     finally:
         await server.stop()
 
@@ -295,14 +295,9 @@ async def test_amqp_client_certificate(rabbit: tuple[str, int], amqp_queue: str,
         assert "set cert_file and key_file" in str(refused.value), refused.value
         await without.close()
         creds = amqp(proxy, ca_file="ca.pem", cert_file="client.pem", key_file="client.key")
-        store = Collector()
         src = AmqpSource(AmqpSourceOptions(**creds, queue=amqp_queue), amqp_context(tmp_path))
         target = AmqpTarget(AmqpTargetOptions(**creds, routing_key=amqp_queue), amqp_context(tmp_path))
-        async with Running(src, store):
-            await wait_for(lambda: src.health.connected, what="the connection with a client certificate")
-            await target.send(Message(payload=b"with-cert"), "k2")
-            await wait_for(lambda: store.payloads == [b"with-cert"])
-        await target.close()
+        await delivers_with_a_certificate(src, target)
     finally:
         await proxy.stop()
 
