@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-import msgspec
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -42,6 +41,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import TextClause
 
+from ..db import json_text
 from ..store.models import Attempt, DeadLetter, Delivery, StepTrace, StoredMessage
 
 TABLES: dict[str, Table] = {
@@ -148,14 +148,7 @@ def _rows(name: str, rows: list[dict[str, Any]]) -> str:
                     r[c] = base64.b64encode(value).decode("ascii")
             for c in text:
                 r[c] = without_nul(r.get(c))
-    return _json(rows)
-
-
-_encode = msgspec.json.Encoder(enc_hook=str).encode  # anything else as text, as before
-
-
-def _json(value: Any) -> str:
-    return _encode(value).decode()
+    return json_text(rows)
 
 
 def without_nul(value: Any) -> Any:
@@ -183,7 +176,7 @@ def commit(connection: Connection, worker: str, now: float,
         traces.extend(o.traces)
         dead.extend(o.dead_letters)
     held = connection.execute(statement(), {
-        "outcomes": _json(summary),
+        "outcomes": json_text(summary),
         "deliveries": _rows("deliveries", deliveries),
         "attempts": _rows("attempts", attempts),
         "traces": _rows("traces", traces),
