@@ -8,7 +8,6 @@ guards on every change. Errors are shown as plain sentences, never a traceback.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import secrets
@@ -29,6 +28,7 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.engine import Engine
 
 from flowyard import db
+from flowyard.heap import freeze_startup_objects
 from flowyard.secrets import redactor
 
 from . import auth, filters
@@ -45,16 +45,6 @@ def first_start(engine: Engine | None = None) -> str | None:
     """Create the first admin when the store has no user; returns the one-time password
     to print (None when users exist). `flowyard serve` calls this on start."""
     return auth.first_admin(engine or db.get_engine())
-
-
-def freeze_startup_objects() -> None:
-    """Keep the objects of start-up (modules, compiled templates, registries, the
-    runtime's loaded flows: most of the heap, and alive for good) out of the garbage
-    collector's full collections. A full collection runs every few hundred requests and
-    walked all of them, which was most of the worst preview latencies (issue #7's p95);
-    now it walks only what requests allocated since."""
-    gc.collect()
-    gc.freeze()
 
 
 def _secret(explicit: str | None) -> str:

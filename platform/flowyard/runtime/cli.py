@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlowyardError
+from ..heap import freeze_startup_objects
 from ..options import parse_duration
 from ..secrets import redactor
 
@@ -145,6 +146,7 @@ async def run_runtime(args: argparse.Namespace, *, with_ui: bool) -> int:
             log.info("first start: copied %d sample inputs into the flows' inboxes", len(copied))
     runtime = Runtime(store, config)
     await runtime.start()
+    freeze_startup_objects()  # here, not in Runtime: a test process must not freeze its heap
     try:
         if args.port:
             await serve_http(runtime, args, with_ui)
