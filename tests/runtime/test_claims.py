@@ -63,3 +63,74 @@ def test_claims_take_the_oldest_open_messages_first(request: pytest.FixtureReque
     second = queue.claim_messages(store.engine, "host:2:b", ["orders"], 50, 30)
     assert sorted(c.id for c in first) == sorted(waiting[:5])
     assert sorted(c.id for c in second) == sorted(waiting[5:])
+
+
+def hot_updates(store: Store, expected: int) -> tuple[int, int]:
+    """(updates, HOT updates) of fy_messages, once the server's statistics show `expected`
+    updates (a backend reports its counters when it goes idle, so they lag a little)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with store.engine.connect() as c:
+            row = c.execute(text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+                                 " WHERE relname = 'fy_messages'")).one()
+        if row[0] >= expected or time.monotonic() > deadline:
+            return int(row[0]), int(row[1])
+        time.sleep(0.1)
+
+
+def test_a_postgresql_claim_adds_no_index_entries(pg_store: Store) -> None:
+    """A claim changes only the lease: PostgreSQL writes it as a HOT update, on the same
+    page, with no new entry in any index of the table (before: 7 per message)."""
+    pg_store.accept_many([Message(payload=order(i), content_type="application/json",
+                                  flow="orders", flow_version="v1") for i in range(400)])
+    before, _ = hot_updates(pg_store, 0)
+    claimed = queue.claim_messages(pg_store.engine, "host:1:a", ["orders"], 400, 30)
+    assert len(claimed) == 400
+    updates, hot = hot_updates(pg_store, before + 400)
+    assert (updates - before, hot) == (400, 400)
+
+
+@pytest.mark.parametrize("backend", ["sqlite_store", "pg_store"])
+def test_a_claimed_message_shows_as_processing(request: pytest.FixtureRequest, backend: str) -> None:
+    """`processing` is not stored (the claim leaves `state` alone) but everything users see
+    shows it: a message's state, the filters, the counts, the dashboard, the metrics."""
+    from flowyard.runtime.metrics import Metrics
+
+    store: Store = request.getfixturevalue(backend)
+    ids = store.accept_many([Message(payload=order(i), content_type="application/json",
+                                     flow="orders", flow_version="v1") for i in range(3)])
+    claimed = queue.claim_messages(store.engine, "host:1:a", ["orders"], 2, 30)
+    held = {c.id for c in claimed}
+    waiting = set(ids) - held
+    shown = {m.id: m.state for m in store.list_messages(limit=10)}
+    assert shown == {**{i: "processing" for i in held}, **{i: "received" for i in waiting}}
+    assert {m.id for m in store.list_messages(state="processing")} == held
+    assert {m.id for m in store.list_messages(state="received")} == waiting
+    assert {m.id for m in store.list_messages(state=["received", "processing"])} == set(ids)
+    assert (store.count_messages(state="processing"), store.count_messages(state="received")) == (2, 1)
+    assert store.dashboard().states == {"processing": 2, "received": 1}
+    metrics = Metrics(store.engine).render().decode()
+    assert 'flowyard_backlog_messages{flow="orders",state="processing"} 2.0' in metrics
+    assert 'flowyard_backlog_messages{flow="orders",state="received"} 1.0' in metrics
+    assert queue.backlog(store.engine) == {"orders": 3}
+    with store.engine.connect() as c:  # stored: unchanged by the claim
+        assert set(c.execute(text("SELECT DISTINCT state FROM fy_messages")).scalars()) == {"received"}
+    assert queue.release(store.engine, ["host:1:a"]) == 2
+    assert store.count_messages(state="received") == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite_store", "pg_store"])
+def test_messages_a_store_before_0008_left_processing(request: pytest.FixtureRequest, backend: str) -> None:
+    """A store upgraded while a worker of the previous version held messages has them
+    with `state = 'processing'`: they show as such, and are taken over once their lease
+    lapses, like any other."""
+    store: Store = request.getfixturevalue(backend)
+    live, lapsed = store.accept_many([Message(payload=order(i), content_type="application/json",
+                                              flow="orders", flow_version="v1") for i in range(2)])
+    now = time.time()
+    with store.engine.begin() as c:
+        for message_id, until in ((live, now + 60), (lapsed, now - 1)):
+            c.execute(update(StoredMessage).where(StoredMessage.id == message_id)
+                      .values(state="processing", lease_owner="old:1:x", lease_until=until))
+    assert store.count_messages(state="processing") == 2
+    assert [c.id for c in queue.claim_messages(store.engine, "host:1:a", ["orders"], 10, 30)] == [lapsed]

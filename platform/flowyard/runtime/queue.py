@@ -4,7 +4,7 @@ A worker claims messages (and delivery retries) with one UPDATE over a sub-selec
 PostgreSQL runs `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint rows
 without waiting for each other (SQLite has a single writer; the same statement is
 atomic there). A claim sets `lease_owner`, `lease_until` and increments
-`lease_token`. The heartbeat pushes `lease_until` forward while the worker lives.
+`lease_token`; it leaves `state` alone (see `StoredMessage.shown_state`). The heartbeat pushes `lease_until` forward while the worker lives.
 
 Every commit is fenced: the row is updated only `WHERE lease_token = <claimed token>
 AND lease_owner = <me> AND lease_until >= now`. A worker that was paused or cut off
@@ -42,6 +42,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 from ..store.api import write_transaction
 from ..store.models import (
     CLAIMABLE_SQL,
+    CLAIMABLE_STATES,
     OPEN_INDEX,
     Attempt,
     DeadLetter,
@@ -158,13 +159,13 @@ def claimable(flows: Sequence[str], limit: int, now: float, dialect: str) -> Sel
     if dialect == "sqlite":
         return text(
             f"SELECT id FROM {m.__tablename__} INDEXED BY {OPEN_INDEX} WHERE flow IN :flows"
-            f" AND {CLAIMABLE_SQL} AND (state = 'received' OR (state = 'processing' AND lease_until < :now))"
+            f" AND {CLAIMABLE_SQL} AND (lease_owner IS NULL OR lease_until < :now)"
             " ORDER BY created_at LIMIT :limit"
         ).bindparams(bindparam("flows", list(flows), expanding=True), now=now, limit=limit).columns(m.id)
     return select(m.id).where(
         m.flow.in_(list(flows)),
         text(CLAIMABLE_SQL),
-        or_(m.state == "received", and_(m.state == "processing", m.lease_until < now)),
+        or_(m.lease_owner.is_(None), m.lease_until < now),
     ).order_by(m.created_at).limit(limit).with_for_update(skip_locked=True)
 
 
@@ -178,7 +179,7 @@ def claim_messages(
     stmt = (
         update(m)
         .where(m.id.in_(claimable(flows, limit, now, engine.dialect.name)))
-        .values(state="processing", lease_owner=worker, lease_until=now + ttl,
+        .values(lease_owner=worker, lease_until=now + ttl,  # not `state`: see shown_state
                 lease_token=m.lease_token + 1, updated_at=now)
         .returning(m.id, m.lease_token, m.correlation_id, m.flow, m.flow_version,
                    m.content_type, m.payload, m.source, m.headers, m.attempt, m.replay_of,
@@ -378,15 +379,16 @@ def renew_leases(engine: Engine, worker: str, ttl: float, message_ids: Sequence[
     alive forever); also records the worker's heartbeat."""
     now = time.time()
     renewed = 0
-    leased: tuple[tuple[type[StoredMessage] | type[Delivery], str, Sequence[Any]], ...] = (
-        (StoredMessage, "processing", message_ids), (Delivery, "sending", delivery_ids))
+    leased: tuple[tuple[type[StoredMessage] | type[Delivery], Sequence[str], Sequence[Any]], ...] = (
+        (StoredMessage, CLAIMABLE_STATES, message_ids), (Delivery, ("sending",), delivery_ids))
     with write_transaction(engine) as connection:
         no_flush(connection)
-        for table, state, ids in leased:
+        for table, states, ids in leased:
             if ids:
                 renewed += connection.execute(
                     update(table)
-                    .where(table.lease_owner == worker, table.state == state, table.id.in_(list(ids)))
+                    .where(table.lease_owner == worker, table.state.in_(states),
+                           table.id.in_(list(ids)))
                     .values(lease_until=now + ttl)
                     .execution_options(synchronize_session=False)
                 ).rowcount or 0
@@ -409,7 +411,7 @@ def release(engine: Engine, owners: Sequence[str]) -> int:
         a = connection.execute(
             update(StoredMessage)
             .where(StoredMessage.lease_owner.in_(list(owners)),
-                   StoredMessage.state == "processing")
+                   StoredMessage.state.in_(CLAIMABLE_STATES))
             .values(state="received", lease_owner=None, lease_until=None, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -484,7 +486,7 @@ def backlog(engine: Engine) -> dict[str, int]:
     m = StoredMessage
     with engine.connect() as connection:
         rows = connection.execute(
-            select(m.flow, func.count()).where(m.state.in_(("received", "processing")))
+            select(m.flow, func.count()).where(m.state.in_(CLAIMABLE_STATES))
             .group_by(m.flow)
         ).all()
     return {flow: int(count) for flow, count in rows}

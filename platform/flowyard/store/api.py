@@ -296,7 +296,7 @@ class ReplayResult:
 def _summary(m: StoredMessage) -> MessageSummary:
     return MessageSummary(
         id=m.id, correlation_id=m.correlation_id, flow=m.flow, flow_version=m.flow_version,
-        state=m.state, content_type=m.content_type, size=m.size, source=m.source or {},
+        state=m.shown_state, content_type=m.content_type, size=m.size, source=m.source or {},
         plant=m.plant, partner=m.partner, created_at=m.created_at, updated_at=m.updated_at,
         finished_at=m.finished_at, error=redactor.redact(m.error) if m.error else None,
         error_step=m.error_step, attempt=m.attempt, outputs=m.outputs, replay_of=m.replay_of,
@@ -479,7 +479,7 @@ class Store:
             query = query.where(StoredMessage.flow == flow)
         if state:
             states = [state] if isinstance(state, str) else list(state)
-            query = query.where(StoredMessage.state.in_(states))
+            query = query.where(StoredMessage.shown_state_in(states))
         if plant:
             query = query.where(StoredMessage.plant == plant)
         if partner:
@@ -508,7 +508,7 @@ class Store:
         if flow:
             query = query.where(StoredMessage.flow == flow)
         if state:
-            query = query.where(StoredMessage.state == state)
+            query = query.where(StoredMessage.shown_state_in([state]))
         with self.session() as session:
             return int(session.scalar(query) or 0)
 
@@ -792,10 +792,10 @@ class Store:
         with self.session() as session:
             per_flow: dict[str, FlowCounts] = {}
             states: dict[str, int] = {}
+            shown = StoredMessage.shown_state
             rows = session.execute(
-                select(StoredMessage.flow, StoredMessage.state, func.count(),
-                       func.max(StoredMessage.created_at))
-                .group_by(StoredMessage.flow, StoredMessage.state)
+                select(StoredMessage.flow, shown, func.count(), func.max(StoredMessage.created_at))
+                .group_by(StoredMessage.flow, shown)
             )
             for flow_name, state, count, last in rows:
                 fc = per_flow.setdefault(flow_name, FlowCounts(flow_name, {}, 0, None))
