@@ -32,9 +32,9 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     case,
-    or_,
     false,
     literal_column,
+    or_,
     text,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
@@ -142,7 +142,7 @@ class StoredMessage(Base):
         """`shown_state IN states`, written so that the state index still serves it."""
         wanted = set(states)
         stored = sorted(wanted - set(CLAIMABLE_STATES))
-        conditions = [cls.state.in_(stored)] if stored else []
+        conditions: list[ColumnElement[bool]] = [cls.state.in_(stored)] if stored else []
         if wanted.issuperset(CLAIMABLE_STATES):
             conditions.append(cls.state.in_(CLAIMABLE_STATES))
         elif "received" in wanted:
