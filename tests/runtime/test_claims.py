@@ -3,7 +3,9 @@ batch, not the history of done messages or the backlog (no sort of the open mess
 
 from __future__ import annotations
 
+import re
 import time
+from typing import Any
 
 import pytest
 from rthelp import order
@@ -132,3 +134,43 @@ def test_messages_a_store_before_0008_left_processing(request: pytest.FixtureReq
                       .values(state="processing", lease_owner="old:1:x", lease_until=until))
     assert store.count_messages(state="processing") == 2
     assert [c.id for c in queue.claim_messages(store.engine, "host:1:a", ["orders"], 10, 30)] == [lapsed]
+
+
+def generic_plan(connection: Connection, statement: Any) -> str:
+    """EXPLAIN of `statement` as the server runs a prepared statement after a few
+    executions: one generic plan for any parameter values (psycopg prepares repeated
+    statements), so a partial index must be usable without knowing them."""
+    compiled = statement.compile(connection, compile_kwargs={"render_postcompile": True})
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        names.append(match.group(1))
+        return f"${len(names)}"
+
+    sql = re.sub(r"%\((\w+)\)s", placeholder, str(compiled.string))
+    values = ", ".join(repr(compiled.params[n]) for n in names)  # str and number literals
+    connection.execute(text(f"PREPARE q AS {sql}"))
+    connection.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+    try:
+        return "\n".join(row[0] for row in connection.execute(text(f"EXPLAIN EXECUTE q({values})")))
+    finally:
+        connection.execute(text("DEALLOCATE q"))
+
+
+def test_postgresql_claims_use_the_partial_indexes_in_a_generic_plan(pg_store: Store) -> None:
+    history(pg_store, done=2000, open_=100)
+    with pg_store.engine.begin() as c:  # 30,000 deliveries made, 100 waiting for a retry
+        c.execute(text(
+            "INSERT INTO fy_deliveries (message_id, output_index, output_id, target, endpoint,"
+            " idempotency_key, flow, flow_version, state, attempts, next_at, content_type, meta,"
+            " detail, created_at, updated_at, lease_token)"
+            " SELECT (SELECT min(id) FROM fy_messages), 0, n, 'out', '', n, 'orders', '',"
+            " CASE WHEN n % 300 = 0 THEN 'pending' ELSE 'done' END, 1, n, 'application/json',"
+            " '{}', '{}', 0, 0, 0 FROM generate_series(1, 30000) AS n"))
+        c.execute(text("ANALYZE"))
+        queue.no_flush(c, ordered_scan=True)
+        now = time.time()
+        messages = generic_plan(c, queue.claimable(["orders"], 50, now, "postgresql"))
+        deliveries = generic_plan(c, queue.retryable(["orders"], 50, now))
+    assert OPEN_INDEX in messages and "Sort" not in messages, messages
+    assert "ix_fy_deliveries_state_next" in deliveries and "Seq Scan" not in deliveries, deliveries

@@ -14,10 +14,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
-from ..store.models import OPEN_STATES, DeadLetter, Delivery, StoredMessage
+from ..store.models import OPEN_DELIVERIES_SQL, OPEN_STATES, DeadLetter, Delivery, StoredMessage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -53,7 +53,7 @@ class StoreCollector(Collector):
                     backlog.add_metric([flow, state], count)
                 for flow, target, count in c.execute(
                     select(Delivery.flow, Delivery.target, func.count())
-                    .where(Delivery.state.in_(("pending", "sending")))
+                    .where(text(OPEN_DELIVERIES_SQL))
                     .group_by(Delivery.flow, Delivery.target)
                 ):
                     pending.add_metric([flow, target], count)

@@ -43,6 +43,7 @@ from ..store.api import write_transaction
 from ..store.models import (
     CLAIMABLE_SQL,
     CLAIMABLE_STATES,
+    OPEN_DELIVERIES_SQL,
     OPEN_INDEX,
     Attempt,
     DeadLetter,
@@ -197,6 +198,20 @@ def claim_messages(
     return claimed
 
 
+def retryable(flows: Sequence[str], limit: int, now: float) -> Select[int]:
+    """The ids of the deliveries due for an attempt (or whose lease lapsed), locked. The
+    open states are written out (`OPEN_DELIVERIES_SQL`): on PostgreSQL only the open
+    deliveries are indexed, and a prepared statement's generic plan can use that index
+    only where the query names its condition literally."""
+    d = Delivery
+    return select(d.id).where(
+        d.flow.in_(list(flows)),
+        text(OPEN_DELIVERIES_SQL),
+        or_(and_(d.state == "pending", d.next_at <= now),
+            and_(d.state == "sending", d.lease_until < now)),
+    ).order_by(d.next_at).limit(limit).with_for_update(skip_locked=True)
+
+
 def claim_deliveries(
     engine: Engine, worker: str, flows: Sequence[str], limit: int, ttl: float
 ) -> list[ClaimedDelivery]:
@@ -204,14 +219,9 @@ def claim_deliveries(
         return []
     now = time.time()
     d = Delivery
-    ready = select(d.id).where(
-        d.flow.in_(list(flows)),
-        or_(and_(d.state == "pending", d.next_at <= now),
-            and_(d.state == "sending", d.lease_until < now)),
-    ).order_by(d.next_at).limit(limit).with_for_update(skip_locked=True)
     stmt = (
         update(d)
-        .where(d.id.in_(ready.scalar_subquery()))
+        .where(d.id.in_(retryable(flows, limit, now).scalar_subquery()))
         .values(state="sending", lease_owner=worker, lease_until=now + ttl,
                 lease_token=d.lease_token + 1, updated_at=now)
         .returning(d.id, d.lease_token, d.message_id, d.output_id, d.target, d.endpoint,

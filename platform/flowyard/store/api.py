@@ -38,6 +38,7 @@ from ..errors import FlowyardError
 from ..message import Message
 from ..secrets import redactor
 from .models import (
+    OPEN_DELIVERIES_SQL,
     OPEN_STATES,
     Attempt,
     DeadLetter,
@@ -813,7 +814,7 @@ class Store:
             )
             pending = session.scalar(
                 select(func.count()).select_from(Delivery)
-                .where(Delivery.state.in_(("pending", "sending")))
+                .where(text_sql(OPEN_DELIVERIES_SQL))
             )
             received = session.scalar(
                 select(func.count()).select_from(StoredMessage)

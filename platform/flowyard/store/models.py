@@ -48,6 +48,9 @@ OPEN_STATES = ("received", "processing", "delivering")
 CLAIMABLE_STATES = ("received", "processing")  # stored `processing`: rows of a store before 0008
 CLAIMABLE_SQL = "state IN ('received', 'processing')"  # what a claim looks at (a lease may have lapsed)
 OPEN_INDEX = "ix_fy_messages_open_created"  # the claimable messages by age
+# the deliveries still to make, written out (not bound) wherever a query looks for them, so
+# that PostgreSQL can use the partial index on them in a prepared, generic plan too
+OPEN_DELIVERIES_SQL = "state IN ('pending', 'sending')"
 
 
 class Deployment(Base):
@@ -104,7 +107,7 @@ class StoredMessage(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     plant: Mapped[str] = mapped_column(String(100), default="")
     partner: Mapped[str] = mapped_column(String(100), default="")
-    replay_of: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    replay_of: Mapped[str | None] = mapped_column(String(64), nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # processing attempts so far
     outputs: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -157,6 +160,8 @@ class StoredMessage(Base):
         Index("ix_fy_messages_created_at", "created_at"),  # newest first, unfiltered (UI)
         Index(OPEN_INDEX, "created_at",  # claims: the oldest open ones
               postgresql_where=text(CLAIMABLE_SQL), sqlite_where=text(CLAIMABLE_SQL)),
+        Index("ix_fy_messages_replay_of", "replay_of",  # partial: see migration 0008
+              postgresql_where=text("replay_of IS NOT NULL")),
     )
 
 
@@ -192,7 +197,8 @@ class Delivery(Base):
 
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_fy_deliveries_idempotency_key"),
-        Index("ix_fy_deliveries_state_next", "state", "next_at"),
+        Index("ix_fy_deliveries_state_next", "state", "next_at",  # partial: see migration 0008
+              postgresql_where=text(OPEN_DELIVERIES_SQL)),
     )
 
 
