@@ -186,7 +186,7 @@ class FileTarget(Target[FileTargetOptions]):
             payload = message.payload_bytes() if message.is_bytes else to_json_line(message.payload)
             return await self.append(self.append_path(name), payload, idempotency_key)
         path = inside(self.root, name)
-        if path.exists() and not self.options.overwrite:
+        if not self.options.overwrite and path.exists():  # a stat only where it matters
             raise DeliveryError(f"file {name} exists and overwrite is off", retryable=False)
         payload = message.payload_bytes()
         try:

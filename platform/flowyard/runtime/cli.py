@@ -35,7 +35,8 @@ def register(sub: Any) -> None:
                        help="HTTP port for the UI, /metrics and /hooks/FLOW"
                        + ("" if name == "serve" else " (default: no HTTP server)"))
         p.add_argument("--processors", type=int, default=2, help="concurrent processing loops")
-        p.add_argument("--batch", type=int, default=50, help="messages claimed at once")
+        p.add_argument("--batch", type=int, default=200,
+                       help="messages claimed at once (default 200)")
         p.add_argument("--no-sources", action="store_true",
                        help="process and deliver only; run no source here")
         p.add_argument("--trace", choices=("all", "failed", "none"), default="all",
