@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.selectable import TextualSelect
 
-from ..store.api import write_transaction
+from ..store.api import announce_work, write_transaction
 from ..store.models import (
     CLAIMABLE_SQL,
     CLAIMABLE_STATES,
@@ -434,6 +434,8 @@ def release(engine: Engine, owners: Sequence[str]) -> int:
             .values(state="pending", lease_owner=None, lease_until=None, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
+        if a or b:
+            announce_work(connection)
     return int(a or 0) + int(b or 0)
 
 

@@ -35,7 +35,7 @@ from ..flow import StepSpec
 from ..message import Message
 from ..secrets import Secrets, redactor
 from ..store.api import Store, reason_kind
-from . import queue, shared_breakers
+from . import queue, shared_breakers, wakeups
 from .flows import LoadedFlow, LoadedTarget, compile_flow, file_kind, flow_files, open_source
 from .logs import fields
 from .metrics import Metrics
@@ -102,6 +102,7 @@ class Runtime:
         self.locks = SourceLocks(self.engine, data_dir() / "locks")
         self.writer = AcceptWriter(store)
         self.wake = asyncio.Event()
+        self.listener: asyncio.Task[None] | None = None  # new work stored by other processes
         self.tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self.stopped = asyncio.Event()
@@ -134,6 +135,9 @@ class Runtime:
                  self.maintenance_loop(), self.breaker_loop()]
         loops += [self.process_loop(i) for i in range(self.config.processors)]
         self.tasks = [asyncio.create_task(c) for c in loops]
+        url = wakeups.listening_url(self.engine)
+        if url is not None:
+            self.listener = asyncio.create_task(wakeups.listen(url, self.wake.set))
         log.info("runtime %s started with %d flows", self.worker, len(self.current),
                  extra={"worker": self.worker})
 
@@ -145,6 +149,9 @@ class Runtime:
             return
         self.closing = True
         self.stopping.set()
+        if self.listener is not None:
+            self.listener.cancel()
+            await asyncio.gather(self.listener, return_exceptions=True)
         deadline = time.monotonic() + 5
         while self.inflight_accepts and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

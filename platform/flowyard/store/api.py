@@ -79,6 +79,16 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+NEW_WORK_CHANNEL = "flowyard_work"
+
+
+def announce_work(connection: Connection) -> None:
+    """On PostgreSQL, tell the workers listening (`runtime.wakeups`) that this
+    transaction stored work, once it commits (PostgreSQL holds a NOTIFY until then)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text_sql(f"NOTIFY {NEW_WORK_CHANNEL}"))
+
+
 class StoreError(FlowyardError):
     """A store command could not be carried out (unknown id, no such version...)."""
 
@@ -446,6 +456,7 @@ class Store:
                     if fresh:
                         connection.execute(insert(StoredMessage),
                                            [message_row(m, now) for m in fresh])
+                        announce_work(connection)
                     if keys:
                         connection.execute(insert(SourceKey), keys)
                 return len(fresh)
