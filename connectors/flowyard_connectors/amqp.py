@@ -38,7 +38,7 @@ from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import redactor
 from flowyard.step import FlowContext
-from flowyard.templating import make_environment
+from flowyard.templating import TextTemplate
 
 from .backoff import keep_running
 from .inflight import InFlight, until_failure
@@ -269,9 +269,7 @@ class AmqpSource(Source[AmqpSourceOptions]):
 class AmqpTarget(Target[AmqpTargetOptions]):
     def __init__(self, options: AmqpTargetOptions, context: FlowContext) -> None:
         super().__init__(options, context)
-        self.routing_key = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(
-            options.routing_key
-        )
+        self.routing_key = TextTemplate(options.routing_key)
         self.connection: aio_pika.abc.AbstractConnection | AbstractRobustConnection | None = None
         self.exchange: aio_pika.abc.AbstractExchange | None = None
         self.channel: aio_pika.abc.AbstractChannel | None = None

@@ -33,7 +33,7 @@ from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard.options import Duration, Options
 from flowyard.step import FlowContext
-from flowyard.templating import make_environment
+from flowyard.templating import TextTemplate
 
 from . import appendlog
 from .groupcommit import GroupCommit, Write
@@ -163,7 +163,7 @@ class FileTarget(Target[FileTargetOptions]):
     def __init__(self, options: FileTargetOptions, context: FlowContext) -> None:
         super().__init__(options, context)
         self.root = context.resolve_path(options.path)
-        self.template = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(options.name)
+        self.template = TextTemplate(options.name)
         self.fixed_name = options.name.strip() if "{" not in options.name else None  # nothing to render
         self.commits = GroupCommit()  # sends in flight share one flush
         self.appended: set[Path] = set()  # append mode: the files this target has used

@@ -33,7 +33,7 @@ from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import redactor
 from flowyard.step import FlowContext
-from flowyard.templating import make_environment
+from flowyard.templating import TextTemplate
 
 from .backoff import keep_running
 from .inflight import InFlight, until_failure
@@ -223,7 +223,7 @@ class MqttSource(Source[MqttSourceOptions]):
 class MqttTarget(Target[MqttTargetOptions]):
     def __init__(self, options: MqttTargetOptions, context: FlowContext) -> None:
         super().__init__(options, context)
-        self.topic = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(options.topic)
+        self.topic = TextTemplate(options.topic)
         self.client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
 

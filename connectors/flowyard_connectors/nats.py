@@ -35,7 +35,7 @@ from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import redactor
 from flowyard.step import FlowContext
-from flowyard.templating import make_environment
+from flowyard.templating import TextTemplate
 
 from .backoff import keep_running
 from .inflight import InFlight
@@ -247,7 +247,7 @@ class NatsSource(Source[NatsSourceOptions]):
 class NatsTarget(Target[NatsTargetOptions]):
     def __init__(self, options: NatsTargetOptions, context: FlowContext) -> None:
         super().__init__(options, context)
-        self.subject = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(options.subject)
+        self.subject = TextTemplate(options.subject)
         self.client: NatsClient | None = None
         self._lock = asyncio.Lock()
 

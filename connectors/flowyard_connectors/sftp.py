@@ -35,7 +35,7 @@ from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import redactor
 from flowyard.step import FlowContext
-from flowyard.templating import make_environment
+from flowyard.templating import TextTemplate
 
 from .backoff import ConnectError, keep_running
 from .file import EXTENSIONS
@@ -286,7 +286,7 @@ class SftpTarget(Target[SftpTargetOptions]):
         super().__init__(options, context)
         self.session = _Session(options, context)
         self.root = posixpath.normpath(options.path)
-        self.template = make_environment(autoescape=False, time_limit=1.0, max_output=1024).from_string(options.name)
+        self.template = TextTemplate(options.name)
         self._lock = asyncio.Lock()
 
     def file_name(self, message: Message, key: str) -> str:

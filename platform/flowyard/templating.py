@@ -22,7 +22,7 @@ Filters (examples in docs/reference.md):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from itertools import islice
@@ -191,6 +191,80 @@ def make_environment(
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+_PLAIN = (str, int, float)  # bool is an int
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # `d.items` is the method in Jinja, not d["items"]
+_MISSING = object()
+
+
+def substitution(env: FlowEnvironment, source: str) -> Callable[[Mapping[str, Any]], str | None] | None:
+    """A faster renderer for a template made only of text and `{{ name }}` or
+    `{{ name.key.key }}` (a file name, a routing key, a small JSON document), or None for
+    any other template.
+
+    Rendering such a template through Jinja's runtime (a context per call, the sandbox's
+    attribute lookup, the output generator) took 10-12 us per message; this takes 2. The
+    result is what Jinja gives, or None where it might not be (the caller then renders
+    with Jinja): only values that are text or numbers, found among the variables and as
+    keys of plain dicts, and only without autoescaping (which would escape them)."""
+    from jinja2 import nodes
+
+    if env.autoescape:
+        return None
+    body = env.parse(source).body
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return None
+    parts: list[str | tuple[str, ...]] = []
+    for node in body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append(node.data)
+            continue
+        path: list[str] = []
+        while isinstance(node, nodes.Getattr):
+            path.append(node.attr)
+            node = node.node
+        if not isinstance(node, nodes.Name) or any(p in _DICT_ATTRIBUTES for p in path):
+            return None
+        parts.append((node.name, *reversed(path)))
+    limit = env.max_output
+
+    def render(variables: Mapping[str, Any]) -> str | None:
+        out: list[str] = []
+        for part in parts:
+            if type(part) is str:
+                out.append(part)
+                continue
+            value: Any = variables.get(part[0], _MISSING)
+            for key in part[1:]:  # Jinja tries an attribute first: plain dicts have none
+                if type(value) is not dict or key not in value:
+                    return None
+                value = value[key]
+            if not isinstance(value, _PLAIN):  # also a missing name: Jinja says what it is
+                return None
+            out.append(value if type(value) is str else str(value))
+        text = "".join(out)
+        return text if len(text) <= limit else None  # Jinja's path says what is wrong
+
+    return render
+
+
+class TextTemplate:
+    """A short template that a connector renders for every message (a file name, a topic,
+    a subject, a routing key): Jinja in the sandbox, 1 s and 1,024 characters at most,
+    through `substitution` where the template allows it."""
+
+    def __init__(self, source: str) -> None:
+        env = make_environment(autoescape=False, time_limit=1.0, max_output=1024)
+        self.template = env.from_string(source)
+        self.fast = substitution(env, source)
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        """As Jinja's `Template.render`: a dict of variables, or them as keywords."""
+        variables = dict(*args, **kwargs)
+        if self.fast is not None and (text := self.fast(variables)) is not None:
+            return text
+        return self.template.render(variables)
 
 
 def template_line(tb: TracebackType | None, template: Template) -> int | None:

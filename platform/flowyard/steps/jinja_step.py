@@ -11,7 +11,7 @@ from ..errors import InputLocation, StepError
 from ..message import Message
 from ..options import Options
 from ..step import FlowContext, OptionError, Step
-from ..templating import RenderLimitError, make_environment, template_line
+from ..templating import RenderLimitError, make_environment, substitution, template_line
 
 INLINE = "<template>"
 
@@ -82,6 +82,7 @@ class Jinja(Step):
             raise OptionError(f"template file {options.template_file!r} not found beside the flow", "template_file") from exc
         self._new_context = self.template.new_context
         self._render = self.template.root_render_func
+        self._fast = substitution(self.env, options.template) if options.template is not None else None
 
     def _lookup(self, code: Any, table: str, *default: Any) -> Any:
         try:
@@ -96,6 +97,8 @@ class Jinja(Step):
         variables = dict(data) if isinstance(data, dict) else {}
         variables["data"] = data
         variables["message"] = metadata
+        if self._fast is not None and (fast := self._fast(variables)) is not None:
+            return fast
         context = self._new_context(variables)
         text: str = self.env.render_limited(lambda: self._render(context))
         return text
