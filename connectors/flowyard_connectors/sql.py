@@ -211,14 +211,25 @@ class SqlSource(Source[SqlSourceOptions]):
                     content_type="application/json",
                     source={"connector": "sql", "rows": len(records), "watermark": previous},
                 )
+                nxt = await asyncio.to_thread(rows.peek_value, column)
                 await accept(message)
                 count += len(records)
-                nxt = await asyncio.to_thread(rows.peek_value, column)
                 if nxt is _END or nxt != previous:  # a tie group is complete: safe to move on
-                    await self.state.set(self.key, json.dumps(previous))
+                    await self.keep_watermark(previous)
             return count
         finally:
             await asyncio.to_thread(_close, result, conn)
+
+    async def keep_watermark(self, value: Any) -> None:
+        """Save the watermark of rows just stored, even when the source is being stopped
+        (cancelled) meanwhile: the save finishes first. Cancelled between the store and
+        the save, the next start read those rows again and stored them twice."""
+        save = asyncio.ensure_future(self.state.set(self.key, json.dumps(value)))
+        try:
+            await asyncio.shield(save)
+        except asyncio.CancelledError:
+            await save
+            raise
 
     async def session(self, accept: Accept) -> None:
         while True:

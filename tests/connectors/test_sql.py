@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -132,6 +133,29 @@ async def test_source_batches_and_keeps_the_watermark(db: Db, tmp_path: Path) ->
     async with Running(source(db, tmp_path, batch=2), store2):
         await wait_for(lambda: len(delivered(store2)) == 1, what="only the new row")
     assert delivered(store2) == [7]
+
+
+async def test_a_source_stopped_right_after_a_store_keeps_its_watermark(db: Db, tmp_path: Path) -> None:
+    """The runtime stops a source by cancelling it; landing just after a message was
+    stored, the stop used to skip the watermark's save, and the next start stored the
+    same rows again."""
+    insert(db, (1, "PO1", 5, "2026-11-01 08:00:00"), (2, "PO2", 1, "2026-11-02 09:00:00"))
+
+    class StopsAfterStoring(Collector):
+        async def __call__(self, message: Message) -> None:
+            await super().__call__(message)
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # the stop arrives now, with the message stored
+
+    first = source(db, tmp_path, batch=1)
+    with pytest.raises(asyncio.CancelledError):
+        await first.poll_once(StopsAfterStoring())
+    await first.close()
+    store = Collector()
+    async with Running(source(db, tmp_path, batch=1), store):
+        await wait_for(lambda: len(delivered(store)) >= 1, what="the next row")
+    assert delivered(store) == [2]
 
 
 async def test_ties_are_not_skipped_when_the_store_fails_midway(db: Db, tmp_path: Path) -> None:
