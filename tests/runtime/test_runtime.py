@@ -239,3 +239,44 @@ targets:
     assert len(list((flows / "all").iterdir())) == 3
     big = sorted(json.loads(p.read_text())["n"] for p in (flows / "big").iterdir())
     assert big == [2, 3]
+
+
+async def test_a_delivery_keeps_the_data_for_its_retries_only(
+        tmp_path: Path, sqlite_store: Store) -> None:
+    """The data behind an output travels with a delivery that will be retried (a name
+    template reads it), and is not stored with one that is finished."""
+    from sqlalchemy import select
+
+    from flowyard.store.models import Delivery
+
+    flows = tmp_path / "flows"
+    blocked = tmp_path / "out"
+    blocked.write_text("a file where the target's folder should be")
+    write_flow(flows, targets=f"""\
+  - file: {{path: {blocked}, name: "order-{{{{ data.id }}}}.json"}}
+    retry: {{attempts: 50, backoff: 50ms, max_backoff: 100ms}}
+""")
+    (flows / "inbox" / "o1.json").write_bytes(order(1))
+    runtime = Runtime(sqlite_store, config(flows))
+    await runtime.start()
+    try:
+        await until(lambda: sqlite_store.count_messages(state="delivering") == 1,
+                    what="the delivery waiting for a retry")
+        with sqlite_store.session() as session:
+            waiting = session.scalars(select(Delivery.meta)).one()
+        assert waiting["last_data"] == {"id": 1, "qty": 2}
+        blocked.unlink()
+        await until(lambda: sqlite_store.count_messages(state="done") == 1, what="delivered")
+    finally:
+        await runtime.stop()
+    assert json.loads((blocked / "order-1.json").read_bytes()) == {"order": 1, "qty": 2}
+    (flows / "inbox" / "o2.json").write_bytes(order(2))
+    runtime = Runtime(sqlite_store, config(flows))
+    await runtime.start()
+    try:
+        await until(lambda: sqlite_store.count_messages(state="done") == 2, what="the second")
+    finally:
+        await runtime.stop()
+    with sqlite_store.session() as session:
+        metas = list(session.scalars(select(Delivery.meta).order_by(Delivery.id)))
+    assert "last_data" not in metas[1] and metas[1]["id"]  # done at once: no data kept

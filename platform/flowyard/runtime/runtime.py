@@ -603,6 +603,8 @@ class Runtime:
         state, attempts, next_at, error, detail, attempt_row = result
         row.update(state=state, attempts=attempts, next_at=next_at, last_error=error,
                    detail=detail or {})
+        if state != "pending":  # the data is kept for retries only: none will come
+            row["meta"].pop("last_data", None)
         if attempt_row is not None:
             outcome.attempts.append(attempt_row)
         if state == "dead":
