@@ -4,7 +4,8 @@ A worker claims messages (and delivery retries) with one UPDATE over a sub-selec
 PostgreSQL runs `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint rows
 without waiting for each other (SQLite has a single writer; the same statement is
 atomic there). A claim sets `lease_owner`, `lease_until` and increments
-`lease_token`; it leaves `state` alone (see `StoredMessage.shown_state`). The heartbeat pushes `lease_until` forward while the worker lives.
+`lease_token`; it leaves `state` alone (see `StoredMessage.shown_state`). The heartbeat
+pushes `lease_until` forward while the worker lives.
 
 Every commit is fenced: the row is updated only `WHERE lease_token = <claimed token>
 AND lease_owner = <me> AND lease_until >= now`. A worker that was paused or cut off
