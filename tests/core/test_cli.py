@@ -157,3 +157,16 @@ def test_trying_flows_leaves_the_store_alone(tmp_path: Path) -> None:
     result = flowyard("run", asn, "--input", str(ROOT / "examples/x12/856-supplierx-2cartons.edi"), "--dry-run", "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / ".flowyard").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--batch", "0", "--batch: 0 is too small: it must be 1 or more"),
+    ("--processors", "-2", "--processors: -2 is too small"),
+    ("--batch", "many", "--batch: 'many' is not a whole number"),
+    ("--lease", "0", "--lease: 0 seconds: a lease must last some time"),
+])
+def test_a_worker_refuses_counts_that_would_stop_it_working(option: str, value: str, says: str) -> None:
+    result = flowyard("worker", option, value)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr
+    assert_no_traceback(result)

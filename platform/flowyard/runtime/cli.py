@@ -23,6 +23,27 @@ from ..secrets import redactor
 log = logging.getLogger("flowyard.runtime")
 
 
+def at_least_one(text: str) -> int:
+    """A count that must be 1 or more: with 0, a worker would start and never process."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small: it must be 1 or more")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} seconds: a lease must last some time")
+    return value
+
+
 def register(sub: Any) -> None:
     for name, help_text in (
         ("serve", "the runtime and the web UI in one process (embedded SQLite by default)"),
@@ -34,14 +55,15 @@ def register(sub: Any) -> None:
         p.add_argument("--port", type=int, default=8080 if name == "serve" else None,
                        help="HTTP port for the UI, /metrics and /hooks/FLOW"
                        + ("" if name == "serve" else " (default: no HTTP server)"))
-        p.add_argument("--processors", type=int, default=2, help="concurrent processing loops")
-        p.add_argument("--batch", type=int, default=200,
+        p.add_argument("--processors", type=at_least_one, default=2,
+                       help="concurrent processing loops (default 2)")
+        p.add_argument("--batch", type=at_least_one, default=200,
                        help="messages claimed at once (default 200)")
         p.add_argument("--no-sources", action="store_true",
                        help="process and deliver only; run no source here")
         p.add_argument("--trace", choices=("all", "failed", "none"), default="all",
                        help="which messages keep step snapshots (default all)")
-        p.add_argument("--lease", type=float, default=30.0,
+        p.add_argument("--lease", type=positive_seconds, default=30.0,
                        help="seconds a claim holds without a heartbeat (default 30)")
         p.add_argument("--text-logs", action="store_true", help="plain log lines, not JSON")
         if name == "serve":
