@@ -21,6 +21,16 @@ def config(flows: Path, **kw: object) -> RuntimeConfig:
     return RuntimeConfig(**base)  # type: ignore[arg-type]
 
 
+async def run_until_done(store: Store, flows: Path, done: int) -> None:
+    """Run the flows until `done` messages are done, then stop."""
+    runtime = Runtime(store, config(flows))
+    await runtime.start()
+    try:
+        await until(lambda: store.count_messages(state="done") == done, what=f"{done} done")
+    finally:
+        await runtime.stop()
+
+
 def outputs(folder: Path) -> dict[int, dict[str, int]]:
     found: dict[int, dict[str, int]] = {}
     for path in folder.glob("*.json") if folder.is_dir() else []:
@@ -223,12 +233,7 @@ targets:
 """)
     (flows / "inbox" / "o.json").write_text(
         '{"lines": [{"n": 1, "qty": 2}, {"n": 2, "qty": 9}, {"n": 3, "qty": 7}]}')
-    runtime = Runtime(sqlite_store, config(flows))
-    await runtime.start()
-    try:
-        await until(lambda: sqlite_store.count_messages(state="done") == 1, what="done")
-    finally:
-        await runtime.stop()
+    await run_until_done(sqlite_store, flows, 1)
     [message] = sqlite_store.list_messages()
     detail = sqlite_store.message(message.id)
     assert detail is not None and detail.summary.outputs == 3
@@ -271,12 +276,7 @@ async def test_a_delivery_keeps_the_data_for_its_retries_only(
         await runtime.stop()
     assert json.loads((blocked / "order-1.json").read_bytes()) == {"order": 1, "qty": 2}
     (flows / "inbox" / "o2.json").write_bytes(order(2))
-    runtime = Runtime(sqlite_store, config(flows))
-    await runtime.start()
-    try:
-        await until(lambda: sqlite_store.count_messages(state="done") == 2, what="the second")
-    finally:
-        await runtime.stop()
+    await run_until_done(sqlite_store, flows, 2)
     with sqlite_store.session() as session:
         metas = list(session.scalars(select(Delivery.meta).order_by(Delivery.id)))
     assert "last_data" not in metas[1] and metas[1]["id"]  # done at once: no data kept

@@ -7,9 +7,9 @@ the worker that holds the flow's source, a replay from the command line) waited 
 poll: 125 ms on average before any other worker looked, and a backlog stored at once
 started draining that much later. Now the transaction that stores messages (or hands
 leased work back) also sends a notification (`store.api.announce_work`), which
-PostgreSQL delivers only when that transaction commits, and every worker listens on a connection of its own and wakes its
-loops at once. The poll stays as the fallback: a notification missed while the listening
-connection was down costs at most one poll.
+PostgreSQL delivers only when that transaction commits, and every worker listens on a
+connection of its own and wakes its loops at once. The poll stays as the fallback: a
+notification missed while the listening connection was down costs at most one poll.
 
 SQLite needs none of this: one process owns an embedded store, and its own sources wake
 its loops directly.

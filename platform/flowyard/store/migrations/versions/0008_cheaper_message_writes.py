@@ -38,18 +38,17 @@ PARTIAL = (
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute("ALTER TABLE fy_messages SET (fillfactor = 45)")
-    for name, table, columns, where in PARTIAL:
-        op.execute(f"DROP INDEX {name}")
-        op.execute(f"CREATE INDEX {name} ON {table} ({columns}) WHERE {where}")
+    _set(fillfactor="SET (fillfactor = 45)", partial=True)
 
 
 def downgrade() -> None:
+    _set(fillfactor="RESET (fillfactor)", partial=False)
+
+
+def _set(fillfactor: str, partial: bool) -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute("ALTER TABLE fy_messages RESET (fillfactor)")
-    for name, table, columns, _where in PARTIAL:
+    op.execute(f"ALTER TABLE fy_messages {fillfactor}")
+    for name, table, columns, where in PARTIAL:
         op.execute(f"DROP INDEX {name}")
-        op.execute(f"CREATE INDEX {name} ON {table} ({columns})")
+        op.execute(f"CREATE INDEX {name} ON {table} ({columns})" + (f" WHERE {where}" if partial else ""))
