@@ -155,11 +155,16 @@ class FailsOnce(Collector):
         super().__init__()
         self.nth = nth
         self.seen = 0
+        self.busy = 0  # hand-overs not yet returned
 
     async def __call__(self, message: Message) -> None:
         self.seen += 1
         if self.seen == self.nth:
             self.refused += 1
             raise RuntimeError("the store hiccuped")
-        await asyncio.sleep(0.001 * (self.seen % 5))  # finish out of order, as a real store may
-        self.messages.append(message)
+        self.busy += 1
+        try:
+            await asyncio.sleep(0.001 * (self.seen % 5))  # finish out of order, as a real store may
+            self.messages.append(message)
+        finally:
+            self.busy -= 1

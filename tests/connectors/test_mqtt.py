@@ -176,6 +176,13 @@ async def test_protocol_5_session_and_a_window_wider_than_mosquittos_20(broker: 
     src = MqttSource(options, context(tmp_path, MQTT_PW=Mosquitto.PASSWORD))
     async with Running(src, second):
         await wait_for(lambda: set(second.payloads) == set(sent), timeout=60, what="the 200 queued messages")
+        # The refusal dropped the session, so the broker sends again what had no ack yet,
+        # some of it already taken: a last message, in order behind those, marks the end
+        # of that redelivery, and the source stops only once every store has returned.
+        await publish(broker.port, "v5/x", b"end", **creds)
+        await wait_for(
+            lambda: b"end" in second.payloads and second.busy == 0, timeout=60, what="the redelivery to end"
+        )
     assert second.refused == 1
     third = Collector()  # everything was acknowledged after the store took it: nothing comes again
     async with Running(MqttSource(options, context(tmp_path, MQTT_PW=Mosquitto.PASSWORD)), third) as running:
