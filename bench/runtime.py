@@ -307,7 +307,7 @@ def drain(url: str, messages: int, workers: int) -> float:
         store = Store(engine)
         with engine.begin() as c:  # TRUNCATE: a DELETE leaves dead rows that slow each
             # later round's scans (the PostgreSQL CPU per message grew round after round)
-            c.execute(text("TRUNCATE fy_step_traces, fy_attempts, fy_dead_letters, "
+            c.execute(text("TRUNCATE fy_traces, fy_attempts, fy_dead_letters, "
                            "fy_deliveries, fy_messages, fy_workers, fy_source_keys"))
         version = load_flow(work / "flows" / "bench-orders.yaml").version
         batch = [Message(payload=payload(n), content_type="application/json",
@@ -329,12 +329,14 @@ def drain(url: str, messages: int, workers: int) -> float:
             backends = pg_backends(database)
             store.accept_many(batch)
             cpu = cpu_seconds([p.pid for p in procs]), cpu_seconds(backends)
+            machine = machine_seconds()
             began = time.perf_counter()
             wait_until(Outputs(out, messages).done, 600, "drained")
             total = time.perf_counter() - began
             worker_cpu = cpu_seconds([p.pid for p in procs]) - cpu[0]
             # connections opened meanwhile count whole (they started after `began`)
             pg_cpu = cpu_seconds(sorted(set(backends) | set(pg_backends(database)))) - cpu[1]
+            busy, idle = (after - before for after, before in zip(machine_seconds(), machine, strict=True))
         finally:
             for p in procs:
                 stop(p)
@@ -342,8 +344,19 @@ def drain(url: str, messages: int, workers: int) -> float:
     rate = report(f"PostgreSQL, {workers} worker(s), draining stored messages", messages,
                   total, total)
     print(f"  {'':<46} CPU per message: workers {1e6 * worker_cpu / messages:.0f} us, "
-          f"their PostgreSQL backends {1e6 * pg_cpu / messages:.0f} us")
+          f"their PostgreSQL backends {1e6 * pg_cpu / messages:.0f} us, "
+          f"the rest of the machine {1e6 * (busy - worker_cpu - pg_cpu) / messages:.0f} us; "
+          f"idle {100 * idle / (busy + idle):.0f}%")
     return rate
+
+
+def machine_seconds() -> tuple[float, float]:
+    """The machine's busy and idle CPU seconds so far, all cores (Linux /proc/stat); time
+    waiting for the disk counts as idle."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        ticks = [int(v) for v in handle.readline().split()[1:9]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from flowyard.message import Message
 from flowyard.runtime import queue
 from flowyard.store.api import Store, write_transaction
-from flowyard.store.models import Attempt, DeadLetter, Delivery, StepTrace, StoredMessage
+from flowyard.store.models import Attempt, DeadLetter, Delivery, MessageTrace, StoredMessage
 
 BINARY = bytes(range(256))  # not UTF-8, every byte value
 
@@ -38,11 +38,16 @@ def attempt(c: queue.ClaimedMessage, ok: bool) -> dict[str, Any]:
 
 SNAPSHOT = "{\n  \"a\": \"ü\\u00e9\"\n}"
 BINARY_SNAPSHOT = "\x00\x01PK\ufffd"  # a binary payload decoded for its snapshot
+# SQLite keeps a NUL; PostgreSQL text cannot hold one: it reads U+FFFD there
+AS_STORED = (BINARY_SNAPSHOT, BINARY_SNAPSHOT.replace("\x00", "\ufffd"))
 
 
-def trace(c: queue.ClaimedMessage, index: int, snapshot: str = SNAPSHOT) -> dict[str, Any]:
-    return {"message_id": c.id, "step_index": index, "step": f"s{index}", "status": "ok",
-            "duration": 0.001, "snapshot": snapshot, "at": time.time()}
+def trace(c: queue.ClaimedMessage, *snapshots: str) -> dict[str, Any]:
+    """The message's one trace row: a step per snapshot."""
+    now = time.time()
+    return {"message_id": c.id, "at": now, "steps": [
+        {"step_index": i, "step": f"s{i}", "status": "ok", "duration": 0.001, "snapshot": snapshot,
+         "at": now + i} for i, snapshot in enumerate(snapshots)]}
 
 
 def dead(c: queue.ClaimedMessage, kind: str, key: str | None = None) -> dict[str, Any]:
@@ -51,7 +56,7 @@ def dead(c: queue.ClaimedMessage, kind: str, key: str | None = None) -> dict[str
            "reason_kind": f"{kind} failed", "step": "s1" if kind == "step" else None,
            "target": "out" if kind == "delivery" else None, "input": BINARY,
            "input_content_type": "application/octet-stream",
-           "trace": [{"step": "s0", "status": "ok"}], "status": "open",
+           "trace": [{"step": "s0", "status": "ok", "snapshot": BINARY_SNAPSHOT}], "status": "open",
            "created_at": time.time()}
     if key:
         row["delivery_key"] = key
@@ -71,9 +76,9 @@ def check_commit(store: Store) -> None:
         queue.ProcessOutcome(message=done, state="done", outputs=1,
                              deliveries=[delivery(done, "out", "done", BINARY)],
                              attempts=[attempt(done, True)],
-                             traces=[trace(done, 0), trace(done, 1)]),
-        queue.ProcessOutcome(message=step_dead, state="dead", error="bad data", error_step="s1",
-                             traces=[trace(step_dead, 0, BINARY_SNAPSHOT)],
+                             traces=[trace(done, SNAPSHOT, SNAPSHOT)]),
+        queue.ProcessOutcome(message=step_dead, state="dead", error=f"bad data: {BINARY_SNAPSHOT}",
+                             error_step="s1", traces=[trace(step_dead, BINARY_SNAPSHOT)],
                              dead_letters=[dead(step_dead, "step")]),
         queue.ProcessOutcome(message=delivery_dead, state="delivering", outputs=1,
                              deliveries=[delivery(delivery_dead, "out", "dead", b"x"),
@@ -83,23 +88,25 @@ def check_commit(store: Store) -> None:
                                                 f"{delivery_dead.id}.0.out")]),
         queue.ProcessOutcome(message=lost, state="done", outputs=1,
                              deliveries=[delivery(lost, "out", "done", b"z")],
-                             attempts=[attempt(lost, True)], traces=[trace(lost, 0)],
+                             attempts=[attempt(lost, True)], traces=[trace(lost, SNAPSHOT)],
                              dead_letters=[dead(lost, "step")]),
     ]
     assert queue.commit_processing(store.engine, "host:1:a", outcomes) == [lost.id]
 
     states = {m.id: (m.state, m.attempt, m.outputs, m.error, m.error_step,
                      m.finished_at is not None) for m in store.list_messages(limit=10)}
+    error = states[step_dead.id][3]
+    assert error in {f"bad data: {s}" for s in AS_STORED}
     assert states == {
         done.id: ("done", 1, 1, None, None, True),
-        step_dead.id: ("dead", 1, 0, "bad data", "s1", True),
+        step_dead.id: ("dead", 1, 0, error, "s1", True),
         delivery_dead.id: ("delivering", 1, 1, None, None, False),
         lost.id: ("processing", 0, 0, None, None, False),  # untouched: another worker has it
     }
     with store.session() as session:
         deliveries = {d.idempotency_key: d for d in session.scalars(select(Delivery))}
         attempts = list(session.scalars(select(Attempt)))
-        traces = list(session.scalars(select(StepTrace).order_by(StepTrace.id)))
+        traces = {t.message_id: t.steps for t in session.scalars(select(MessageTrace))}
         dead_letters = {d.kind: d for d in session.scalars(select(DeadLetter))}
         lease = session.get(StoredMessage, done.id)
         assert lease is not None and lease.lease_owner is None and lease.lease_until is None
@@ -113,15 +120,13 @@ def check_commit(store: Store) -> None:
     assert deliveries[f"{delivery_dead.id}.0.later"].state == "pending"
     assert sorted((a.message_id, a.ok) for a in attempts) == sorted(
         [(done.id, True), (delivery_dead.id, False)])
-    assert [(t.message_id, t.step) for t in traces] == [
-        (done.id, "s0"), (done.id, "s1"), (step_dead.id, "s0")]
-    assert traces[0].snapshot == SNAPSHOT
-    # SQLite keeps the NUL; PostgreSQL text cannot hold one: it reads U+FFFD there
-    assert traces[2].snapshot in (BINARY_SNAPSHOT, BINARY_SNAPSHOT.replace("\x00", "\ufffd"))
+    assert set(traces) == {done.id, step_dead.id}  # one row each, none for the lost one
+    assert [(s["step"], s["snapshot"]) for s in traces[done.id]] == [("s0", SNAPSHOT), ("s1", SNAPSHOT)]
+    assert [s["snapshot"] for s in traces[step_dead.id]] == [error[len("bad data: "):]]
     assert set(dead_letters) == {"step", "delivery"}
     assert dead_letters["step"].message_id == step_dead.id
     assert dead_letters["step"].delivery_id is None and dead_letters["step"].input == BINARY
-    assert dead_letters["step"].trace == [{"step": "s0", "status": "ok"}]
+    assert dead_letters["step"].trace == [{"step": "s0", "status": "ok", "snapshot": error[len("bad data: "):]}]
     assert dead_letters["delivery"].delivery_id == deliveries[f"{delivery_dead.id}.0.out"].id
 
 

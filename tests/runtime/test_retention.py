@@ -15,8 +15,8 @@ from flowyard.store.models import (
     Attempt,
     DeadLetter,
     Delivery,
+    MessageTrace,
     SourceKey,
-    StepTrace,
     StoredMessage,
 )
 
@@ -37,8 +37,8 @@ def add(store: Store, name: str, *, age_days: float, state: str,
         c.execute(update(StoredMessage).where(StoredMessage.id == name).values(
             state=state, created_at=at, updated_at=at, finished_at=finished))
         c.execute(update(SourceKey).where(SourceKey.message_id == name).values(created_at=at))
-        c.execute(insert(StepTrace).values(message_id=name, step_index=0, step="parse",
-                                           status="ok", duration=0.0, snapshot="{}", at=at))
+        c.execute(insert(MessageTrace).values(message_id=name, at=at, steps=[
+            {"step_index": 0, "step": "parse", "status": "ok", "duration": 0.0, "snapshot": "{}", "at": at}]))
         c.execute(insert(Attempt).values(message_id=name, kind="process", number=1,
                                          started_at=at, duration=0.0, ok=True))
         c.execute(insert(Delivery).values(
@@ -84,7 +84,7 @@ def check_retention(store: Store) -> None:
         "old-dead-open", "new-dead-open"}
     # traces (payload snapshots) older than 7 days: gone, also of kept messages
     with store.session() as session:
-        traced = set(session.scalars(select(StepTrace.message_id)))
+        traced = set(session.scalars(select(MessageTrace.message_id)))
         attempts = set(session.scalars(select(Attempt.message_id)))
         deliveries = set(session.scalars(select(Delivery.message_id)))
         keys = set(session.scalars(select(SourceKey.message_id)))

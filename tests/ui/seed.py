@@ -12,7 +12,7 @@ from sqlalchemy import insert, update
 from flowyard.loader import load_flow
 from flowyard.message import Message
 from flowyard.store.api import Store, reason_kind
-from flowyard.store.models import DeadLetter, StepTrace, StoredMessage
+from flowyard.store.models import DeadLetter, MessageTrace, StoredMessage
 
 
 def deploy(store: Store, path: Path, who: str = "seed") -> str:
@@ -56,16 +56,21 @@ def message(
             )
         )
         c.execute(
-            insert(StepTrace),
+            insert(MessageTrace),
             [
                 {
                     "message_id": msg.id,
-                    "step_index": 0,
-                    "step": "1-jmespath",
-                    "status": "failed" if state == "dead" else "ok",
-                    "duration": 0.001,
-                    "snapshot": json.dumps({"order": payload.get("po"), "qty": payload.get("qty")}),
                     "at": now - age + 0.1,
+                    "steps": [
+                        {
+                            "step_index": 0,
+                            "step": "1-jmespath",
+                            "status": "failed" if state == "dead" else "ok",
+                            "duration": 0.001,
+                            "snapshot": json.dumps({"order": payload.get("po"), "qty": payload.get("qty")}),
+                            "at": now - age + 0.1,
+                        }
+                    ],
                 }
             ],
         )

@@ -12,12 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 import jmespath
-from sqlalchemy import case, func, select
+from sqlalchemy import Text, case, cast, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from flowyard.options import parse_duration
-from flowyard.store.models import OPEN_STATES, DeadLetter, StepTrace, StoredMessage
+from flowyard.store.models import OPEN_STATES, DeadLetter, MessageTrace, StoredMessage
 
 
 @dataclass
@@ -260,6 +260,23 @@ def tiles(
     return sorted(result, key=lambda t: (not t.red, t.plant, t.partner))
 
 
+def _has_key(expression: str, value: str, snapshot: str) -> bool:
+    """Whether this snapshot's data gives `value` for the key expression; a cut or
+    non-JSON snapshot that holds the text counts (the text match stands)."""
+    if value not in snapshot:
+        return False
+    try:
+        data = json.loads(snapshot)
+    except ValueError:
+        return True
+    try:
+        result = jmespath.search(expression, data)
+    except jmespath.exceptions.JMESPathError:
+        return False
+    values = result if isinstance(result, list) else [result]
+    return any(str(v) == value for v in values if v is not None)
+
+
 def search_by_key(
     engine: Engine, flows_keys: dict[str, dict[str, str]], key: str, value: str, limit: int = 100
 ) -> list[str]:
@@ -269,31 +286,23 @@ def search_by_key(
     flows = [name for name, keys in flows_keys.items() if key in keys]
     if not flows or not value:
         return []
-    t, m = StepTrace, StoredMessage
+    t, m = MessageTrace, StoredMessage
+    # the steps are stored as JSON, so a value with quotes or backslashes appears escaped
+    escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+    steps = cast(t.steps, Text)
+    matches = steps.contains(value) if escaped == value else or_(steps.contains(value), steps.contains(escaped))
     with Session(engine) as db:
         rows = db.execute(
-            select(t.message_id, m.flow, t.snapshot)
+            select(t.message_id, m.flow, t.steps)
             .join(m, m.id == t.message_id)
-            .where(m.flow.in_(flows), t.snapshot.contains(value))
+            .where(m.flow.in_(flows), matches)
             .order_by(m.created_at.desc())
             .limit(limit * 5)
         ).all()
     found: list[str] = []
-    for message_id, flow, snapshot in rows:
-        if message_id in found:
-            continue
+    for message_id, flow, steps in rows:
         expression = flows_keys[flow][key]
-        try:
-            data = json.loads(snapshot)
-        except ValueError:
-            found.append(message_id)  # a cut or non-JSON snapshot: the text match stands
-            continue
-        try:
-            result = jmespath.search(expression, data)
-        except jmespath.exceptions.JMESPathError:
-            continue
-        values = result if isinstance(result, list) else [result]
-        if any(str(v) == value for v in values if v is not None):
+        if any(_has_key(expression, value, step.get("snapshot") or "") for step in steps):
             found.append(message_id)
         if len(found) >= limit:
             break

@@ -23,6 +23,7 @@ as base64.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -42,12 +43,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import TextClause
 
 from ..db import json_text
-from ..store.models import Attempt, DeadLetter, Delivery, StepTrace, StoredMessage
+from ..store.models import Attempt, DeadLetter, Delivery, MessageTrace, StoredMessage
 
 TABLES: dict[str, Table] = {
     "deliveries": Delivery.__table__,  # type: ignore[dict-item]
     "attempts": Attempt.__table__,  # type: ignore[dict-item]
-    "traces": StepTrace.__table__,  # type: ignore[dict-item]
+    "traces": MessageTrace.__table__,  # type: ignore[dict-item]
     "dead": DeadLetter.__table__,  # type: ignore[dict-item]
 }
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -57,15 +58,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                    "updated_at", "lease_token"),
     "attempts": ("message_id", "delivery_id", "kind", "target", "number", "worker",
                  "started_at", "duration", "ok", "error", "detail"),
-    "traces": ("message_id", "step_index", "step", "status", "duration", "snapshot", "at"),
+    "traces": ("message_id", "steps", "at"),
     "dead": ("message_id", "correlation_id", "flow", "flow_version", "kind", "reason",
              "reason_kind", "step", "target", "input", "input_content_type", "trace",
              "status", "created_at"),
 }
 BINARY = {"payload", "input"}
-# free text that may quote a payload: PostgreSQL text cannot hold NUL (a binary payload's
-# snapshot would fail the whole batch's commit, every time), so NUL becomes U+FFFD
-FREE_TEXT = {"snapshot", "error", "reason", "reason_kind", "last_error"}
+# PostgreSQL text cannot hold NUL, and its JSON functions refuse the escape \u0000 even
+# inside a json value: a binary payload's snapshot (in a trace, or in a dead letter's)
+# or an error quoting one would fail the whole batch's commit, every time. Any string of
+# the batch has its NUL written as U+FFFD instead (an escaped backslash before a `u0000`
+# is text, not a NUL, and stays).
+NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def _sql_type(table: Table, column: str) -> str:
@@ -138,23 +142,19 @@ def _rows(name: str, rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "[]"
     binary = BINARY.intersection(COLUMNS[name])
-    text = FREE_TEXT.intersection(COLUMNS[name])
-    if binary or any(isinstance(r.get(c), str) and "\x00" in r[c] for r in rows for c in text):
+    if binary:
         rows = [dict(r) for r in rows]
         for r in rows:
             for c in binary:
                 value = r.get(c)
                 if value is not None:
                     r[c] = base64.b64encode(value).decode("ascii")
-            for c in text:
-                r[c] = without_nul(r.get(c))
-    return json_text(rows)
+    return _json(rows)
 
 
-def without_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        return value.replace("\x00", "\ufffd")
-    return value
+def _json(value: Any) -> str:
+    text = json_text(value)
+    return NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
 def commit(connection: Connection, worker: str, now: float,
@@ -169,7 +169,7 @@ def commit(connection: Connection, worker: str, now: float,
     for o in outcomes:
         summary.append({"id": o.message.id, "token": o.message.token, "state": o.state,
                         "attempt": o.message.attempt + 1, "outputs": o.outputs,
-                        "error": without_nul(o.error), "error_step": o.error_step,
+                        "error": o.error, "error_step": o.error_step,
                         "final": o.state in ("done", "dead", "dropped")})
         deliveries.extend(o.deliveries)
         attempts.extend(o.attempts)
@@ -181,7 +181,7 @@ def commit(connection: Connection, worker: str, now: float,
     # growing with the table
     connection.execute(sql_text("SELECT set_config('enable_seqscan', 'off', true)"))
     held = connection.execute(statement(), {
-        "outcomes": json_text(summary),
+        "outcomes": _json(summary),
         "deliveries": _rows("deliveries", deliveries),
         "attempts": _rows("attempts", attempts),
         "traces": _rows("traces", traces),

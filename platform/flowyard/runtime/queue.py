@@ -49,7 +49,7 @@ from ..store.models import (
     Attempt,
     DeadLetter,
     Delivery,
-    StepTrace,
+    MessageTrace,
     StoredMessage,
     Worker,
 )
@@ -102,7 +102,7 @@ class ProcessOutcome:
     error_step: str | None = None
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
-    traces: list[dict[str, Any]] = field(default_factory=list)
+    traces: list[dict[str, Any]] = field(default_factory=list)  # its steps: one row, or none
     dead_letters: list[dict[str, Any]] = field(default_factory=list)  # may name "delivery_key"
 
 
@@ -288,7 +288,7 @@ def commit_processing(
         if attempts:
             connection.execute(insert(Attempt), attempts)
         if traces:
-            connection.execute(insert(StepTrace), traces)
+            connection.execute(insert(MessageTrace), traces)
         if dead:
             _insert_dead_letters(connection, dead)
     return refused

@@ -32,8 +32,8 @@ from ..store.models import (
     Attempt,
     DeadLetter,
     Delivery,
+    MessageTrace,
     SourceKey,
-    StepTrace,
     StoredMessage,
 )
 
@@ -62,7 +62,7 @@ def purge(engine: Engine, now: float, *, trace_days: float, message_days: float,
     """One retention pass; returns what was deleted."""
     result = Purged()
     result.traces = _delete_all(
-        engine, delete(StepTrace).where(StepTrace.at < now - trace_days * DAY))
+        engine, delete(MessageTrace).where(MessageTrace.at < now - trace_days * DAY))
     result.source_keys = _delete_all(
         engine, delete(SourceKey).where(SourceKey.created_at < now - dedup_days * DAY))
     cut = now - message_days * DAY
@@ -83,7 +83,7 @@ def purge(engine: Engine, now: float, *, trace_days: float, message_days: float,
 
 
 def _delete_messages(connection: Connection, ids: Sequence[str]) -> None:
-    for table in (StepTrace, Attempt, Delivery):
+    for table in (MessageTrace, Attempt, Delivery):
         connection.execute(delete(table).where(table.message_id.in_(ids)))
     connection.execute(delete(DeadLetter).where(DeadLetter.message_id.in_(ids),
                                                 DeadLetter.status != "open"))

@@ -516,12 +516,13 @@ class Runtime:
             outcome.dead_letters.append(self.dead_row(c, "step", reason, error.step, payload,
                                                       failure.message.content_type, compact))
             if tracer is not None:
-                traces.append(self.trace_row(c, error.step_index or 0, error.step or "?",
-                                             "failed", 0.0, reason))
+                traces.append(self.trace_step(error.step_index or 0, error.step or "?",
+                                              "failed", 0.0, reason))
             log.warning("message %s failed at step %s: %s", c.id, error.step, reason,
                         extra=fields(message, step=error.step))
-        if self.config.trace == "all" or (self.config.trace == "failed" and result.failures):
-            outcome.traces = traces
+        if traces and (self.config.trace == "all"
+                       or (self.config.trace == "failed" and result.failures)):
+            outcome.traces = [{"message_id": c.id, "steps": traces, "at": traces[0]["at"]}]
         only = set(c.headers.get("only_targets") or []) if c.headers else set()
         sends = []
         outcome.outputs = len(result.outputs)
@@ -544,7 +545,7 @@ class Runtime:
 
         def tracer(spec: StepSpec, out: Any, seconds: float) -> None:
             if seconds < 0:
-                traces.append(self.trace_row(c, spec.index, spec.name, "skipped", 0.0, ""))
+                traces.append(self.trace_step(spec.index, spec.name, "skipped", 0.0, ""))
                 return
             child(histogram, c.flow, spec.name).observe(seconds)
             if otel:
@@ -560,15 +561,15 @@ class Runtime:
                 first = next((p for p in parts if isinstance(p, Message)), None)
                 snapshot = f"{len(parts)} parts" + (
                     f"; the first:\n{snapshot_text(first, cap)}" if first is not None else "")
-            traces.append(self.trace_row(c, spec.index, spec.name, status, seconds,
-                                         redactor.redact(snapshot)))
+            traces.append(self.trace_step(spec.index, spec.name, status, seconds,
+                                          redactor.redact(snapshot)))
 
         return tracer
 
     @staticmethod
-    def trace_row(c: queue.ClaimedMessage, index: int, step: str, status: str, seconds: float,
-                  snapshot: str) -> dict[str, Any]:
-        return {"message_id": c.id, "step_index": index, "step": step, "status": status,
+    def trace_step(index: int, step: str, status: str, seconds: float,
+                   snapshot: str) -> dict[str, Any]:
+        return {"step_index": index, "step": step, "status": status,
                 "duration": seconds, "snapshot": snapshot, "at": time.time()}
 
     def dead_row(self, c: queue.ClaimedMessage, kind: str, reason: str, where: str | None,

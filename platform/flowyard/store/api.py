@@ -45,8 +45,8 @@ from .models import (
     Delivery,
     Deployment,
     FlowState,
+    MessageTrace,
     SourceKey,
-    StepTrace,
     StoredMessage,
     Worker,
 )
@@ -534,10 +534,7 @@ class Store:
                 select(Delivery).where(Delivery.message_id == message_id)
                 .order_by(Delivery.output_index, Delivery.id)
             ))
-            traces = list(session.scalars(
-                select(StepTrace).where(StepTrace.message_id == message_id)
-                .order_by(StepTrace.at, StepTrace.id)
-            ))
+            trace = session.get(MessageTrace, message_id)
             attempts = list(session.scalars(
                 select(Attempt).where(Attempt.message_id == message_id)
                 .order_by(Attempt.started_at, Attempt.id)
@@ -555,9 +552,9 @@ class Store:
                 payload_text=payload_text(m.payload),
                 deliveries=[_delivery(d, with_payload=True) for d in deliveries],
                 traces=[
-                    TraceInfo(t.step_index, t.step, t.status, t.duration,
-                              redactor.redact(t.snapshot), t.at)
-                    for t in traces
+                    TraceInfo(t["step_index"], t["step"], t["status"], t["duration"],
+                              redactor.redact(t["snapshot"]), t["at"])
+                    for t in (trace.steps if trace is not None else [])
                 ],
                 attempts=[
                     AttemptInfo(a.kind, a.target, a.number, a.worker, a.started_at, a.duration,
