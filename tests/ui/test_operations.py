@@ -139,6 +139,10 @@ def test_runs_search_by_business_key(app: Litestar, viewer: UiClient, flows: Pat
     assert "po_number" in page.text
     found = viewer.htmx_get("/runs?key=po_number&value=PO-777", headers={"HX-Target": "run-rows"})
     assert f"/runs/{wanted}" in found.text and f"/runs/{other}" not in found.text
+    quoted = seed.message(store(app), "erp-orders", version, {"po": 'PO "9"\\A', "qty": 1})
+    found = viewer.htmx_get("/runs", params={"key": "po_number", "value": 'PO "9"\\A'},
+                            headers={"HX-Target": "run-rows"})
+    assert f"/runs/{quoted}" in found.text and f"/runs/{wanted}" not in found.text
 
 
 # -- dead letters ---------------------------------------------------------------------

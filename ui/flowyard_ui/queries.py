@@ -263,12 +263,10 @@ def tiles(
 def _has_key(expression: str, value: str, snapshot: str) -> bool:
     """Whether this snapshot's data gives `value` for the key expression; a cut or
     non-JSON snapshot that holds the text counts (the text match stands)."""
-    if value not in snapshot:
-        return False
     try:
         data = json.loads(snapshot)
     except ValueError:
-        return True
+        return value in snapshot
     try:
         result = jmespath.search(expression, data)
     except jmespath.exceptions.JMESPathError:
@@ -287,10 +285,12 @@ def search_by_key(
     if not flows or not value:
         return []
     t, m = MessageTrace, StoredMessage
-    # the steps are stored as JSON, so a value with quotes or backslashes appears escaped
-    escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+    # The steps are stored as JSON: a value with quotes or backslashes appears escaped in
+    # a text snapshot, and twice in a JSON one (a JSON string inside a JSON string).
+    once = json.dumps(value, ensure_ascii=False)[1:-1]
+    forms = {value, once, json.dumps(once, ensure_ascii=False)[1:-1]}
     steps = cast(t.steps, Text)
-    matches = steps.contains(value) if escaped == value else or_(steps.contains(value), steps.contains(escaped))
+    matches = or_(*(steps.contains(form, autoescape=True) for form in sorted(forms)))
     with Session(engine) as db:
         rows = db.execute(
             select(t.message_id, m.flow, t.steps)
