@@ -553,6 +553,11 @@ def main() -> None:
         print(f"  PostgreSQL two workers / one worker: "
               f"{', '.join(f'{x:.2f}' for x in per)}; median {median(per):.2f}x "
               "(target >= 1.5x)")
+        # this machine's cores change speed within seconds, each on its own (the same CPU
+        # loop took from 0.31 to 0.58 s of CPU time), faster than a round's pairing can
+        # cancel: the median rate of each side is a second view of the same runs
+        print(f"  PostgreSQL median rate, two workers / one worker: {median(two):.0f} / "
+              f"{median(one):.0f} msg/s = {median(two) / median(one):.2f}x")
     print(f"took {time.perf_counter() - began:.0f}s; load average now {load_average()}")
 
 
