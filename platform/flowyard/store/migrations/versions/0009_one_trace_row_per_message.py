@@ -16,7 +16,8 @@ back again on a downgrade.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import groupby, islice
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,25 +83,13 @@ def downgrade() -> None:
     op.drop_table("fy_traces")
 
 
-def _by_message(rows: Any) -> Iterator[dict[str, Any]]:
+def _by_message(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
     """Rows ordered by message, then time: one trace row per message."""
-    current: dict[str, Any] | None = None
-    for row in rows:
-        if current is None or current["message_id"] != row["message_id"]:
-            if current is not None:
-                yield current
-            current = {"message_id": row["message_id"], "steps": [], "at": row["at"]}
-        current["steps"].append({f: row[f] for f in STEP_FIELDS})
-    if current is not None:
-        yield current
+    for message_id, group in groupby(rows, key=lambda row: row["message_id"]):
+        steps = [{f: row[f] for f in STEP_FIELDS} for row in group]
+        yield {"message_id": message_id, "steps": steps, "at": steps[0]["at"]}
 
 
 def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
+    while chunk := list(islice(rows, CHUNK)):
         yield chunk
