@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,12 @@ async def test_server_restart_and_store_refusal_lose_nothing(server: Nats, tmp_p
 
 
 async def test_durable_consumer_resumes_after_the_source_was_away(server: Nats, tmp_path: Path) -> None:
+    # A pull request of the stopped source may outlive its connection at the server for
+    # up to its 1 s expiry; a message published meanwhile goes to it and comes again only
+    # after the ack wait (60 s by default, longer than this test waits): 2 s here.
+    ack_wait = {"ack_wait": timedelta(seconds=2)}
     first = Collector()
-    async with Running(source(server, tmp_path), first):
+    async with Running(source(server, tmp_path, **ack_wait), first):
         await wait_for(lambda: first.refused == 0)
         t = target(server, tmp_path)
         await asyncio.sleep(0.5)
@@ -111,7 +116,7 @@ async def test_durable_consumer_resumes_after_the_source_was_away(server: Nats, 
     await t.send(Message(payload=b"b"), "kb")  # nobody reading now
     await t.close()
     second = Collector()
-    async with Running(source(server, tmp_path), second):
+    async with Running(source(server, tmp_path, **ack_wait), second):
         await wait_for(lambda: second.payloads == [b"b"], what="only the message sent while away")
 
 
