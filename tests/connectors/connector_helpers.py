@@ -56,14 +56,15 @@ class Collector:
 
 
 async def wait_for(
-    condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
+    condition: Callable[[], bool], timeout: float = 20.0, what: str | Callable[[], str] = "condition"
 ) -> None:
-    """Poll until `condition()` holds; fail the test with `what` after `timeout`."""
+    """Poll until `condition()` holds; fail the test with `what` after `timeout` (a
+    callable `what` is asked then, to tell what was seen instead)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await asyncio.sleep(0.05)
 
 

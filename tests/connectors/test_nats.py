@@ -117,7 +117,8 @@ async def test_durable_consumer_resumes_after_the_source_was_away(server: Nats, 
     await t.close()
     second = Collector()
     async with Running(source(server, tmp_path, **ack_wait), second):
-        await wait_for(lambda: second.payloads == [b"b"], what="only the message sent while away")
+        await wait_for(lambda: second.payloads == [b"b"],
+                       what=lambda: f"only the message sent while away (got {second.payloads})")
 
 
 async def test_bad_credentials_are_clear(server: Nats, tmp_path: Path) -> None:
