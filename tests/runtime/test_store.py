@@ -107,3 +107,31 @@ def test_deploy_history_and_rollback(tmp_path: Path, sqlite_store: Store) -> Non
         sqlite_store.rollback("orders", "nope")
     sqlite_store.undeploy("orders", who="ana")
     assert sqlite_store.flow_state("orders").enabled is False  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("store_fixture", ["sqlite_store", "pg_store"])
+def test_json_columns_read_back_what_either_encoder_wrote(
+        store_fixture: str, request: pytest.FixtureRequest) -> None:
+    """JSON columns are read with msgspec, and what it refuses with json.loads: rows that
+    json.dumps wrote before still load, NaN included on SQLite (PostgreSQL's json type
+    never held one)."""
+    import json
+    import math
+
+    from flowyard.runtime import queue
+
+    store: Store = request.getfixturevalue(store_fixture)
+    headers = {"context": {"plant": "Zaragoza-Ñ", "line": 7}, "big": 2**70, "only_targets": None}
+    new, old = store.accept_many([
+        Message(payload=b"{}", flow="f", flow_version="v", headers=headers),
+        Message(payload=b"{}", flow="f", flow_version="v")])
+    sqlite = store.engine.dialect.name == "sqlite"
+    written = {"unit": "°C", "reading": math.nan if sqlite else 21.5}
+    with store.engine.begin() as c:  # an older row: json.dumps text (ASCII escapes)
+        c.execute(text("UPDATE fy_messages SET headers = :h WHERE id = :id"),
+                  {"h": json.dumps(written), "id": old})
+    claimed = {c.id: c for c in queue.claim_messages(store.engine, "w", ["f"], 10, 30.0)}
+    assert claimed[new].headers == headers
+    assert claimed[old].headers["unit"] == "°C"
+    reading = claimed[old].headers["reading"]
+    assert math.isnan(reading) if sqlite else reading == 21.5
