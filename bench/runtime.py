@@ -285,9 +285,10 @@ def no_store(messages: int) -> float:
                   total, total)
 
 
-def drain(url: str, messages: int, workers: int) -> float:
+def drain(url: str, messages: int, workers: int) -> tuple[float, float]:
     """Start `workers` processes, wait until they run, store `messages` at once (one
-    transaction), and time from its commit until every output file exists. Neither the
+    transaction), and time from its commit until every output file exists; returns the
+    rate and the cores the machine kept busy meanwhile (all processes). Neither the
     processes' start-up nor the benchmark's own insert is counted: the insert took 0.5-0.7 s
     in which no worker could see a message yet, the same for one worker and two, which
     measured the benchmark's insert as much as the workers."""
@@ -347,7 +348,7 @@ def drain(url: str, messages: int, workers: int) -> float:
           f"their PostgreSQL backends {1e6 * pg_cpu / messages:.0f} us, "
           f"the rest of the machine {1e6 * (busy - worker_cpu - pg_cpu) / messages:.0f} us; "
           f"idle {100 * idle / (busy + idle):.0f}%")
-    return rate
+    return rate, busy / total
 
 
 def machine_seconds() -> tuple[float, float]:
@@ -380,6 +381,31 @@ def pg_backends(database: str) -> list[int]:
     with psycopg.connect(PG_ADMIN, autocommit=True) as c:
         return [int(row[0]) for row in c.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+
+
+def _spin(seconds: float) -> int:
+    """A fixed amount of pure-Python work (dict stores and str calls, like a worker's
+    steps): the number of loops done in `seconds` of wall time."""
+    end, done, box = time.perf_counter() + seconds, 0, {}
+    while time.perf_counter() < end:
+        for i in range(1000):
+            box[i] = str(i)
+        done += 1
+    return done
+
+
+def cpu_pair(seconds: float = 1.5) -> float:
+    """How much more work two processes do at once than one, on this machine now. Two
+    workers cannot beat it: on a 2-core virtual machine whose cores slow down when both
+    are busy, this is the most the second core adds. With the cores one worker already
+    keeps busy (itself, its PostgreSQL backends, the kernel), it bounds the two-worker
+    ratio: `min(2, pair) / busy cores of one worker`."""
+    import multiprocessing
+
+    alone = _spin(seconds)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        together = sum(pool.map(_spin, [seconds, seconds]))
+    return together / alone
 
 
 # -- PostgreSQL -----------------------------------------------------------------------
@@ -528,6 +554,8 @@ def main() -> None:
             no_store(n)
     one: list[float] = []
     two: list[float] = []
+    busy_one: list[float] = []  # cores the machine kept busy while one worker drained
+    pair: list[float] = []  # the machine's own two-process ratio, each round
     if not args.skip_postgresql:
         print("(b) PostgreSQL")
         name = pg_database()
@@ -538,8 +566,12 @@ def main() -> None:
                 for r in range(rounds):  # alternate which side goes first
                     print(f" round {r + 1}")
                     for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
-                        rate = drain(url, 2 * n, workers)
+                        rate, cores = drain(url, 2 * n, workers)
                         (one if workers == 1 else two).append(rate)
+                        if workers == 1:
+                            busy_one.append(cores)
+                    pair.append(cpu_pair())
+                    print(f"  {'this machine: two CPU loops at once / one':<46} {pair[-1]:8.2f}x")
             finally:
                 drop_database(name)
     print("ratios (per round, then the median)")
@@ -558,6 +590,11 @@ def main() -> None:
         # cancel: the median rate of each side is a second view of the same runs
         print(f"  PostgreSQL median rate, two workers / one worker: {median(two):.0f} / "
               f"{median(one):.0f} msg/s = {median(two) / median(one):.2f}x")
+        ceiling = [min(2.0, p) / b for p, b in zip(pair, busy_one, strict=True)]
+        print(f"  this machine's ceiling for that ratio: {', '.join(f'{x:.2f}' for x in ceiling)}; "
+              f"median {median(ceiling):.2f}x (one worker kept a median "
+              f"{median(busy_one):.2f} of {os.cpu_count()} cores busy; two CPU loops at once "
+              f"did a median {median(pair):.2f}x the work of one)")
     print(f"took {time.perf_counter() - began:.0f}s; load average now {load_average()}")
 
 
