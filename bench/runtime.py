@@ -402,10 +402,11 @@ def cpu_pair(seconds: float = 1.5) -> float:
     ratio: `min(2, pair) / busy cores of one worker`."""
     import multiprocessing
 
-    alone = _spin(seconds)
     with multiprocessing.get_context("spawn").Pool(2) as pool:
+        before = _spin(seconds)
         together = sum(pool.map(_spin, [seconds, seconds]))
-    return together / alone
+        after = _spin(seconds)  # one process before and after: the cores' speed drifts
+    return 2 * together / (before + after)
 
 
 # -- PostgreSQL -----------------------------------------------------------------------
