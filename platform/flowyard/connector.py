@@ -61,6 +61,10 @@ class Source(ABC, Generic[OptionsT]):
 
 
 class Target(ABC, Generic[OptionsT]):
+    # how many of a batch's first deliveries the runtime may run at once for this target;
+    # None: the runtime's `send_concurrency` (32), which spares a remote endpoint a flood
+    send_concurrency: ClassVar[int | None] = None
+
     def __init__(self, options: OptionsT, context: FlowContext) -> None:
         self.options = options
         self.context = context

@@ -102,6 +102,8 @@ class RecordingServer:
         self.applied: dict[str, bytes] = {}
         self.down = False
         self.delay = 0.0
+        self.inflight = 0
+        self.most_inflight = 0  # the most requests it was answering at once
         self.lock = threading.Lock()
         server = self
 
@@ -112,6 +114,16 @@ class RecordingServer:
                 if len(body) != length:  # the client went away mid-body: nothing applied
                     return
                 key = self.headers.get("idempotency-key", "")
+                with server.lock:
+                    server.inflight += 1
+                    server.most_inflight = max(server.most_inflight, server.inflight)
+                try:
+                    self.answer(key, body)
+                finally:
+                    with server.lock:
+                        server.inflight -= 1
+
+            def answer(self, key: str, body: bytes) -> None:
                 if server.delay:
                     time.sleep(server.delay)
                 if server.down:

@@ -211,6 +211,35 @@ async def test_graceful_stop_hands_back_claimed_work(tmp_path: Path, sqlite_stor
     shutil.rmtree(flows / "inbox")
 
 
+async def test_a_batchs_first_deliveries_run_at_each_targets_own_concurrency(
+        tmp_path: Path, sqlite_store: Store, http_target: RecordingServer) -> None:
+    """The file target takes a whole batch at once, so its writes share one flush; an
+    HTTP endpoint gets at most the runtime's `send_concurrency` requests at a time."""
+    from flowyard.message import Message
+    from flowyard.runtime import queue
+
+    flows = tmp_path / "flows"
+    write_flow(flows, targets=FILE_TARGET.format(path="out", attempts=3)
+               + HTTP_TARGET.format(url=http_target.url, attempts=3, timeout="10s"))
+    http_target.delay = 0.02
+    runtime = Runtime(sqlite_store, config(flows, processors=0, send_concurrency=8))
+    await runtime.start()
+    try:
+        loaded = runtime.current["orders"]
+        sqlite_store.accept_many([Message(payload=order(n), content_type="application/json",
+                                          flow="orders", flow_version=loaded.version)
+                                  for n in range(100)])
+        claimed = queue.claim_messages(sqlite_store.engine, runtime.worker, ["orders"], 100, 30)
+        await runtime.process_batch(claimed)
+    finally:
+        await runtime.stop()
+    assert sqlite_store.count_messages(state="done") == 100
+    assert len(outputs(flows / "out")) == 100
+    assert len(http_target.applied) == 100
+    assert loaded.targets[0].target.commits.batches == 1  # one flush for the batch
+    assert 2 <= http_target.most_inflight <= 8
+
+
 async def test_split_fans_out_each_part_to_each_target_whose_condition_holds(
         tmp_path: Path, sqlite_store: Store) -> None:
     flows = tmp_path / "flows"

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,20 +413,13 @@ class Runtime:
 
     async def process_batch(self, claimed: list[queue.ClaimedMessage]) -> None:
         outcomes = []
-        sends: list[Any] = []
+        sends: list[tuple[LoadedTarget, Any]] = []
         for c in claimed:
             outcome, pending = self.run_steps(c)
             outcomes.append(outcome)
             sends.extend(pending)
-        if sends:  # at most send_concurrency at once: that many lanes drain the list
-            # (not a semaphore: its acquire looks at every waiter, quadratic in the batch)
-            queued = iter(sends)
-
-            async def lane() -> None:
-                for send in queued:
-                    await send
-
-            await asyncio.gather(*(lane() for _ in range(min(len(sends), self.config.send_concurrency))))
+        if sends:
+            await self.send_first(sends)
         for o in outcomes:
             o.state = final_state(o)
         while True:
@@ -448,6 +442,26 @@ class Runtime:
             else:
                 self.metrics.message_finished(o.message.flow, labels, o.state)
 
+    async def send_first(self, sends: list[tuple[LoadedTarget, Coroutine[Any, Any, None]]]
+                         ) -> None:
+        """A batch's first delivery attempts, at most the target's `send_concurrency` (or
+        the runtime's) at once for each target: that many lanes drain its list (not a
+        semaphore: its acquire looks at every waiter, quadratic in the batch)."""
+        groups: dict[int, tuple[int, list[Coroutine[Any, Any, None]]]] = {}
+        for target, send in sends:
+            limit = target.target.send_concurrency or self.config.send_concurrency
+            groups.setdefault(id(target), (limit, []))[1].append(send)
+
+        async def lane(queued: Iterator[Coroutine[Any, Any, None]]) -> None:
+            for send in queued:
+                await send
+
+        lanes = []
+        for limit, group in groups.values():
+            queued = iter(group)
+            lanes += [lane(queued) for _ in range(min(len(group), limit))]
+        await asyncio.gather(*lanes)
+
     def loaded(self, flow: str, version: str) -> LoadedFlow | None:
         current = self.current.get(flow)
         if current is not None and (current.version == version or not version):
@@ -467,7 +481,8 @@ class Runtime:
         self.versions[(flow, version)] = loaded
         return loaded
 
-    def run_steps(self, c: queue.ClaimedMessage) -> tuple[queue.ProcessOutcome, list[Any]]:
+    def run_steps(self, c: queue.ClaimedMessage
+                  ) -> tuple[queue.ProcessOutcome, list[tuple[LoadedTarget, Any]]]:
         """Run the steps of one claimed message; returns the outcome to commit and the
         first delivery attempts to make."""
         outcome = queue.ProcessOutcome(message=c, state="done")
@@ -534,7 +549,7 @@ class Runtime:
                     continue
                 row = self.delivery_row(c, index, out, t)
                 outcome.deliveries.append(row)
-                sends.append(self.first_attempt(outcome, row, out, t, compact))
+                sends.append((t, self.first_attempt(outcome, row, out, t, compact)))
         return outcome, sends
 
     def tracer_for(self, c: queue.ClaimedMessage, loaded: LoadedFlow,
