@@ -255,33 +255,10 @@ def _post(url: str) -> int:
 
 def no_store(messages: int) -> float:
     """The same steps and file target in a plain loop: no store, no HTTP."""
-    from flowyard.engine import Pipeline
-    from flowyard.loader import load_flow
-    from flowyard.message import Message
-    from flowyard.runner import open_target
-
     with work_folder() as work:
-        out = prepare(work)
-        flow = load_flow(work / "flows" / "bench-orders.yaml")
-        pipeline = Pipeline(flow)
-        target = open_target(flow, flow.targets[0])
-
-        async def run() -> None:
-            # batches of 50 with their sends in flight together, as the runtime does (a
-            # file target that flushes writes as a group is slow one send at a time)
-            for start in range(0, messages, 50):
-                sends = []
-                for n in range(start, min(messages, start + 50)):
-                    message = Message(payload=payload(n), content_type="application/json")
-                    sends += [target.send(output, f"{message.id}.0")
-                              for output in pipeline.run(message).outputs]
-                await asyncio.gather(*sends)
-
-        began = time.perf_counter()
-        asyncio.run(run())
-        total = time.perf_counter() - began
-        assert count_files(out) == messages
-    return report("same steps + file target, no store, no HTTP (batches of 50)", messages,
+        prepare(work)
+        total = messages / steps_rate(work, messages)
+    return report("same steps + file target, no store, no HTTP (batches of 200)", messages,
                   total, total)
 
 
@@ -383,29 +360,54 @@ def pg_backends(database: str) -> list[int]:
             "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
 
 
-def _spin(seconds: float) -> int:
-    """A fixed amount of pure-Python work (dict stores and str calls, like a worker's
-    steps): the number of loops done in `seconds` of wall time."""
-    end, done, box = time.perf_counter() + seconds, 0, {}
-    while time.perf_counter() < end:
-        for i in range(1000):
-            box[i] = str(i)
-        done += 1
-    return done
+def steps_rate(work: Path, messages: int) -> float:
+    """The messages per second of the flow's steps and file target alone in this process
+    (no store, no HTTP), in batches of 200 with their sends in flight together, as a
+    worker runs them."""
+    from flowyard.engine import Pipeline
+    from flowyard.loader import load_flow
+    from flowyard.message import Message
+    from flowyard.runner import open_target
+
+    flow = load_flow(work / "flows" / "bench-orders.yaml")
+    pipeline = Pipeline(flow)
+    target = open_target(flow, flow.targets[0])
+
+    async def run() -> None:
+        for start in range(0, messages, 200):
+            sends = []
+            for n in range(start, min(messages, start + 200)):
+                message = Message(payload=payload(n), content_type="application/json")
+                sends += [target.send(output, f"{message.id}.0")
+                          for output in pipeline.run(message).outputs]
+            await asyncio.gather(*sends)
+
+    began = time.perf_counter()
+    asyncio.run(run())
+    rate = messages / (time.perf_counter() - began)
+    assert count_files(work / "out") == messages
+    return rate
 
 
-def cpu_pair(seconds: float = 1.5) -> float:
-    """How much more work two processes do at once than one, on this machine now. Two
-    workers cannot beat it: on a 2-core virtual machine whose cores slow down when both
-    are busy, this is the most the second core adds. With the cores one worker already
-    keeps busy (itself, its PostgreSQL backends, the kernel), it bounds the two-worker
-    ratio: `min(2, pair) / busy cores of one worker`."""
+def machine_pair(messages: int) -> float:
+    """How much more of the workers' own work (the steps and the file target, without
+    the store) two processes do at once than one, on this machine now: one process,
+    then two at once, then one again (the cores' speed drifts within seconds here).
+    Two workers cannot beat it; with the cores one worker already keeps busy (itself,
+    its PostgreSQL backends, the kernel) it bounds the two-worker ratio:
+    `min(2, pair) / busy cores of one worker`."""
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        before = _spin(seconds)
-        together = sum(pool.map(_spin, [seconds, seconds]))
-        after = _spin(seconds)  # one process before and after: the cores' speed drifts
+    with contextlib.ExitStack() as stack:
+        folders = [stack.enter_context(work_folder()) for _ in range(4)]
+        for folder in folders:
+            prepare(folder)
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            pool.map(time.sleep, [0.1, 0.1])  # both processes started and importing done
+            before = pool.apply(steps_rate, (folders[0], messages))
+            together = sum(pool.starmap(steps_rate, [(folders[1], messages),
+                                                     (folders[2], messages)]))
+            after = pool.apply(steps_rate, (folders[3], messages))
     return 2 * together / (before + after)
 
 
@@ -556,7 +558,7 @@ def main() -> None:
     one: list[float] = []
     two: list[float] = []
     busy_one: list[float] = []  # cores the machine kept busy while one worker drained
-    pair: list[float] = []  # the machine's own two-process ratio, each round
+    pair: list[float] = []  # the steps' own two-process ratio on this machine, each round
     if not args.skip_postgresql:
         print("(b) PostgreSQL")
         name = pg_database()
@@ -571,8 +573,9 @@ def main() -> None:
                         (one if workers == 1 else two).append(rate)
                         if workers == 1:
                             busy_one.append(cores)
-                    pair.append(cpu_pair())
-                    print(f"  {'this machine: two CPU loops at once / one':<46} {pair[-1]:8.2f}x")
+                    pair.append(machine_pair(2 * n))
+                    print(f"  {'steps + file target alone: two processes / one':<46} "
+                          f"{pair[-1]:8.2f}x")
             finally:
                 drop_database(name)
     print("ratios (per round, then the median)")
@@ -594,8 +597,9 @@ def main() -> None:
         ceiling = [min(2.0, p) / b for p, b in zip(pair, busy_one, strict=True)]
         print(f"  this machine's ceiling for that ratio: {', '.join(f'{x:.2f}' for x in ceiling)}; "
               f"median {median(ceiling):.2f}x (one worker kept a median "
-              f"{median(busy_one):.2f} of {os.cpu_count()} cores busy; two CPU loops at once "
-              f"did a median {median(pair):.2f}x the work of one)")
+              f"{median(busy_one):.2f} of {os.cpu_count()} cores busy; the steps and the file "
+              f"target alone, in two processes at once, did a median {median(pair):.2f}x "
+              "the work of one)")
     print(f"took {time.perf_counter() - began:.0f}s; load average now {load_average()}")
 
 
