@@ -160,9 +160,9 @@ class FileSource(Source[FileSourceOptions]):
 
 
 class FileTarget(Target[FileTargetOptions]):
-    # a whole batch at once: the writes in flight share one flush (GroupCommit), and 32 at
-    # a time made a batch of 200 wait for seven flushes in a row (two PostgreSQL workers
-    # on one disk left 10-13% of the machine idle, against 5-8% so)
+    # a whole batch at once: the writes in flight share one flush (GroupCommit); 32 at a
+    # time made a batch of 200 wait for seven flushes in a row (two PostgreSQL workers on
+    # one disk left 10-13% of the machine idle, and 6-8% with the whole batch)
     send_concurrency = MAX_BATCH
 
     def __init__(self, options: FileTargetOptions, context: FlowContext) -> None:
