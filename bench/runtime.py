@@ -14,7 +14,8 @@ output file exists.
     message stored before its 202, deliveries and traces recorded), and the same steps
     and file target in a plain loop with no store and no HTTP;
 (b) PostgreSQL: the same HTTP run with one worker; then the processing rate of one and
-    of two workers draining the same number of stored messages;
+    of two workers draining the same number of stored messages, and the ceiling this
+    machine sets for their ratio (`machine_pair`);
 (c) Node-RED 4 (installed from the npm registry into a cache folder on first use):
     http in -> change (JSONata) -> template (mustache) -> file -> http response 202.
 

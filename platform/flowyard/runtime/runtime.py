@@ -50,6 +50,9 @@ from .tracing import span, step_span
 log = logging.getLogger("flowyard.runtime")
 
 
+# a batch's first delivery attempt to one target, not started yet
+FirstSend = tuple[LoadedTarget, Coroutine[Any, Any, None]]
+
 @dataclass
 class RuntimeConfig:
     flows_dir: Path = Path("flows")
@@ -413,7 +416,7 @@ class Runtime:
 
     async def process_batch(self, claimed: list[queue.ClaimedMessage]) -> None:
         outcomes = []
-        sends: list[tuple[LoadedTarget, Any]] = []
+        sends: list[FirstSend] = []
         for c in claimed:
             outcome, pending = self.run_steps(c)
             outcomes.append(outcome)
@@ -442,8 +445,7 @@ class Runtime:
             else:
                 self.metrics.message_finished(o.message.flow, labels, o.state)
 
-    async def send_first(self, sends: list[tuple[LoadedTarget, Coroutine[Any, Any, None]]]
-                         ) -> None:
+    async def send_first(self, sends: list[FirstSend]) -> None:
         """A batch's first delivery attempts, at most the target's `send_concurrency` (or
         the runtime's) at once for each target: that many lanes drain its list (not a
         semaphore: its acquire looks at every waiter, quadratic in the batch)."""
@@ -481,8 +483,7 @@ class Runtime:
         self.versions[(flow, version)] = loaded
         return loaded
 
-    def run_steps(self, c: queue.ClaimedMessage
-                  ) -> tuple[queue.ProcessOutcome, list[tuple[LoadedTarget, Any]]]:
+    def run_steps(self, c: queue.ClaimedMessage) -> tuple[queue.ProcessOutcome, list[FirstSend]]:
         """Run the steps of one claimed message; returns the outcome to commit and the
         first delivery attempts to make."""
         outcome = queue.ProcessOutcome(message=c, state="done")
@@ -539,7 +540,7 @@ class Runtime:
                        or (self.config.trace == "failed" and result.failures)):
             outcome.traces = [{"message_id": c.id, "steps": traces, "at": traces[0]["at"]}]
         only = set(c.headers.get("only_targets") or []) if c.headers else set()
-        sends = []
+        sends: list[FirstSend] = []
         outcome.outputs = len(result.outputs)
         for index, out in enumerate(result.outputs):
             for t in loaded.targets:
