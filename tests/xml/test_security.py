@@ -193,6 +193,12 @@ def test_malformed_xml_path_counts_siblings(run_steps) -> None:  # type: ignore[
     assert failure.error.where.path == "/orders/order[2]/line[2]/qty[2]"
 
 
+def test_malformed_xml_path_keeps_the_documents_own_prefixes(run_steps) -> None:  # type: ignore[no-untyped-def]
+    doc = b'<p:r xmlns:p="urn:x">\n<p:a xmlns="urn:d"><b/><b><c></d></b></p:a></p:r>'
+    failure = only_failure(run_steps(STEP_USES["xml.parse"], doc))
+    assert failure.error.where.path == "/p:r/p:a/b[2]/c"
+
+
 def test_xslt_document_outside_the_folder_is_refused(run_steps, fifo, http_spy) -> None:  # type: ignore[no-untyped-def]
     watch = fifo()
     xsl = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">

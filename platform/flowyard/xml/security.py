@@ -177,24 +177,58 @@ def parse_error(
 def open_elements(payload: Any) -> str | None:
     """The path of the elements still open where a malformed document breaks, e.g.
     `/orders/order[3]/line` (an index counts the same-named siblings before it). Only on
-    the failure path: the document is read again, streamed, to the point of the error."""
-    stack: list[str] = []
-    counts: list[dict[str, int]] = [{}]
+    the failure path: the document is read again, streamed, to the point of the error.
+
+    A parser target sees every start tag libxml2 read before the error; iterparse's
+    events do not (lxml 6.2 drops those of the chunk that held the error)."""
+    target = _OpenElements()
+    parser = etree.XMLParser(
+        target=target, resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+    )
+    parser.resolvers.add(RefuseAll())
     try:
         source = open_payload(payload)
-        for event, element in hardened_iterparse(source, None, ("start", "end")):
-            if event == "start":
-                name = display_name(element)
-                seen = counts[-1][name] = counts[-1].get(name, 0) + 1
-                stack.append(f"{name}[{seen}]" if seen > 1 else name)
-                counts.append({})
-            else:
-                stack.pop()
-                counts.pop()
-                element.clear(keep_tail=False)
+        while chunk := source.read(64 * 1024):
+            parser.feed(chunk)
+        parser.close()
     except (etree.XMLSyntaxError, AccessRefused, StepError):
-        return "/" + "/".join(stack) if stack else None
+        return target.path()
     return None
+
+
+class _OpenElements:
+    """A parser target that keeps the names of the open elements, as written (with the
+    document's own prefix), and how many same-named siblings came before each."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.counts: list[dict[str, int]] = [{}]
+        self.scopes: list[dict[str, str]] = [{}]  # namespace URI -> prefix in scope
+
+    def start(self, tag: str, attrib: Any, nsmap: Any = None) -> None:
+        scope = self.scopes[-1]
+        if nsmap:
+            scope = {**scope, **{uri: prefix or "" for prefix, uri in nsmap.items()}}
+        self.scopes.append(scope)
+        name = tag
+        if tag.startswith("{"):
+            uri, local = tag[1:].split("}", 1)
+            prefix = scope.get(uri, "")
+            name = f"{prefix}:{local}" if prefix else local
+        seen = self.counts[-1][name] = self.counts[-1].get(name, 0) + 1
+        self.stack.append(f"{name}[{seen}]" if seen > 1 else name)
+        self.counts.append({})
+
+    def end(self, tag: str) -> None:
+        self.stack.pop()
+        self.counts.pop()
+        self.scopes.pop()
+
+    def close(self) -> None:
+        return None
+
+    def path(self) -> str | None:
+        return "/" + "/".join(self.stack) if self.stack else None
 
 
 def payload_size(payload: Any) -> int | None:
