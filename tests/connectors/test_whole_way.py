@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,18 +30,21 @@ from flowyard.loader import load_flow
 from flowyard.message import Message
 from flowyard.secrets import Secrets
 from flowyard.step import FlowContext
+from flowyard.x12 import control
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "connectors"
 
 
 def rewrite(name: str, tmp_path: Path, change: Any) -> Path:
-    """The example flow with `change(document)` applied, written beside its known_hosts."""
+    """The example flow with `change(document)` applied, written beside the partner
+    profile it uses (partners/supplierx.yaml)."""
     yaml = YAML()
     document = yaml.load((EXAMPLES / name).read_text(encoding="utf-8"))
     change(document)
     path = tmp_path / "flows" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not (path.parent / "partners").is_dir():
+        shutil.copytree(EXAMPLES / "partners", path.parent / "partners")
     with path.open("w", encoding="utf-8") as handle:
         yaml.dump(document, handle)
     return path
@@ -143,6 +147,16 @@ async def test_erp_purchase_order_goes_out_as_850_over_sftp(
     assert remote.parent == supplier.root / "inbound" / "850" and remote.suffix == ".850"
     assert text.startswith("ISA*") and "BEG*00*SA*PO-45001**20261118" in text
     assert "PO1*1*40*EA*12.50*PE*BP*A-1001*VP*SX-778" in text
+    # the partner profile expects a 997: the set waits for it in the store
+    [waiting] = control_rows()
+    assert (waiting.partner, waiting.receiver, waiting.transaction) == ("supplierx", "ZZ:SUPPLIERX", "850")
+    assert f"*{waiting.interchange_control}*" in text and waiting.ack_status is None and waiting.deadline is not None
+
+
+def control_rows() -> list[Any]:
+    """The outbound X12 sets recorded in this test's store (FLOWYARD_DATA_DIR)."""
+    with control.get_engine().connect() as connection:
+        return list(connection.execute(sa.select(control.OutboundSet.__table__)))
 
 
 class Wms:
