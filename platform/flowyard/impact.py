@@ -5,7 +5,9 @@ Two entry points share one comparison:
 
 - `impact_since(rev, paths)`: for `flowyard diff --rendered [GIT-REV]`. For each instance
   under `paths`, the old flow is the instance and its template as they were at `rev`
-  (`git show REV:path`), the new flow is the working tree's.
+  (`git show REV:path`), the new flow is the working tree's. In a repository with no
+  commits yet (a pre-commit hook on the first commit) nothing existed before: every
+  instance is new, and its tests run.
 - `template_change_impact(template_path, new_text, paths)`: for the UI before a template
   is saved. The old flow is today's; the new one renders with the edited text.
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from .errors import DefinitionError, FlowyardError
 from .secrets import redactor
-from .semdiff import Change, compare, git_root, git_show
+from .semdiff import Change, compare, git_base, git_root, git_show
 from .templates import (
     FlowInstance,
     Rendered,
@@ -109,6 +111,7 @@ def _finish(impact: InstanceImpact, new: Rendered | None, old_plain: object, run
 def impact_since(rev: str, paths: list[Path], run: bool = True) -> list[InstanceImpact]:
     """Every instance under `paths`: its rendered flow at `rev` against the working tree."""
     root = git_root(paths[0].resolve() if paths and paths[0].is_dir() else None)
+    base = git_base(rev, root)  # None: no commits yet, compare with an empty tree
     results: list[InstanceImpact] = []
     for path in instance_files(paths):
         impact = InstanceImpact(path, path.stem, "?", None, None)
@@ -121,8 +124,8 @@ def impact_since(rev: str, paths: list[Path], run: bool = True) -> list[Instance
         except (DefinitionError, FlowyardError) as exc:
             impact.error = str(exc)
             continue
-        old_instance_text = git_show(rev, path.resolve())
-        old_template_text = git_show(rev, template.path.resolve()) if template.path.resolve().is_relative_to(root) else None
+        old_instance_text = git_show(base, path.resolve()) if base is not None else None
+        old_template_text = git_show(base, template.path.resolve()) if base is not None and template.path.resolve().is_relative_to(root) else None
         if old_instance_text is not None and old_template_text is not None:
             try:
                 old_instance, _issues = parse_instance(path, old_instance_text)
@@ -174,6 +177,11 @@ def main(rev: str, paths: list[Path] | None, run_tests: bool = True, text: bool 
     if paths is None:
         root = git_root()
         paths = [p for p in (root / "flows", root / "examples") if p.is_dir()]
+    if paths and git_base(rev, git_root(paths[0].resolve() if paths[0].is_dir() else None)) is None:
+        print(f"no commits yet: comparing with an empty tree instead of {rev} (every instance is new)", file=sys.stderr)
+        since = "an empty tree"
+    else:
+        since = rev
     impacts = impact_since(rev, paths, run=run_tests)
     if not impacts:
         print("no instances found", file=sys.stderr)
@@ -186,7 +194,7 @@ def main(rev: str, paths: list[Path] | None, run_tests: bool = True, text: bool 
             continue
         head = f"== {impact.path} ({impact.name}, template {impact.template})"
         if impact.old_text is None and impact.new_text is not None:
-            head += ": new since " + rev
+            head += ": new since " + since
         print(head)
         for change in impact.changes:
             print(redactor.redact(f"  {change}"))

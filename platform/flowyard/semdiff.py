@@ -315,6 +315,18 @@ def git_root(start: Path | None = None) -> Path:
     return Path(result.stdout.strip())
 
 
+def git_base(rev: str, root: Path | None = None) -> str | None:
+    """`rev` when git knows it; None when the repository has no commits yet (its first
+    commit is being made: compare with an empty tree, every file is new). A revision git
+    does not know in a repository that has commits is an error."""
+    if git("rev-parse", "--verify", "--quiet", f"{rev}^{{tree}}", cwd=root).returncode == 0:
+        return rev
+    if git("rev-parse", "--verify", "--quiet", "HEAD^{commit}", cwd=root).returncode != 0:
+        git_root(root)  # not a repository at all: say so
+        return None
+    raise FlowyardError(f"unknown git revision {rev!r}")
+
+
 def git_show(rev: str, path: Path) -> str | None:
     """The text of `path` at `rev`, or None when it did not exist there."""
     root = git_root(path.resolve().parent if path.resolve().parent.exists() else None)

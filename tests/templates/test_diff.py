@@ -186,3 +186,43 @@ def test_git_uses_flowyard_as_its_diff_driver(repo: Path) -> None:
     result = subprocess.run(["git", "diff", "--ext-diff"], cwd=repo, capture_output=True, text=True, check=True)
     assert "~ target 'mes' (http): option 'url' changed from 'https://mes.mx01.example/api/production-orders' to 'https://mes2.mx01.example/api/production-orders'" in result.stdout
     assert '+  CAST-01: "MX01-FOUNDRY"' in result.stdout  # not a flow: a line diff
+
+
+# -- a repository's first commit: nothing to compare with yet ------------------------------
+
+
+@pytest.fixture
+def unborn(onboarding: Path) -> Path:
+    """The onboarding files in a git repository with no commit yet (a pre-commit hook on
+    the first commit sees this)."""
+    git(onboarding, "init", "-q", "-b", "main")
+    git(onboarding, "add", ".")
+    return onboarding
+
+
+def test_the_first_commit_compares_with_an_empty_tree(unborn: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", "--rendered", "HEAD", "--paths", str(unborn)]) == 0
+    out, err = capsys.readouterr()
+    assert "no commits yet: comparing with an empty tree instead of HEAD (every instance is new)" in err
+    heads = [line for line in out.splitlines() if line.startswith("== ")]
+    assert len(heads) == len(instance_files([unborn])) >= 3
+    assert all(head.endswith(": new since an empty tree") for head in heads), heads
+    assert out.count("  PASS test ") >= 3 and "FAIL" not in out  # the tests of every instance ran
+    assert "unknown git revision" not in err
+
+
+def test_the_first_commit_still_fails_on_a_broken_instance_test(unborn: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit_template(unborn, "plant: WERKS,", "plant: 'XX99',")
+    assert main(["diff", "--rendered", "HEAD", "--paths", str(unborn)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL test 'a released order goes to the MES'" in out
+
+
+def test_an_unknown_revision_is_an_error_once_there_are_commits(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", "--rendered", "no-such-branch", "--paths", str(repo)]) == 2
+    assert "flowyard diff: unknown git revision 'no-such-branch'" in capsys.readouterr().err
+
+
+def test_rendered_diff_outside_a_repository(onboarding: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", "--rendered", "HEAD", "--paths", str(onboarding)]) == 2
+    assert "not inside a git repository" in capsys.readouterr().err

@@ -17,7 +17,10 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    files = list(definition_files(args.paths))
+    # Files that are not definitions (a YAML without `apiVersion: flowyard/...`, a CSV
+    # outside tables/) are skipped: a pre-commit hook passes every changed file.
+    skipped: list[Path] = []
+    files = list(definition_files(args.paths, skipped))
     invalid = 0
     for path in files:
         issues = check_file(path)
@@ -25,8 +28,11 @@ def handle(args: argparse.Namespace) -> int:
             print(issue)
         if any(i.severity == "error" for i in issues):
             invalid += 1
-    print(f"{len(files)} file(s) checked, {invalid} invalid", file=sys.stderr)
-    if not files:
+    for path in skipped:
+        print(f"{path}: skipped, not a Flowyard definition (no apiVersion: flowyard/v1; a code table is a CSV or YAML file in a tables/ folder)", file=sys.stderr)
+    summary = f"{len(files)} file(s) checked, {invalid} invalid"
+    print(summary + (f", {len(skipped)} skipped" if skipped else ""), file=sys.stderr)
+    if not files and not skipped:
         print("flowyard validate: no definition files found", file=sys.stderr)
         return 1
     return 1 if invalid else 0
