@@ -22,6 +22,8 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
+from .errors import FlowyardError
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -114,7 +116,14 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    try:
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = "postgresql" if url.startswith("postgresql") else "sql"
+        raise FlowyardError(
+            f"the store at {url.split('://', 1)[0]}:// needs the database driver {exc.name!r}, which is not "
+            f"installed: pip install 'flowyard[{extra}]'"
+        ) from exc
 
 
 _engines: dict[str, Engine] = {}

@@ -32,10 +32,24 @@ def _group(group: str) -> dict[str, Any]:
 
 @cache
 def _load(group: str, name: str) -> Any:
+    entry = _group(group)[name]
     try:
-        return _group(group)[name].load()
-    except (ImportError, AttributeError) as exc:
+        return entry.load()
+    except ImportError as exc:
+        raise UnavailableError(f"{name!r} cannot be loaded: {exc}; {install_hint(entry, name, exc)}") from exc
+    except AttributeError as exc:
         raise UnavailableError(f"{name!r} is registered but cannot be loaded: {exc}") from exc
+
+
+def install_hint(entry: Any, name: str, exc: ImportError) -> str:
+    """The one command that brings what is missing: the extra named after the step or
+    connector when its distribution declares one (`flowyard[sftp]`), else the module."""
+    dist = getattr(entry, "dist", None)
+    extras = (dist.metadata.get_all("Provides-Extra") or []) if dist is not None else []
+    if dist is not None and name in extras:
+        return f"install it with: pip install '{dist.metadata['Name']}[{name}]'"
+    missing = (exc.name or "").split(".")[0]
+    return f"install it with: pip install {missing}" if missing else "reinstall the package that provides it"
 
 
 def step_names() -> list[str]:

@@ -109,3 +109,41 @@ def _get(url: str) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.HTTPError:
         return 0
+
+
+def test_first_start_frames_the_admin_password_last_and_logs_go_to_the_named_file(tmp_path: Path) -> None:
+    """What `bin/serve` shows a new user: its own lines only, the one-time password last
+    and framed; the JSON logs in the file it names; no library's deprecation notice."""
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    env = {**os.environ, "FLOWYARD_DATA_DIR": str(tmp_path / ".flowyard")}
+    env.pop("FLOWYARD_DATABASE_URL", None)
+    env.pop("PYTHONWARNINGS", None)
+    port = free_port()
+    terminal = tmp_path / "terminal.txt"
+    log_file = tmp_path / "logs" / "serve.log"
+    with terminal.open("wb") as out:
+        proc = subprocess.Popen([FLOWYARD, "serve", "--port", str(port), "--log-file", str(log_file)],
+                                cwd=tmp_path, env=env, stdout=out, stderr=out)
+        try:
+            wait_sync(lambda: "+\n\n" in terminal.read_text(), timeout=60, what="the framed password")
+            wait_sync(lambda: log_file.is_file() and "deployed " in log_file.read_text(), timeout=30,
+                      what="deploy lines in the log file")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+    shown = terminal.read_text()
+    assert code == 0, shown
+    assert "Deprecat" not in shown and "Traceback" not in shown
+    assert not any(line.startswith("{") for line in shown.splitlines()), "JSON logs reached the terminal"
+    lines = shown.rstrip().splitlines()
+    assert lines[-1].startswith("+-") and lines[-1].endswith("-+")  # the frame closes the start-up output
+    framed = [line.strip("| ").strip() for line in lines if line.startswith("| ")]
+    password = framed[framed.index("First start: log in as 'admin' with the one-time password") + 1]
+    assert len(password) >= 12 and " " not in password
+    assert f"Flowyard is running at http://127.0.0.1:{port}/" in framed
+    assert f"Logs: {log_file}" in framed
+    logged = log_file.read_text()
+    assert password not in logged  # shown once, never logged
+    assert all(line.startswith("{") for line in logged.splitlines())
+    assert "alembic" not in logged  # no line per migration step

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -195,19 +194,4 @@ def create_app(
         on_startup=[freeze_startup_objects],
     )
     app.state.ui = state
-    if runtime is not None:
-        announce_first_admin(engine)
     return app
-
-
-def announce_first_admin(engine: Engine) -> None:
-    """Served by `flowyard serve`: on the very first start, print the admin's one-time
-    password to the console (once; it must be changed at the first login)."""
-    password = first_start(engine)
-    if password:
-        print(
-            "flowyard: first start: log in as 'admin' with the one-time password "
-            f"{password} (you will be asked to choose your own)",
-            file=sys.stderr,
-            flush=True,
-        )

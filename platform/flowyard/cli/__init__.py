@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -31,7 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_third_party_deprecations() -> None:
+    """Deprecation notices of the libraries Flowyard uses (asyncssh's "DSA is deprecated"
+    from cryptography, at every start) are for Flowyard's developers, not its users:
+    they stay out of the terminal unless Python's own -W or PYTHONWARNINGS asks."""
+    if sys.warnoptions:
+        return
+    others = r"^(?!flowyard)"
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=others)
+    # cryptography's CryptographyDeprecationWarning is a UserWarning
+    warnings.filterwarnings("ignore", message=r"(?s).*\bdeprecated\b", category=UserWarning, module=others)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_third_party_deprecations()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)

@@ -66,6 +66,8 @@ def register(sub: Any) -> None:
         p.add_argument("--lease", type=positive_seconds, default=30.0,
                        help="seconds a claim holds without a heartbeat (default 30)")
         p.add_argument("--text-logs", action="store_true", help="plain log lines, not JSON")
+        p.add_argument("--log-file", type=Path, default=None,
+                       help="write the JSON logs to this file instead of the terminal")
         if name == "serve":
             p.add_argument("--no-samples", action="store_true",
                            help="on first start, do not copy the flows' sample inputs in")
@@ -105,7 +107,7 @@ def configure_logging(args: argparse.Namespace) -> None:
     if not args.text_logs:
         from .logs import setup_json_logging
 
-        setup_json_logging(logging.DEBUG if args.verbose else logging.INFO)
+        setup_json_logging(logging.DEBUG if args.verbose else logging.INFO, args.log_file)
     else:
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
 
@@ -191,7 +193,7 @@ async def wait_for_signal() -> None:
 async def serve_http(runtime: Any, args: argparse.Namespace, with_ui: bool) -> None:
     import uvicorn
 
-    from .server import RuntimeApp, load_ui
+    from .server import RuntimeApp, first_admin_password, load_ui
 
     ui = load_ui(runtime, runtime.config.flows_dir, runtime.engine) if with_ui else None
     if with_ui and ui is None:
@@ -205,8 +207,39 @@ async def serve_http(runtime: Any, args: argparse.Namespace, with_ui: bool) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    if args.log_file:
+        print(f"flowyard: logs go to {args.log_file}", file=sys.stderr)
     print(f"flowyard: listening on http://{args.host}:{args.port}/", file=sys.stderr)
-    await server.serve()
+    password = first_admin_password(runtime.engine) if ui is not None else None
+    announce = asyncio.create_task(announce_when_listening(server, args, password))
+    try:
+        await server.serve()
+    finally:
+        announce.cancel()
+
+
+async def announce_when_listening(server: Any, args: argparse.Namespace, password: str | None) -> None:
+    """On the very first start, the admin's one-time password, framed and after every
+    start-up line, so it cannot be missed (it is shown this once, never logged)."""
+    if not password:
+        return
+    while not server.started:
+        await asyncio.sleep(0.05)
+    url = f"http://{args.host}:{args.port}/"
+    lines = [
+        f"Flowyard is running at {url}",
+        "",
+        "First start: log in as 'admin' with the one-time password",
+        f"    {password}",
+        "You will be asked to choose your own password.",
+    ]
+    if args.log_file:
+        lines += ["", f"Logs: {args.log_file}"]
+    lines.append("Stop: Ctrl-C")
+    width = max(len(line) for line in lines) + 2
+    frame = "+" + "-" * width + "+"
+    body = "\n".join(f"| {line.ljust(width - 2)} |" for line in lines)
+    print(f"\n{frame}\n{body}\n{frame}\n", file=sys.stderr, flush=True)
 
 
 def _quiet_server() -> Any:

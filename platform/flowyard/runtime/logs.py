@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ..message import Message
@@ -44,9 +45,15 @@ class JsonFormatter(logging.Formatter):
         return redactor.redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
-def setup_json_logging(level: int = logging.INFO) -> None:
-    """Replace the root handlers with one JSON line handler on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+def setup_json_logging(level: int = logging.INFO, log_file: Path | None = None) -> None:
+    """Replace the root handlers with one JSON line handler, on stderr or appending to
+    `log_file` (then the terminal keeps only what the command says to its user)."""
+    handler: logging.Handler
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
@@ -54,3 +61,4 @@ def setup_json_logging(level: int = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # a line per migration step

@@ -122,3 +122,14 @@ def load_ui(runtime: Any, flows_dir: Any, engine: Any) -> Any:
         return None
     app: Any = create_app(runtime, flows_dir=flows_dir, engine=engine)
     return app
+
+
+def first_admin_password(engine: Any) -> str | None:
+    """The first admin's one-time password when the store has no user yet (the UI makes
+    the account); None on every later start or without the UI."""
+    try:
+        from flowyard_ui.app import first_start
+    except ImportError:
+        return None
+    password: str | None = first_start(engine)
+    return password
