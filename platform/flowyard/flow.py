@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
 from .errors import Position
 from .options import Duration, Options
 
-API_VERSION = "flowyard/v1"
+ApiVersion = Literal["flowyard/v1"]
+API_VERSION: ApiVersion = get_args(ApiVersion)[0]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 
 

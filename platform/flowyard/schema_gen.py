@@ -1,12 +1,18 @@
-"""The JSON Schema of flow files and the option reference, both from the option models.
+"""The JSON Schema of definition files and the option reference, both from the models.
 
 VS Code's YAML extension reads the schema (`# yaml-language-server: $schema=...`) for
-completion, hover help and errors while an analyst types.
+completion, hover help and errors while an analyst types. One schema covers every kind of
+definition file, told apart by `kind:` (`if kind is X then X's schema`, so an editor
+reports the errors of that kind only): flows (from the step and connector option
+models), instances and templates (flowyard.templates), partner profiles
+(flowyard.x12.partners), guides (flowyard.x12.guides) and YAML code tables
+(flowyard.tables), which have no `kind:`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,13 +30,13 @@ class _Defs:
     def ref(self, model: type[BaseModel]) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/$defs/{model}", by_alias=True)
         for name, sub in schema.pop("$defs", {}).items():
-            self._put(name, sub)
-        self._put(model.__name__, schema)
+            self.put(name, sub)
+        self.put(model.__name__, schema)
         return {"$ref": f"#/$defs/{model.__name__}"}
 
-    def _put(self, name: str, schema: Any) -> None:
+    def put(self, name: str, schema: Any) -> None:
         if name in self.defs and self.defs[name] != schema:
-            raise ValueError(f"two option models are both named {name}; rename one")
+            raise ValueError(f"two models are both named {name}; rename one")
         self.defs[name] = schema
 
 
@@ -46,8 +52,7 @@ def _shorthand(model: type[BaseModel], main: str | None) -> list[dict[str, Any]]
     return [{"type": "string", "description": f"shorthand for `{main}`: {desc}"}]
 
 
-def flow_schema() -> dict[str, Any]:
-    defs = _Defs()
+def _flow(defs: _Defs) -> dict[str, Any]:
     step_variants = []
     for name, cls in registry.available_steps().items():
         options = [defs.ref(cls.Options), *_shorthand(cls.Options, cls.main_option)]
@@ -86,8 +91,6 @@ def flow_schema() -> dict[str, Any]:
                 }
             )
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://flowyard.example/schema/flow.schema.json",
         "title": "Flowyard flow",
         "type": "object",
         "required": ["apiVersion", "kind", "metadata", "source", "targets"],
@@ -103,6 +106,88 @@ def flow_schema() -> dict[str, Any]:
             "keys": {"type": "object", "additionalProperties": {"type": "string"}, "description": "business keys: name -> JMESPath over the parsed data, searchable in the UI"},
             "sla": {"type": "object", "description": "thresholds that turn the flow's dashboard tile red"},
         },
+    }
+
+
+def _table(defs: _Defs) -> dict[str, Any]:
+    from .tables import TableDefinition
+
+    return {
+        "title": "Flowyard code table",
+        "description": "a YAML file under tables/: code: value, or {description, default, codes}",
+        "if": {"type": "object", "required": ["codes"]},
+        "then": defs.ref(TableDefinition),
+        "else": {"type": "object", "description": "code: value (a value may be a mapping when a code translates to several fields)"},
+    }
+
+
+def _kinds(defs: _Defs) -> dict[str, str]:
+    """Each kind's schema put in `defs`, by the `kind:` its files carry ("Table": the
+    files without one); the value is the schema's name in `$defs`."""
+    from .templates import FlowInstanceDefinition, TemplateDefinition
+    from .x12.guides import GuideDefinition
+    from .x12.partners import PartnerProfile
+
+    defs.put("Flow", _flow(defs))
+    kinds = {"Flow": "Flow"}
+    for kind, model in (("FlowInstance", FlowInstanceDefinition), ("Template", TemplateDefinition), ("Partner", PartnerProfile), ("Guide", GuideDefinition)):
+        defs.ref(model)
+        kinds[kind] = model.__name__
+    defs.put("Table", _table(defs))
+    kinds["Table"] = "Table"
+    return kinds
+
+
+def kinds() -> list[str]:
+    """The kinds `definition_schema` knows."""
+    return list(_kinds(_Defs()))
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            yield ref.removeprefix("#/$defs/")
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _reachable(root: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """The `$defs` a schema uses, transitively, in their original order."""
+    seen: set[str] = set()
+    todo = list(_refs(root))
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_refs(defs[name]))
+    return {name: schema for name, schema in defs.items() if name in seen}
+
+
+def definition_schema(kind: str | None = None) -> dict[str, Any]:
+    """The JSON Schema of every definition file, told apart by `kind:`; or, given a kind,
+    of that kind's files alone."""
+    defs = _Defs()
+    names = _kinds(defs)
+    head = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    if kind is not None:
+        root = defs.defs[names[kind]]
+        return {**head, **root, "$defs": _reachable(root, defs.defs)}
+    branches = [
+        {"if": {"not": {"required": ["kind"]}} if name == "Table" else {"required": ["kind"], "properties": {"kind": {"const": name}}}, "then": {"$ref": f"#/$defs/{ref}"}}
+        for name, ref in names.items()
+    ]
+    return {
+        **head,
+        "$id": "https://flowyard.example/schema/flow.schema.json",
+        "title": "Flowyard definition",
+        "description": "a flow, flow instance, template, partner profile, X12 guide or code table, told apart by `kind:` (a code table has none)",
+        "type": "object",
+        "properties": {"kind": {"enum": [k for k in names if k != "Table"], "description": "what the file defines; a code table has no kind"}},
+        "allOf": branches,
         "$defs": defs.defs,
     }
 

@@ -21,10 +21,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
 from .errors import DefinitionError, IssueList
+from .options import Options
 from .yamlio import YamlSyntaxError, load_text, to_plain, value_position
 
 TABLE_SUFFIXES = (".csv", ".yaml", ".yml")
+
+
+class TableDefinition(Options):
+    """A YAML table with a description or a default: the codes go under `codes`. Without
+    `codes`, the whole file is the mapping of code: value."""
+
+    model_config = ConfigDict(title="Flowyard code table")
+
+    description: str = Field("", description="what the table translates, in one line")
+    default: Any = Field(None, description="the value of a code the table does not have (without it, a missing code is an error)")
+    codes: dict[str, Any] = Field(description="code: value (a value may be a mapping when a code translates to several fields)")
 
 
 @dataclass

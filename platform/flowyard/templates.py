@@ -44,9 +44,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
+import pydantic
 from jinja2 import TemplateError, TemplateSyntaxError, meta
 from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -59,8 +60,9 @@ from ruamel.yaml.scalarstring import (
 )
 
 from .errors import DefinitionError, FlowyardError, Issue, IssueList, Position, did_you_mean
-from .flow import API_VERSION, NAME_PATTERN, Flow
+from .flow import API_VERSION, NAME_PATTERN, TOP_LEVEL_KEYS, ApiVersion, Flow, FlowTest, Metadata
 from .loader import FlowLoader, register_flow_kind
+from .options import Options
 from .templating import FlowEnvironment, RenderLimitError, make_environment
 from .yamlio import (
     YamlSyntaxError,
@@ -75,8 +77,6 @@ from .yamlio import (
 
 BUILTIN_NAMES = ("instance_name", "template_name", "template_dir")
 RESERVED_NAMES = ("data", "message", "key", "ext")  # the runtime's template variables
-TEMPLATE_KEYS = ("apiVersion", "kind", "metadata", "parameters", "flow", "skeleton")
-INSTANCE_KEYS = ("apiVersion", "kind", "metadata", "template", "values", "tests")
 YAML_SUFFIXES = (".yaml", ".yml")
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}$", re.S)
 
@@ -112,6 +112,78 @@ Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 # -- the models ------------------------------------------------------------------
+
+
+# The files' shapes, declared once: the sections the parsers below accept come from these
+# models, and so does the JSON Schema an editor checks the files with (`flowyard schema`).
+# The parsers check what the models cannot say (a valid JSON Schema under `parameters`,
+# the rendered flow) with positions.
+
+
+class TemplateMetadata(Options):
+    name: str = pydantic.Field(pattern=NAME_PATTERN, max_length=100, description="the template's name, which instances give as `template:`")
+    version: str | None = pydantic.Field(None, description='the template\'s version ("1.0"); an instance may pin it as `NAME@VERSION`')
+    description: str = pydantic.Field("", description="what the flows made from it do, in one line")
+
+
+class TemplateFlowBody(Options):
+    """A Flow body (without apiVersion and kind); strings may use `{{ parameter }}`, so the
+    sections are checked when an instance renders, not here."""
+
+    metadata: dict[str, Any] = pydantic.Field(default_factory=dict, description="the flow's metadata; `name` defaults to the instance's name")
+    source: dict[str, Any] = pydantic.Field(description="exactly one source connector, as in a flow")
+    steps: list[Any] = pydantic.Field(default_factory=list, description="the steps, as in a flow")
+    targets: list[Any] = pydantic.Field(description="one or more target connectors, as in a flow")
+    tests: list[FlowTest] = pydantic.Field(default_factory=list, description="test cases every instance runs; paths may use `{{ instance_name }}`")
+    keys: dict[str, str] = pydantic.Field(default_factory=dict, description="business keys: name -> JMESPath over the parsed data")
+    sla: dict[str, Any] = pydantic.Field(default_factory=dict, description="thresholds that turn the flow's dashboard tile red")
+
+
+class TemplateDefinition(Options):
+    """`kind: Template`: a flow body whose strings may name parameters, and the JSON Schema
+    of the parameters."""
+
+    model_config = pydantic.ConfigDict(title="Flowyard template")
+
+    apiVersion: ApiVersion = pydantic.Field(description=f"always {API_VERSION}")
+    kind: Literal["Template"] = pydantic.Field(description="a template for onboarding")
+    metadata: TemplateMetadata
+    parameters: dict[str, Any] = pydantic.Field(
+        default_factory=dict,
+        description="parameter name: its JSON Schema (type, pattern, enum, default, description, examples); "
+        "parameters without a default are required. Or a full JSON Schema of an object.",
+    )
+    flow: TemplateFlowBody = pydantic.Field(description="the flow an instance renders to")
+    skeleton: dict[str, Any] = pydantic.Field(
+        default_factory=dict,
+        description="files `flowyard onboard` writes beside a new instance: path -> content (text, a mapping written as YAML, or {from: FILE} beside the template)",
+    )
+
+
+class TemplateRefSpec(Options):
+    name: str = pydantic.Field(description="the template's name")
+    version: str | None = pydantic.Field(None, description="the template's version; the newest when not given")
+
+
+class FlowInstanceDefinition(Options):
+    """`kind: FlowInstance`: a flow made from a template by giving its parameters' values."""
+
+    model_config = pydantic.ConfigDict(title="Flowyard flow instance")
+
+    apiVersion: ApiVersion = pydantic.Field(description=f"always {API_VERSION}")
+    kind: Literal["FlowInstance"] = pydantic.Field(description="a flow made from a template")
+    metadata: Metadata
+    template: Annotated[str, pydantic.Field(pattern=r"\S")] | TemplateRefSpec = pydantic.Field(
+        description="the template: `NAME`, `NAME@VERSION` or `{name: NAME, version: V}`"
+    )
+    values: dict[str, Any] = pydantic.Field(default_factory=dict, description="parameter: value, checked against the template's parameters")
+    tests: list[FlowTest] = pydantic.Field(default_factory=list, description="test cases of this instance, run after the template's")
+
+
+TEMPLATE_KEYS = tuple(TemplateDefinition.model_fields)
+INSTANCE_KEYS = tuple(FlowInstanceDefinition.model_fields)
+assert set(TemplateFlowBody.model_fields) == set(TOP_LEVEL_KEYS) - {"apiVersion", "kind"}, "a template's flow body has a flow's sections"
+
 
 
 @dataclass

@@ -119,7 +119,7 @@ def test_schema_is_valid_json_schema_and_describes_every_step() -> None:
     result = flowyard("schema")
     schema = json.loads(result.stdout)
     Draft202012Validator.check_schema(schema)
-    titles = {v["title"] for v in schema["properties"]["steps"]["items"]["oneOf"]}
+    titles = {v["title"] for v in schema["$defs"]["Flow"]["properties"]["steps"]["items"]["oneOf"]}
     assert {"json.parse", "jmespath", "jinja", "lookup", "validate", "split", "filter", "csv.parse"} <= titles
 
 

@@ -6,14 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from ..schema_gen import flow_schema
+from ..schema_gen import definition_schema, kinds
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("schema", help="print the JSON Schema of flow files")
+    p = sub.add_parser("schema", help="print the JSON Schema of definition files (every kind, told apart by `kind:`)")
+    p.add_argument("--kind", choices=kinds(), help="only this kind's files (Table: code tables, which have no kind)")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    print(json.dumps(flow_schema(), indent=2))
+    print(json.dumps(definition_schema(args.kind), indent=2))
     return 0

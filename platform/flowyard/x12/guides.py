@@ -49,16 +49,77 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from importlib.resources import files as resource_files
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, RootModel
 
 from ..definitions import register_checker
 from ..errors import DefinitionError, Issue, IssueList, Position
+from ..flow import API_VERSION, ApiVersion
+from ..options import Options
 from ..yamlio import YamlSyntaxError, load_text, locate, to_plain
 
 SHIPPED = Path(__file__).resolve().parent / "guides"
-_ELEMENT_DEF = re.compile(r"^(ID|AN|N\d?|R|DT|TM|B)\s+(\d+)/(\d+)\s*(.*)$")
+ELEMENT_DEF_PATTERN = r"^(ID|AN|N\d?|R|DT|TM|B)\s+(\d+)/(\d+)\s*(.*)$"
+_ELEMENT_DEF = re.compile(ELEMENT_DEF_PATTERN)
 _ELEMENT_REF = re.compile(r"^([A-Z][A-Z0-9]{1,2})(\d{2})$")
 _USAGE = {"M": "R", "O": "S", "X": "S", "N": "N"}
+
+
+# -- the file's shape --------------------------------------------------------------
+# Declared once: the keys `_merged` accepts and the JSON Schema an editor checks guide
+# files with (`flowyard schema`) come from these models; the compiler below checks the
+# rest (elements named, structure consistent) with positions.
+
+Usage = Literal["M", "O", "X", "N"]
+
+
+class GuideMetadata(Options):
+    name: str | None = Field(None, description="the guide's name, as `guide:` and `extends:` give it (default: the file name)")
+    description: str = Field("", description="what the guide is for, in one line")
+
+
+class SegmentSpec(Options):
+    elements: str | list[str] = Field(description="the elements in order: `NUMBER [M|O|N] [*REPEAT]`, comma-separated or a list")
+    name: str = Field("", description="the segment's name")
+    codes: dict[str, list[str | int]] = Field(default_factory=dict, description="element (BSN01, SLN05-01): the codes it allows")
+    syntax: list[str] = Field(default_factory=list, description="X12 syntax notes such as P0304 (paired) or R0203 (one required)")
+
+
+class ChangeSpec(Options):
+    usage: Usage | None = Field(None, description="M mandatory, O optional, N not used")
+    max: int | Literal[">1"] | None = Field(None, description="how often a segment or loop may repeat (>1: unbounded)")
+    codes: list[str | int] | None = Field(None, description="an element's codes, narrowed from the base guide's")
+
+
+StructureSegment = Annotated[str, Field(pattern=r"^\s*\S+(\s+([MOXNmoxn]|>1|\d+))*\s*$", description="`SEG [M|O|N] [MAX]`")]
+
+
+class StructureLoop(RootModel[Annotated[dict[str, list["StructureSegment | StructureLoop"]], Field(min_length=1, max_length=1)]]):
+    """`NAME_loop [M] [MAX]:` and its segments and loops; the first one triggers the loop."""
+
+
+class GuideDefinition(Options):
+    """`kind: Guide`: an X12 implementation guide in compact form (see flowyard.x12.guides)."""
+
+    model_config = ConfigDict(title="Flowyard X12 guide")
+
+    apiVersion: ApiVersion = Field(API_VERSION, description=f"always {API_VERSION}")
+    kind: Literal["Guide"] = Field(description="an X12 implementation guide")
+    metadata: GuideMetadata = Field(default_factory=GuideMetadata)
+    extends: str | None = Field(None, description="a guide beside this one or shipped (856-4010) to inherit, then tighten with `changes`")
+    transaction: str | None = Field(None, description='the transaction set, ST01 ("856")')
+    version: str | None = Field(None, description='GS08, its first six characters ("004010")')
+    functional_group: str | None = Field(None, description="GS01 (SH for an 856)")
+    elements: dict[str, Annotated[str, Field(pattern=ELEMENT_DEF_PATTERN)]] = Field(
+        default_factory=dict, description="data element dictionary: NUMBER: `TYPE MIN/MAX name` (TYPE: ID, AN, N0, N2, R, DT, TM, B)"
+    )
+    composites: dict[str, str | list[str]] = Field(default_factory=dict, description="composite data elements: their components, `NUMBER [M]` each")
+    segments: dict[str, str | SegmentSpec] = Field(default_factory=dict, description="segment id: its elements in order, or {elements, name, codes, syntax}")
+    structure: list[StructureSegment | StructureLoop] = Field(default_factory=list, description="the order of segments and loops in the set")
+    changes: dict[str, Literal["unused"] | ChangeSpec] = Field(
+        default_factory=dict, description="tighten what `extends` gave: a segment, loop (A_loop/B when nested) or element (BSN01): `unused` or {usage, max, codes}"
+    )
 
 
 @dataclass
@@ -220,8 +281,7 @@ def _merged(path: Path, chain: list[str]) -> dict[str, Any]:
     issues = IssueList(str(path))
     if not isinstance(document, dict) or document.get("kind") != "Guide":
         raise GuideError([Issue(Position(str(path), 1, 1), "a guide file needs `kind: Guide`")])
-    allowed = {"apiVersion", "kind", "metadata", "extends", "transaction", "version", "functional_group",
-               "elements", "composites", "segments", "structure", "changes"}
+    allowed = set(GuideDefinition.model_fields)
     for key in document:
         if key not in allowed:
             line, col = locate(document, [key], at_key=True)
