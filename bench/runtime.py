@@ -272,10 +272,10 @@ def drain(url: str, messages: int, workers: int) -> tuple[float, float]:
     measured the benchmark's insert as much as the workers."""
     from sqlalchemy import func, select, text
 
-    from flowyard.db import make_engine
     from flowyard.loader import load_flow
     from flowyard.message import Message
     from flowyard.store.api import Store
+    from flowyard.store.database import make_engine
     from flowyard.store.migrations import upgrade
     from flowyard.store.models import Worker
 

@@ -85,7 +85,7 @@ def main() -> int:
     from litestar.testing import TestClient
     from sqlalchemy import insert
 
-    from flowyard import db
+    from flowyard.store import database as db
     from flowyard.store.models import StoredMessage
     from flowyard_ui import auth, fastyaml
     from flowyard_ui.app import create_app

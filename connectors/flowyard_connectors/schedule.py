@@ -30,9 +30,9 @@ from flowyard.connector import Accept, Connector, Source
 from flowyard.message import Message
 from flowyard.options import Duration, Options
 from flowyard.step import FlowContext
+from flowyard.store.connector_state import State
 
 from .backoff import Backoff
-from .state import State
 
 
 class ScheduleSourceOptions(Options):

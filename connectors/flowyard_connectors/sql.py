@@ -39,9 +39,9 @@ from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import redactor
 from flowyard.step import FlowContext
+from flowyard.store.connector_state import State
 
 from .backoff import keep_running
-from .state import State
 
 DRIVERS = {
     "postgresql": "postgresql+psycopg",

@@ -444,7 +444,8 @@ def register_flow_kind(kind: str, load: FlowKindLoader) -> None:
     _kind_loaders[kind] = load
 
 
-def _kind_of(text: str) -> str | None:
+def kind_of(text: str) -> str | None:
+    """The `kind:` a definition file declares at its top level, read without parsing it."""
     for line in text.splitlines():
         if line.startswith("kind:"):
             return line.split(":", 1)[1].split("#", 1)[0].strip().strip("'\"")
@@ -461,7 +462,7 @@ def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise DefinitionError([Issue(Position(str(path)), f"cannot read the flow file: {reason}")]) from exc
-    kind = _kind_of(text)
+    kind = kind_of(text)
     if kind not in (None, "Flow"):
         if kind not in _kind_loaders:
             with contextlib.suppress(ImportError):

@@ -26,6 +26,20 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
+def spoken_duration(seconds: float | None) -> str:
+    """A duration as an operator reads it: `45s`, `12 min`, `3.5 h`, `2.0 days`."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def parse_duration(value: Any) -> timedelta:
     """'250ms', '2s', '10m', '1h', '1d' or a number of seconds."""
     if isinstance(value, timedelta):

@@ -30,7 +30,7 @@ from flowyard.loader import load_flow
 from flowyard.message import Message
 from flowyard.secrets import Secrets
 from flowyard.step import FlowContext
-from flowyard.x12 import control
+from flowyard.store import x12_control as control
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "connectors"

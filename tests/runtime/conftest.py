@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rthelp import PG_ADMIN, RecordingServer
 
-from flowyard.db import make_engine
 from flowyard.store.api import Store
+from flowyard.store.database import make_engine
 from flowyard.store.migrations import upgrade
 
 

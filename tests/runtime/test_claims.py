@@ -13,7 +13,7 @@ from sqlalchemy import text, update
 from sqlalchemy.engine import Connection
 
 from flowyard.message import Message
-from flowyard.runtime import queue
+from flowyard.store import queue
 from flowyard.store.api import Store
 from flowyard.store.models import OPEN_INDEX, StoredMessage
 

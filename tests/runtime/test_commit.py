@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from flowyard.message import Message
-from flowyard.runtime import queue
+from flowyard.store import queue
 from flowyard.store.api import Store, write_transaction
 from flowyard.store.models import Attempt, DeadLetter, Delivery, MessageTrace, StoredMessage
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from rthelp import order, until, write_flow
 
 from flowyard.message import Message
-from flowyard.runtime import queue
 from flowyard.runtime.runtime import Runtime, RuntimeConfig
+from flowyard.store import queue
 from flowyard.store.api import Store
 
 

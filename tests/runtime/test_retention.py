@@ -9,7 +9,6 @@ import time
 from sqlalchemy import func, insert, select, update
 
 from flowyard.message import Message
-from flowyard.runtime.retention import purge
 from flowyard.store.api import Store, write_transaction
 from flowyard.store.models import (
     Attempt,
@@ -19,6 +18,7 @@ from flowyard.store.models import (
     SourceKey,
     StoredMessage,
 )
+from flowyard.store.retention import purge
 
 DAY = 86400.0
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from rthelp import FILE_TARGET, HTTP_TARGET, RecordingServer, order, until, write_flow
 
+from flowyard.operations import deployments
+from flowyard.operations.replay import replay
 from flowyard.runtime.runtime import Runtime, RuntimeConfig
 from flowyard.store.api import Store
 
@@ -97,7 +99,7 @@ async def test_bad_data_goes_to_dead_letters_and_replay_on_current_version_shows
                     what="new version deployed")
         # the bad input still fails on the current version; replay a good message instead
         good = sqlite_store.list_messages(state="done")[0]
-        [result] = sqlite_store.replay([good.id], version="current", who="ana")
+        [result] = replay(sqlite_store, [good.id], version="current", who="ana")
         assert result.error is None and result.message_id
         assert '-  "qty": 2\n' in result.diff or '"v": 2' in result.diff
         await until(lambda: (m := sqlite_store.message(result.message_id or "")) is not None
@@ -161,7 +163,7 @@ async def test_last_attempt_makes_a_dead_letter_and_replay_resends_with_the_same
         states = {d.target: (d.state, d.attempts) for d in detail.deliveries}
         assert states == {"file-1": ("dead", 2), "file-2": ("done", 1)}
         blocked.unlink()  # the target is repaired
-        [result] = sqlite_store.replay([dead.id], who="ana")
+        [result] = replay(sqlite_store, [dead.id], who="ana")
         assert result.message_id == dead.message_id  # same message, same key
         await until(lambda: sqlite_store.count_messages(state="done") == 1, what="done")
     finally:
@@ -179,12 +181,12 @@ async def test_undeploy_and_deploy_without_restart(tmp_path: Path, sqlite_store:
     await runtime.start()
     try:
         await until(lambda: "orders" in runtime.sources, what="source running")
-        sqlite_store.undeploy("orders", who="ana", note="maintenance")
+        deployments.undeploy(sqlite_store, "orders", who="ana", note="maintenance")
         await until(lambda: "orders" not in runtime.current, what="stopped")
         (flows / "inbox" / "o1.json").write_bytes(order(1))
         await until(lambda: "orders" not in runtime.sources, what="source stopped")
         assert (flows / "inbox" / "o1.json").exists()  # nobody took it
-        sqlite_store.deploy(path, who="ana", note="back")
+        deployments.deploy(sqlite_store, path, who="ana", note="back")
         await until(lambda: outputs(flows / "out"), what="processed after deploy")
         assert [d.action for d in sqlite_store.deployments("orders")] == [
             "deploy", "undeploy", "deploy"]
@@ -194,7 +196,7 @@ async def test_undeploy_and_deploy_without_restart(tmp_path: Path, sqlite_store:
 
 async def test_graceful_stop_hands_back_claimed_work(tmp_path: Path, sqlite_store: Store) -> None:
     from flowyard.message import Message
-    from flowyard.runtime import queue
+    from flowyard.store import queue
 
     flows = tmp_path / "flows"
     write_flow(flows)
@@ -216,7 +218,7 @@ async def test_a_batchs_first_deliveries_run_at_each_targets_own_concurrency(
     """The file target takes a whole batch at once, so its writes share one flush; an
     HTTP endpoint gets at most the runtime's `send_concurrency` requests at a time."""
     from flowyard.message import Message
-    from flowyard.runtime import queue
+    from flowyard.store import queue
 
     flows = tmp_path / "flows"
     write_flow(flows, targets=FILE_TARGET.format(path="out", attempts=3)

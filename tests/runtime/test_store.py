@@ -13,9 +13,10 @@ from alembic.migration import MigrationContext
 from rthelp import order, write_flow
 from sqlalchemy import inspect, text
 
-from flowyard.db import Base, make_engine
 from flowyard.message import Message
+from flowyard.operations import deployments
 from flowyard.store.api import Store, StoreError, reason_kind
+from flowyard.store.database import Base, make_engine
 from flowyard.store.migrations import VERSION_TABLE, import_models, upgrade
 
 
@@ -55,7 +56,7 @@ def test_migrations_create_every_table_on_postgresql(pg_url: str,
 
 
 def test_messages_dead_letters_and_dashboard(sqlite_store: Store) -> None:
-    from flowyard.runtime import queue
+    from flowyard.store import queue
 
     store = sqlite_store
     ids = store.accept_many([
@@ -95,17 +96,17 @@ def test_messages_dead_letters_and_dashboard(sqlite_store: Store) -> None:
 
 def test_deploy_history_and_rollback(tmp_path: Path, sqlite_store: Store) -> None:
     path = write_flow(tmp_path / "flows")
-    first = sqlite_store.deploy(path, who="ana", note="first")
+    first = deployments.deploy(sqlite_store, path, who="ana", note="first")
     path.write_text(path.read_text().replace("ACME", "ACME2"))
-    second = sqlite_store.deploy(path, who="bo", note="partner renamed")
+    second = deployments.deploy(sqlite_store, path, who="bo", note="partner renamed")
     assert first.version != second.version
     assert sqlite_store.flow_state("orders").version == second.version  # type: ignore[union-attr]
-    back = sqlite_store.rollback("orders", first.version, who="ana")
+    back = deployments.rollback(sqlite_store, "orders", first.version, who="ana")
     assert back.action == "rollback" and "ACME2" not in path.read_text()
     assert [d.who for d in sqlite_store.deployments("orders")] == ["ana", "bo", "ana"]
     with pytest.raises(StoreError, match="no deployed version"):
-        sqlite_store.rollback("orders", "nope")
-    sqlite_store.undeploy("orders", who="ana")
+        deployments.rollback(sqlite_store, "orders", "nope")
+    deployments.undeploy(sqlite_store, "orders", who="ana")
     assert sqlite_store.flow_state("orders").enabled is False  # type: ignore[union-attr]
 
 
@@ -118,7 +119,7 @@ def test_json_columns_read_back_what_either_encoder_wrote(
     import json
     import math
 
-    from flowyard.runtime import queue
+    from flowyard.store import queue
 
     store: Store = request.getfixturevalue(store_fixture)
     headers = {"context": {"plant": "Zaragoza-Ñ", "line": 7}, "big": 2**70, "only_targets": None}

@@ -7,7 +7,7 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from flowyard.db import make_engine
+from flowyard.store.database import make_engine
 from flowyard.store.migrations import config
 from flowyard.store.models import MessageTrace
 

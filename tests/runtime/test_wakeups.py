@@ -10,12 +10,12 @@ import psycopg
 import pytest
 from rthelp import PG_ADMIN, order, until, write_flow
 
-from flowyard.db import make_engine
 from flowyard.loader import load_flow
 from flowyard.message import Message
-from flowyard.runtime import queue
 from flowyard.runtime.runtime import Runtime, RuntimeConfig
+from flowyard.store import queue
 from flowyard.store.api import Store
+from flowyard.store.database import make_engine
 
 
 class Setup:

@@ -13,7 +13,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from flowyard import db
+from flowyard.store import database as db
+from flowyard.store import engines
 from flowyard_ui import auth
 from flowyard_ui.app import create_app
 
@@ -52,7 +53,7 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (migrations and Argon2 hashing are deliberately slow)."""
     path = tmp_path_factory.mktemp("store") / "template.db"
     engine = db.make_engine(f"sqlite:///{path}")
-    db.ensure_schema(engine)
+    engines.ensure_schema(engine)
     for role in auth.ROLES:
         auth.create_user(engine, role, PASSWORD, role, display_name=f"{role.title()} User")
     engine.dispose()

@@ -11,12 +11,13 @@ from sqlalchemy import insert, update
 
 from flowyard.loader import load_flow
 from flowyard.message import Message
+from flowyard.operations import deployments
 from flowyard.store.api import Store, reason_kind
 from flowyard.store.models import DeadLetter, MessageTrace, StoredMessage
 
 
 def deploy(store: Store, path: Path, who: str = "seed") -> str:
-    return store.deploy(path, who=who, note="seeded").version
+    return deployments.deploy(store, path, who=who, note="seeded").version
 
 
 def message(

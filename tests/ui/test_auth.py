@@ -94,10 +94,11 @@ def test_logout_ends_the_session(analyst: UiClient) -> None:
 
 
 def test_first_start_prints_a_one_time_password_once(tmp_path: Any) -> None:
-    from flowyard import db
+    from flowyard.store import database as db
+    from flowyard.store import engines
 
     engine = db.make_engine(f"sqlite:///{tmp_path / 'first.db'}")
-    db.ensure_schema(engine)
+    engines.ensure_schema(engine)
     password = first_start(engine)
     assert password and len(password) >= 12
     assert first_start(engine) is None

@@ -13,10 +13,10 @@ from litestar import Litestar
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from flowyard.db import make_engine
+from flowyard.store import figures as queries
+from flowyard.store.database import make_engine
 from flowyard.store.migrations import upgrade
 from flowyard.store.models import StoredMessage
-from flowyard_ui import queries
 
 from .conftest import UiClient
 

@@ -10,7 +10,7 @@ from litestar.testing import TestClient
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from flowyard.x12 import control
+from flowyard.store import x12_control as control
 
 from .conftest import UiClient
 

@@ -17,8 +17,8 @@ from litestar import Litestar
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from flowyard import db
-from flowyard.x12 import control
+from flowyard.store import database as db
+from flowyard.store import x12_control as control
 from flowyard_ui import playground
 from flowyard_ui.scratch import ScratchUnavailable
 

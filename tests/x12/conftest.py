@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from flowyard.db import get_engine
+from flowyard.store.engines import get_engine
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_ack_prints_the_functional_acknowledgment(kind: str, capsys: pytest.Capt
 
 
 def test_overdue_lists_late_outbound_sets(tmp_path: Path, x12_db: object, capsys: pytest.CaptureFixture[str]) -> None:
-    from flowyard.x12 import control
+    from flowyard.store import x12_control as control
 
     assert main(["x12", "overdue"]) == 0
     control.record_outbound(partner="acme", receiver="ZZ:SENDER", interchange_control="000000007", group_control="7",

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from flowyard.db import get_engine, make_engine
-from flowyard.x12 import control
+from flowyard.store import x12_control as control
+from flowyard.store.database import make_engine
+from flowyard.store.engines import get_engine
 
 WORKERS = 4
 EACH = 40
@@ -22,8 +23,8 @@ EACH = 40
 
 DRAW = """
 import json, sys
-from flowyard.db import make_engine
-from flowyard.x12 import control
+from flowyard.store.database import make_engine
+from flowyard.store import x12_control as control
 engine = make_engine(sys.argv[1])
 print(json.dumps([control.next_number(sys.argv[2], "ISA", engine) for _ in range(int(sys.argv[3]))]))
 """

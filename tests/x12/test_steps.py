@@ -13,7 +13,7 @@ from flowyard.engine import Pipeline
 from flowyard.loader import load_flow
 from flowyard.message import Message
 from flowyard.step import ROUTE_TO_TARGETS
-from flowyard.x12 import control
+from flowyard.store import x12_control as control
 from flowyard.x12.reader import read_segments
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,9 +26,10 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from sqlalchemy.engine import Engine
 
-from flowyard import db
 from flowyard.heap import freeze_startup_objects
 from flowyard.secrets import redactor
+from flowyard.store import database as db
+from flowyard.store import engines
 
 from . import auth, filters
 from .models import ensure_indexes
@@ -43,7 +44,7 @@ EXCLUDE_AUTH = ["^/login", "^/static/", "^/healthz"]
 def first_start(engine: Engine | None = None) -> str | None:
     """Create the first admin when the store has no user; returns the one-time password
     to print (None when users exist). `flowyard serve` calls this on start."""
-    return auth.first_admin(engine or db.get_engine())
+    return auth.first_admin(engine or engines.get_engine())
 
 
 def _secret(explicit: str | None) -> str:
@@ -152,8 +153,8 @@ def create_app(
         # Only for a plain-http server that is not on localhost (a test rig): browsers
         # drop Secure cookies there. Production is served over HTTPS (or on localhost).
         secure_cookies = False
-    engine = engine or db.get_engine()
-    db.ensure_schema(engine)
+    engine = engine or engines.get_engine()
+    engines.ensure_schema(engine)
     ensure_indexes(engine)
     state = UiState(
         engine=engine,

@@ -24,7 +24,7 @@ from ruamel.yaml.error import StreamMark
 from ruamel.yaml.resolver import VersionedResolver
 
 from flowyard.flow import Flow
-from flowyard.loader import FlowLoader, _kind_of
+from flowyard.loader import FlowLoader, kind_of
 from flowyard.loader import load_flow as core_load_flow
 from flowyard.yamlio import round_trip
 
@@ -230,7 +230,7 @@ class FastFlowLoader(FlowLoader):
 def load_flow(path: Path, text: str, services: dict[str, Any] | None = None) -> Flow:
     """`flowyard.loader.load_flow` with the fast parse: the same Flow, or the same
     DefinitionError with the same positions. `services` are given to the steps."""
-    if _kind_of(text) not in (None, "Flow"):
+    if kind_of(text) not in (None, "Flow"):
         rendered = core_load_flow(path, text)  # an instance renders through its own loader
         if services is not None:  # new objects, seen by no one else yet
             for spec in rendered.steps:

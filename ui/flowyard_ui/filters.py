@@ -8,6 +8,8 @@ from typing import Any
 
 from jinja2 import Environment
 
+from flowyard.options import spoken_duration
+
 
 def ago(value: datetime | float | None) -> str:
     if value is None:
@@ -20,17 +22,7 @@ def ago(value: datetime | float | None) -> str:
     return age(seconds) + " ago"
 
 
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+age = spoken_duration
 
 
 def when(value: datetime | None) -> str:

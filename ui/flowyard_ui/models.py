@@ -1,6 +1,6 @@
 """The UI's own tables: users, login sessions and the audit log.
 
-Declared on the shared `flowyard.db.Base` so the store's migrations create them with
+Declared on the shared `flowyard.store.database.Base` so the store's migrations create them with
 the runtime's tables. Table names are part of the migrations: do not rename them.
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Te
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flowyard.db import Base
+from flowyard.store.database import Base
 
 ROLES = ("viewer", "analyst", "deployer", "admin")
 

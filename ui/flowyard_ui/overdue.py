@@ -1,6 +1,6 @@
 """Outbound X12 sets whose 997/999 did not come back before the partner's deadline.
 
-Which sets are overdue is decided in one place, `flowyard.x12.control.overdue` (also
+Which sets are overdue is decided in one place, `flowyard.store.x12_control.overdue` (also
 behind `flowyard x12 overdue` and the `/metrics` gauge); here each is completed with
 its interchange control number and correlation id for the page, and the sets still
 within their deadline are counted for the dashboard.
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Engine
 
-from flowyard.x12 import control
+from flowyard.store import x12_control as control
 
 CHUNK = 500  # row values per IN (...), well under every database's parameter limit
 

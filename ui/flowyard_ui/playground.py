@@ -3,7 +3,7 @@
 Runs the engine with a tracer, so what is shown is exactly what the runtime would
 compute; nothing is delivered, and whatever a step stores (X12 control numbers,
 interchanges received, outbound sets) goes to a scratch store of that run alone
-(`scratch.py` says why not `flowyard.db.scratch_store()`). The flow text comes from the editor (not the file), so
+(`scratch.py` says why not `flowyard.store.database.scratch_store()`). The flow text comes from the editor (not the file), so
 a changed mapping shows its effect at once. A run can be turned into a `tests:` case:
 the sample and the current outputs are written beside the flow and the case is added
 to the YAML through the round trip.

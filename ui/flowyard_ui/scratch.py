@@ -2,7 +2,7 @@
 
 Trying a flow must not spend the partner's real X12 control numbers nor record an
 interchange as received (`flowyard test` and `flowyard run --dry-run` use
-`flowyard.db.scratch_store()` for the same reason). That context manager points the
+`flowyard.store.database.scratch_store()` for the same reason). That context manager points the
 whole process at the scratch database through FLOWYARD_DATABASE_URL, which a server
 cannot do: `flowyard serve` runs the runtime in the same process, and while one
 preview ran, a deployed flow's x12.generate would take its control numbers from the
@@ -30,7 +30,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
-from flowyard.db import Base
+from flowyard.store.database import Base
 
 
 class ScratchStore:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..db import scratch_store
 from ..errors import DefinitionError
 from ..flow import StepSpec
 from ..loader import load_flow
@@ -16,6 +15,7 @@ from ..message import Message
 from ..runner import run_flow
 from ..secrets import redactor
 from ..step import Rejected
+from ..store.engines import scratch_store
 
 TRACE_LIMIT = 20_000
 

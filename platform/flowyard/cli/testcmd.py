@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..db import scratch_store
 from ..definitions import definition_files, is_table
 from ..errors import DefinitionError
 from ..loader import load_flow
+from ..store.engines import scratch_store
 from ..testing import run_tests
 from ..yamlio import YamlSyntaxError, load_file
 

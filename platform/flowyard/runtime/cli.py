@@ -320,6 +320,7 @@ def indent(text: str, prefix: str = "          ") -> str:
 
 
 def replay(args: argparse.Namespace) -> int:
+    from ..operations.replay import replay as replay_messages
     from ..store.api import Store
 
     store = Store()
@@ -331,7 +332,7 @@ def replay(args: argparse.Namespace) -> int:
         print("flowyard replay: give dead letter or message ids, or --all", file=sys.stderr)
         return 2
     who = args.who or getpass.getuser()
-    results = store.replay(ids, version=args.version, who=who, dry_run=args.dry_run)
+    results = replay_messages(store, ids, version=args.version, who=who, dry_run=args.dry_run)
     failed = 0
     for r in results:
         if r.error:

@@ -90,7 +90,7 @@ class Metrics:
                                "results dropped because the lease had expired", registry=r)
         if engine is not None:
             r.register(StoreCollector(engine))
-            from ..x12.control import OverdueCollector
+            from ..store.x12_control import OverdueCollector
 
             r.register(OverdueCollector(engine))
 

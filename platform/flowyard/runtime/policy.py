@@ -9,7 +9,7 @@ consecutive failures: while open, deliveries to that endpoint are not attempted 
 not use up their retries; after `cooldown` one trial delivery is let through (half
 open); its success closes the breaker, its failure opens it again for twice as long.
 
-Breakers are shared through the store (`runtime.shared_breakers`): an opening is
+Breakers are shared through the store (`store.breakers`): an opening is
 published, and every worker adopts the open breakers it reads, so a dead endpoint costs
 `threshold` failures once, not once per worker. Each worker still sends its own trial
 when the cooldown ends.

@@ -29,19 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..db import data_dir
 from ..engine import RunResult, target_applies
 from ..errors import DefinitionError, DeliveryError, FlowyardError
 from ..flow import StepSpec
 from ..message import Message
 from ..secrets import Secrets, redactor
+from ..store.breakers import sync as sync_breakers
+from ..store import queue
 from ..store.api import Store, reason_kind
-from . import queue, shared_breakers, wakeups
+from ..store.database import data_dir
+from ..store.retention import days_from_env, purge
+from . import wakeups
 from .flows import LoadedFlow, LoadedTarget, compile_flow, file_kind, flow_files, open_source
 from .logs import fields
 from .metrics import Metrics
 from .policy import Breakers, retry_delay
-from .retention import days_from_env, purge
 from .snapshots import json_copy, snapshot_text
 from .sources import AcceptWriter, SourceLocks
 from .tracing import enabled as tracing_enabled
@@ -776,7 +778,7 @@ class Runtime:
         breakers.opened.clear()
         breakers.closed.clear()
         try:
-            current = await asyncio.to_thread(shared_breakers.sync, self.engine,
+            current = await asyncio.to_thread(sync_breakers, self.engine,
                                               self.worker, opened, closed)
         except Exception as exc:
             log.warning("cannot share circuit breakers: %s", brief(exc))

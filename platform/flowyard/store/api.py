@@ -8,10 +8,11 @@ need no session handling. Times are UNIX epoch seconds. Payload texts are cut to
     store.list_messages(flow="mx01-asn", state="dead", limit=50)
     store.message("3f2a...")              # detail with deliveries, traces, timeline
     store.dead_letter_groups()            # by flow and reason
-    store.replay(["3f2a..."], version="current", who="ana")
-    store.deploy(Path("flows/x.yaml"), who="ana", note="new mapping")
-    store.undeploy("x", who="ana"); store.rollback("x", "ab12...", who="ana")
+    store.deployments("x")                # deployment history, newest first
     store.dashboard()                     # counts, backlog, dead letters, workers
+
+Deploying, rolling back and replaying (which load flows and run steps) are operations
+above the store: `flowyard.operations`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
@@ -33,10 +32,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..db import get_engine
 from ..errors import FlowyardError
 from ..message import Message
 from ..secrets import redactor
+from .engines import get_engine
 from .models import (
     OPEN_DELIVERIES_SQL,
     OPEN_STATES,
@@ -293,12 +292,25 @@ class Dashboard:
 
 
 @dataclass
-class ReplayResult:
-    source_id: str  # the dead letter id or message id replayed
-    message_id: str | None  # the new message
-    version: str
-    diff: str = ""  # unified diff of the output: failed-on version vs the version used
-    error: str | None = None
+class ReplaySubject:
+    """What a replay starts from: the original message and, when a dead letter was named,
+    that dead letter."""
+
+    message_id: str
+    correlation_id: str
+    flow: str
+    flow_version: str
+    payload: bytes
+    content_type: str
+    source: dict[str, Any]
+    headers: dict[str, Any]
+    plant: str
+    partner: str
+    dead_letter_id: int | None = None
+    dead_kind: str | None = None  # step | delivery
+    dead_flow_version: str | None = None
+    dead_delivery_id: int | None = None
+    dead_target: str | None = None
 
 
 # -- converters -------------------------------------------------------------------
@@ -648,23 +660,50 @@ class Store:
             )
             return int(result.rowcount or 0)
 
-    def replay(
-        self,
-        ids: Sequence[str | int],
-        *,
-        version: str = "failed",
-        who: str = "",
-        dry_run: bool = False,
-        flows_dir: Path | None = None,
-    ) -> list[ReplayResult]:
-        """Re-run dead letters (int ids) or messages (str ids) as new messages with the
-        same correlation id. `version`: "failed" (the version the message ran on),
-        "current" (the deployed version; the result carries the difference of output)
-        or an explicit version hash. `dry_run` computes the outputs and the diff only."""
-        from ..runtime.replay import replay as run_replay
+    def replay_subject(self, raw: str | int) -> ReplaySubject | None:
+        """The message a dead letter id (a number) or a message id names, or None."""
+        with self.session() as session:
+            dead: DeadLetter | None = None
+            if isinstance(raw, int) or raw.isdigit():
+                dead = session.get(DeadLetter, int(raw))
+                original = session.get(StoredMessage, dead.message_id) if dead else None
+            else:
+                original = session.get(StoredMessage, raw)
+            if original is None:
+                return None
+            return ReplaySubject(
+                message_id=original.id, correlation_id=original.correlation_id, flow=original.flow,
+                flow_version=original.flow_version, payload=original.payload,
+                content_type=original.content_type, source=dict(original.source or {}),
+                headers=dict(original.headers or {}), plant=original.plant, partner=original.partner,
+                dead_letter_id=dead.id if dead else None, dead_kind=dead.kind if dead else None,
+                dead_flow_version=dead.flow_version if dead else None,
+                dead_delivery_id=dead.delivery_id if dead else None, dead_target=dead.target if dead else None,
+            )
 
-        return run_replay(self, ids, version=version, who=who, dry_run=dry_run,
-                          flows_dir=flows_dir)
+    def resend_delivery(self, subject: ReplaySubject) -> None:
+        """A dead delivery goes out again, as it was (same output, same idempotency key)."""
+        now = time.time()
+        with write_transaction(self.engine) as c:
+            c.execute(update(Delivery).where(Delivery.id == subject.dead_delivery_id).values(
+                state="pending", attempts=0, next_at=now, last_error=None,
+                lease_owner=None, lease_until=None, updated_at=now))
+            c.execute(update(StoredMessage).where(StoredMessage.id == subject.message_id).values(
+                state="delivering", finished_at=None, updated_at=now))
+            c.execute(update(DeadLetter).where(DeadLetter.id == subject.dead_letter_id).values(
+                status="replayed", replayed_at=now, replay_message_id=subject.message_id))
+
+    def mark_replayed(self, subject: ReplaySubject, replay_message_id: str) -> None:
+        """The dead letter named (or, for a message id, its open dead letters) is replayed
+        as `replay_message_id`."""
+        now = time.time()
+        with write_transaction(self.engine) as c:
+            dead_ids = [subject.dead_letter_id] if subject.dead_letter_id is not None else list(c.execute(
+                select(DeadLetter.id).where(DeadLetter.message_id == subject.message_id,
+                                            DeadLetter.status == "open")).scalars())
+            if dead_ids:
+                c.execute(update(DeadLetter).where(DeadLetter.id.in_(dead_ids)).values(
+                    status="replayed", replayed_at=now, replay_message_id=replay_message_id))
 
     # -- deployments -------------------------------------------------------------
     def record_deployment(
@@ -714,21 +753,6 @@ class Store:
             session.flush()
             return _deployment(row)
 
-    def deploy(self, path: Path | str, *, who: str = "", note: str = "") -> DeploymentInfo:
-        """Deploy the flow file as it is now (validated first); the running runtime
-        starts or restarts the flow within a few seconds."""
-        from ..loader import load_flow
-
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        flow = load_flow(path, text)
-        info = self.record_deployment(
-            flow=flow.name, version=flow.version, path=str(path.resolve()), text=text, who=who,
-            note=note, kind=_kind_of(text), labels=dict(flow.labels), dedupe=False,
-        )
-        assert info is not None
-        return info
-
     def undeploy(self, flow: str, *, who: str = "", note: str = "") -> DeploymentInfo:
         """Stop running a flow (its file stays; `deploy` starts it again)."""
         with self.session() as session:
@@ -759,28 +783,6 @@ class Store:
                 ).order_by(Deployment.id.desc()).limit(1)
             ).first()
             return None if row is None else (row.text, row.path)
-
-    def rollback(self, flow: str, version: str, *, who: str = "", note: str = "") -> DeploymentInfo:
-        """Write a previously deployed version back to the flow file and deploy it."""
-        found = self.version_text(flow, version)
-        if found is None:
-            raise StoreError(f"flow {flow!r} has no deployed version {version!r}")
-        text, path = found
-        with self.session() as session:
-            state = session.get(FlowState, flow)
-            if state is not None and state.path:
-                path = state.path
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.rollback")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-        info = self.record_deployment(
-            flow=flow, version=version, path=path, text=text, who=who,
-            note=note or f"rollback to {version}", action="rollback", kind=_kind_of(text),
-            dedupe=False,
-        )
-        assert info is not None
-        return info
 
     def flows(self) -> list[FlowInfo]:
         with self.session() as session:
@@ -858,13 +860,6 @@ class Store:
             workers=workers,
             recent_failures=failures,
         )
-
-
-def _kind_of(text: str) -> str:
-    for line in text.splitlines():
-        if line.startswith("kind:"):
-            return line.split(":", 1)[1].split("#", 1)[0].strip().strip("'\"") or "Flow"
-    return "Flow"
 
 
 def timeline(detail: MessageDetail) -> list[TimelineEvent]:

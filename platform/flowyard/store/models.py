@@ -1,4 +1,4 @@
-"""The runtime's tables, declared once on `flowyard.db.Base`.
+"""The runtime's tables, declared once on `flowyard.store.database.Base`.
 
 Times are UNIX epoch seconds (float) so that SQLite and PostgreSQL behave the same and
 lease arithmetic is plain. Payloads are stored as bytes; data payloads as their JSON.
@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base
+from .database import Base
 
 MESSAGE_STATES = ("received", "processing", "delivering", "done", "dead", "dropped")
 DELIVERY_STATES = ("pending", "sending", "done", "dead")

@@ -130,7 +130,7 @@ def handle_ack(args: argparse.Namespace) -> int:
 
 def handle_overdue(args: argparse.Namespace) -> int:
     """Outbound sets past their acknowledgment deadline, oldest first (exit 1 when any)."""
-    from . import control
+    from ..store import x12_control as control
 
     late = control.overdue()
     for item in late:

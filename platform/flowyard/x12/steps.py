@@ -28,7 +28,7 @@ from ..errors import InputLocation, StepError
 from ..message import Message
 from ..options import Options
 from ..step import ROUTE_TO_TARGETS, FlowContext, OptionError, Rejected, Step
-from . import control
+from ..store import x12_control as control
 from .acks import acknowledgment
 from .document import GroupResult, InterchangeInfo, InterchangeResult, SetResult, walk
 from .envelope import GroupOut, Party, isa_segment, now, st_se, write

@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlparse
 from lxml import etree
 
 from ..errors import InputLocation, StepError
-from .where import display_name, element_path
+from .where import element_path
 
 DEFAULT_MAX_SIZE = 100_000_000
 DEFAULT_STREAM_MAX_SIZE = 10_000_000_000

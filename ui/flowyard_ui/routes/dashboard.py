@@ -8,9 +8,10 @@ from typing import Any
 from litestar import Request, get
 from litestar.response import Template
 
+from flowyard.store import figures as queries
 from flowyard.yamlio import load_text, to_plain
 
-from .. import overdue, queries
+from .. import overdue
 from ..flowfiles import list_flows
 from ..state import UiState, hx_target_is, ui
 from .common import arg, off_loop, page

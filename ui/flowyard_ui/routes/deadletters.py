@@ -8,6 +8,8 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.response import Template
 
+from flowyard.operations.replay import replay as replay_messages
+
 from .. import audit, auth
 from ..state import hx_target_is, ui, user
 from .common import arg, form_lists, off_loop, page, toast
@@ -46,7 +48,7 @@ async def replay(request: Request[Any, Any, Any]) -> Template:
         ids = [i for g in groups if g.reason_kind == reason_kind for i in g.ids]
     if not ids:
         return toast("Nothing selected to replay.", "error", status_code=400)
-    results = await off_loop(state.store.replay, ids, version=version, who=me.username, flows_dir=state.flows_dir)
+    results = await off_loop(replay_messages, state.store, ids, version=version, who=me.username)
     done = [r for r in results if r.error is None]
     failed = [r for r in results if r.error is not None]
     audit.record(

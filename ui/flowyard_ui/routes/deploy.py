@@ -13,6 +13,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from flowyard.errors import DefinitionError, FlowyardError
+from flowyard.operations import deployments
 
 from .. import audit, auth
 from ..flowfiles import _cache
@@ -35,7 +36,7 @@ async def deploy(request: Request[Any, Any, Any], name: FromPath[str]) -> Templa
     info = context["flow"]
     note = str((await form(request)).get("note") or "").strip()
     try:
-        result = await off_loop(state.store.deploy, info.path, who=user(request).username, note=note)
+        result = await off_loop(deployments.deploy, state.store, info.path, who=user(request).username, note=note)
     except DefinitionError as exc:
         lines = "; ".join(f"line {i.position.line}: {i.message}" for i in exc.issues[:5])
         return toast(f"Not deployed: the file has problems ({lines}).", "error", status_code=400)
@@ -57,7 +58,7 @@ async def undeploy(request: Request[Any, Any, Any], name: FromPath[str]) -> Temp
     info = context["flow"]
     note = str((await form(request)).get("note") or "").strip()
     try:
-        await off_loop(state.store.undeploy, info.name, who=user(request).username, note=note)
+        await off_loop(deployments.undeploy, state.store, info.name, who=user(request).username, note=note)
     except FlowyardError as exc:
         return toast(f"Not undeployed: {exc}", "error", status_code=400)
     audit.record(state.engine, user(request).username, "undeploy", info.name, note)
@@ -73,7 +74,7 @@ async def rollback(request: Request[Any, Any, Any], name: FromPath[str]) -> Temp
     version = str(data.get("version") or "").strip()
     note = str(data.get("note") or "").strip()
     try:
-        await off_loop(state.store.rollback, info.name, version, who=user(request).username, note=note)
+        await off_loop(deployments.rollback, state.store, info.name, version, who=user(request).username, note=note)
     except FlowyardError as exc:
         return toast(f"Not rolled back: {exc}", "error", status_code=400)
     _cache.pop(info.path, None)

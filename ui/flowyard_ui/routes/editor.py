@@ -13,7 +13,7 @@ from litestar.response import Template
 
 from flowyard import registry
 from flowyard.errors import DefinitionError, FlowyardError, Issue, Position
-from flowyard.loader import _kind_of, content_hash, load_flow
+from flowyard.loader import content_hash, kind_of, load_flow
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
 from .. import audit, auth, diagram, forms, gitops
@@ -43,7 +43,7 @@ def _yaml_of(data: dict[str, Any]) -> str:
 def check(path: Path, text: str) -> dict[str, Any]:
     """Issues (sorted by line) and the diagram for the text being edited; the YAML is
     parsed once, with the fast parse (comments are not needed here)."""
-    if _kind_of(text) not in (None, "Flow"):  # an instance or other kind that renders to a flow
+    if kind_of(text) not in (None, "Flow"):  # an instance or other kind that renders to a flow
         try:
             load_flow(path, text)
             found: list[Any] = []

@@ -11,9 +11,9 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
 
+from flowyard.store import figures as queries
 from flowyard.store.models import MESSAGE_STATES
 
-from .. import queries
 from ..flowfiles import list_flows, read_flow
 from ..state import UiState, hx_target_is, ui
 from .common import arg, off_loop, page

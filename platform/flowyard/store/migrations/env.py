@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from flowyard.db import Base
+from flowyard.store.database import Base
 from flowyard.store.migrations import VERSION_TABLE, import_models
 
 import_models()

@@ -1,4 +1,4 @@
-"""connector state (the sql source's watermark), declared by flowyard_connectors.state
+"""connector state (the sql source's watermark), declared by flowyard.store.connector_state
 
 Revision ID: 0004
 Revises: 0003

@@ -3,17 +3,14 @@
 SQLite (WAL, synchronous=FULL) under the data directory is the embedded default;
 PostgreSQL is used when FLOWYARD_DATABASE_URL says so. Modules define their tables on
 `Base` (runtime store, X12 control numbers, UI users...) and the Alembic migrations in
-`flowyard.store` create them.
+`flowyard.store.migrations` create them; `flowyard.store.engines` hands out engines with
+their schema up to date.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
-from .errors import FlowyardError
+from ..errors import FlowyardError
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -48,31 +45,7 @@ def database_url() -> str:
         return url
     directory = data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{directory / 'flowyard.db'}"
-
-
-@contextmanager
-def scratch_store() -> Iterator[str]:
-    """Point the process at a throw-away SQLite store for the duration.
-
-    `flowyard test` and `flowyard run --dry-run` use it, so trying a flow never spends
-    the real X12 control numbers nor records interchanges as already received.
-    """
-    previous = os.environ.get("FLOWYARD_DATABASE_URL")
-    with tempfile.TemporaryDirectory(prefix="flowyard-scratch-") as folder:
-        url = f"sqlite:///{Path(folder) / 'scratch.db'}"
-        os.environ["FLOWYARD_DATABASE_URL"] = url
-        try:
-            yield url
-        finally:
-            with _lock:
-                engine = _engines.pop(url, None)
-            if engine is not None:
-                engine.dispose()
-            if previous is None:
-                os.environ.pop("FLOWYARD_DATABASE_URL", None)
-            else:
-                os.environ["FLOWYARD_DATABASE_URL"] = previous
+    return f"sqlite:///{directory / 'flowyard.store.database'}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -124,40 +97,3 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
             f"the store at {url.split('://', 1)[0]}:// needs the database driver {exc.name!r}, which is not "
             f"installed: pip install 'flowyard[{extra}]'"
         ) from exc
-
-
-_engines: dict[str, Engine] = {}
-_lock = threading.Lock()
-
-
-def get_engine(url: str | None = None) -> Engine:
-    """One engine per URL per process, with the schema brought up to date once."""
-    url = url or database_url()
-    with _lock:
-        engine = _engines.get(url)
-        if engine is None:
-            engine = make_engine(url)
-            ensure_schema(engine)
-            _engines[url] = engine
-        return engine
-
-
-def ensure_schema(engine: Engine) -> None:
-    """Bring the database schema up to date (Alembic migrations once the store has them)."""
-    try:
-        from .store.migrations import upgrade
-    except ImportError:
-        _import_models()
-        Base.metadata.create_all(engine)
-        return
-    upgrade(engine)
-
-
-def _import_models() -> None:
-    from importlib import import_module
-
-    for module in ("flowyard.store.models", "flowyard.x12.control", "flowyard_ui.models", "flowyard_connectors.state"):
-        try:
-            import_module(module)
-        except ImportError:
-            continue

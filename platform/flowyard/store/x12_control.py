@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, get_engine
+from .database import Base
+from .engines import get_engine
 
 __all__ = ["claim_interchange", "get_engine", "next_number", "overdue", "reconcile", "record_outbound"]
 

@@ -3,7 +3,7 @@
 The runtime may offer its own state service as `context.services["state"]`: any object
 with `get(key) -> str | None` and `set(key, value)`, plain or async. Until the store
 offers one, the fallback is the `connector_state` table below, on the store's database
-(`flowyard.db.get_engine()`), created on first use. Either way the state lives with the
+(`flowyard.store.database.get_engine()`), created on first use. Either way the state lives with the
 store, so it survives restarts and is shared by the workers of one installation.
 """
 
@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from sqlalchemy import Float, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flowyard.db import Base, get_engine
+from flowyard.store.database import Base
+from flowyard.store.engines import get_engine
 
 
 class StateStore(Protocol):

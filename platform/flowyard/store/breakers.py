@@ -17,8 +17,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from ..store.api import write_transaction
-from ..store.models import Breaker
+from .api import write_transaction
+from .models import Breaker
 
 Opening = tuple[str, float, float]  # endpoint, open until, cooldown
 

@@ -1,5 +1,4 @@
-"""Queries the UI needs that the store API does not offer, written over the store's
-models (read-only): dashboard figures per plant and partner, hourly counts, and search
+"""The operator's figures, written over the store's models (read-only): dashboard figures per plant and partner, hourly counts, and search
 by business key (the flow's `keys:` evaluated over its step snapshots)."""
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ from sqlalchemy import Text, case, cast, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from flowyard.options import parse_duration
-from flowyard.store.models import OPEN_STATES, DeadLetter, MessageTrace, StoredMessage
+from ..options import parse_duration
+from ..options import spoken_duration as age
+from .models import OPEN_STATES, DeadLetter, MessageTrace, StoredMessage
 
 
 @dataclass
@@ -101,8 +101,6 @@ def _seconds(value: Any) -> float | None:
 
 def check_sla(figures: FlowFigures, sla: dict[str, Any]) -> list[str]:
     """Which of the flow's thresholds are broken, in words."""
-    from .filters import age
-
     broken = []
     limit = _seconds(sla["max_failure_age"]) if "max_failure_age" in sla else None
     if limit is not None and figures.oldest_failure_age is not None and figures.oldest_failure_age > limit:

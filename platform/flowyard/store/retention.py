@@ -27,8 +27,8 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Delete
 
-from ..store.api import write_transaction
-from ..store.models import (
+from .api import write_transaction
+from .models import (
     Attempt,
     DeadLetter,
     Delivery,

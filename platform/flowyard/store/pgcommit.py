@@ -42,8 +42,8 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import TextClause
 
-from ..db import json_text
-from ..store.models import Attempt, DeadLetter, Delivery, MessageTrace, StoredMessage
+from .database import json_text
+from .models import Attempt, DeadLetter, Delivery, MessageTrace, StoredMessage
 
 TABLES: dict[str, Table] = {
     "deliveries": Delivery.__table__,  # type: ignore[dict-item]

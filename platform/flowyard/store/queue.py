@@ -40,8 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.selectable import TextualSelect
 
-from ..store.api import announce_work, write_transaction
-from ..store.models import (
+from .api import announce_work, write_transaction
+from .models import (
     CLAIMABLE_SQL,
     CLAIMABLE_STATES,
     OPEN_DELIVERIES_SQL,
