@@ -141,9 +141,6 @@ class IssueList:
     def add(self, message: str, line: int | None = None, column: int | None = None) -> None:
         self.issues.append(Issue(Position(self.file, line, column), message))
 
-    def warn(self, message: str, line: int | None = None, column: int | None = None) -> None:
-        self.issues.append(Issue(Position(self.file, line, column), message, "warning"))
-
     @property
     def errors(self) -> list[Issue]:
         return [i for i in self.issues if i.severity == "error"]

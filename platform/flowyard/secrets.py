@@ -61,14 +61,6 @@ class Redactor:
             return text
         return pattern.sub(REDACTED, text)
 
-    def redact_bytes(self, data: bytes) -> bytes:
-        if self._pattern is None:
-            return data
-        return self.redact(data.decode("utf-8", errors="surrogateescape")).encode(
-            "utf-8", errors="surrogateescape"
-        )
-
-
 redactor = Redactor()
 
 

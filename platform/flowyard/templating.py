@@ -277,11 +277,3 @@ def template_line(tb: TracebackType | None, template: Template) -> int | None:
             line = template.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
     return line
-
-
-def referenced_names(env: FlowEnvironment, source: str) -> set[str]:
-    """Top-level names a template reads (for the UI's hints)."""
-    from jinja2 import meta
-
-    return set(meta.find_undeclared_variables(env.parse(source)))
-

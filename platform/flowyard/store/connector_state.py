@@ -12,19 +12,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Float, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flowyard.store.database import Base
 from flowyard.store.engines import get_engine
-
-
-class StateStore(Protocol):
-    def get(self, key: str) -> Any: ...
-
-    def set(self, key: str, value: str) -> Any: ...
 
 
 class ConnectorState(Base):

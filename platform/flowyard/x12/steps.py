@@ -76,10 +76,6 @@ class X12ParseOptions(Options):
 
 
 @dataclass
-class _Pending:
-    ack_result: InterchangeResult | None = None
-
-
 class X12Parse(Step):
     """Read X12 interchanges into one message per transaction set (validated by pyx12).
 
