@@ -34,9 +34,9 @@ from ..errors import DefinitionError, DeliveryError, FlowyardError
 from ..flow import StepSpec
 from ..message import Message
 from ..secrets import Secrets, redactor
-from ..store.breakers import sync as sync_breakers
 from ..store import queue
 from ..store.api import Store, reason_kind
+from ..store.breakers import sync as sync_breakers
 from ..store.database import data_dir
 from ..store.retention import days_from_env, purge
 from . import wakeups
