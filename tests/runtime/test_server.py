@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
@@ -53,15 +56,33 @@ async def running_hook(tmp_path: Path, received: list[Message]) -> AsyncIterator
         await source.close()
 
 
+@contextlib.asynccontextmanager
+async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """The app under uvicorn on loopback, and a client for it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_webhooks_size_limits_methods_health_and_metrics(tmp_path: Path) -> None:
     received: list[Message] = []
     auth = {"Authorization": "Bearer tkn-1"}
-    async with running_hook(tmp_path, received), AsyncTestClient(create_app(stand_in())) as client:
+    async with running_hook(tmp_path, received), serving(create_app(stand_in())) as client:
         ok = await client.post("/hooks/hook-flow", content=b'{"n": 1}', headers=auth)
         unauthenticated = await client.post("/hooks/hook-flow", content=b"x")
         announced = await client.post("/hooks/hook-flow", content=b"x" * 101, headers=auth)
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:  # chunked, no Content-Length
             for _ in range(3):
                 yield b"y" * 40
 

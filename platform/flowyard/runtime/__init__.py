@@ -4,5 +4,5 @@
 - `queue`: claiming with leases and fenced commits (FOR UPDATE SKIP LOCKED on PostgreSQL).
 - `policy`: retry back-off with jitter and the per-endpoint circuit breaker.
 - `deployments`: the flows directory as the set of deployed flows.
-- `replay`, `metrics`, `logs`, `tracing`, `server` (ASGI: UI, /metrics, /hooks/FLOW), `cli`.
+- `replay`, `metrics`, `logs`, `tracing`, `server` (a Litestar app: /healthz, /metrics, /hooks/FLOW, the UI mounted), `cli`.
 """

@@ -193,16 +193,16 @@ async def wait_for_signal() -> None:
 async def serve_http(runtime: Any, args: argparse.Namespace, with_ui: bool) -> None:
     import uvicorn
 
-    from .server import RuntimeApp, first_admin_password, load_ui
+    from .server import create_app, first_admin_password, load_ui
 
     ui = load_ui(runtime, runtime.config.flows_dir, runtime.engine) if with_ui else None
     if with_ui and ui is None:
         log.warning("the web UI (flowyard_ui) is not installed: serving /metrics and /hooks")
     if ui is not None and not args.text_logs:
         configure_logging(args)  # the UI app may have set up logging of its own
-    app = RuntimeApp(runtime, ui)
+    app = create_app(runtime, ui)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                            access_log=False, lifespan="auto" if ui else "off")
+                            access_log=False, lifespan="on")
     server = QuietServer(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

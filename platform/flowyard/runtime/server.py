@@ -1,38 +1,53 @@
-"""The runtime's HTTP face: one ASGI app for `/metrics`, `POST /hooks/{flow}` (the http
-source's webhooks) and, in `flowyard serve`, the web UI for everything else.
+"""The runtime's HTTP face: a Litestar app for `/healthz`, `/metrics` (Prometheus),
+`POST /hooks/{flow}` (the http source's webhooks) and, in `flowyard serve`, the web UI
+(its own Litestar app) for every other path, on the same port.
 
 The webhook route stays thin: it finds the flow's endpoint in the http connector's
 registry and calls it; the endpoint authenticates, and answers 202 only after the
-runtime's `accept` returned, i.e. after the store commit.
+runtime's `accept` returned, i.e. after the store commit. Each flow declares its largest
+body (`max_bytes`): a larger Content-Length is refused before anything is read, a
+chunked body as soon as it passes the limit; Litestar's `request_max_body_size` is the
+ceiling above every flow's.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from litestar import Controller, HttpMethod, Litestar, Request, Response, get, post, route
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import (
+    HTTPException,
+    InternalServerException,
+    MethodNotAllowedException,
+    NotFoundException,
+)
+from litestar.params import FromPath, SkipValidation
+from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
+from litestar.types import ASGIApp
 
 from .metrics import CONTENT_TYPE
 
 log = logging.getLogger("flowyard.runtime")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+HOOK_BODY_CEILING = 1 << 30
+"""No webhook body is read past this (1 GiB), whatever a flow's `max_bytes` says."""
 
 
-async def respond(send: Send, status: int, body: bytes,
-                  content_type: str = "application/json") -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+class Served(Protocol):
+    """What the HTTP face needs of the runtime."""
+
+    worker: str
+    current: dict[str, Any]
+    metrics: Any  # flowyard.runtime.metrics.Metrics
 
 
-def json_bytes(value: Any) -> bytes:
-    return json.dumps(value).encode()
+RuntimeDep = SkipValidation[Served]
+"""The runtime, injected (a protocol, so Litestar is told not to validate it)."""
 
 
 def webhook_registry() -> dict[str, Any]:
@@ -43,84 +58,112 @@ def webhook_registry() -> dict[str, Any]:
     return webhooks
 
 
-class RuntimeApp:
-    def __init__(self, runtime: Any, ui: ASGIApp | None = None) -> None:
-        self.runtime = runtime
-        self.ui = ui
+def too_large(limit: int) -> Response[dict[str, str]]:
+    return Response({"error": f"the body is larger than {limit} bytes"}, status_code=413)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope.get("path", "")
-            if path == "/metrics":
-                await respond(send, 200, self.runtime.metrics.render(), CONTENT_TYPE)
-                return
-            if path.startswith("/hooks/"):
-                await self.hook(path[len("/hooks/"):].strip("/"), scope, receive, send)
-                return
-            if path == "/healthz":
-                await respond(send, 200, json_bytes({"worker": self.runtime.worker,
-                                                     "flows": sorted(self.runtime.current)}))
-                return
-        if self.ui is not None:
-            await self.ui(scope, receive, send)
-            return
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] == "http":
-            await respond(send, 404, json_bytes({"error": "not found"}))
 
-    async def hook(self, flow: str, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "POST":
-            await respond(send, 405, json_bytes({"error": "webhooks take POST"}))
-            return
-        endpoint = webhook_registry().get(flow)
-        if endpoint is None:
-            await respond(send, 404, json_bytes(
-                {"error": f"no running flow {flow!r} has an http source here"}))
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
-        limit = int(endpoint.max_bytes)
-        try:
-            declared = int(headers.get("content-length", "0") or 0)
-        except ValueError:
-            declared = 0
-        if declared > limit:
-            await respond(send, 413, json_bytes({"error": f"the body is larger than {limit} "
-                                                          "bytes"}))
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            event = await receive()
-            if event["type"] == "http.disconnect":
-                return
-            chunk = event.get("body", b"")
+@get("/healthz", sync_to_thread=False)
+def healthz(runtime: RuntimeDep) -> dict[str, Any]:
+    return {"worker": runtime.worker, "flows": sorted(runtime.current)}
+
+
+class RuntimeMetrics(Controller):
+    """Prometheus' text format of the registry the runtime fills (its counters and
+    histograms, and the store's figures read at scrape time)."""
+
+    path = "/metrics"
+
+    @get(sync_to_thread=True)
+    def metrics(self, runtime: RuntimeDep) -> Response[bytes]:
+        return Response(runtime.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+@post("/hooks/{flow:path}", request_max_body_size=HOOK_BODY_CEILING)
+async def hook(request: Request[Any, Any, Any], flow: FromPath[str]) -> Response[dict[str, Any]]:
+    name = flow.strip("/")
+    endpoint = webhook_registry().get(name)
+    if endpoint is None:
+        return Response({"error": f"no running flow {name!r} has an http source here"}, status_code=404)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    limit = int(endpoint.max_bytes)
+    try:
+        declared = int(headers.get("content-length", "0") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                await respond(send, 413, json_bytes({"error": f"the body is larger than "
-                                                              f"{limit} bytes"}))
-                return
+                return too_large(limit)
             chunks.append(chunk)
-            more = bool(event.get("more_body"))
-        status, body = await endpoint.handle(headers, b"".join(chunks))
-        await respond(send, status, json_bytes(body))
+    except InternalServerException:  # the caller went away before sending it all
+        return Response({"error": "the request ended before its body"}, status_code=400)
+    status, body = await endpoint.handle(headers, b"".join(chunks))
+    return Response(body, status_code=status)
+
+
+def _runtime(state: State) -> Served:
+    served: Served = state.runtime
+    return served
+
+
+def _error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
+    if isinstance(exc, MethodNotAllowedException) and request.url.path.startswith("/hooks/"):
+        return Response({"error": "webhooks take POST"}, status_code=405)
+    if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        return too_large(HOOK_BODY_CEILING)
+    if isinstance(exc, NotFoundException):
+        return Response({"error": "not found"}, status_code=404)
+    return Response({"error": str(exc.detail)}, status_code=exc.status_code)
+
+
+def _crash(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"error": "internal error; it was logged"}, status_code=500)
+
+
+def create_app(runtime: Served, ui: Litestar | None = None) -> Litestar:
+    """The runtime's routes; with `ui`, every other path (and method) goes to the UI app,
+    whose start-up and shutdown hooks run with this app's."""
+    handlers: list[Any] = [healthz, RuntimeMetrics, hook]
+    lifespan: list[Any] = []
+    if ui is not None:
+        ui_app: Litestar = ui
+
+        @route(["/", "/{rest:path}"], http_method=list(HttpMethod), sync_to_thread=False,
+               include_in_schema=False)
+        def web_ui() -> ASGIApp:
+            return ui_app
+
+        @contextlib.asynccontextmanager
+        async def ui_lifespan(_app: Litestar) -> AsyncIterator[None]:
+            async with ui_app.lifespan():
+                yield
+
+        handlers.append(web_ui)
+        lifespan.append(ui_lifespan)
+    return Litestar(
+        route_handlers=handlers,
+        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        exception_handlers={HTTPException: _error, Exception: _crash},
+        state=State({"runtime": runtime}),
+        lifespan=lifespan,
+        logging_config=None,
+        openapi_config=None,
+    )
 
 
 def load_ui(runtime: Any, flows_dir: Any, engine: Any) -> Any:
     """The web UI when the flowyard_ui package is importable."""
     try:
-        from flowyard_ui.app import create_app
+        from flowyard_ui.app import create_app as create_ui
     except ImportError:
         return None
-    app: Any = create_app(runtime, flows_dir=flows_dir, engine=engine)
+    app: Any = create_ui(runtime, flows_dir=flows_dir, engine=engine)
     return app
 
 
