@@ -62,7 +62,7 @@ def test_serve_first_start_webhooks_metrics_dead_letters_and_replay(tmp_path: Pa
     base = f"http://127.0.0.1:{port}"
     try:
         wait_sync(lambda: _get(f"{base}/healthz") == 200, timeout=60, what="server up")
-        engine = make_engine(f"sqlite:///{tmp_path / '.flowyard' / 'flowyard.store.database'}")
+        engine = make_engine(f"sqlite:///{tmp_path / '.flowyard' / 'flowyard.db'}")
         store = Store(engine)
         flows = {f.flow for f in store.flows()}
         assert "hook-orders" in flows and len(flows) >= 3

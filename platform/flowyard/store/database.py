@@ -45,7 +45,7 @@ def database_url() -> str:
         return url
     directory = data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{directory / 'flowyard.store.database'}"
+    return f"sqlite:///{directory / 'flowyard.db'}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
