@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 
 from flowyard.store import database as db
 from flowyard.store import x12_control as control
+from flowyard.store.scratch import ScratchUnavailable
 from flowyard_ui import playground
-from flowyard_ui.scratch import ScratchUnavailable
 
 from .conftest import UiClient
 

@@ -3,7 +3,7 @@
 Runs the engine with a tracer, so what is shown is exactly what the runtime would
 compute; nothing is delivered, and whatever a step stores (X12 control numbers,
 interchanges received, outbound sets) goes to a scratch store of that run alone
-(`scratch.py` says why not `flowyard.store.database.scratch_store()`). The flow text comes from the editor (not the file), so
+(`flowyard.store.scratch` says why not `flowyard.store.engines.scratch_store()`). The flow text comes from the editor (not the file), so
 a changed mapping shows its effect at once. A run can be turned into a `tests:` case:
 the sample and the current outputs are written beside the flow and the case is added
 to the YAML through the round trip.
@@ -28,11 +28,11 @@ from flowyard.flow import Flow, StepSpec
 from flowyard.message import Message, is_json_type
 from flowyard.runner import input_message
 from flowyard.secrets import redactor
+from flowyard.store.scratch import ScratchServices, scratch_run
 from flowyard.testing import _as_text
 from flowyard.yamlio import dump_text, load_text
 
 from .fastyaml import load_flow
-from .scratch import PlaygroundServices, scratch_run
 
 SHOW_CAP = 20_000
 EXTENSIONS = {
@@ -125,7 +125,7 @@ def compiled(path: Path, text: str) -> Flow:
         if found is not None:
             _compiled.move_to_end(key)
             return found
-    flow = load_flow(path, text, PlaygroundServices())
+    flow = load_flow(path, text, ScratchServices())
     with _compiled_lock:
         _compiled[key] = flow
         while len(_compiled) > 16:

@@ -1,8 +1,8 @@
-"""A throw-away store for each playground run.
+"""A throw-away store for each try of a flow (the UI's playground, the deploy gate's tests).
 
 Trying a flow must not spend the partner's real X12 control numbers nor record an
 interchange as received (`flowyard test` and `flowyard run --dry-run` use
-`flowyard.store.database.scratch_store()` for the same reason). That context manager points the
+`flowyard.store.engines.scratch_store()` for the same reason). That context manager points the
 whole process at the scratch database through FLOWYARD_DATABASE_URL, which a server
 cannot do: `flowyard serve` runs the runtime in the same process, and while one
 preview ran, a deployed flow's x12.generate would take its control numbers from the
@@ -11,11 +11,11 @@ restore the variable in the wrong order, leaving the process pointed at a delete
 scratch file or a preview at the real store.
 
 Here the scratch store is explicit instead: steps ask their context's services for
-the "engine" (`context.services.get("engine")`), and the flows the playground compiles
-get `PlaygroundServices`, which answer with the engine of the run in progress in this
+the "engine" (`context.services.get("engine")`), and the flows compiled for a try
+get `ScratchServices`, which answer with the engine of the run in progress in this
 thread (a context variable set by `run_in_scratch`). The engine is an in-memory SQLite
 database made on first use, so a preview that touches no store costs nothing, and
-dropped when the run ends. Outside a run the services refuse: a playground flow can
+dropped when the run ends. Outside a run the services refuse: a flow compiled for a try can
 never reach the real store by falling back to the default engine.
 """
 
@@ -30,7 +30,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
-from flowyard.store.database import Base
+from .database import Base
 
 
 class ScratchStore:
@@ -46,7 +46,7 @@ class ScratchStore:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            from flowyard.store.migrations import import_models
+            from .migrations import import_models
 
             import_models()
             engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
@@ -60,21 +60,21 @@ class ScratchStore:
             self._engine = None
 
 
-_current: ContextVar[ScratchStore | None] = ContextVar("flowyard_ui_scratch_store", default=None)
+_current: ContextVar[ScratchStore | None] = ContextVar("flowyard_scratch_store", default=None)
 
 
 class ScratchUnavailable(RuntimeError):
-    """A playground flow asked for the store outside a playground run."""
+    """A flow compiled for a try asked for the store outside a scratch run."""
 
 
-class PlaygroundServices(dict[str, Any]):
-    """The services of flows compiled for the playground: "engine" is the scratch
-    store of the run in progress, never the real one."""
+class ScratchServices(dict[str, Any]):
+    """The services of flows compiled for a try: "engine" is the scratch store of the
+    run in progress, never the real one."""
 
     def _scratch(self) -> Engine:
         scratch = _current.get()
         if scratch is None:
-            raise ScratchUnavailable("a flow compiled for the playground ran outside a playground run")
+            raise ScratchUnavailable("a flow compiled for a try ran outside a scratch run")
         return scratch.engine
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -89,7 +89,7 @@ class PlaygroundServices(dict[str, Any]):
 
 @contextmanager
 def scratch_run() -> Iterator[ScratchStore]:
-    """Steps of playground flows run in this block use a fresh scratch store."""
+    """Steps of flows compiled with ScratchServices use a fresh scratch store in this block."""
     scratch = ScratchStore()
     token = _current.set(scratch)
     try:
