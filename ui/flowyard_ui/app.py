@@ -20,6 +20,7 @@ from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.middleware import DefineMiddleware
+from litestar.plugins.htmx import ClientRedirect, HTMXPlugin, HTMXRequest, HTMXTemplate
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -34,7 +35,7 @@ from flowyard.store import engines
 from . import auth, filters
 from .models import ensure_indexes
 from .routes import all_routes
-from .state import UiState, is_htmx
+from .state import UiState, dependencies
 
 log = logging.getLogger("flowyard.ui")
 HERE = Path(__file__).resolve().parent
@@ -73,15 +74,20 @@ def _templates() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(engine=JinjaTemplateEngine.from_environment(env))
 
 
+def _from_htmx(request: Request[Any, Any, Any]) -> bool:
+    """The request came from htmx (the plugin makes every request an HTMXRequest)."""
+    return isinstance(request, HTMXRequest) and bool(request.htmx)
+
+
 def _error_page(request: Request[Any, Any, Any], status: int, title: str, detail: str) -> Response[Any]:
     detail = redactor.redact(detail)
-    if is_htmx(request):
-        headers = {"HX-Retarget": "#toast", "HX-Reswap": "innerHTML"}
-        return Template(
-            "partials/toast.html",
+    if _from_htmx(request):
+        return HTMXTemplate(
+            template_name="partials/toast.html",
             context={"kind": "error", "text": f"{title}: {detail}"},
             status_code=status,
-            headers=headers,
+            re_target="#toast",
+            re_swap="innerHTML",
         )
     return Template(
         "error.html",
@@ -92,8 +98,10 @@ def _error_page(request: Request[Any, Any, Any], status: int, title: str, detail
 
 def _not_authorized(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
     target = "/account/password" if isinstance(exc, auth.PasswordChangeRequired) else "/login"
-    if is_htmx(request):
-        return Response("", status_code=401, headers={"HX-Redirect": target})
+    if _from_htmx(request):
+        response = ClientRedirect(target)
+        response.status_code = 401
+        return response
     return Redirect(target)
 
 
@@ -181,6 +189,8 @@ def create_app(
     app = Litestar(
         route_handlers=[*all_routes(), static],
         middleware=[auth_mw],
+        dependencies=dependencies(),
+        plugins=[HTMXPlugin()],
         csrf_config=csrf,
         template_config=_templates(),
         exception_handlers={

@@ -1,4 +1,6 @@
-"""What every handler needs: the store's engine, the flows folder, the runtime."""
+"""What every handler needs: the store's engine, the flows folder, the runtime; and the
+dependencies the app injects into route handlers (`ui`, `store`, `me`, `flow`,
+`changes`) instead of handlers looking them up on the request."""
 
 from __future__ import annotations
 
@@ -6,10 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from litestar import Request
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from sqlalchemy.engine import Engine
 
+from flowyard.store.api import Store
+
 from .auth import CurrentUser
+from .flowfiles import FlowFile, FlowFileError, find_flow
 
 
 @dataclass
@@ -19,41 +28,57 @@ class UiState:
     runtime: Any = None  # flowyard.runtime's object when served by `flowyard serve`
     secure_cookies: bool = True
     git_branch_prefix: str = "flowyard"
-    extra: dict[str, Any] = field(default_factory=dict)
+    _store: Store | None = field(default=None, repr=False)
 
     @property
     def tables_dir(self) -> Path:
         return self.flows_dir / "tables"
 
     @property
-    def store(self) -> Any:
-        """The runtime store's API (flowyard.store.api.Store) on the same engine."""
-        found = self.extra.get("store")
-        if found is None and getattr(self.runtime, "store", None) is not None:
-            found = self.extra["store"] = self.runtime.store
-        if found is None:
-            from flowyard.store.api import Store
-
-            found = self.extra["store"] = Store(engine=self.engine)
-        return found
+    def store(self) -> Store:
+        """The runtime store's API on the same engine (the runtime's own when served by
+        `flowyard serve`)."""
+        if self._store is None:
+            runtime_store = getattr(self.runtime, "store", None)
+            self._store = runtime_store if isinstance(runtime_store, Store) else Store(engine=self.engine)
+        return self._store
 
 
-def ui(request: Request[Any, Any, Any]) -> UiState:
-    state: UiState = request.app.state.ui
-    return state
+def ui_of(app: Litestar) -> UiState:
+    """The UI's state, for code outside route handlers (middleware, tests)."""
+    found: UiState = app.state.ui
+    return found
 
 
-def user(request: Request[Any, Any, Any]) -> CurrentUser:
+def provide_ui(state: State) -> UiState:
+    found: UiState = state.ui
+    return found
+
+
+def provide_store(ui: NamedDependency[UiState]) -> Store:
+    return ui.store
+
+
+def provide_user(request: Request[Any, Any, Any]) -> CurrentUser:
     current: CurrentUser = request.user
     return current
 
 
-def is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
+def provide_flow(ui: NamedDependency[UiState], name: FromPath[str]) -> FlowFile:
+    """The flow file named in the path (`/flows/{name}/...`), or 404."""
+    try:
+        return find_flow(ui.flows_dir, name)
+    except FlowFileError as exc:
+        raise NotFoundException(str(exc)) from exc
 
 
-def hx_target_is(request: Request[Any, Any, Any], element_id: str) -> bool:
-    """Whether htmx will swap the answer into the element with this id: htmx 2 sends
-    `HX-Target: id`, htmx 4 sends `HX-Target: tag#id`."""
-    target = request.headers.get("hx-target") or ""
-    return target == element_id or target.endswith("#" + element_id)
+def dependencies() -> dict[str, Provide]:
+    from .services import provide_changes
+
+    return {
+        "ui": Provide(provide_ui, sync_to_thread=False),
+        "store": Provide(provide_store, sync_to_thread=False),
+        "me": Provide(provide_user, sync_to_thread=False),
+        "flow": Provide(provide_flow, sync_to_thread=False),
+        "changes": Provide(provide_changes, sync_to_thread=False),
+    }

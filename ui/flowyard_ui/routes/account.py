@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 
 from .. import audit, auth
-from ..state import ui, user
-from .common import form, off_loop, page
+from ..auth import CurrentUser
+from ..state import UiState
+from .common import form, off_loop, page, redirect
 
 
 @get("/login", exclude_from_auth=True, sync_to_thread=False)
@@ -31,11 +34,11 @@ def _safe_next(value: str | None) -> str:
 
 
 @post("/login", exclude_from_auth=True)
-async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
+async def login_submit(request: Request[Any, Any, Any], ui: NamedDependency[UiState]) -> Response[Any]:
     data = await form(request)
     username = str(data.get("username") or "")
     password = str(data.get("password") or "")
-    state = ui(request)
+    state = ui
     try:
         token = await off_loop(auth.login, state.engine, username, password)
     except auth.AuthError as exc:
@@ -60,17 +63,13 @@ async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post("/logout")
-async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
-    state = ui(request)
+async def logout(request: HTMXRequest, ui: NamedDependency[UiState], me: NamedDependency[CurrentUser]) -> Response[Any]:
     token = request.cookies.get(auth.SESSION_COOKIE)
     if token:
-        auth.logout(state.engine, token)
-        audit.record(state.engine, user(request).username, "logout")
-    response: Response[Any] = Redirect("/login", status_code=303)
+        auth.logout(ui.engine, token)
+        audit.record(ui.engine, me.username, "logout")
+    response: Response[Any] = redirect(request, "/login")
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
-    if request.headers.get("hx-request") == "true":
-        response = Response("", headers={"HX-Redirect": "/login"})
-        response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
 
 
@@ -80,11 +79,10 @@ def password_page(request: Request[Any, Any, Any]) -> Template:
 
 
 @post("/account/password")
-async def password_submit(request: Request[Any, Any, Any]) -> Response[Any]:
+async def password_submit(request: Request[Any, Any, Any], ui: NamedDependency[UiState], me: NamedDependency[CurrentUser]) -> Response[Any]:
     data = await form(request)
     current, new, again = (str(data.get(k) or "") for k in ("current", "new", "again"))
-    me = user(request)
-    state = ui(request)
+    state = ui
     error = None
     if new != again:
         error = "the two new passwords differ"

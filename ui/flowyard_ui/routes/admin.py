@@ -5,31 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath
+from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .. import audit, auth
+from ..auth import CurrentUser
 from ..models import ROLES, UiSession, User
-from ..state import hx_target_is, ui, user
-from .common import arg, form, off_loop, page
+from ..state import UiState
+from .common import arg, form, off_loop, page, swaps_into
 
 
-def _users(request: Request[Any, Any, Any]) -> list[User]:
-    with Session(ui(request).engine) as db:
+def _users(ui: UiState) -> list[User]:
+    with Session(ui.engine) as db:
         return list(db.scalars(select(User).order_by(User.username)))
 
 
 @get("/admin/users", guards=[auth.require("admin")], sync_to_thread=False)
-def users_page(request: Request[Any, Any, Any]) -> Template:
-    return page(request, "admin/users.html", users=_users(request), roles=ROLES, error=None, message=None)
+def users_page(request: Request[Any, Any, Any], ui: NamedDependency[UiState]) -> Template:
+    return page(request, "admin/users.html", users=_users(ui), roles=ROLES, error=None, message=None)
 
 
 @post("/admin/users", guards=[auth.require("admin")])
-async def create_user(request: Request[Any, Any, Any]) -> Template:
+async def create_user(request: Request[Any, Any, Any], ui: NamedDependency[UiState], me: NamedDependency[CurrentUser]) -> Template:
     data = await form(request)
-    state = ui(request)
+    state = ui
     username = str(data.get("username") or "").strip()
     try:
         await off_loop(
@@ -46,16 +49,16 @@ async def create_user(request: Request[Any, Any, Any]) -> Template:
             request,
             "admin/users.html",
             status_code=400,
-            users=_users(request),
+            users=_users(ui),
             roles=ROLES,
             error=str(exc),
             message=None,
         )
-    audit.record(state.engine, user(request).username, "user-created", username, f"role {data.get('role')}")
+    audit.record(state.engine, me.username, "user-created", username, f"role {data.get('role')}")
     return page(
         request,
         "admin/users.html",
-        users=_users(request),
+        users=_users(ui),
         roles=ROLES,
         error=None,
         message=f"User {username} created; they choose their own password at first login.",
@@ -63,10 +66,9 @@ async def create_user(request: Request[Any, Any, Any]) -> Template:
 
 
 @post("/admin/users/{username:str}", guards=[auth.require("admin")])
-async def update_user(request: Request[Any, Any, Any], username: FromPath[str]) -> Template:
+async def update_user(request: Request[Any, Any, Any], username: FromPath[str], ui: NamedDependency[UiState], me: NamedDependency[CurrentUser]) -> Template:
     data = await form(request)
-    state = ui(request)
-    me = user(request)
+    state = ui
     error = message = None
     with Session(state.engine) as db:
         target = db.scalar(select(User).where(User.username == username))
@@ -106,7 +108,7 @@ async def update_user(request: Request[Any, Any, Any], username: FromPath[str]) 
         request,
         "admin/users.html",
         status_code=400 if error else 200,
-        users=_users(request),
+        users=_users(ui),
         roles=ROLES,
         error=error,
         message=message,
@@ -114,10 +116,10 @@ async def update_user(request: Request[Any, Any, Any], username: FromPath[str]) 
 
 
 @get("/audit", sync_to_thread=True)
-def audit_page(request: Request[Any, Any, Any]) -> Template:
+def audit_page(request: HTMXRequest, ui: NamedDependency[UiState]) -> Template:
     action, who, target = arg(request, "action"), arg(request, "who"), arg(request, "target")
     entries = audit.recent(
-        ui(request).engine,
+        ui.engine,
         action=action or None,
         username=who or None,
         target=target or None,
@@ -125,7 +127,7 @@ def audit_page(request: Request[Any, Any, Any]) -> Template:
     )
     template = (
         "audit_rows.html"
-        if request.headers.get("hx-request") == "true" and hx_target_is(request, "audit-rows")
+        if request.htmx and swaps_into(request, "audit-rows")
         else "audit.html"
     )
     return page(request, template, entries=entries, action=action or "", who=who or "", target=target or "")

@@ -1,4 +1,4 @@
-"""Helpers shared by the route modules: page rendering, forms, toasts."""
+"""Helpers shared by the route modules: page rendering, forms, toasts, htmx targets."""
 
 from __future__ import annotations
 
@@ -6,35 +6,41 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from litestar import Request, Response
-from litestar.response import Template
-
-from ..state import UiState, ui, user
+from litestar import Request
+from litestar.plugins.htmx import ClientRedirect, HTMXRequest, HTMXTemplate
+from litestar.response import Redirect, Response, Template
 
 T = TypeVar("T")
 
 
-def page(request: Request[Any, Any, Any], template: str, status_code: int = 200, **context: Any) -> Template:
-    """A full page (or, for htmx, the same template: partial templates do not extend base)."""
-    context.setdefault("current_user", user(request))
+def page(
+    request: Request[Any, Any, Any], template: str, status_code: int = 200, trigger: str | None = None, **context: Any
+) -> Template:
+    """A full page (or, for htmx, the same template: partial templates do not extend base).
+    `trigger`: an event for the page's listeners (HX-Trigger)."""
+    context.setdefault("current_user", request.user)
     context.setdefault("nav", template.split("/")[0].split(".")[0])
-    return Template(template, context=context, status_code=status_code)
+    return HTMXTemplate(template_name=template, context=context, status_code=status_code, trigger_event=trigger, after="receive")
 
 
-def fragment(template: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Template:
-    return Template(template, context=context, status_code=status_code, headers=headers)
-
-
-def toast(text: str, kind: str = "ok", status_code: int = 200, headers: dict[str, str] | None = None) -> Template:
+def toast(text: str, kind: str = "ok", status_code: int = 200, trigger: str | None = None) -> Template:
     """A short message shown in the page's toast area (out-of-band swap; the element
-    that asked is left as it is)."""
-    headers = {"HX-Reswap": "none", **(headers or {})}
-    return Template(
-        "partials/toast_oob.html",
+    that asked is left as it is). `trigger`: an event for the page's listeners."""
+    return HTMXTemplate(
+        template_name="partials/toast_oob.html",
         context={"text": text, "kind": kind},
         status_code=status_code,
-        headers=headers,
+        re_swap="none",
+        trigger_event=trigger,
+        after="receive",
     )
+
+
+def swaps_into(request: HTMXRequest, element_id: str) -> bool:
+    """Whether htmx will swap the answer into the element with this id: htmx 2 sends
+    `HX-Target: id`, htmx 4 sends `HX-Target: tag#id`."""
+    target = request.htmx.target or ""
+    return target == element_id or target.endswith("#" + element_id)
 
 
 async def form(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -57,9 +63,10 @@ def arg(request: Request[Any, Any, Any], name: str, default: str = "") -> str:
     return str(request.query_params.get(name) or default).strip()
 
 
-def state(request: Request[Any, Any, Any]) -> UiState:
-    return ui(request)
-
-
-def redirect_htmx(location: str) -> Response[Any]:
-    return Response("", status_code=200, headers={"HX-Redirect": location})
+def redirect(request: HTMXRequest, location: str) -> Response[Any]:
+    """Go to `location`: htmx is told to (HX-Redirect), a plain form post is redirected (303)."""
+    if request.htmx:
+        response = ClientRedirect(location)
+        response.status_code = 200  # what htmx acts on, also after a POST
+        return response
+    return Redirect(location, status_code=303)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from flowyard.store import figures as queries
@@ -13,8 +15,8 @@ from flowyard.yamlio import load_text, to_plain
 
 from .. import overdue
 from ..flowfiles import list_flows
-from ..state import UiState, hx_target_is, ui
-from .common import arg, off_loop, page
+from ..state import UiState
+from .common import arg, off_loop, page, swaps_into
 
 WINDOWS = {"6": 6, "24": 24, "72": 72}
 
@@ -74,10 +76,10 @@ def bars(values: list[int], width: int = 260, height: int = 46) -> dict[str, Any
 
 
 @get("/dashboard")
-async def dashboard_page(request: Request[Any, Any, Any]) -> Template:
+async def dashboard_page(request: HTMXRequest, ui: NamedDependency[UiState]) -> Template:
     hours = WINDOWS.get(arg(request, "hours"), 24)
-    context = await off_loop(build, ui(request), hours)
-    template = "dashboard/body.html" if hx_target_is(request, "dash-body") else "dashboard/page.html"
+    context = await off_loop(build, ui, hours)
+    template = "dashboard/body.html" if swaps_into(request, "dash-body") else "dashboard/page.html"
     return page(request, template, bars=bars, **context)
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, get, post
-from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from litestar.di import NamedDependency
 from litestar.response import Template
 
 from flowyard import registry
@@ -16,21 +15,16 @@ from flowyard.errors import DefinitionError, FlowyardError, Issue, Position
 from flowyard.loader import content_hash, kind_of, load_flow
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
-from .. import audit, auth, diagram, forms, gitops
+from .. import auth, diagram, forms, gitops
+from ..auth import CurrentUser
 from ..fastyaml import FastFlowLoader
-from ..flowfiles import FlowFile, FlowFileError, find_flow, normalise, unified_diff, write_atomic
-from ..state import ui, user
+from ..flowfiles import FlowFile, normalise, unified_diff
+from ..services import Changes, Refused
+from ..state import UiState
 from ..yamldoc import parse_or_none
 from .common import form, off_loop, page, toast
 
 MAX_TEXT = 2_000_000
-
-
-def _flow(request: Request[Any, Any, Any], name: FromPath[str]) -> FlowFile:
-    try:
-        return find_flow(ui(request).flows_dir, name)
-    except FlowFileError as exc:
-        raise NotFoundException(str(exc)) from exc
 
 
 def _yaml_of(data: dict[str, Any]) -> str:
@@ -68,8 +62,8 @@ def check(path: Path, text: str) -> dict[str, Any]:
 
 
 @get("/flows/{name:str}/edit")
-async def edit_page(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
-    info = _flow(request, name)
+async def edit_page(request: Request[Any, Any, Any], ui: NamedDependency[UiState], me: NamedDependency[CurrentUser], flow: NamedDependency[FlowFile]) -> Template:
+    info = flow
     checked = await off_loop(check, info.path, info.text)
     return page(
         request,
@@ -78,16 +72,16 @@ async def edit_page(request: Request[Any, Any, Any], name: FromPath[str]) -> Tem
         flow=info,
         text=info.text,
         step_kinds=sorted(registry.available_steps()),
-        readonly=not user(request).can("analyst"),
-        git=gitops.repo_root(ui(request).flows_dir) is not None,
+        readonly=not me.can("analyst"),
+        git=gitops.repo_root(ui.flows_dir) is not None,
         **checked,
     )
 
 
 @post("/flows/{name:str}/check", guards=[auth.require("viewer")])
-async def check_text(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+async def check_text(request: Request[Any, Any, Any], flow: NamedDependency[FlowFile]) -> Template:
     """Validate-as-you-type: the issues list, the gutter marks and the diagram."""
-    info = _flow(request, name)
+    info = flow
     data = await form(request)
     checked = await off_loop(check, info.path, _yaml_of(data))
     return page(request, "flows/issues.html", flow=info, **checked)
@@ -102,8 +96,8 @@ def _forms_context(info: FlowFile, text: str) -> dict[str, Any]:
 
 
 @post("/flows/{name:str}/form")
-async def form_view(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
-    info = _flow(request, name)
+async def form_view(request: Request[Any, Any, Any], me: NamedDependency[CurrentUser], flow: NamedDependency[FlowFile]) -> Template:
+    info = flow
     data = await form(request)
     context = await off_loop(_forms_context, info, _yaml_of(data))
     return page(
@@ -112,15 +106,15 @@ async def form_view(request: Request[Any, Any, Any], name: FromPath[str]) -> Tem
         flow=info,
         step_kinds=sorted(registry.available_steps()),
         target_kinds=forms.target_kinds(),
-        readonly=not user(request).can("analyst"),
+        readonly=not me.can("analyst"),
         **context,
     )
 
 
 @get("/flows/{name:str}/form/new-target", guards=[auth.require("analyst")])
-async def new_target_form(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+async def new_target_form(request: Request[Any, Any, Any], flow: NamedDependency[FlowFile]) -> Template:
     """The generated form of the chosen connector, to add a target with it."""
-    info = _flow(request, name)
+    info = flow
     try:
         view = forms.new_target(str(request.query_params.get("kind") or ""))
     except forms.FormError as exc:
@@ -129,10 +123,10 @@ async def new_target_form(request: Request[Any, Any, Any], name: FromPath[str]) 
 
 
 @post("/flows/{name:str}/form/apply", guards=[auth.require("analyst")])
-async def form_apply(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+async def form_apply(request: Request[Any, Any, Any], flow: NamedDependency[FlowFile]) -> Template:
     """Apply one part's form (or add a step or a target, or remove one) to the YAML; returns the new YAML
     (swapped into the editor), the forms and the issues."""
-    info = _flow(request, name)
+    info = flow
     data = await form(request)
     text = _yaml_of(data)
     action = str(data.get("action") or "apply")
@@ -171,9 +165,9 @@ async def form_apply(request: Request[Any, Any, Any], name: FromPath[str]) -> Te
 
 
 @post("/flows/{name:str}/diff", guards=[auth.require("analyst")])
-async def diff_view(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+async def diff_view(request: Request[Any, Any, Any], ui: NamedDependency[UiState], me: NamedDependency[CurrentUser], flow: NamedDependency[FlowFile]) -> Template:
     """What a save would change, as a unified diff against the file on disk."""
-    info = _flow(request, name)
+    info = flow
     data = await form(request)
     try:
         new_text = normalise(_yaml_of(data), info.rel)
@@ -189,59 +183,30 @@ async def diff_view(request: Request[Any, Any, Any], name: FromPath[str]) -> Tem
         new_text=new_text,
         base=str(data.get("base") or ""),
         changed_on_disk=bool(data.get("base")) and data.get("base") != content_hash(current),
-        git=gitops.repo_root(ui(request).flows_dir) is not None,
-        branch=gitops.branch_name(ui(request).git_branch_prefix, user(request).username, info.name),
+        git=gitops.repo_root(ui.flows_dir) is not None,
+        branch=gitops.branch_name(ui.git_branch_prefix, me.username, info.name),
         errors=checked["errors"],
     )
 
 
 @post("/flows/{name:str}/save", guards=[auth.require("analyst")])
-async def save(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
-    info = _flow(request, name)
-    state = ui(request)
-    me = user(request)
+async def save(request: Request[Any, Any, Any], flow: NamedDependency[FlowFile], changes: NamedDependency[Changes]) -> Template:
     data = await form(request)
+    text = _yaml_of(data)
     try:
-        new_text = normalise(_yaml_of(data), info.rel)
-    except YamlSyntaxError as exc:
-        return toast(f"Not saved: line {exc.issue.position.line}: {exc.issue.message}", "error", status_code=400)
-    old_text = info.path.read_text(encoding="utf-8")
-    if data.get("base") and data.get("base") != content_hash(old_text):
-        return toast(
-            "Not saved: someone else saved this flow since you opened it. Copy your changes, reload, and apply them again.",
-            "error",
-            status_code=409,
+        saved = await off_loop(
+            changes.save_flow,
+            flow,
+            text,
+            base=str(data.get("base") or ""),
+            commit=bool(data.get("commit")),
+            message=str(data.get("message") or ""),
         )
-    changes = unified_diff(old_text, new_text, info.rel)
-    if new_text != old_text:
-        await off_loop(write_atomic, info.path, new_text)
-    message = f"Saved {info.rel} (version {content_hash(new_text)})." if changes else "Nothing to save: no change."
-    detail = changes
-    if data.get("commit") and changes:
-        repo = gitops.repo_root(state.flows_dir)
-        if repo is None:
-            return toast("Saved, but not committed: the flows folder is not a git repository.", "error")
-        branch = gitops.branch_name(state.git_branch_prefix, me.username, info.name)
-        subject = str(data.get("message") or "").strip() or f"Update flow {info.name}"
-        try:
-            commit = await off_loop(
-                gitops.commit_to_branch,
-                repo,
-                info.path,
-                new_text,
-                branch=branch,
-                message=subject,
-                author=me.name,
-                email=f"{me.username}@flowyard.local",
-            )
-        except gitops.GitError as exc:
-            audit.record(state.engine, me.username, "flow-saved", info.name, detail)
-            return toast(f"Saved, but the commit failed: {exc}", "error")
-        message += f" Committed {commit[:10]} on branch {branch} for review."
-        audit.record(state.engine, me.username, "flow-committed", info.name, f"{commit} on {branch}: {subject}")
-    if changes:
-        audit.record(state.engine, me.username, "flow-saved", info.name, detail)
-    return page(request, "flows/saved.html", flow=info, message=message, version=content_hash(new_text))
+    except Refused as exc:
+        return toast(exc.text, "error", status_code=exc.status_code)
+    if saved.warning:
+        return toast(saved.warning, "error")
+    return page(request, "flows/saved.html", flow=flow, message=saved.message, version=saved.version)
 
 
 ROUTES = [edit_page, check_text, form_view, new_target_form, form_apply, diff_view, save]

@@ -6,26 +6,27 @@ import contextlib
 from typing import Any
 
 from litestar import Request, get, post
-from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
-from litestar.response import Response, Template
+from litestar.di import NamedDependency
+from litestar.plugins.htmx import HTMXRequest
+from litestar.response import Template
 
 from flowyard.errors import FlowyardError
 from flowyard.loader import load_flow
 
-from .. import audit, auth, diagram, gitops
-from ..flowfiles import FlowFileError, find_flow, new_flow_path, skeleton, write_atomic
+from .. import auth, diagram, gitops
+from ..auth import CurrentUser
+from ..flowfiles import FlowFile
 from ..flowstate import flow_rows, label_values, summary
-from ..state import hx_target_is, ui, user
+from ..services import Changes, Refused
+from ..state import UiState
 from ..yamldoc import parse_or_none
-from .common import arg, form, off_loop, page, redirect_htmx
+from .common import arg, form, off_loop, page, redirect, swaps_into
 
 
 @get("/flows")
-async def flows_page(request: Request[Any, Any, Any]) -> Template:
+async def flows_page(request: HTMXRequest, ui: NamedDependency[UiState]) -> Template:
     plant, partner, domain, q = (arg(request, k) for k in ("plant", "partner", "domain", "q"))
-    state = ui(request)
-    rows = await off_loop(flow_rows, state, plant=plant, partner=partner, domain=domain, text=q)
+    rows = await off_loop(flow_rows, ui, plant=plant, partner=partner, domain=domain, text=q)
     context: dict[str, Any] = {
         "rows": rows,
         "plant": plant,
@@ -34,31 +35,22 @@ async def flows_page(request: Request[Any, Any, Any]) -> Template:
         "q": q,
         "totals": summary(rows),
     }
-    if hx_target_is(request, "flow-rows"):
+    if swaps_into(request, "flow-rows"):
         return page(request, "flows/rows.html", **context)
-    return page(request, "flows/list.html", labels=await off_loop(label_values, state), **context)
+    return page(request, "flows/list.html", labels=await off_loop(label_values, ui), **context)
 
 
-def _flow_or_404(request: Request[Any, Any, Any], name: FromPath[str]) -> Any:
-    try:
-        return find_flow(ui(request).flows_dir, name)
-    except FlowFileError as exc:
-        raise NotFoundException(str(exc)) from exc
-
-
-def flow_context(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
-    state = ui(request)
-    info = _flow_or_404(request, name)
+def flow_context(ui: UiState, me: CurrentUser, info: FlowFile) -> dict[str, Any]:
     document = parse_or_none(info.text, info.rel)
     if info.kind != "Flow" and info.valid:  # an instance: show the flow it renders to
         with contextlib.suppress(FlowyardError):
             document = load_flow(info.path, info.text).document or document
     bad = {i.position.line for i in info.issues if i.position.line}
-    deployed = state.store.flow_state(info.name)
-    repo = gitops.repo_root(state.flows_dir)
+    deployed = ui.store.flow_state(info.name)
+    repo = gitops.repo_root(ui.flows_dir)
     git: dict[str, Any] | None = None
     if repo is not None:
-        branch = gitops.branch_name(state.git_branch_prefix, user(request).username, info.name)
+        branch = gitops.branch_name(ui.git_branch_prefix, me.username, info.name)
         git = {
             "branch": gitops.current_branch(repo),
             "committed": gitops.committed_version(repo, info.path),
@@ -71,21 +63,21 @@ def flow_context(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[s
         "d": diagram.build(document, bad),
         "deployed": deployed,
         "git": git,
-        "history": state.store.deployments(info.name, limit=20),
-        "recent": state.store.list_messages(flow=info.name, limit=10),
+        "history": ui.store.deployments(info.name, limit=20),
+        "recent": ui.store.list_messages(flow=info.name, limit=10),
     }
 
 
 @get("/flows/{name:str}")
-async def flow_page(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
-    context = await off_loop(flow_context, request, name)
+async def flow_page(request: Request[Any, Any, Any], ui: NamedDependency[UiState], me: NamedDependency[CurrentUser], flow: NamedDependency[FlowFile]) -> Template:
+    context = await off_loop(flow_context, ui, me, flow)
     return page(request, "flows/flow.html", **context)
 
 
 @get("/flows/{name:str}/status")
-async def flow_status(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+async def flow_status(request: Request[Any, Any, Any], ui: NamedDependency[UiState], me: NamedDependency[CurrentUser], flow: NamedDependency[FlowFile]) -> Template:
     """The live part of a flow page (deployment state, recent messages), polled."""
-    context = await off_loop(flow_context, request, name)
+    context = await off_loop(flow_context, ui, me, flow)
     return page(request, "flows/status.html", **context)
 
 
@@ -95,21 +87,15 @@ def new_flow_page(request: Request[Any, Any, Any]) -> Template:
 
 
 @post("/flows/new", guards=[auth.require("analyst")])
-async def new_flow(request: Request[Any, Any, Any]) -> Response[Any]:
+async def new_flow(request: HTMXRequest, changes: NamedDependency[Changes]) -> Any:
     data = await form(request)
-    state = ui(request)
     name = str(data.get("name") or "").strip()
     labels = {k: str(data.get(k) or "").strip() for k in ("plant", "partner", "domain")}
     try:
-        path = new_flow_path(state.flows_dir, name)
-    except FlowFileError as exc:
-        return page(request, "flows/new.html", status_code=400, error=str(exc), name=name, **labels)
-    write_atomic(path, skeleton(name, **labels))
-    audit.record(state.engine, user(request).username, "flow-created", name, path.name)
-    location = f"/flows/{name}/edit"
-    if request.headers.get("hx-request") == "true":
-        return redirect_htmx(location)
-    return Response("", status_code=303, headers={"Location": location})
+        changes.create_flow(name, labels)
+    except Refused as exc:
+        return page(request, "flows/new.html", status_code=exc.status_code, error=exc.text, name=name, **labels)
+    return redirect(request, f"/flows/{name}/edit")
 
 
 ROUTES = [flows_page, new_flow_page, new_flow, flow_page, flow_status]

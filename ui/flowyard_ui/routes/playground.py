@@ -6,25 +6,19 @@ from typing import Any
 
 from litestar import Request, get, post
 from litestar.datastructures import UploadFile
-from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from litestar.di import NamedDependency
 from litestar.response import Template
 
 from flowyard.loader import content_hash
+from flowyard.secrets import redactor
+from flowyard.store.api import Store
 
-from .. import audit, auth, playground
-from ..flowfiles import FlowFile, FlowFileError, find_flow, normalise, unified_diff
-from ..state import ui, user
+from .. import auth, playground
+from ..flowfiles import FlowFile, unified_diff
+from ..services import Changes, Refused
 from .common import off_loop, page, toast
 
 MAX_SAMPLE = 5_000_000
-
-
-def _flow(request: Request[Any, Any, Any], name: str) -> FlowFile:
-    try:
-        return find_flow(ui(request).flows_dir, name)
-    except FlowFileError as exc:
-        raise NotFoundException(str(exc)) from exc
 
 
 async def _inputs(request: Request[Any, Any, Any], info: FlowFile) -> tuple[str, bytes, str, dict[str, Any]]:
@@ -44,9 +38,9 @@ async def _inputs(request: Request[Any, Any, Any], info: FlowFile) -> tuple[str,
 
 
 @get("/flows/{name:str}/playground")
-async def playground_page(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
-    info = _flow(request, name)
-    recent = await off_loop(ui(request).store.list_messages, flow=info.name, limit=20)
+async def playground_page(request: Request[Any, Any, Any], store: NamedDependency[Store], flow: NamedDependency[FlowFile]) -> Template:
+    info = flow
+    recent = await off_loop(store.list_messages, flow=info.name, limit=20)
     return page(
         request,
         "flows/playground.html",
@@ -61,27 +55,23 @@ async def playground_page(request: Request[Any, Any, Any], name: FromPath[str]) 
 
 
 @get("/flows/{name:str}/playground/sample")
-async def recent_sample(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+async def recent_sample(request: Request[Any, Any, Any], store: NamedDependency[Store], flow: NamedDependency[FlowFile]) -> Template:
     """Fill the sample box with a recent real message of this flow."""
-    info = _flow(request, name)
+    info = flow
     message_id = str(request.query_params.get("message") or "")
-    found = await off_loop(ui(request).store.payload, message_id) if message_id else None
+    found = await off_loop(store.payload, message_id) if message_id else None
     if found is None:
         return toast("That message is not in the store any more.", "error", status_code=404)
     payload, _content_type = found
-    detail = await off_loop(ui(request).store.message, message_id)
+    detail = await off_loop(store.message, message_id)
     file_name = str((detail.summary.source or {}).get("file") or "") if detail else ""
-    from flowyard.secrets import redactor
-
     text = redactor.redact(payload.decode("utf-8", errors="replace"))
-    response = page(request, "flows/sample_box.html", flow=info, sample=text, sample_name=file_name)
-    response.headers["HX-Trigger"] = "pg-rerun"
-    return response
+    return page(request, "flows/sample_box.html", trigger="pg-rerun", flow=info, sample=text, sample_name=file_name)
 
 
 @post("/flows/{name:str}/playground/run", guards=[auth.require("analyst")])
-async def run_preview(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
-    info = _flow(request, name)
+async def run_preview(request: Request[Any, Any, Any], flow: NamedDependency[FlowFile]) -> Template:
+    info = flow
     try:
         text, sample, sample_name, _ = await _inputs(request, info)
     except ValueError as exc:
@@ -91,40 +81,30 @@ async def run_preview(request: Request[Any, Any, Any], name: FromPath[str]) -> T
 
 
 @post("/flows/{name:str}/playground/test", guards=[auth.require("analyst")])
-async def save_as_test(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+async def save_as_test(request: Request[Any, Any, Any], flow: NamedDependency[FlowFile], changes: NamedDependency[Changes]) -> Template:
     """Turn the sample and its current output into a `tests:` case, then show the diff
     of the flow file to confirm the save."""
-    info = _flow(request, name)
     try:
-        text, sample, sample_name, data = await _inputs(request, info)
+        text, sample, sample_name, data = await _inputs(request, flow)
     except ValueError as exc:
         return toast(str(exc), "error", status_code=413)
     case_name = str(data.get("case_name") or "").strip()
-    if not case_name:
-        return toast("Give the test case a name first.", "error", status_code=400)
-    if not sample:
-        return toast("Paste or upload a sample first.", "error", status_code=400)
     try:
-        new_text, written = await off_loop(playground.add_test_case, info.path, text, sample, sample_name, case_name)
-    except ValueError as exc:
-        return toast(str(exc), "error", status_code=400)
-    state = ui(request)
-    rels = ", ".join(p.relative_to(state.flows_dir).as_posix() for p in written)
-    audit.record(state.engine, user(request).username, "test-case-files", info.name, f"{case_name}: {rels}")
-    current = info.path.read_text(encoding="utf-8")
-    new_text = normalise(new_text, info.rel)
+        added = await off_loop(changes.add_test_case, flow, text, sample, sample_name, case_name)
+    except Refused as exc:
+        return toast(exc.text, "error", status_code=exc.status_code)
     return page(
         request,
         "flows/diff.html",
-        flow=info,
-        diff=unified_diff(current, new_text, info.rel),
-        new_text=new_text,
-        base=content_hash(current),
+        flow=flow,
+        diff=unified_diff(added.current, added.new_text, flow.rel),
+        new_text=added.new_text,
+        base=content_hash(added.current),
         changed_on_disk=False,
         git=False,
         branch="",
         errors=[],
-        note=f"Test case “{case_name}” added; files written: {rels}. Save the flow to keep the case.",
+        note=f"Test case “{case_name}” added; files written: {added.files}. Save the flow to keep the case.",
     )
 
 

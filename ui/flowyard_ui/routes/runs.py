@@ -6,17 +6,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
+from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from flowyard.store import figures as queries
+from flowyard.store.api import Store
 from flowyard.store.models import MESSAGE_STATES
 
 from ..flowfiles import list_flows, read_flow
-from ..state import UiState, hx_target_is, ui
-from .common import arg, off_loop, page
+from ..state import UiState
+from .common import arg, off_loop, page, swaps_into
 
 PAGE = 50
 PERIODS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -76,13 +79,13 @@ def _matches(row: Any, filters: dict[str, Any]) -> bool:
 
 
 @get("/runs")
-async def runs_page(request: Request[Any, Any, Any]) -> Template:
-    state = ui(request)
+async def runs_page(request: HTMXRequest, ui: NamedDependency[UiState]) -> Template:
+    state = ui
     names = ("flow", "state", "plant", "partner", "period", "correlation", "q", "key", "value", "offset")
     params = {k: arg(request, k) for k in names}
     context = await off_loop(search, state, params)
     context["params"] = params
-    if hx_target_is(request, "run-rows"):
+    if swaps_into(request, "run-rows"):
         return page(request, "runs/rows.html", **context)
     flows = await off_loop(list_flows, state.flows_dir)
     labels = {k: sorted({f.labels.get(k, "") for f in flows} - {""}) for k in ("plant", "partner")}
@@ -98,12 +101,11 @@ async def runs_page(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/runs/{message_id:str}")
-async def message_page(request: Request[Any, Any, Any], message_id: FromPath[str]) -> Template:
-    state = ui(request)
-    detail = await off_loop(state.store.message, message_id)
+async def message_page(request: HTMXRequest, message_id: FromPath[str], store: NamedDependency[Store]) -> Template:
+    detail = await off_loop(store.message, message_id)
     if detail is None:
         raise NotFoundException(f"no message {message_id} in the store (it may have been purged)")
-    template = "runs/detail_body.html" if hx_target_is(request, "message-body") else "runs/detail.html"
+    template = "runs/detail_body.html" if swaps_into(request, "message-body") else "runs/detail.html"
     return page(request, template, nav="runs", m=detail, s=detail.summary)
 
 

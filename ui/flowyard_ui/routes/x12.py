@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, get
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from .. import auth, overdue
-from ..state import hx_target_is, ui
-from .common import off_loop, page
+from ..state import UiState
+from .common import off_loop, page, swaps_into
 
 
 @get("/x12/overdue", guards=[auth.require("viewer")])
-async def overdue_page(request: Request[Any, Any, Any]) -> Template:
-    engine = ui(request).engine
+async def overdue_page(request: HTMXRequest, ui: NamedDependency[UiState]) -> Template:
+    engine = ui.engine
     sets = await off_loop(overdue.overdue_sets, engine)
     counts = await off_loop(overdue.summary, engine)
-    template = "x12/overdue_body.html" if hx_target_is(request, "overdue-body") else "x12/overdue.html"
+    template = "x12/overdue_body.html" if swaps_into(request, "overdue-body") else "x12/overdue.html"
     return page(request, template, nav="dashboard", sets=sets, counts=counts)
 
 
