@@ -201,8 +201,9 @@ def unborn(onboarding: Path) -> Path:
 
 
 def test_the_first_commit_compares_with_an_empty_tree(unborn: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["diff", "--rendered", "HEAD", "--paths", str(unborn)]) == 0
+    code = main(["diff", "--rendered", "HEAD", "--paths", str(unborn)])
     out, err = capsys.readouterr()
+    assert code == 0, out + err
     assert "no commits yet: comparing with an empty tree instead of HEAD (every instance is new)" in err
     heads = [line for line in out.splitlines() if line.startswith("== ")]
     assert len(heads) == len(instance_files([unborn])) >= 3
@@ -213,8 +214,9 @@ def test_the_first_commit_compares_with_an_empty_tree(unborn: Path, capsys: pyte
 
 def test_the_first_commit_still_fails_on_a_broken_instance_test(unborn: Path, capsys: pytest.CaptureFixture[str]) -> None:
     edit_template(unborn, "plant: WERKS,", "plant: 'XX99',")
-    assert main(["diff", "--rendered", "HEAD", "--paths", str(unborn)]) == 1
-    out = capsys.readouterr().out
+    code = main(["diff", "--rendered", "HEAD", "--paths", str(unborn)])
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
     assert "FAIL test 'a released order goes to the MES'" in out
 
 
