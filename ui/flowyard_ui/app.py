@@ -20,7 +20,7 @@ from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.middleware import DefineMiddleware
-from litestar.plugins.htmx import ClientRedirect, HTMXPlugin, HTMXRequest, HTMXTemplate
+from litestar.plugins.htmx import HTMXPlugin, HTMXRequest, HTMXTemplate
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -35,6 +35,7 @@ from flowyard.store import engines
 from . import auth, filters
 from .models import ensure_indexes
 from .routes import all_routes
+from .routes.common import client_redirect
 from .state import UiState, dependencies
 
 log = logging.getLogger("flowyard.ui")
@@ -99,9 +100,7 @@ def _error_page(request: Request[Any, Any, Any], status: int, title: str, detail
 def _not_authorized(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Response[Any]:
     target = "/account/password" if isinstance(exc, auth.PasswordChangeRequired) else "/login"
     if _from_htmx(request):
-        response = ClientRedirect(target)
-        response.status_code = 401
-        return response
+        return client_redirect(target, 401)
     return Redirect(target)
 
 

@@ -66,7 +66,13 @@ def arg(request: Request[Any, Any, Any], name: str, default: str = "") -> str:
 def redirect(request: HTMXRequest, location: str) -> Response[Any]:
     """Go to `location`: htmx is told to (HX-Redirect), a plain form post is redirected (303)."""
     if request.htmx:
-        response = ClientRedirect(location)
-        response.status_code = 200  # what htmx acts on, also after a POST
-        return response
+        return client_redirect(location)
     return Redirect(location, status_code=303)
+
+
+def client_redirect(location: str, status_code: int = 200) -> Response[Any]:
+    """htmx's HX-Redirect with an empty body (200 unless told: also after a POST)."""
+    response = ClientRedirect(location)
+    response.status_code = status_code
+    response.content = b""
+    return response
