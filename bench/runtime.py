@@ -192,7 +192,7 @@ def report(name: str, messages: int, acked: float, total: float) -> float:
 
 def start_worker(work: Path, env: dict[str, str], port: int | None, name: str,
                  *extra: str) -> subprocess.Popen[bytes]:
-    args = [FLOWYARD, "worker", "--flows", str(work / "flows"), "--trace", "all", *extra]
+    args = [FLOWYARD, "worker", "--deploy-new", "--flows", str(work / "flows"), "--trace", "all", *extra]
     if port:
         args += ["--port", str(port)]
     log = open(work / f"{name}.log", "ab")  # noqa: SIM115

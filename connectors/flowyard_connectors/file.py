@@ -81,8 +81,8 @@ class FileTargetOptions(Options):
 class FileSource(Source[FileSourceOptions]):
     def __init__(self, options: FileSourceOptions, context: FlowContext) -> None:
         super().__init__(options, context)
-        self.root = context.resolve_path(options.path)
-        self.archive = context.resolve_path(options.archive_path) if options.archive_path else self.root / "archive"
+        self.root = context.resolve_io_path(options.path)
+        self.archive = context.resolve_io_path(options.archive_path) if options.archive_path else self.root / "archive"
         self._seen: dict[Path, tuple[int, int, float]] = {}  # path -> size, mtime_ns, first seen stable at
         self._done: set[tuple[str, int, int]] = set()  # for after: keep
 
@@ -167,7 +167,7 @@ class FileTarget(Target[FileTargetOptions]):
 
     def __init__(self, options: FileTargetOptions, context: FlowContext) -> None:
         super().__init__(options, context)
-        self.root = context.resolve_path(options.path)
+        self.root = context.resolve_io_path(options.path)
         self.template = TextTemplate(options.name)
         self.fixed_name = options.name.strip() if "{" not in options.name else None  # nothing to render
         self.commits = GroupCommit()  # sends in flight share one flush

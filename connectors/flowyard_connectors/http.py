@@ -412,11 +412,11 @@ class HttpTarget(Target[HttpTargetOptions]):
         if not options.verify_tls:
             return False
         ctx = ssl.create_default_context(
-            cafile=str(self.context.resolve_path(options.ca_file)) if options.ca_file else None
+            cafile=str(self.context.resolve_io_path(options.ca_file)) if options.ca_file else None
         )
         if options.client_cert:
-            key = str(self.context.resolve_path(options.client_key)) if options.client_key else None
-            ctx.load_cert_chain(str(self.context.resolve_path(options.client_cert)), key)
+            key = str(self.context.resolve_io_path(options.client_key)) if options.client_key else None
+            ctx.load_cert_chain(str(self.context.resolve_io_path(options.client_cert)), key)
         return ctx
 
     def connect(self) -> httpx.AsyncClient:

@@ -133,7 +133,7 @@ async def connect(options: NatsConnection, context: FlowContext, health: Health,
     if options.token:
         kwargs["token"] = context.secrets.resolve(options.token)
     if options.credentials_file:
-        kwargs["user_credentials"] = str(context.resolve_path(options.credentials_file))
+        kwargs["user_credentials"] = str(context.resolve_io_path(options.credentials_file))
     if options.uses_tls:
         kwargs["tls"] = client_context(options, context)
     try:

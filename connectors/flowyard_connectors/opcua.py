@@ -227,7 +227,7 @@ class OpcUaSource(Source[OpcUaSourceOptions]):
             client.set_password(str(self.context.secrets.resolve(options.password)))
         if options.security:
             parts = [p.strip() for p in options.security.split(",")]
-            parts[2:] = [str(self.context.resolve_path(p)) for p in parts[2:]]
+            parts[2:] = [str(self.context.resolve_io_path(p)) for p in parts[2:]]
             await client.set_security_string(",".join(parts))
         await client.connect()
         return client

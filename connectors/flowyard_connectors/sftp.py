@@ -135,7 +135,7 @@ class _Session:
         if options.host_key:
             return ([asyncssh.import_public_key(options.host_key)], [], [])
         if options.known_hosts:
-            return str(self.context.resolve_path(options.known_hosts))
+            return str(self.context.resolve_io_path(options.known_hosts))
         return ()  # asyncssh's default: ~/.ssh/known_hosts
 
     async def open(self) -> asyncssh.SFTPClient:

@@ -36,10 +36,10 @@ def check_tls_files(options: TlsFiles, uses_tls: bool, enable: str = "`tls: true
 
 
 def client_context(options: TlsFiles, context: FlowContext) -> ssl.SSLContext:
-    tls = ssl.create_default_context(cafile=str(context.resolve_path(options.ca_file)) if options.ca_file else None)
+    tls = ssl.create_default_context(cafile=str(context.resolve_io_path(options.ca_file)) if options.ca_file else None)
     if options.cert_file:
-        key = str(context.resolve_path(options.key_file)) if options.key_file else None
-        tls.load_cert_chain(str(context.resolve_path(options.cert_file)), key)
+        key = str(context.resolve_io_path(options.key_file)) if options.key_file else None
+        tls.load_cert_chain(str(context.resolve_io_path(options.cert_file)), key)
     return tls
 
 

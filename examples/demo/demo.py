@@ -486,7 +486,7 @@ class Runtime:
     def command(self) -> list[str]:
         script = Path(sys.executable).with_name("flowyard")
         flowyard = [str(script)] if script.is_file() else [sys.executable, "-m", "flowyard.cli"]
-        return [*flowyard, "serve", "--flows", str(self.layout.flows), "--host", self.host,
+        return [*flowyard, "serve", "--deploy-new", "--flows", str(self.layout.flows), "--host", self.host,
                 "--port", str(self.port), "--no-samples"]
 
     async def start(self) -> None:

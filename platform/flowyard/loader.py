@@ -35,7 +35,7 @@ from .flow import (
 )
 from .message import is_json_type
 from .secrets import Secrets, check_references
-from .step import FlowContext, OptionError, Step
+from .step import SNAPSHOT_MARKER, FlowContext, OptionError, Step
 from .yamlio import (
     YamlSyntaxError,
     key_position,
@@ -375,6 +375,9 @@ class FlowLoader:
             self.error("tests must be a list of cases with name, input and expect", value_position(document, "tests"))
             return []
         tests: list[FlowTest] = []
+        # a deployment snapshot holds what runs, not the tests' files (its gate reads
+        # those where it was deployed from)
+        check_files = not (self.context.base_dir / SNAPSHOT_MARKER).exists()
         for index, item in enumerate(node):
             if not isinstance(item, CommentedMap):
                 self.error("a test case is a mapping with name, input and expect", value_position(node, index))
@@ -382,7 +385,7 @@ class FlowLoader:
             case = self.validate_model(FlowTest, item, to_plain(item))
             if case is None:
                 continue
-            for key in ("input", "expect"):
+            for key in ("input", "expect") if check_files else ():
                 value = getattr(case, key)
                 for rel in [value] if isinstance(value, str) else (value or []):
                     if not (self.context.base_dir / rel).is_file():

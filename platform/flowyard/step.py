@@ -45,6 +45,11 @@ class OptionError(Exception):
         self.line_in_value = line_in_value
 
 
+# A file at the root of a materialized deployment snapshot: shared definitions (tables,
+# partners, guides) are looked for up to that folder and no further.
+SNAPSHOT_MARKER = ".flowyard-snapshot"
+
+
 @dataclass
 class FlowContext:
     """What a step or connector may know about the flow it belongs to."""
@@ -53,6 +58,9 @@ class FlowContext:
     flow_name: str = ""
     secrets: Secrets = field(default_factory=Secrets)
     services: dict[str, Any] = field(default_factory=dict)
+    # where the folders a connector reads or writes (`path: ../data/inbox`) start: the
+    # folder of the flow file as it was deployed, while `flow_file` is its snapshot
+    io_dir: Path | None = None
     _table_paths: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -60,13 +68,29 @@ class FlowContext:
         return self.flow_file.parent
 
     def resolve_path(self, relative: str) -> Path:
-        """A path written in the flow is relative to the flow file."""
+        """A file the flow uses (a schema, a stylesheet, a template) is relative to the
+        flow file."""
         return (self.base_dir / relative).resolve()
+
+    def resolve_io_path(self, relative: str) -> Path:
+        """A folder a connector reads or writes is relative to where the flow file was
+        deployed from (a deployed flow runs from its snapshot, elsewhere)."""
+        return ((self.io_dir or self.base_dir) / relative).resolve()
+
+    def search_dirs(self) -> list[Path]:
+        """The flow's folder and those above it, where shared definitions are looked for;
+        a deployment snapshot's root ends the search, so it uses its own files only."""
+        found = []
+        for directory in [self.base_dir, *self.base_dir.parents]:
+            found.append(directory)
+            if (directory / SNAPSHOT_MARKER).exists():
+                break
+        return found
 
     def find_shared(self, folder: str, name: str, suffixes: tuple[str, ...]) -> Path | None:
         """Find `folder/name.suffix` beside the flow or in a parent folder
         (`flows/tables/`, `flows/partners/`, `flows/guides/`)."""
-        for directory in [self.base_dir, *self.base_dir.parents]:
+        for directory in self.search_dirs():
             for suffix in suffixes:
                 candidate = directory / folder / f"{name}{suffix}"
                 if candidate.is_file():

@@ -53,8 +53,10 @@ def diff(expected: str, actual: str, expected_name: str) -> str:
     return "".join(lines)
 
 
-def run_case(flow: Flow, case: FlowTest) -> CaseResult:
-    base = flow.path.parent
+def run_case(flow: Flow, case: FlowTest, base: Path | None = None) -> CaseResult:
+    """Run one case; its files are relative to `base` (default: the flow file's folder;
+    a deployment snapshot is tried with the files of the folder it was taken from)."""
+    base = base or flow.path.parent
     input_path = base / case.input
     message = input_message(flow, input_path.read_bytes(), input_path.name, case.source)
     result = Pipeline(flow).run(message)
@@ -78,5 +80,5 @@ def run_case(flow: Flow, case: FlowTest) -> CaseResult:
     return CaseResult(flow, case, not problems, "\n".join(problems))
 
 
-def run_tests(flow: Flow) -> list[CaseResult]:
-    return [run_case(flow, case) for case in flow.tests]
+def run_tests(flow: Flow, base: Path | None = None) -> list[CaseResult]:
+    return [run_case(flow, case, base) for case in flow.tests]

@@ -21,6 +21,14 @@ from flowyard.store.database import make_engine
 from flowyard.store.migrations import upgrade
 
 
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own data directory (source locks, materialized deployments)."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("FLOWYARD_DATA_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"

@@ -151,3 +151,14 @@ class RecordingServer:
         self.httpd.server_close()
 
 
+
+
+def runtime_for(store: Any, config: Any) -> Any:
+    """A runtime for the flows of `config.flows_dir`, each deployed first (through the
+    gate, as `flowyard deploy` does): the runtime runs deployments, not files."""
+    from flowyard.operations.deployments import deploy_paths
+    from flowyard.runtime.runtime import Runtime
+
+    if any(config.flows_dir.glob("*.yaml")):
+        deploy_paths(store, [config.flows_dir], who="test")
+    return Runtime(store, config)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rthelp import HTTP_TARGET, RecordingServer, order, until, write_flow
+from rthelp import HTTP_TARGET, RecordingServer, order, runtime_for, until, write_flow
 from sqlalchemy import select
 
-from flowyard.loader import load_flow
 from flowyard.message import Message
-from flowyard.runtime.runtime import Runtime, RuntimeConfig
+from flowyard.operations.snapshots import take
+from flowyard.runtime.runtime import RuntimeConfig
 from flowyard.store.api import Store
 from flowyard.store.models import Attempt, Breaker
 
@@ -37,10 +37,10 @@ async def test_a_breaker_one_worker_opened_holds_back_the_other_worker(
     flows = tmp_path / "flows"
     path = write_flow(flows, targets=HTTP_TARGET.format(url=http_target.url, timeout="5s",
                                                          attempts=50))
-    version = load_flow(path).version
+    version = take(path).version
     http_target.down = True  # the ERP is dead
-    first = Runtime(pg_store, config(flows))
-    second = Runtime(pg_store, config(flows))
+    first = runtime_for(pg_store, config(flows))
+    second = runtime_for(pg_store, config(flows))
     await first.start()
     try:
         seed(pg_store, version, range(5))

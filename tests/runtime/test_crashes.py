@@ -16,8 +16,8 @@ import pytest
 from rthelp import HTTP_TARGET, RecordingServer, order, wait_sync, write_flow
 from sqlalchemy import func, select
 
-from flowyard.loader import load_flow
 from flowyard.message import Message
+from flowyard.operations.snapshots import take
 from flowyard.store.api import Store
 from flowyard.store.models import Attempt
 
@@ -36,7 +36,7 @@ class Workers:
                "FLOWYARD_DATA_DIR": str(self.tmp / "data")}
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
-            [FLOWYARD, "worker", "--flows", str(self.flows), "--no-sources", "--lease", "3",
+            [FLOWYARD, "worker", "--deploy-new", "--flows", str(self.flows), "--no-sources", "--lease", "3",
              "--batch", "50", *extra], env=env, stdout=log, stderr=log)
         self.procs.append(proc)
         return proc
@@ -62,7 +62,7 @@ def workers(tmp_path: Path) -> Iterator[list[Workers]]:
 
 
 def seed(store: Store, flow_path: Path, count: int) -> None:
-    version = load_flow(flow_path).version
+    version = take(flow_path).version
     for start in range(0, count, 1000):
         store.accept_many([
             Message(payload=order(n), content_type="application/json", flow="orders",

@@ -139,7 +139,7 @@ def run_worker(tmp: Path, url: str, flows: Path, fault: bool,
     if fault:
         env["FLOWYARD_FAULT"] = "exit-after-commit"
     log = open(tmp / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen([FLOWYARD, "worker", "--flows", str(flows), "--lease", "3",
+    return subprocess.Popen([FLOWYARD, "worker", "--deploy-new", "--flows", str(flows), "--lease", "3",
                              "--text-logs"], env=env, stdout=log, stderr=log)
 
 

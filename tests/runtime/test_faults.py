@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import psycopg
-from rthelp import HTTP_TARGET, PG_ADMIN, RecordingServer, order, until, write_flow
+from rthelp import HTTP_TARGET, PG_ADMIN, RecordingServer, order, runtime_for, until, write_flow
 
-from flowyard.loader import load_flow
 from flowyard.message import Message
-from flowyard.runtime.runtime import Runtime, RuntimeConfig
+from flowyard.operations.snapshots import take
+from flowyard.runtime.runtime import RuntimeConfig
 from flowyard.store.api import Store
 
 
@@ -44,11 +44,11 @@ async def test_database_restart_mid_run_loses_and_duplicates_nothing(
     flows = tmp_path / "flows"
     path = write_flow(flows, targets=HTTP_TARGET.format(url=http_target.url, timeout="5s",
                                                          attempts=50))
-    version = load_flow(path).version
+    version = take(path).version
     count = 800
     pg_store.accept_many([Message(payload=order(n), content_type="application/json",
                                   flow="orders", flow_version=version) for n in range(count)])
-    runtime = Runtime(pg_store, config(flows, batch=20))
+    runtime = runtime_for(pg_store, config(flows, batch=20))
     await runtime.start()
     try:
         for threshold in (150, 450):
@@ -70,7 +70,7 @@ async def test_store_refusing_writes_keeps_files_upstream_until_it_recovers(
     flows = tmp_path / "flows"
     write_flow(flows, targets=HTTP_TARGET.format(url=http_target.url, timeout="5s",
                                                   attempts=10))
-    runtime = Runtime(pg_store, config(flows))
+    runtime = runtime_for(pg_store, config(flows))
     await runtime.start()
     try:
         await until(lambda: "orders" in runtime.sources, what="source running")
@@ -108,7 +108,7 @@ async def test_a_slow_target_times_out_is_retried_with_the_same_key_then_catches
     http_target.delay = 0.8  # slower than the target's timeout: every attempt times out
     for n in range(20):
         (flows / "inbox" / f"o{n}.json").write_bytes(order(n))
-    runtime = Runtime(sqlite_store, config(flows, breaker_threshold=1000))
+    runtime = runtime_for(sqlite_store, config(flows, breaker_threshold=1000))
     await runtime.start()
     try:
         await until(lambda: sum(http_target.requests.values()) >= 20,
@@ -131,7 +131,7 @@ async def test_a_slow_target_within_its_timeout_keeps_the_lease_by_heartbeat(
     http_target.delay = 2.5  # longer than the lease; the heartbeat must keep it
     for n in range(5):
         (flows / "inbox" / f"o{n}.json").write_bytes(order(n))
-    runtime = Runtime(sqlite_store, config(flows, lease_ttl=1.0, heartbeat=0.2))
+    runtime = runtime_for(sqlite_store, config(flows, lease_ttl=1.0, heartbeat=0.2))
     await runtime.start()
     try:
         await until(lambda: sqlite_store.count_messages(state="done") == 5, timeout=60,

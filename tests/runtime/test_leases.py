@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rthelp import order, until, write_flow
+from rthelp import order, runtime_for, until, write_flow
 
 from flowyard.message import Message
-from flowyard.runtime.runtime import Runtime, RuntimeConfig
+from flowyard.runtime.runtime import RuntimeConfig
 from flowyard.store import queue
 from flowyard.store.api import Store
 
@@ -64,7 +64,7 @@ async def test_a_poison_message_is_dead_lettered_after_repeated_interruptions(
         tmp_path: Path, sqlite_store: Store) -> None:
     flows = tmp_path / "flows"
     write_flow(flows)
-    runtime = Runtime(sqlite_store, RuntimeConfig(flows_dir=flows, processors=0, max_claims=3))
+    runtime = runtime_for(sqlite_store, RuntimeConfig(flows_dir=flows, processors=0, max_claims=3))
     await runtime.start()
     try:
         version = runtime.current["orders"].version
@@ -88,7 +88,7 @@ async def test_back_pressure_holds_the_source(tmp_path: Path, sqlite_store: Stor
     write_flow(flows)
     for n in range(30):
         (flows / "inbox" / f"o{n}.json").write_bytes(order(n))
-    runtime = Runtime(sqlite_store, RuntimeConfig(flows_dir=flows, processors=0,
+    runtime = runtime_for(sqlite_store, RuntimeConfig(flows_dir=flows, processors=0,
                                                   backlog_limit=10, rescan=0.2))
     await runtime.start()
     try:

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rthelp import order, until, write_flow
+from rthelp import order, runtime_for, until, write_flow
 
 from flowyard.message import Message
 from flowyard.runtime import tracing
 from flowyard.runtime.logs import JsonFormatter, fields
-from flowyard.runtime.runtime import Runtime, RuntimeConfig
+from flowyard.runtime.runtime import RuntimeConfig
 from flowyard.secrets import redactor
 from flowyard.store.api import Store
 
@@ -45,7 +45,7 @@ async def test_one_trace_per_message_across_accept_steps_and_delivery(
         tmp_path: Path, sqlite_store: Store, spans: object) -> None:
     flows = tmp_path / "flows"
     write_flow(flows)
-    runtime = Runtime(sqlite_store, RuntimeConfig(flows_dir=flows, idle_poll=0.05))
+    runtime = runtime_for(sqlite_store, RuntimeConfig(flows_dir=flows, idle_poll=0.05))
     await runtime.start()
     try:
         message = Message(payload=order(3), content_type="application/json")
@@ -83,7 +83,7 @@ async def test_metrics_by_flow_plant_partner_and_state(tmp_path: Path,
     write_flow(flows)
     (flows / "inbox" / "good.json").write_bytes(order(1))
     (flows / "inbox" / "bad.json").write_bytes(b"{")
-    runtime = Runtime(sqlite_store, RuntimeConfig(flows_dir=flows, idle_poll=0.05,
+    runtime = runtime_for(sqlite_store, RuntimeConfig(flows_dir=flows, idle_poll=0.05,
                                                   rescan=0.2))
     await runtime.start()
     try:

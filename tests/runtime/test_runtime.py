@@ -8,11 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
-from rthelp import FILE_TARGET, HTTP_TARGET, RecordingServer, order, until, write_flow
+from rthelp import FILE_TARGET, HTTP_TARGET, RecordingServer, order, runtime_for, until, write_flow
 
 from flowyard.operations import deployments
 from flowyard.operations.replay import replay
-from flowyard.runtime.runtime import Runtime, RuntimeConfig
+from flowyard.runtime.runtime import RuntimeConfig
 from flowyard.store.api import Store
 
 
@@ -25,7 +25,7 @@ def config(flows: Path, **kw: object) -> RuntimeConfig:
 
 async def run_until_done(store: Store, flows: Path, done: int) -> None:
     """Run the flows until `done` messages are done, then stop."""
-    runtime = Runtime(store, config(flows))
+    runtime = runtime_for(store, config(flows))
     await runtime.start()
     try:
         await until(lambda: store.count_messages(state="done") == done, what=f"{done} done")
@@ -48,7 +48,7 @@ async def test_files_in_are_stored_processed_and_delivered_once(
     write_flow(flows)
     for n in range(40):
         (flows / "inbox" / f"o{n}.json").write_bytes(order(n))
-    runtime = Runtime(sqlite_store, config(flows))
+    runtime = runtime_for(sqlite_store, config(flows))
     await runtime.start()
     try:
         await until(lambda: len(outputs(flows / "out")) == 40, what="40 outputs")
@@ -81,7 +81,7 @@ async def test_bad_data_goes_to_dead_letters_and_replay_on_current_version_shows
     path = write_flow(flows)
     (flows / "inbox" / "good.json").write_bytes(order(1))
     (flows / "inbox" / "bad.json").write_bytes(b'{"id": 2, "qty": ')
-    runtime = Runtime(sqlite_store, config(flows))
+    runtime = runtime_for(sqlite_store, config(flows))
     await runtime.start()
     try:
         await until(lambda: sqlite_store.dead_letters(), what="a dead letter")
@@ -93,8 +93,10 @@ async def test_bad_data_goes_to_dead_letters_and_replay_on_current_version_shows
         failed_version = dead.flow_version
         [group] = sqlite_store.dead_letter_groups()
         assert group.count == 1 and group.flow == "orders"
-        # the analyst fixes the data in place? no: the flow is changed (a new version)
+        # the analyst fixes the data in place? no: the flow is changed (a new version),
+        # which runs once it is deployed
         path.write_text(path.read_text().replace('"qty": {{ qty }}', '"qty": {{ qty }}, "v": 2'))
+        deployments.deploy(sqlite_store, path, who="ana")
         await until(lambda: runtime.current["orders"].version != failed_version,
                     what="new version deployed")
         # the bad input still fails on the current version; replay a good message instead
@@ -123,7 +125,7 @@ async def test_target_down_then_back_retries_with_the_same_key_and_loses_nothing
     http_target.down = True
     for n in range(30):
         (flows / "inbox" / f"o{n}.json").write_bytes(order(n))
-    runtime = Runtime(sqlite_store, config(flows, breaker_threshold=3))
+    runtime = runtime_for(sqlite_store, config(flows, breaker_threshold=3))
     await runtime.start()
     try:
         await until(lambda: sqlite_store.count_messages(state="delivering") == 30,
@@ -151,7 +153,7 @@ async def test_last_attempt_makes_a_dead_letter_and_replay_resends_with_the_same
     write_flow(flows, targets=FILE_TARGET.format(path=str(blocked / "out"), attempts=2)
                + FILE_TARGET.format(path="archive-out", attempts=2))
     (flows / "inbox" / "o1.json").write_bytes(order(1))
-    runtime = Runtime(sqlite_store, config(flows))
+    runtime = runtime_for(sqlite_store, config(flows))
     await runtime.start()
     try:
         await until(lambda: sqlite_store.count_messages(state="dead") == 1, what="dead")
@@ -177,7 +179,7 @@ async def test_last_attempt_makes_a_dead_letter_and_replay_resends_with_the_same
 async def test_undeploy_and_deploy_without_restart(tmp_path: Path, sqlite_store: Store) -> None:
     flows = tmp_path / "flows"
     path = write_flow(flows)
-    runtime = Runtime(sqlite_store, config(flows))
+    runtime = runtime_for(sqlite_store, config(flows))
     await runtime.start()
     try:
         await until(lambda: "orders" in runtime.sources, what="source running")
@@ -200,7 +202,7 @@ async def test_graceful_stop_hands_back_claimed_work(tmp_path: Path, sqlite_stor
 
     flows = tmp_path / "flows"
     write_flow(flows)
-    runtime = Runtime(sqlite_store, config(flows, processors=0))
+    runtime = runtime_for(sqlite_store, config(flows, processors=0))
     await runtime.start()
     version = runtime.current["orders"].version
     sqlite_store.accept_many([Message(payload=order(n), content_type="application/json",
@@ -224,7 +226,7 @@ async def test_a_batchs_first_deliveries_run_at_each_targets_own_concurrency(
     write_flow(flows, targets=FILE_TARGET.format(path="out", attempts=3)
                + HTTP_TARGET.format(url=http_target.url, attempts=3, timeout="10s"))
     http_target.delay = 0.02
-    runtime = Runtime(sqlite_store, config(flows, processors=0, send_concurrency=8))
+    runtime = runtime_for(sqlite_store, config(flows, processors=0, send_concurrency=8))
     await runtime.start()
     try:
         loaded = runtime.current["orders"]
@@ -293,7 +295,7 @@ async def test_a_delivery_keeps_the_data_for_its_retries_only(
     retry: {{attempts: 50, backoff: 50ms, max_backoff: 100ms}}
 """)
     (flows / "inbox" / "o1.json").write_bytes(order(1))
-    runtime = Runtime(sqlite_store, config(flows))
+    runtime = runtime_for(sqlite_store, config(flows))
     await runtime.start()
     try:
         await until(lambda: sqlite_store.count_messages(state="delivering") == 1,

@@ -57,7 +57,7 @@ def test_serve_first_start_webhooks_metrics_dead_letters_and_replay(tmp_path: Pa
     env.pop("FLOWYARD_DATABASE_URL", None)
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([FLOWYARD, "serve", "--port", str(port)], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([FLOWYARD, "serve", "--deploy-new", "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -123,7 +123,7 @@ def test_first_start_frames_the_admin_password_last_and_logs_go_to_the_named_fil
     terminal = tmp_path / "terminal.txt"
     log_file = tmp_path / "logs" / "serve.log"
     with terminal.open("wb") as out:
-        proc = subprocess.Popen([FLOWYARD, "serve", "--port", str(port), "--log-file", str(log_file)],
+        proc = subprocess.Popen([FLOWYARD, "serve", "--deploy-new", "--port", str(port), "--log-file", str(log_file)],
                                 cwd=tmp_path, env=env, stdout=out, stderr=out)
         try:
             wait_sync(lambda: "+\n\n" in terminal.read_text(), timeout=60, what="the framed password")

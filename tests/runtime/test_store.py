@@ -102,9 +102,14 @@ def test_deploy_history_and_rollback(tmp_path: Path, sqlite_store: Store) -> Non
     assert first.version != second.version
     assert sqlite_store.flow_state("orders").version == second.version  # type: ignore[union-attr]
     back = deployments.rollback(sqlite_store, "orders", first.version, who="ana")
-    assert back.action == "rollback" and "ACME2" not in path.read_text()
+    # the snapshot runs again as it was deployed; the file (a draft) is not touched
+    assert back.action == "rollback" and "ACME2" in path.read_text()
+    assert sqlite_store.flow_state("orders").version == first.version  # type: ignore[union-attr]
+    restored = sqlite_store.snapshot("orders", first.version)
+    assert restored is not None and "ACME2" not in restored.text
     assert [d.who for d in sqlite_store.deployments("orders")] == ["ana", "bo", "ana"]
-    with pytest.raises(StoreError, match="no deployed version"):
+    assert deployments.rollback(sqlite_store, "orders", who="bo").version == second.version  # the one before
+    with pytest.raises(StoreError, match="no deployed snapshot"):
         deployments.rollback(sqlite_store, "orders", "nope")
     deployments.undeploy(sqlite_store, "orders", who="ana")
     assert sqlite_store.flow_state("orders").enabled is False  # type: ignore[union-attr]

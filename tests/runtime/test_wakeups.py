@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from rthelp import PG_ADMIN, order, until, write_flow
 
-from flowyard.loader import load_flow
 from flowyard.message import Message
+from flowyard.operations import deployments
 from flowyard.runtime.runtime import Runtime, RuntimeConfig
 from flowyard.store import queue
 from flowyard.store.api import Store
@@ -20,7 +20,7 @@ from flowyard.store.database import make_engine
 
 class Setup:
     def __init__(self, flows: Path, pg_store: Store, pg_url: str) -> None:
-        self.version = load_flow(write_flow(flows)).version
+        self.version = deployments.deploy(pg_store, write_flow(flows), who="test").version
         self.runtime = Runtime(pg_store, RuntimeConfig(
             flows_dir=flows, rescan=0.2, idle_poll=3600.0, lease_ttl=5.0, grace=5.0))
         self.store = pg_store

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
-from flowyard.loader import load_flow
 from flowyard.message import Message
 from flowyard.operations import deployments
+from flowyard.operations.snapshots import take
 from flowyard.store.api import Store, reason_kind
 from flowyard.store.models import DeadLetter, MessageTrace, StoredMessage
 
@@ -101,4 +101,5 @@ def message(
 
 
 def flow_version(path: Path) -> str:
-    return load_flow(path).version
+    """The version a deploy of the file gives: its snapshot's."""
+    return take(path).version

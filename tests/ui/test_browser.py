@@ -70,7 +70,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     env.pop("FLOWYARD_DATABASE_URL", None)
     log = (tmp_path / "serve.log").open("w+")
     process = subprocess.Popen(
-        [str(FLOWYARD), "serve", "--flows", str(flows), "--port", str(port), "--text-logs", "--no-samples"],
+        [str(FLOWYARD), "serve", "--deploy-new", "--flows", str(flows), "--port", str(port), "--text-logs", "--no-samples"],
         cwd=tmp_path,
         env=env,
         stdout=log,
@@ -90,7 +90,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
             time.sleep(0.3)
         log.seek(0)
         output = log.read()
-        found = re.search(r"one-time password (\S+)", output)
+        found = re.search(r"one-time password[^\n]*\n\|\s+(\S+)", output)  # the line under it, framed
         assert found, f"flowyard serve printed no one-time password:\n{output[-3000:]}"
         yield {"base": base, "flows": flows, "password": found.group(1), "log": tmp_path / "serve.log"}
     finally:

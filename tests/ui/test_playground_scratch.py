@@ -17,7 +17,7 @@ from litestar import Litestar
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from flowyard.store import database as db
+from flowyard.store import engines
 from flowyard.store import x12_control as control
 from flowyard.store.scratch import ScratchUnavailable
 from flowyard_ui import playground
@@ -45,9 +45,7 @@ def real_store(app: Litestar, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engin
     url = engine.url.render_as_string(hide_password=False)
     monkeypatch.setenv("FLOWYARD_DATABASE_URL", url)
     yield engine
-    default = db._engines.pop(url, None)
-    if default is not None:
-        default.dispose()
+    engines.dispose_engine(url)
 
 
 def _counters(engine: Engine) -> dict[tuple[str, str], int]:

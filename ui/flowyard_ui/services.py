@@ -36,7 +36,6 @@ from .flowfiles import (
     unified_diff,
     write_atomic,
 )
-from .flowfiles import _cache as flow_file_cache
 from .state import UiState
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -203,9 +202,10 @@ class Changes:
         """Deploy the file as it is on disk; returns the version deployed."""
         try:
             result = deployments.deploy(self.ui.store, flow.path, who=self.me.username, note=note)
-        except DefinitionError as exc:
-            lines = "; ".join(f"line {i.position.line}: {i.message}" for i in exc.issues[:5])
-            raise Refused(f"Not deployed: the file has problems ({lines}).") from exc
+        except deployments.DeployRefused as exc:
+            folder = f"{flow.path.parent}/"
+            reasons = "; ".join(r.replace(folder, "") for r in exc.reasons[:5])
+            raise Refused(f"Not deployed, the running version stays: {reasons}") from exc
         except FlowyardError as exc:
             raise Refused(f"Not deployed: {exc}") from exc
         self.record("deploy", flow.name, f"version {result.version}: {note}")
@@ -219,12 +219,12 @@ class Changes:
         self.record("undeploy", flow.name, note)
 
     def rollback(self, flow: FlowFile, version: str, note: str) -> None:
-        """Deploy an earlier version again; the flow file is rewritten with its text."""
+        """Run an earlier deployed version again, as it was deployed (the file, a draft,
+        is not touched)."""
         try:
             deployments.rollback(self.ui.store, flow.name, version, who=self.me.username, note=note)
         except FlowyardError as exc:
             raise Refused(f"Not rolled back: {exc}") from exc
-        flow_file_cache.pop(flow.path, None)
         self.record("rollback", flow.name, f"to version {version}: {note}")
 
     # code tables

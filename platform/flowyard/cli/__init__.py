@@ -13,7 +13,7 @@ from importlib import import_module
 from ..errors import FlowyardError
 from ..secrets import RedactingFilter, redactor
 
-COMMAND_MODULES = ["validate", "testcmd", "run", "schema", "docs"]
+COMMAND_MODULES = ["validate", "testcmd", "run", "schema", "docs", "deploy"]
 OPTIONAL_COMMAND_MODULES = ["flowyard.x12.cli", "flowyard.xml.cli", "flowyard.templates_cli", "flowyard.runtime.cli"]
 
 

@@ -1,49 +1,221 @@
-"""Deploying a flow file, stopping a flow and going back to an earlier version."""
+"""Deploying through one gate; stopping a flow; going back to an earlier version.
+
+Files are drafts; the runtime runs deployments. A deployment is an immutable snapshot
+(`snapshots.take`) recorded in the store once it passed the gate:
+
+1. the snapshot loads and validates on its own (materialized in a scratch folder, so a
+   file it needs but does not hold fails here, not in production);
+2. the flow's `tests:` pass (an instance's own tests; for a changed table, template or
+   other shared file, the tests of every deployed flow whose snapshot holds it), run
+   against a scratch store so no X12 control number or interchange is spent.
+
+A refused deploy changes nothing that runs; the refusal and its reason are recorded on
+the flow for the UI. Who may deploy is checked by the caller that knows the user (the
+UI's deployer role); the CLI and GitOps act with the store's own credentials.
+"""
 
 from __future__ import annotations
 
-import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DefinitionError, FlowyardError
+from ..flow import Flow
 from ..loader import kind_of, load_flow
-from ..store.api import DeploymentInfo, Store, StoreError
+from ..store.api import DeploymentInfo, Snapshot, Store, StoreError
+from ..store.scratch import ScratchServices, scratch_run
+from ..testing import run_tests
+from .snapshots import TakenSnapshot, materialize, snapshot_version, take
+
+FLOW_KINDS = ("Flow", "FlowInstance")
 
 
-def deploy(store: Store, path: Path | str, *, who: str = "", note: str = "") -> DeploymentInfo:
-    """Deploy the flow file as it is now (validated first); the running runtime starts
-    or restarts the flow within a few seconds."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    flow = load_flow(path, text)
+class DeployRefused(FlowyardError):
+    """The gate refused a deploy; nothing that runs changed."""
+
+    def __init__(self, flow: str, reasons: list[str]) -> None:
+        self.flow = flow
+        self.reasons = reasons
+        super().__init__(f"deploy of {flow} refused:\n" + "\n".join(f"  {r}" for r in reasons))
+
+
+@dataclass
+class GateResult:
+    flow: Flow | None
+    problems: list[str] = field(default_factory=list)
+    tests_passed: int = 0
+
+
+def is_flow_file(path: Path) -> bool:
+    """A top-level definition that runs: a Flow or a FlowInstance."""
+    if path.suffix.lower() not in (".yaml", ".yml") or path.name.startswith("."):
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return (kind_of(text) or "Flow") in FLOW_KINDS and "apiVersion:" in text
+
+
+def check(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> GateResult:
+    """The gate: the snapshot loads on its own and its tests pass. Test inputs and
+    expected outputs are read from `tests_from` (the folder the flow was deployed from);
+    messages name the files there, not the scratch copy."""
+    with tempfile.TemporaryDirectory(prefix="flowyard-gate-") as scratch:
+        folder = Path(scratch) / "snapshot"
+        flow_path = materialize(snapshot, folder)
+
+        def here(text: str) -> str:
+            return text.replace(str(folder), str(tests_from))
+
+        try:
+            flow = load_flow(flow_path, snapshot.text)
+        except DefinitionError as exc:
+            return GateResult(None, [here(str(issue)) for issue in exc.issues])
+        except FlowyardError as exc:
+            return GateResult(None, [here(str(exc))])
+        services = ScratchServices()
+        for spec in flow.steps:
+            spec.step.context.services = services
+        try:
+            with scratch_run():
+                results = run_tests(flow, base=tests_from)
+        except (OSError, FlowyardError) as exc:
+            return GateResult(flow, [here(f"the tests could not run: {exc}")])
+        failed = [r for r in results if not r.passed]
+        problems = [here(f"test {r.case.name!r} failed: {r.report}".rstrip()) for r in failed]
+        return GateResult(flow, problems, len(results) - len(failed))
+
+
+def deploy(store: Store, path: Path | str, *, who: str = "", note: str = "", git_commit: str = "") -> DeploymentInfo:
+    """Deploy one flow or instance file through the gate; raises DeployRefused (and
+    records the refusal on the flow) when it does not pass."""
+    taken = take(Path(path))
+    result = check(taken, taken.origin.parent)
+    name = result.flow.name if result.flow is not None else taken.origin.stem
+    if result.problems or result.flow is None:
+        store.refuse(name, "\n".join(result.problems))
+        raise DeployRefused(name, result.problems)
+    return record(store, result.flow, taken, who=who, note=note, git_commit=git_commit)
+
+
+def record(store: Store, flow: Flow, taken: TakenSnapshot | Snapshot, *, who: str, note: str,
+           git_commit: str = "", action: str = "deploy") -> DeploymentInfo:
+    origin = str(taken.origin) if isinstance(taken, TakenSnapshot) else taken.path
     info = store.record_deployment(
-        flow=flow.name, version=flow.version, path=str(path.resolve()), text=text, who=who,
-        note=note, kind=kind_of(text) or "Flow", labels=dict(flow.labels), dedupe=False,
+        flow=flow.name, version=snapshot_version(taken.flow_file, taken.files), path=origin, text=taken.text,
+        who=who, note=note, kind=kind_of(taken.text) or "Flow", labels=dict(flow.labels), dedupe=False,
+        files=taken.files, flow_file=taken.flow_file, git_commit=git_commit, action=action,
     )
     assert info is not None  # dedupe=False always writes
     return info
 
 
+def deploy_paths(store: Store, paths: list[Path], *, who: str = "", note: str = "",
+                 git_commit: str = "") -> list[DeploymentInfo]:
+    """Deploy flow files, folders of them, and changed shared files (a table, a template,
+    a partner profile...): a shared file is deployed by redeploying every deployed flow
+    whose snapshot holds it, with the new file, each through the gate; all or none."""
+    flows: list[Path] = []
+    shared: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            flows += sorted(p for p in path.iterdir() if p.is_file() and is_flow_file(p))
+        elif is_flow_file(path):
+            flows.append(path)
+        elif path.is_file():
+            shared.append(path.resolve())
+        else:
+            raise FlowyardError(f"{path}: no such file or folder")
+    done = [deploy(store, flow, who=who, note=note, git_commit=git_commit) for flow in flows]
+    if shared:
+        done += deploy_shared(store, shared, who=who, note=note, git_commit=git_commit)
+    return done
+
+
+def deploy_shared(store: Store, files: list[Path], *, who: str, note: str, git_commit: str) -> list[DeploymentInfo]:
+    staged: list[tuple[Flow, Snapshot]] = []
+    refused: dict[str, list[str]] = {}
+    for state in store.flows():
+        if not state.enabled or not state.version:
+            continue
+        current = store.snapshot(state.flow, state.version)
+        if current is None:
+            continue
+        root = Path(current.path).parent
+        changed = dict(current.files)
+        for file in files:
+            if file.is_relative_to(root):
+                name = file.relative_to(root).as_posix()
+                if name in changed:
+                    changed[name] = file.read_bytes()
+        if changed == current.files:
+            continue
+        new = Snapshot(flow=current.flow, version=snapshot_version(current.flow_file, changed),
+                       flow_file=current.flow_file, files=changed, path=current.path)
+        result = check(new, root)
+        if result.problems or result.flow is None:
+            refused[current.flow] = result.problems
+        else:
+            staged.append((result.flow, new))
+    if refused:
+        for flow, reasons in refused.items():
+            store.refuse(flow, "\n".join(reasons))
+        raise DeployRefused(", ".join(sorted(refused)), [f"{flow}: {r}" for flow, rs in refused.items() for r in rs])
+    if not staged:
+        names = ", ".join(str(f) for f in files)
+        raise FlowyardError(f"no deployed flow uses {names} (or it is unchanged): nothing to deploy")
+    return [record(store, flow, snap, who=who, note=note, git_commit=git_commit) for flow, snap in staged]
+
+
+def deploy_new(store: Store, folder: Path, *, who: str) -> tuple[list[DeploymentInfo], dict[Path, str]]:
+    """Deploy the flows of `folder` that were never deployed (what `flowyard serve
+    --deploy-new` does at start); returns the deployments and the refusals by file."""
+    known = {f.flow for f in store.flows() if f.version}
+    done: list[DeploymentInfo] = []
+    refused: dict[Path, str] = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_flow_file(p)):
+        try:
+            taken = take(path)
+            result = check(taken, taken.origin.parent)
+        except FlowyardError as exc:
+            refused[path] = str(exc)
+            continue
+        if result.flow is not None and result.flow.name in known:
+            continue
+        if result.problems or result.flow is None:
+            name = result.flow.name if result.flow is not None else path.stem
+            store.refuse(name, "\n".join(result.problems))
+            refused[path] = "\n".join(result.problems)
+            continue
+        done.append(record(store, result.flow, taken, who=who, note="deployed at start"))
+    return done, refused
+
+
 def undeploy(store: Store, flow: str, *, who: str = "", note: str = "") -> DeploymentInfo:
-    """Stop running a flow (its file stays; `deploy` starts it again)."""
+    """Stop running a flow (its files stay; a deploy starts it again)."""
     return store.undeploy(flow, who=who, note=note)
 
 
-def rollback(store: Store, flow: str, version: str, *, who: str = "", note: str = "") -> DeploymentInfo:
-    """Write a previously deployed version back to the flow file and deploy it."""
-    found = store.version_text(flow, version)
-    if found is None:
-        raise StoreError(f"flow {flow!r} has no deployed version {version!r}")
-    text, path = found
+def rollback(store: Store, flow: str, version: str | None = None, *, who: str = "", note: str = "") -> DeploymentInfo:
+    """Run an earlier deployed version again, byte for byte as it was deployed (the
+    version before the current one when none is named). Files are not touched."""
     state = store.flow_state(flow)
-    if state is not None and state.path:
-        path = state.path
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.rollback")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    if version is None:
+        earlier = [d for d in store.deployments(flow, limit=1000)
+                   if d.action in ("deploy", "rollback") and state is not None and d.version != state.version]
+        if not earlier:
+            raise StoreError(f"flow {flow!r} has no earlier deployed version to go back to")
+        version = earlier[0].version
+    snapshot = store.snapshot(flow, version)
+    if snapshot is None:
+        raise StoreError(f"flow {flow!r} has no deployed snapshot of version {version!r}")
     info = store.record_deployment(
-        flow=flow, version=version, path=path, text=text, who=who,
-        note=note or f"rollback to {version}", action="rollback", kind=kind_of(text) or "Flow", dedupe=False,
+        flow=flow, version=version, path=snapshot.path, text=snapshot.text, who=who,
+        note=note or f"rollback to {version}", action="rollback", kind=kind_of(snapshot.text) or "Flow",
+        labels=state.labels if state is not None else {}, dedupe=False, files=snapshot.files,
+        flow_file=snapshot.flow_file,
     )
     assert info is not None
     return info

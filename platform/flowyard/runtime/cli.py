@@ -50,7 +50,16 @@ def register(sub: Any) -> None:
         ("worker", "the runtime alone; several workers share one PostgreSQL store"),
     ):
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--flows", default="flows", help="the deployed flows (default ./flows)")
+        p.add_argument("--flows", default="flows",
+                       help="the flows folder: drafts for the UI, and what --deploy-new and "
+                       "--deploy-from deploy (default ./flows)")
+        p.add_argument("--deploy-new", action="store_true",
+                       help="at start, deploy (through the gate) every flow of --flows never deployed")
+        p.add_argument("--deploy-from", metavar="REF", default=None,
+                       help="follow a git ref (e.g. origin/main): deploy what its commit holds "
+                       "under --flows, through the gate, whenever it moves")
+        p.add_argument("--deploy-poll", type=positive_seconds, default=10.0,
+                       help="with --deploy-from: seconds between looks at the ref (default 10)")
         p.add_argument("--host", default="127.0.0.1", help="address to listen on")
         p.add_argument("--port", type=int, default=8080 if name == "serve" else None,
                        help="HTTP port for the UI, /metrics and /hooks/FLOW"
@@ -126,10 +135,10 @@ def seed_samples(flows_dir: Path) -> list[Path]:
     """First start: copy each file-source flow's test inputs into its source folder, so
     the runtime has real work to show."""
     from ..loader import load_flow
-    from .flows import flow_files
+    from ..operations.deployments import is_flow_file
 
     copied = []
-    for path in flow_files(flows_dir):
+    for path in sorted(p for p in flows_dir.iterdir() if is_flow_file(p)) if flows_dir.is_dir() else []:
         try:
             flow = load_flow(path)
         except FlowyardError:
@@ -147,6 +156,20 @@ def seed_samples(flows_dir: Path) -> list[Path]:
                 shutil.copyfile(sample, target)
                 copied.append(target)
     return copied
+
+
+def deploy_new_flows(store: Any, flows_dir: Path) -> None:
+    from ..operations.deployments import deploy_new
+
+    if not flows_dir.is_dir():
+        log.warning("--deploy-new: no flows folder at %s", flows_dir)
+        return
+    done, refused = deploy_new(store, flows_dir, who="flowyard serve --deploy-new")
+    for info in done:
+        log.info("deployed %s version %s (new in %s)", info.flow, info.version, flows_dir,
+                 extra={"flow": info.flow, "flow_version": info.version})
+    for path, reason in refused.items():
+        log.error("not deployed %s (refused by the gate):\n%s", path, reason)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -169,8 +192,15 @@ async def run_runtime(args: argparse.Namespace, *, with_ui: bool) -> int:
         copied = seed_samples(config.flows_dir)
         if copied:
             log.info("first start: copied %d sample inputs into the flows' inboxes", len(copied))
+    if args.deploy_new:
+        await asyncio.to_thread(deploy_new_flows, store, config.flows_dir)
     runtime = Runtime(store, config)
     await runtime.start()
+    if args.deploy_from:
+        from .gitops import GitFollower
+
+        follower = GitFollower(store, config.flows_dir, args.deploy_from, args.deploy_poll)
+        runtime.tasks.append(asyncio.create_task(follower.run(runtime.stopping)))
     freeze_startup_objects()  # here, not in Runtime: a test process must not freeze its heap
     try:
         if args.port:

@@ -1,16 +1,15 @@
-"""Deployed flows as the runtime holds them: compiled once per version.
+"""Deployed flows as the runtime holds them: compiled once per deployed version.
 
-The flows directory is the set of deployed flows: every top-level `*.yaml`/`*.yml` whose
-`kind` is `Flow` or `FlowInstance` (a FlowInstance renders to a flow through the loader).
-Its version is the loader's content hash of the file. A message keeps the version it
-was accepted under; a message of an older version runs with that version's steps and
-targets, rebuilt from the file text recorded at its deployment.
+What runs is what was deployed (`flowyard.operations.deployments`), nothing else: the
+runtime reads each flow's deployed version from the store, materializes its snapshot
+under the data directory and compiles it from there. A message keeps the version it was
+accepted under; a message of an older version runs with that version's snapshot.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +23,8 @@ from ..step import FlowContext
 
 log = logging.getLogger("flowyard.runtime")
 
-FLOW_FILE_KINDS = ("Flow", "FlowInstance")
 
-
-def file_kind(text: str) -> str | None:
-    for line in text.splitlines():
-        if line.startswith("kind:"):
-            return line.split(":", 1)[1].split("#", 1)[0].strip().strip("'\"")
-    return None
-
-
-def flow_files(flows_dir: Path) -> list[Path]:
-    """The deployable files of a flows directory (top level only: `tables/`,
-    `templates/`, `partners/` and `guides/` hold what flows use, not flows)."""
-    if not flows_dir.is_dir():
-        return []
-    found = []
-    for path in sorted(flows_dir.iterdir()):
-        if path.is_file() and path.suffix in (".yaml", ".yml") and not path.name.startswith("."):
-            try:
-                kind = file_kind(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError):
-                continue
-            if kind in FLOW_FILE_KINDS:
-                found.append(path)
-    return found
-
-
-def endpoint_of(spec: ConnectorSpec, flow: Flow) -> str:
+def endpoint_of(spec: ConnectorSpec, flow: Flow, io_dir: Path | None = None) -> str:
     """What a circuit breaker guards: the target's kind and address, without
     credentials or query strings (two flows posting to one ERP share one breaker)."""
     options = spec.options
@@ -59,7 +32,7 @@ def endpoint_of(spec: ConnectorSpec, flow: Flow) -> str:
         value = getattr(options, attribute, None)
         if isinstance(value, str) and value and "${" not in value:
             if attribute == "path":
-                value = str((flow.path.parent / value).resolve())
+                value = str((io_dir or flow.path.parent) / value)
             value = value.split("?", 1)[0]
             if "@" in value and "://" in value:
                 scheme, rest = value.split("://", 1)
@@ -80,17 +53,12 @@ class LoadedFlow:
     flow: Flow
     pipeline: Pipeline
     targets: list[LoadedTarget]
-    text: str
-    path: Path
-    labels: dict[str, str] = field(default_factory=dict)
+    version: str  # the deployed version (the snapshot's), which messages carry
+    labels: dict[str, str]
 
     @property
     def name(self) -> str:
         return self.flow.name
-
-    @property
-    def version(self) -> str:
-        return self.flow.version
 
     def target(self, name: str) -> LoadedTarget | None:
         for t in self.targets:
@@ -106,29 +74,34 @@ class LoadedFlow:
                 log.warning("closing target %s of %s failed: %s", t.spec.name, self.name, exc)
 
 
-def context_for(flow: Flow, secrets: Secrets, services: dict[str, Any]) -> FlowContext:
+def context_for(flow: Flow, secrets: Secrets, services: dict[str, Any], io_dir: Path | None = None) -> FlowContext:
     return FlowContext(flow_file=flow.path.resolve(), flow_name=flow.name, secrets=secrets,
-                       services=services)
+                       services=services, io_dir=io_dir)
 
 
-def compile_flow(path: Path, text: str, secrets: Secrets | None = None,
-                 services: dict[str, Any] | None = None) -> LoadedFlow:
-    """Load a flow file text and open its targets (connections open lazily on send)."""
+def compile_flow(path: Path, text: str, *, version: str, io_dir: Path | None = None,
+                 secrets: Secrets | None = None, services: dict[str, Any] | None = None) -> LoadedFlow:
+    """Load a flow file text and open its targets (connections open lazily on send).
+    `io_dir` is where the folders its connectors read and write start (the folder the
+    flow was deployed from, when `path` is its snapshot)."""
     secrets = secrets or Secrets()
+    services = services or {}
     flow = load_flow(path, text, secrets)
+    for step in flow.steps:  # the runtime's services (its store) for every step
+        step.step.context.services = services
     targets = []
     for spec in flow.targets:
         cls = registry.connector_class(spec.kind)
         if cls.target_class is None:
             raise ValueError(f"connector {spec.kind!r} cannot be a target")
-        target = cls.target_class(spec.options, context_for(flow, secrets, services or {}))
-        targets.append(LoadedTarget(spec, target, endpoint_of(spec, flow)))
-    return LoadedFlow(flow, Pipeline(flow), targets, text, path, dict(flow.labels))
+        target = cls.target_class(spec.options, context_for(flow, secrets, services, io_dir))
+        targets.append(LoadedTarget(spec, target, endpoint_of(spec, flow, io_dir)))
+    return LoadedFlow(flow, Pipeline(flow), targets, version, dict(flow.labels))
 
 
-def open_source(loaded: LoadedFlow, secrets: Secrets, services: dict[str, Any]) -> Any:
+def open_source(loaded: LoadedFlow, secrets: Secrets, services: dict[str, Any], io_dir: Path | None = None) -> Any:
     spec = loaded.flow.source
     cls = registry.connector_class(spec.kind)
     if cls.source_class is None:
         raise ValueError(f"connector {spec.kind!r} cannot be a source")
-    return cls.source_class(spec.options, context_for(loaded.flow, secrets, services))
+    return cls.source_class(spec.options, context_for(loaded.flow, secrets, services, io_dir))

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import RunResult, target_applies
-from ..errors import DefinitionError, DeliveryError, FlowyardError
+from ..errors import DeliveryError, FlowyardError
 from ..flow import StepSpec
 from ..message import Message
+from ..operations.snapshots import materialize
 from ..secrets import Secrets, redactor
 from ..store import queue
 from ..store.api import Store, reason_kind
@@ -40,7 +41,7 @@ from ..store.breakers import sync as sync_breakers
 from ..store.database import data_dir
 from ..store.retention import days_from_env, purge
 from . import wakeups
-from .flows import LoadedFlow, LoadedTarget, compile_flow, file_kind, flow_files, open_source
+from .flows import LoadedFlow, LoadedTarget, compile_flow, open_source
 from .logs import fields
 from .metrics import Metrics
 from .policy import Breakers, retry_delay
@@ -69,7 +70,7 @@ class RuntimeConfig:
     lease_ttl: float = 30.0
     heartbeat: float = 0.0  # 0: a third of the lease
     idle_poll: float = 0.25
-    rescan: float = 2.0  # how often the flows directory is looked at
+    rescan: float = 2.0  # how often the store's deployments are looked at
     backlog_limit: int = 10_000  # a source pauses while its flow has this many open messages
     grace: float = 20.0
     trace: str = "all"  # all | failed | none
@@ -86,7 +87,6 @@ class RuntimeConfig:
     breaker_sync: float = 1.0  # how often the shared breakers are read from the store
     max_claims: int = 5  # a message claimed this often without finishing is poison
     run_sources: bool = True
-    deployer: str = "flowyard"
 
 
 class Runtime:
@@ -102,8 +102,9 @@ class Runtime:
         self.breaker_changed = asyncio.Event()
         self.current: dict[str, LoadedFlow] = {}  # running flows, by name
         self.versions: dict[tuple[str, str], LoadedFlow] = {}  # older versions still needed
-        self.file_texts: dict[Path, str] = {}
-        self.bad_files: dict[Path, str] = {}
+        self.io_dirs: dict[str, Path] = {}  # where each running flow's sources read
+        self.failed: dict[str, tuple[str, str]] = {}  # flow -> (deployed version, why it does not load here)
+        self.reported: list[tuple[str, str, str]] | None = None
         self.sources: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self.locks = SourceLocks(self.engine, data_dir() / "locks")
         self.writer = AcceptWriter(store)
@@ -120,7 +121,7 @@ class Runtime:
         self.working_messages: set[str] = set()  # claimed and being processed here
         self.working_deliveries: set[int] = set()
         self.backlog_at = 0.0
-        self.services: dict[str, Any] = {"runtime": self}
+        self.services: dict[str, Any] = {"runtime": self, "engine": self.engine}
         self.started_at = time.time()
 
     # -- lifecycle ----------------------------------------------------------------
@@ -200,69 +201,77 @@ class Runtime:
                 log.warning("could not look at the deployed flows: %s", brief(exc))
 
     async def reconcile(self) -> None:
-        """Bring the running flows in line with the flows directory and the store's
-        deploy/undeploy state; record every new version as a deployment."""
-        files = flow_files(self.config.flows_dir)
-        seen: dict[str, LoadedFlow] = {}
-        for path in files:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError:
-                continue
-            loaded = self.loaded_for_file(path, text)
-            if loaded is None:
-                continue
-            if loaded.name in seen:
-                log.error("%s: flow name %r is already used by %s", path, loaded.name,
-                          seen[loaded.name].path)
-                continue
-            seen[loaded.name] = loaded
-        states = {f.flow: f for f in await asyncio.to_thread(self.store.flows)}
-        for name, loaded in seen.items():
-            state = states.get(name)
-            enabled = state.enabled if state is not None else True
-            if state is None or state.version != loaded.version:
-                await asyncio.to_thread(
-                    self.store.record_deployment, flow=name, version=loaded.version,
-                    path=str(loaded.path.resolve()), text=loaded.text, who=self.config.deployer,
-                    note="file changed" if state else "new flow file",
-                    kind=file_kind(loaded.text) or "Flow", labels=loaded.labels, enabled=enabled,
-                )
+        """Run what is deployed: each enabled flow at its deployed version, from its
+        snapshot. A version that does not load here leaves the flow's running version
+        (if any) running and is reported, with its reason, for this worker alone; no
+        flow's trouble stops another's."""
+        states = await asyncio.to_thread(self.store.flows)
+        wanted = {s.flow: s.version for s in states if s.enabled and s.version}
+        for name, version in wanted.items():
             running = self.current.get(name)
-            if not enabled:
-                if running is not None:
-                    await self.undeploy_local(name, "undeployed")
+            if running is not None and running.version == version:
+                self.failed.pop(name, None)
                 continue
-            if running is None or running.version != loaded.version:
-                await self.deploy_local(loaded)
+            if self.failed.get(name, ("", ""))[0] == version:
+                continue  # reported already; tried again when the deployment changes
+            try:
+                loaded = await asyncio.to_thread(self.load_deployed, name, version)
+            except Exception as exc:  # any failure of one flow stays that flow's
+                why = redactor.redact(brief(exc))
+                self.failed[name] = (version, why)
+                log.error("cannot run %s version %s here (the running version, if any, stays): %s",
+                          name, version, why, extra={"flow": name, "flow_version": version})
+                continue
+            self.failed.pop(name, None)
+            await self.deploy_local(loaded)
         for name in list(self.current):
-            if name not in seen:
-                await self.undeploy_local(name, "file removed")
-                state = states.get(name)
-                if state is not None and state.enabled:
-                    await asyncio.to_thread(self.store.undeploy, name, who=self.config.deployer,
-                                            note="flow file removed")
+            if name not in wanted:
+                await self.undeploy_local(name, "undeployed")
+        for name in list(self.failed):
+            if name not in wanted:
+                del self.failed[name]
+        await self.report_runs(wanted)
         if self.config.run_sources and not self.closing:
             await self.claim_sources()
 
-    def loaded_for_file(self, path: Path, text: str) -> LoadedFlow | None:
-        for loaded in self.current.values():
-            if loaded.path == path and loaded.text == text:
-                return loaded
-        if self.bad_files.get(path) == text:
-            return None
-        try:
-            loaded = compile_flow(path, text, self.secrets, self.services)
-        except DefinitionError as exc:
-            self.bad_files[path] = text
-            log.error("not deploying %s (the running version, if any, stays):\n%s", path, exc)
-            return None
-        except FlowyardError as exc:
-            self.bad_files[path] = text
-            log.error("not deploying %s: %s", path, exc)
-            return None
-        self.bad_files.pop(path, None)
+    def load_deployed(self, name: str, version: str) -> LoadedFlow:
+        """Compile a deployed version from its snapshot (materialized once under the data
+        directory); a deployment older than snapshots runs from its recorded file text."""
+        snapshot = self.store.snapshot(name, version)
+        if snapshot is None:
+            found = self.store.version_text(name, version)
+            if found is None:
+                raise FlowyardError(f"version {version} of {name} was never deployed")
+            text, path = found
+            loaded = compile_flow(Path(path), text, version=version, secrets=self.secrets, services=self.services)
+            self.io_dirs[name] = Path(path).parent
+            return loaded
+        folder = data_dir() / "deployments" / name / version
+        flow_file = materialize(snapshot, folder)
+        io_dir = Path(snapshot.path).parent
+        loaded = compile_flow(flow_file, snapshot.text, version=version, io_dir=io_dir,
+                              secrets=self.secrets, services=self.services)
+        if loaded.name != name:
+            raise FlowyardError(f"the snapshot of {name} {version} holds flow {loaded.name!r}")
+        self.io_dirs[name] = io_dir
         return loaded
+
+    async def report_runs(self, wanted: dict[str, str]) -> None:
+        """Tell the store what this worker runs of each deployed flow, or why not (the UI
+        shows that, not what was asked for); written when it changes."""
+        runs = []
+        for name in sorted(wanted):
+            if name in self.failed:
+                runs.append((name, self.failed[name][0], self.failed[name][1]))
+            elif name in self.current:
+                runs.append((name, self.current[name].version, ""))
+        if runs == self.reported:
+            return
+        try:
+            await asyncio.to_thread(self.store.report_runs, self.worker, runs)
+            self.reported = runs
+        except Exception as exc:
+            log.warning("cannot report the running flows: %s", brief(exc))
 
     async def deploy_local(self, loaded: LoadedFlow) -> None:
         old = self.current.get(loaded.name)
@@ -299,7 +308,7 @@ class Runtime:
 
     def start_source(self, loaded: LoadedFlow) -> None:
         try:
-            source = open_source(loaded, self.secrets, self.services)
+            source = open_source(loaded, self.secrets, self.services, self.io_dirs.get(loaded.name))
         except Exception as exc:
             log.error("cannot open the source of %s: %s", loaded.name, exc,
                       extra={"flow": loaded.name})
@@ -473,14 +482,10 @@ class Runtime:
         cached = self.versions.get((flow, version))
         if cached is not None:
             return cached
-        found = self.store.version_text(flow, version)
-        if found is None:
-            return None
-        text, path = found
         try:
-            loaded = compile_flow(Path(path), text, self.secrets, self.services)
-        except FlowyardError as exc:
-            log.error("version %s of %s no longer loads: %s", version, flow, exc)
+            loaded = self.load_deployed(flow, version)
+        except Exception as exc:
+            log.error("version %s of %s does not load: %s", version, flow, brief(exc))
             return None
         self.versions[(flow, version)] = loaded
         return loaded

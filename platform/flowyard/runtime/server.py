@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from litestar import Controller, HttpMethod, Litestar, Request, Response, get, post, route
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import (
     HTTPException,
     InternalServerException,
@@ -46,7 +46,7 @@ class Served(Protocol):
     metrics: Any  # flowyard.runtime.metrics.Metrics
 
 
-RuntimeDep = SkipValidation[Served]
+RuntimeDep = NamedDependency[SkipValidation[Served]]
 """The runtime, injected (a protocol, so Litestar is told not to validate it)."""
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy import text as text_sql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +42,9 @@ from .models import (
     Attempt,
     DeadLetter,
     Delivery,
+    DeployFile,
     Deployment,
+    FlowRun,
     FlowState,
     MessageTrace,
     SourceKey,
@@ -246,6 +248,7 @@ class DeploymentInfo:
     note: str
     action: str
     kind: str
+    git_commit: str = ""
 
 
 @dataclass
@@ -256,6 +259,35 @@ class FlowInfo:
     enabled: bool
     updated_at: float
     labels: dict[str, Any]
+    refused: str = ""  # why the last deploy was refused ("" when it was not)
+    refused_at: float | None = None
+
+
+@dataclass
+class Snapshot:
+    """A deployed version as it was deployed: every file it uses by its path under the
+    flows folder (`flow_file` is the flow's own), and where the flow file lived."""
+
+    flow: str
+    version: str
+    flow_file: str
+    files: dict[str, bytes]
+    path: str  # the flow file the snapshot was taken of (relative I/O paths start there)
+
+    @property
+    def text(self) -> str:
+        return self.files[self.flow_file].decode("utf-8")
+
+
+@dataclass
+class FlowRunInfo:
+    """What one worker runs of one flow, or why it cannot."""
+
+    worker: str
+    flow: str
+    version: str
+    error: str
+    at: float
 
 
 @dataclass
@@ -352,8 +384,13 @@ def _dead(d: DeadLetter, with_input: bool = False) -> DeadLetterInfo:
 def _deployment(d: Deployment) -> DeploymentInfo:
     return DeploymentInfo(
         id=d.id, flow=d.flow, version=d.version, path=d.path, who=d.who, at=d.at,
-        note=d.note, action=d.action, kind=d.kind,
+        note=d.note, action=d.action, kind=d.kind, git_commit=d.git_commit or "",
     )
+
+
+def _flow_info(s: FlowState) -> FlowInfo:
+    return FlowInfo(s.flow, s.version, s.path, s.enabled, s.updated_at, s.labels or {},
+                    s.refused or "", s.refused_at)
 
 
 def message_row(message: Message, now: float | None = None) -> dict[str, Any]:
@@ -709,15 +746,20 @@ class Store:
     def record_deployment(
         self, *, flow: str, version: str, path: str, text: str, who: str = "", note: str = "",
         action: str = "deploy", kind: str = "Flow", labels: dict[str, Any] | None = None,
-        enabled: bool = True, dedupe: bool = True,
+        enabled: bool = True, dedupe: bool = True, files: dict[str, bytes] | None = None,
+        flow_file: str = "", git_commit: str = "",
     ) -> DeploymentInfo | None:
-        """Write a deployment row and the flow's state. With `dedupe`, nothing is written
-        when the flow's last deployment already is this version with this action."""
+        """Write a deployment row and the flow's state (clearing its last refusal). With
+        `dedupe`, nothing is written when the flow's last deployment already is this
+        version with this action. `files` is the snapshot (path under the flows folder ->
+        content; `flow_file` names the flow's own entry), stored content-addressed."""
+        manifest = self._store_files(files) if files is not None else None
         for tries in range(3):
             try:
                 return self._record_deployment(
                     flow=flow, version=version, path=path, text=text, who=who, note=note,
-                    action=action, kind=kind, labels=labels, enabled=enabled, dedupe=dedupe)
+                    action=action, kind=kind, labels=labels, enabled=enabled, dedupe=dedupe,
+                    manifest=manifest, flow_file=flow_file, git_commit=git_commit)
             except IntegrityError:  # another worker recorded the same flow at the same time
                 if tries == 2:
                     raise
@@ -726,6 +768,7 @@ class Store:
     def _record_deployment(
         self, *, flow: str, version: str, path: str, text: str, who: str, note: str,
         action: str, kind: str, labels: dict[str, Any] | None, enabled: bool, dedupe: bool,
+        manifest: dict[str, str] | None, flow_file: str, git_commit: str,
     ) -> DeploymentInfo | None:
         now = time.time()
         with write_lock(self.engine), self.session() as session, session.begin():
@@ -742,7 +785,8 @@ class Store:
                         and state is not None and state.enabled == enabled):
                     return None
             row = Deployment(flow=flow, version=version, path=path, text=text, kind=kind,
-                             who=who, at=now, note=note, action=action, labels=labels or {})
+                             who=who, at=now, note=note, action=action, labels=labels or {},
+                             files=manifest, flow_file=flow_file, git_commit=git_commit)
             session.add(row)
             state = session.get(FlowState, flow)
             if state is None:
@@ -750,6 +794,7 @@ class Store:
                 session.add(state)
             state.version, state.path, state.enabled = version, path, enabled
             state.updated_at, state.labels = now, labels or {}
+            state.refused, state.refused_at = "", None
             session.flush()
             return _deployment(row)
 
@@ -764,6 +809,67 @@ class Store:
                                       note=note, action="undeploy", enabled=False, dedupe=False)
         assert info is not None
         return info
+
+    def _store_files(self, files: dict[str, bytes]) -> dict[str, str]:
+        """Store each file's content once, by digest; returns path -> digest."""
+        manifest = {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
+        by_digest = {manifest[name]: content for name, content in files.items()}
+        with write_lock(self.engine), self.session() as session, session.begin():
+            have = set(session.scalars(select(DeployFile.digest).where(DeployFile.digest.in_(list(by_digest)))))
+            for digest, content in by_digest.items():
+                if digest not in have:
+                    session.add(DeployFile(digest=digest, content=content, size=len(content)))
+        return manifest
+
+    def snapshot(self, flow: str, version: str) -> Snapshot | None:
+        """The deployed snapshot of a flow version, files and all (None when that version
+        was never deployed, or was deployed before snapshots held every file)."""
+        with self.session() as session:
+            row = session.scalars(
+                select(Deployment).where(Deployment.flow == flow, Deployment.version == version,
+                                         Deployment.files.is_not(None))
+                .order_by(Deployment.id.desc()).limit(1)
+            ).first()
+            if row is None or not row.files:
+                return None
+            manifest = dict(row.files)
+            contents = {f.digest: f.content for f in session.scalars(
+                select(DeployFile).where(DeployFile.digest.in_(list(set(manifest.values())))))}
+            missing = [name for name, digest in manifest.items() if digest not in contents]
+            if missing:
+                raise StoreError(f"the snapshot of {flow} {version} misses stored files: {', '.join(missing)}")
+            return Snapshot(flow=flow, version=version, flow_file=row.flow_file,
+                            files={name: contents[digest] for name, digest in manifest.items()}, path=row.path)
+
+    def refuse(self, flow: str, reason: str) -> None:
+        """Record that a deploy of `flow` was refused, and why; the running version (if
+        any) stays deployed."""
+        now = time.time()
+        with write_lock(self.engine), self.session() as session, session.begin():
+            state = session.get(FlowState, flow)
+            if state is None:
+                state = FlowState(flow=flow, version="", path="", enabled=False, updated_at=now, labels={})
+                session.add(state)
+            state.refused, state.refused_at = reason, now
+
+    def report_runs(self, worker: str, runs: Sequence[tuple[str, str, str]]) -> None:
+        """What `worker` runs now: (flow, version, error) for every flow it was asked to
+        run; flows it no longer runs are dropped from its report."""
+        now = time.time()
+        with write_transaction(self.engine) as c:
+            c.execute(delete(FlowRun).where(FlowRun.worker == worker))
+            if runs:
+                c.execute(insert(FlowRun), [
+                    {"worker": worker, "flow": flow, "version": version, "error": error, "at": now}
+                    for flow, version, error in runs
+                ])
+
+    def flow_runs(self, flow: str | None = None) -> list[FlowRunInfo]:
+        query = select(FlowRun).order_by(FlowRun.flow, FlowRun.worker)
+        if flow:
+            query = query.where(FlowRun.flow == flow)
+        with self.session() as session:
+            return [FlowRunInfo(r.worker, r.flow, r.version, r.error, r.at) for r in session.scalars(query)]
 
     def deployments(self, flow: str | None = None, limit: int = 100) -> list[DeploymentInfo]:
         """Deployment history, newest first."""
@@ -786,16 +892,12 @@ class Store:
 
     def flows(self) -> list[FlowInfo]:
         with self.session() as session:
-            return [
-                FlowInfo(s.flow, s.version, s.path, s.enabled, s.updated_at, s.labels or {})
-                for s in session.scalars(select(FlowState).order_by(FlowState.flow))
-            ]
+            return [_flow_info(s) for s in session.scalars(select(FlowState).order_by(FlowState.flow))]
 
     def flow_state(self, flow: str) -> FlowInfo | None:
         with self.session() as session:
             s = session.get(FlowState, flow)
-            return None if s is None else FlowInfo(s.flow, s.version, s.path, s.enabled,
-                                                   s.updated_at, s.labels or {})
+            return None if s is None else _flow_info(s)
 
     # -- dashboard ---------------------------------------------------------------
     def dashboard(self, *, recent_failures: int = 10) -> Dashboard:

@@ -50,11 +50,16 @@ def scratch_store() -> Iterator[str]:
         try:
             yield url
         finally:
-            with _lock:
-                engine = _engines.pop(url, None)
-            if engine is not None:
-                engine.dispose()
+            dispose_engine(url)
             if previous is None:
                 os.environ.pop("FLOWYARD_DATABASE_URL", None)
             else:
                 os.environ["FLOWYARD_DATABASE_URL"] = previous
+
+
+def dispose_engine(url: str) -> None:
+    """Close and forget the engine `get_engine` made for `url`, if any."""
+    with _lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()

@@ -71,14 +71,30 @@ class Deployment(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     action: Mapped[str] = mapped_column(String(20), default="deploy")  # deploy|undeploy|rollback
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the snapshot: every file the flow uses, by its path under the flows folder, as the
+    # digest of its content in fy_deploy_files; `flow_file` is the flow's own entry
+    files: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    flow_file: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    git_commit: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     __table_args__ = (Index("ix_fy_deployments_flow_version", "flow", "version"),)
 
 
+class DeployFile(Base):
+    """One file of a deployment snapshot, stored once whatever number of deployments
+    hold it (content-addressed: rows are never changed, only added)."""
+
+    __tablename__ = "fy_deploy_files"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256, hex
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+
+
 class FlowState(Base):
-    """The current state of each flow the runtime knows: deployed or not, and which
-    version. The flow files are the source of truth for content; this row says whether
-    the runtime runs it (an undeploy keeps the file but stops the flow)."""
+    """Each flow's deployment state: whether the runtime runs it and which deployed
+    version (the snapshot of fy_deployments with that version), and the last deploy the
+    gate refused, with its reason (the running version stays)."""
 
     __tablename__ = "fy_flows"
 
@@ -88,6 +104,21 @@ class FlowState(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[float] = mapped_column(Float, default=0.0)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    refused: Mapped[str] = mapped_column(Text, default="", server_default="")
+    refused_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class FlowRun(Base):
+    """What one worker actually runs of a flow: the version it loaded, or why the
+    deployed version does not load there (a secret missing on that host, say)."""
+
+    __tablename__ = "fy_flow_runs"
+
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[float] = mapped_column(Float)
 
 
 class StoredMessage(Base):

@@ -42,7 +42,7 @@ X12_CONTENT_TYPE = "application/edi-x12"
 
 
 def _search_dirs(context: FlowContext) -> list[Path]:
-    return [d / "guides" for d in [context.base_dir, *context.base_dir.parents] if (d / "guides").is_dir()]
+    return [d / "guides" for d in context.search_dirs() if (d / "guides").is_dir()]
 
 
 def _partner(context: FlowContext, name: str | None) -> PartnerProfile | None:

@@ -1,0 +1,77 @@
+"""Deploying what a git commit holds: the flows folder as it is in that commit, each
+flow whose snapshot differs from its deployed version, through the same gate as every
+other deploy (recorded with the commit)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import FlowyardError
+from ..store.api import DeploymentInfo, Store
+from .deployments import check, is_flow_file, record
+from .snapshots import take
+
+
+class GitError(FlowyardError):
+    """git could not say what a ref holds."""
+
+
+@dataclass
+class CommitDeploy:
+    commit: str
+    deployed: list[DeploymentInfo] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # flow (or file) -> why
+
+
+def git(repo: Path, *args: str) -> bytes:
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=120)
+    if result.returncode != 0:
+        raise GitError(f"git {' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
+def resolve(repo: Path, ref: str) -> str:
+    """The commit a ref names now."""
+    return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+
+
+def deploy_commit(store: Store, flows_dir: Path, ref: str, *, who: str = "gitops") -> CommitDeploy:
+    """Deploy every flow of `flows_dir` as the commit `ref` names holds it. Snapshots
+    are read from the commit, not the working tree; relative folders a connector uses
+    still start at `flows_dir`, where the runtime runs."""
+    flows_dir = flows_dir.resolve()
+    top = Path(git(flows_dir, "rev-parse", "--show-toplevel").decode().strip())
+    commit = resolve(top, ref)
+    inside = flows_dir.relative_to(top).as_posix()
+    archive = git(top, "archive", "--format=tar", commit, "--", inside if inside != "." else ".")
+    outcome = CommitDeploy(commit)
+    states = {s.flow: s.version for s in store.flows() if s.enabled}
+    with tempfile.TemporaryDirectory(prefix="flowyard-commit-") as scratch:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(scratch, filter="data")
+        exported = Path(scratch) / inside
+        for path in sorted(p for p in exported.iterdir() if p.is_file() and is_flow_file(p)):
+            try:
+                taken = take(path, origin=flows_dir / path.name)
+                result = check(taken, path.parent)
+            except FlowyardError as exc:
+                outcome.refused[path.name] = str(exc)
+                continue
+            name = result.flow.name if result.flow is not None else path.stem
+            if result.problems or result.flow is None:
+                reasons = "\n".join(result.problems).replace(str(exported), str(flows_dir))
+                store.refuse(name, f"commit {commit[:12]}: {reasons}")
+                outcome.refused[name] = reasons
+                continue
+            if states.get(name) == taken.version:
+                outcome.unchanged.append(name)
+                continue
+            outcome.deployed.append(record(store, result.flow, taken, who=who,
+                                           note=f"{ref} at {commit[:12]}", git_commit=commit))
+    return outcome
