@@ -32,8 +32,8 @@ from flowyard.connector import Accept, Connector, Source, Target, guess_content_
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard.options import Duration, Options
+from flowyard.sandbox import TextTemplate
 from flowyard.step import FlowContext
-from flowyard.templating import TextTemplate
 
 from . import appendlog
 from .groupcommit import MAX_BATCH, GroupCommit, Write

@@ -37,9 +37,9 @@ from flowyard.connector import Accept, Connector, Source, Target
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
+from flowyard.sandbox import make_environment
 from flowyard.secrets import REFERENCE_PATTERN, redactor
 from flowyard.step import FlowContext
-from flowyard.templating import make_environment
 
 from .netguard import AddressGuard
 

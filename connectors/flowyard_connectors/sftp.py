@@ -33,9 +33,9 @@ from flowyard.connector import Accept, Connector, Source, Target, guess_content_
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
+from flowyard.sandbox import TextTemplate
 from flowyard.secrets import redactor
 from flowyard.step import FlowContext
-from flowyard.templating import TextTemplate
 
 from .backoff import ConnectError, keep_running
 from .file import EXTENSIONS

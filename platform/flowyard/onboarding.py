@@ -34,6 +34,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from .errors import DefinitionError, FlowyardError, Issue, Position, did_you_mean
 from .flow import API_VERSION
+from .sandbox import FlowEnvironment, RenderLimitError
 from .secrets import redactor
 from .templates import (
     Field,
@@ -51,7 +52,6 @@ from .templates import (
     render_values,
     with_defaults,
 )
-from .templating import FlowEnvironment, RenderLimitError
 from .testing import CaseResult, run_tests
 from .yamlio import YamlSyntaxError, dump_text, load_text, locate, to_plain
 

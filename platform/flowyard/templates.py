@@ -12,7 +12,7 @@ parameter (or `instance_name`, `template_name`, `template_dir`); strings that on
 run-time variables (`data`, `message`, `key`, ...) are left alone for the runtime. A
 string mixing both is an error: wrap the run-time part in `{% raw %}...{% endraw %}`.
 A string that is exactly one `{{ expression }}` keeps the value's type (a number stays
-a number). Rendering uses the sandboxed environment of `flowyard.templating`.
+a number). Rendering uses the sandboxed environment of `flowyard.sandbox`.
 
 Where errors point: a value that breaks the parameters' schema is reported at the
 instance's line; a problem in the rendered flow is reported at the template's line that
@@ -63,7 +63,7 @@ from .errors import DefinitionError, FlowyardError, Issue, IssueList, Position, 
 from .flow import API_VERSION, NAME_PATTERN, TOP_LEVEL_KEYS, ApiVersion, Flow, FlowTest, Metadata
 from .loader import FlowLoader, register_flow_kind
 from .options import Options
-from .templating import FlowEnvironment, RenderLimitError, make_environment
+from .sandbox import FlowEnvironment, RenderLimitError, make_environment
 from .yamlio import (
     YamlSyntaxError,
     dump_text,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from jinja2 import UndefinedError
 
-from flowyard.templating import TextTemplate, make_environment, substitution
+from flowyard.sandbox import TextTemplate, make_environment, substitution
 
 DATA: dict[str, Any] = {
     "id": 7, "qty": 2.5, "whole": 3.0, "ok": True, "nothing": None, "item": "ÄB-€ <x> \"q\"",

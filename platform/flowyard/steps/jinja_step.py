@@ -10,8 +10,8 @@ from pydantic import Field, model_validator
 from ..errors import InputLocation, StepError
 from ..message import Message
 from ..options import Options
+from ..sandbox import RenderLimitError, make_environment, substitution, template_line
 from ..step import FlowContext, OptionError, Step
-from ..templating import RenderLimitError, make_environment, substitution, template_line
 
 INLINE = "<template>"
 
