@@ -135,6 +135,21 @@ def deploy_paths(store: Store, paths: list[Path], *, who: str = "", note: str = 
 
 
 def deploy_shared(store: Store, files: list[Path], *, who: str, note: str, git_commit: str) -> list[DeploymentInfo]:
+    staged, refused = stage_shared(store, files)
+    if refused:
+        for flow, reasons in refused.items():
+            store.refuse(flow, "\n".join(reasons))
+        raise DeployRefused(", ".join(sorted(refused)), [f"{flow}: {r}" for flow, rs in refused.items() for r in rs])
+    if not staged:
+        names = ", ".join(str(f) for f in files)
+        raise FlowyardError(f"no deployed flow uses {names} (or it is unchanged): nothing to deploy")
+    return [record(store, flow, snap, who=who, note=note, git_commit=git_commit) for flow, snap in staged]
+
+
+def stage_shared(store: Store, files: list[Path]) -> tuple[list[tuple[Flow, Snapshot]], dict[str, list[str]]]:
+    """What deploying changed shared files would deploy, checked through the gate but
+    recorded nowhere: the new snapshot of every deployed flow that holds one of them
+    (with the files as they are now), and the reasons of the flows that would refuse."""
     staged: list[tuple[Flow, Snapshot]] = []
     refused: dict[str, list[str]] = {}
     for state in store.flows():
@@ -159,14 +174,7 @@ def deploy_shared(store: Store, files: list[Path], *, who: str, note: str, git_c
             refused[current.flow] = result.problems
         else:
             staged.append((result.flow, new))
-    if refused:
-        for flow, reasons in refused.items():
-            store.refuse(flow, "\n".join(reasons))
-        raise DeployRefused(", ".join(sorted(refused)), [f"{flow}: {r}" for flow, rs in refused.items() for r in rs])
-    if not staged:
-        names = ", ".join(str(f) for f in files)
-        raise FlowyardError(f"no deployed flow uses {names} (or it is unchanged): nothing to deploy")
-    return [record(store, flow, snap, who=who, note=note, git_commit=git_commit) for flow, snap in staged]
+    return staged, refused
 
 
 def deploy_new(store: Store, folder: Path, *, who: str) -> tuple[list[DeploymentInfo], dict[Path, str]]:

@@ -4,16 +4,18 @@ other deploy (recorded with the commit)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FlowyardError
 from ..store.api import DeploymentInfo, Store
-from .deployments import check, is_flow_file, record
+from .deployments import DeployRefused, check, is_flow_file, record
 from .snapshots import take
 
 
@@ -46,16 +48,9 @@ def deploy_commit(store: Store, flows_dir: Path, ref: str, *, who: str = "gitops
     are read from the commit, not the working tree; relative folders a connector uses
     still start at `flows_dir`, where the runtime runs."""
     flows_dir = flows_dir.resolve()
-    top = Path(git(flows_dir, "rev-parse", "--show-toplevel").decode().strip())
-    commit = resolve(top, ref)
-    inside = flows_dir.relative_to(top).as_posix()
-    archive = git(top, "archive", "--format=tar", commit, "--", inside if inside != "." else ".")
-    outcome = CommitDeploy(commit)
     states = {s.flow: s.version for s in store.flows() if s.enabled}
-    with tempfile.TemporaryDirectory(prefix="flowyard-commit-") as scratch:
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(scratch, filter="data")
-        exported = Path(scratch) / inside
+    with exported_at(flows_dir, ref) as (commit, exported):
+        outcome = CommitDeploy(commit)
         for path in sorted(p for p in exported.iterdir() if p.is_file() and is_flow_file(p)):
             try:
                 taken = take(path, origin=flows_dir / path.name)
@@ -75,3 +70,39 @@ def deploy_commit(store: Store, flows_dir: Path, ref: str, *, who: str = "gitops
             outcome.deployed.append(record(store, result.flow, taken, who=who,
                                            note=f"{ref} at {commit[:12]}", git_commit=commit))
     return outcome
+
+
+@contextlib.contextmanager
+def exported_at(flows_dir: Path, ref: str) -> Iterator[tuple[str, Path]]:
+    """The flows folder as the commit `ref` names holds it, in a scratch folder (removed
+    afterwards): (the commit id, the folder)."""
+    flows_dir = flows_dir.resolve()
+    top = Path(git(flows_dir, "rev-parse", "--show-toplevel").decode().strip())
+    commit = resolve(top, ref)
+    inside = flows_dir.relative_to(top).as_posix()
+    archive = git(top, "archive", "--format=tar", commit, "--", inside if inside != "." else ".")
+    with tempfile.TemporaryDirectory(prefix="flowyard-commit-") as scratch:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(scratch, filter="data")
+        yield commit, Path(scratch) / inside
+
+
+def deploy_file_at(store: Store, flows_dir: Path, ref: str, rel: str, *, who: str, note: str = "") -> DeploymentInfo:
+    """Deploy one flow file (`rel`, under `flows_dir`) as the commit `ref` holds it,
+    through the gate, recorded with the commit; raises DeployRefused (recorded on the
+    flow) when the gate refuses it."""
+    flows_dir = flows_dir.resolve()
+    with exported_at(flows_dir, ref) as (commit, exported):
+        path = (exported / rel).resolve()
+        if not path.is_relative_to(exported.resolve()) or not path.is_file():
+            raise GitError(f"{rel} does not exist at {ref} ({commit[:12]})")
+        if not is_flow_file(path):
+            raise GitError(f"{rel} at {commit[:12]} is not a flow or instance file")
+        taken = take(path, origin=flows_dir / rel)
+        result = check(taken, path.parent)
+        name = result.flow.name if result.flow is not None else path.stem
+        if result.problems or result.flow is None:
+            reasons = [r.replace(str(exported), str(flows_dir)) for r in result.problems]
+            store.refuse(name, f"commit {commit[:12]}: " + "\n".join(reasons))
+            raise DeployRefused(name, reasons)
+        return record(store, result.flow, taken, who=who, note=note or f"{ref} at {commit[:12]}", git_commit=commit)

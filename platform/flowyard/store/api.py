@@ -899,6 +899,19 @@ class Store:
             s = session.get(FlowState, flow)
             return None if s is None else _flow_info(s)
 
+    def workers(self, *, stopped_within: float = 3600.0) -> list[WorkerInfo]:
+        """The runtime workers, running or stopped within `stopped_within` seconds, newest first."""
+        now = time.time()
+        with self.session() as session:
+            return [
+                WorkerInfo(w.id, w.host, w.pid, w.mode, w.started_at, w.heartbeat_at, w.stopped_at)
+                for w in session.scalars(
+                    select(Worker).where(or_(Worker.stopped_at.is_(None),
+                                             Worker.stopped_at >= now - stopped_within))
+                    .order_by(Worker.started_at.desc()).limit(50)
+                )
+            ]
+
     # -- dashboard ---------------------------------------------------------------
     def dashboard(self, *, recent_failures: int = 10) -> Dashboard:
         now = time.time()
