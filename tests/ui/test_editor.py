@@ -44,7 +44,7 @@ def test_diff_then_save_keeps_comments_and_changes_only_that_line(analyst: UiCli
     edited = ORDERS_FLOW.replace("qty: qty}", "qty: quantity}")
     diff = analyst.post("/flows/erp-orders/diff", {"yaml": edited})
     assert diff.status_code == 200
-    changed = [ln for ln in re.findall(r'<span class="(?:add|del)">([^<]*)</span>', diff.text)]
+    changed = [ln for ln in re.findall(r'<span class="dl (?:add|del)">([^<]*)</span>', diff.text)]
     assert len(changed) == 2 and "quantity" in changed[1]
     saved = analyst.post("/flows/erp-orders/save", {"yaml": edited})
     assert saved.status_code == 200 and "Saved" in saved.text

@@ -49,3 +49,15 @@ def recent(
         query = query.where(AuditEntry.at < before)
     with Session(engine) as db:
         return list(db.scalars(query))
+
+
+def latest(engine: Engine, actions: list[str], targets: list[str]) -> AuditEntry | None:
+    """The newest entry with one of `actions` whose target is exactly one of `targets`."""
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.action.in_(actions), AuditEntry.target.in_(targets))
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    )
+    with Session(engine) as db:
+        return db.scalars(query).first()

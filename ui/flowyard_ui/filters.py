@@ -10,6 +10,8 @@ from jinja2 import Environment
 
 from flowyard.options import spoken_duration
 
+from . import diffview
+
 
 def ago(value: datetime | float | None) -> str:
     if value is None:
@@ -44,4 +46,7 @@ def ms(seconds: float | None) -> str:
 
 
 def install(env: Environment) -> None:
-    env.filters.update(ago=ago, age=age, when=when, pretty_json=pretty_json, ms=ms)
+    env.filters.update(
+        ago=ago, age=age, when=when, pretty_json=pretty_json, ms=ms,
+        diff_lines=diffview.lines, side_by_side=diffview.side_by_side,
+    )

@@ -1,7 +1,8 @@
 """A flow's state as the flows list shows it: the file next to what the runtime runs.
 
-Combines the file (version, validity, labels) with the store (deployed version,
-enabled, last message, backlog, open dead letters) and git (committed version).
+Combines the file (version, validity, labels, the snapshot a deploy would take) with the
+store (deployed version, last refusal, what each worker runs, last message, backlog, open
+dead letters) and git (committed version).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import gitops
+from . import drafts, gitops
 from .flowfiles import FlowFile, list_flows
 from .state import UiState
 
@@ -24,6 +25,7 @@ class FlowRow:
     backlog: int = 0
     dead_letters: int = 0
     failed_last: bool = False
+    state: drafts.FlowState | None = None
 
     @property
     def name(self) -> str:
@@ -31,13 +33,15 @@ class FlowRow:
 
     @property
     def draft(self) -> bool:
-        """The file differs from the deployed version."""
-        return self.deployed_version is not None and self.deployed_version != self.file.version
+        """The draft (the file and what it uses) differs from the deployed version."""
+        return self.deployed_version is not None and self.state is not None and self.state.differs
 
     @property
     def health(self) -> str:
         if not self.file.valid:
             return "error"
+        if self.enabled and self.state is not None and self.state.load_errors:
+            return "failed-load"
         if self.dead_letters:
             return "failed"
         if not self.enabled:
@@ -48,6 +52,7 @@ class FlowRow:
     def health_text(self) -> str:
         return {
             "error": "file has errors",
+            "failed-load": "cannot load on a worker",
             "failed": f"{self.dead_letters} dead letter(s)",
             "undeployed": "not deployed",
             "healthy": "running",
@@ -57,6 +62,7 @@ class FlowRow:
 def flow_rows(state: UiState, *, plant: str = "", partner: str = "", domain: str = "", text: str = "") -> list[FlowRow]:
     files = list_flows(state.flows_dir)
     deployed = {f.flow: f for f in state.store.flows()}
+    states = drafts.flow_states(state, files)
     counts = {c.flow: c for c in state.store.dashboard(recent_failures=0).flows}
     repo = gitops.repo_root(state.flows_dir)
     rows = []
@@ -70,9 +76,9 @@ def flow_rows(state: UiState, *, plant: str = "", partner: str = "", domain: str
             continue
         if text and text.lower() not in (info.name + " " + info.description).lower():
             continue
-        row = FlowRow(file=info)
+        row = FlowRow(file=info, state=states.get(info.name))
         dep = deployed.get(info.name)
-        if dep is not None:
+        if dep is not None and dep.version:
             row.deployed_version, row.enabled = dep.version, dep.enabled
         count = counts.get(info.name)
         if count is not None:

@@ -114,3 +114,26 @@ def branch_commits(repo: Path, branch: str, limit: int = 10) -> list[tuple[str, 
     except GitError:
         return []
     return [tuple(line.split("\x1f", 2)) for line in out.splitlines() if line]  # type: ignore[misc]
+
+
+def review_branches(repo: Path, prefix: str, flow: str = "*") -> list[dict[str, str]]:
+    """The review branches (`PREFIX/USER/FLOW`) with their newest commit: branch, full
+    and short id, author, subject, flow."""
+    try:
+        out = _git(
+            repo,
+            "for-each-ref",
+            "--sort=-committerdate",
+            "--format=%(refname:short)%1f%(objectname)%1f%(objectname:short=10)%1f%(authorname)%1f%(subject)",
+            f"refs/heads/{prefix}/*/{flow}",
+        )
+    except GitError:
+        return []
+    found = []
+    for line in out.splitlines():
+        parts = line.split("\x1f")
+        if len(parts) == 5:
+            branch, commit, short, author, subject = parts
+            found.append({"branch": branch, "commit": commit, "short": short, "author": author,
+                          "subject": subject, "flow": branch.rsplit("/", 1)[-1]})
+    return found

@@ -20,16 +20,18 @@ from litestar.di import NamedDependency
 from flowyard.errors import DefinitionError, FlowyardError, Issue, Position
 from flowyard.loader import content_hash
 from flowyard.operations import deployments
+from flowyard.operations import gitops as commit_deploys
 from flowyard.operations.replay import ReplayResult
 from flowyard.operations.replay import replay as replay_messages
 from flowyard.tables import TABLE_SUFFIXES, Table, load_table
 from flowyard.yamlio import YamlSyntaxError
 
-from . import audit, gitops, playground
+from . import audit, drafts, gitops, playground
 from .auth import CurrentUser
 from .flowfiles import (
     FlowFile,
     FlowFileError,
+    inside,
     new_flow_path,
     normalise,
     skeleton,
@@ -203,6 +205,7 @@ class Changes:
         try:
             result = deployments.deploy(self.ui.store, flow.path, who=self.me.username, note=note)
         except deployments.DeployRefused as exc:
+            self.record("deploy-refused", flow.name, "\n".join(exc.reasons))
             folder = f"{flow.path.parent}/"
             reasons = "; ".join(r.replace(folder, "") for r in exc.reasons[:5])
             raise Refused(f"Not deployed, the running version stays: {reasons}") from exc
@@ -210,6 +213,70 @@ class Changes:
             raise Refused(f"Not deployed: {exc}") from exc
         self.record("deploy", flow.name, f"version {result.version}: {note}")
         return result.version
+
+    def _refused(self, exc: deployments.DeployRefused) -> Refused:
+        folder = f"{self.ui.flows_dir.resolve()}/"
+        reasons = "; ".join(r.replace(folder, "") for r in exc.reasons[:5])
+        return Refused(f"Not deployed, the running version stays: {reasons}")
+
+    def _draft(self, key: str, version: str) -> drafts.Draft:
+        """The draft the deployer reviewed: refused when it changed since."""
+        draft = drafts.find_draft(self.ui, key)
+        if draft is None:
+            raise Refused(f"{key} is not a draft awaiting deployment (deployed already, or gone).", 404)
+        if draft.kind == "broken":
+            raise Refused(f"{key} cannot be deployed: {draft.error}")
+        if version and version != draft.version:
+            raise Refused(f"{key} changed since you reviewed it (now version {draft.version}); reload and review it again.", 409)
+        return draft
+
+    def deploy_draft(self, key: str, version: str, note: str) -> list[str]:
+        """Deploy a draft from the changes page: a flow as it is on disk, or a changed
+        shared file into every deployed flow that holds it (all or none); returns what
+        was deployed, as "flow version" lines."""
+        draft = self._draft(key, version)
+        try:
+            if draft.kind == "flow":
+                done = [deployments.deploy(self.ui.store, draft.path, who=self.me.username, note=note)]
+            else:
+                done = deployments.deploy_paths(self.ui.store, [draft.path.resolve()], who=self.me.username, note=note)
+        except deployments.DeployRefused as exc:
+            self.record("deploy-refused", draft.title if draft.kind == "flow" else key, "\n".join(exc.reasons))
+            raise self._refused(exc) from exc
+        except FlowyardError as exc:
+            raise Refused(f"Not deployed: {exc}") from exc
+        shown = [f"{d.flow} {d.version}" for d in done]
+        self.record("deploy", draft.title if draft.kind == "flow" else key,
+                    f"{', '.join(shown)} from the changes page: {note}")
+        return shown
+
+    def send_back(self, key: str, version: str, comment: str) -> drafts.Draft:
+        """Return a draft to its author with a comment (kept in the audit log, shown on
+        the flow page until the next save)."""
+        if not comment.strip():
+            raise Refused("Say what should change: the comment is what the author reads.")
+        draft = self._draft(key, version)
+        self.record("sent-back", key if draft.kind != "flow" else draft.path.relative_to(self.ui.flows_dir.resolve()).as_posix(),
+                    f"version {draft.version}: {comment.strip()}")
+        return draft
+
+    def deploy_commit(self, key: str, ref: str, note: str) -> str:
+        """Deploy a flow file as a git commit holds it; returns the version deployed."""
+        ref = ref.strip()
+        if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
+            raise Refused("Name a commit (its id, or a branch).")
+        if gitops.repo_root(self.ui.flows_dir) is None:
+            raise Refused("The flows folder is not a git repository.")
+        try:
+            inside(self.ui.flows_dir, key)
+            info = commit_deploys.deploy_file_at(self.ui.store, self.ui.flows_dir, ref, key, who=self.me.username, note=note)
+        except deployments.DeployRefused as exc:
+            self.record("deploy-refused", exc.flow, f"{key} at {ref}:\n" + "\n".join(exc.reasons))
+            raise self._refused(exc) from exc
+        except (FlowyardError, FlowFileError) as exc:
+            raise Refused(f"Not deployed: {exc}") from exc
+        self.record("deploy", info.flow, f"version {info.version} from commit {info.git_commit[:12]} ({ref}): {note}")
+        return info.version
 
     def undeploy(self, flow: FlowFile, note: str) -> None:
         try:

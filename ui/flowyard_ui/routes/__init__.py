@@ -9,6 +9,7 @@ def all_routes() -> list[Any]:
     from . import (
         account,
         admin,
+        changes,
         dashboard,
         deadletters,
         deploy,
@@ -26,6 +27,7 @@ def all_routes() -> list[Any]:
         editor,
         playground,
         deploy,
+        changes,
         runs,
         deadletters,
         dashboard,

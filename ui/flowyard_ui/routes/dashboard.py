@@ -13,7 +13,7 @@ from litestar.response import Template
 from flowyard.store import figures as queries
 from flowyard.yamlio import load_text, to_plain
 
-from .. import overdue
+from .. import drafts, overdue
 from ..flowfiles import list_flows
 from ..state import UiState
 from .common import arg, off_loop, page, swaps_into
@@ -53,7 +53,9 @@ def build(state: UiState, hours: int) -> dict[str, Any]:
     tiles = queries.tiles(figures, thresholds, hours, percentiles)
     overview = state.store.dashboard(recent_failures=8)
     acks = overdue.summary(state.engine)
-    return {"tiles": tiles, "overview": overview, "hours": hours, "slas": thresholds, "acks": acks}
+    stale = drafts.stale_workers(overview.workers)
+    return {"tiles": tiles, "overview": overview, "hours": hours, "slas": thresholds, "acks": acks,
+            "stale": stale, "stale_after": drafts.STALE_AFTER}
 
 
 def bars(values: list[int], width: int = 260, height: int = 46) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from .flows import flow_context
 
 
 def _status(request: Request[Any, Any, Any], ui: UiState, me: CurrentUser, name: str, text: str) -> Template:
-    """The flow page's live part, read again (a rollback rewrote the file), and the
-    `deployed` event for the page's listeners."""
+    """The flow page's live part, read again, and the `deployed` event for the page's
+    listeners."""
     context = flow_context(ui, me, provide_flow(ui, name))
     return page(request, "flows/status.html", trigger="deployed", toast_text=text, **context)
 
@@ -69,7 +69,7 @@ async def rollback(
         await off_loop(changes.rollback, flow, version, note)
     except Refused as exc:
         return toast(exc.text, "error", status_code=exc.status_code)
-    text = f"Rolled {flow.name} back to version {version}; the file was rewritten and deployed."
+    text = f"Rolled {flow.name} back to version {version}: it runs as it was deployed; the file (a draft) is untouched."
     return await off_loop(_status, request, ui, me, name, text)
 
 

@@ -13,7 +13,7 @@ from litestar.response import Template
 from flowyard.errors import FlowyardError
 from flowyard.loader import load_flow
 
-from .. import auth, diagram, gitops
+from .. import auth, diagram, drafts, gitops
 from ..auth import CurrentUser
 from ..flowfiles import FlowFile
 from ..flowstate import flow_rows, label_values, summary
@@ -37,7 +37,8 @@ async def flows_page(request: HTMXRequest, ui: NamedDependency[UiState]) -> Temp
     }
     if swaps_into(request, "flow-rows"):
         return page(request, "flows/rows.html", **context)
-    return page(request, "flows/list.html", labels=await off_loop(label_values, ui), **context)
+    broken = await off_loop(drafts.broken_files, ui.flows_dir)
+    return page(request, "flows/list.html", labels=await off_loop(label_values, ui), broken=broken, **context)
 
 
 def flow_context(ui: UiState, me: CurrentUser, info: FlowFile) -> dict[str, Any]:
@@ -58,10 +59,13 @@ def flow_context(ui: UiState, me: CurrentUser, info: FlowFile) -> dict[str, Any]
             "review_commits": gitops.branch_commits(repo, branch, 5),
             "review_version": gitops.committed_version(repo, info.path, f"refs/heads/{branch}"),
         }
+        if me.can("deployer"):
+            git["branches"] = gitops.review_branches(repo, ui.git_branch_prefix, info.name)
     return {
         "flow": info,
         "d": diagram.build(document, bad),
         "deployed": deployed,
+        "st": drafts.flow_state(ui, info),
         "git": git,
         "history": ui.store.deployments(info.name, limit=20),
         "recent": ui.store.list_messages(flow=info.name, limit=10),
