@@ -1,7 +1,7 @@
 """http: a webhook route as a source, an HTTP request as a target.
 
 Source: the runtime's web server routes `POST /hooks/{flow}` to the endpoint this source
-registers in `webhooks` while it runs. Every request must prove who sent it (an HMAC
+registers with the runtime's webhook routes (`context.services.webhooks`) while it runs. Every request must prove who sent it (an HMAC
 signature, or a bearer token, both from secrets; comparisons take constant time). The
 signature covers `TIMESTAMP.BODY`, with the time of signing in its own header: a request
 outside the tolerance window, or whose signature was already used inside it, is refused
@@ -252,9 +252,6 @@ class WebhookEndpoint:
         return 202, {"id": message.id, "correlation_id": message.correlation_id}
 
 
-webhooks: dict[str, WebhookEndpoint] = {}
-"""Flow name -> the endpoint of its running http source (one runtime process)."""
-
 replay_guards: dict[str, ReplayGuard] = {}
 """Flow name -> its used signatures; kept across a redeploy of the flow in this process."""
 
@@ -274,7 +271,7 @@ class HttpSource(Source[HttpSourceOptions]):
         self.endpoint = WebhookEndpoint(
             name, self.options, accept, self, token=token, key=key, replays=replay_guards.setdefault(name, ReplayGuard())
         )
-        webhooks[name] = self.endpoint
+        self.context.services.webhooks.register(name, self.endpoint)
         self.health.connected = True
         self.health.details["route"] = f"/hooks/{name}"
         try:
@@ -283,8 +280,8 @@ class HttpSource(Source[HttpSourceOptions]):
             await self.close()
 
     async def close(self) -> None:
-        if self.endpoint is not None and webhooks.get(self.endpoint.flow) is self.endpoint:
-            del webhooks[self.endpoint.flow]
+        if self.endpoint is not None:
+            self.context.services.webhooks.unregister(self.endpoint.flow, self.endpoint)
         self.health.connected = False
 
 

@@ -29,8 +29,8 @@ from pydantic import Field, field_validator, model_validator
 from flowyard.connector import Accept, Connector, Source
 from flowyard.message import Message
 from flowyard.options import Duration, Options
+from flowyard.services import SourceState
 from flowyard.step import FlowContext
-from flowyard.store.connector_state import State
 
 from .backoff import Backoff
 
@@ -84,7 +84,7 @@ class ScheduleSource(Source[ScheduleSourceOptions]):
         super().__init__(options, context)
         self.zone = ZoneInfo(options.timezone)
         self.fired = 0
-        self.state = State(context.services)
+        self.state = SourceState(context.services)
         self.key = f"schedule:{options.state_key or context.flow_name}:last-tick"
         self.health.details["state_store"] = self.state.kind
 

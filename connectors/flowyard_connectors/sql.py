@@ -38,8 +38,8 @@ from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard.options import Duration, Options, SecretRef
 from flowyard.secrets import redactor
+from flowyard.services import SourceState
 from flowyard.step import FlowContext
-from flowyard.store.connector_state import State
 
 from .backoff import keep_running
 
@@ -160,7 +160,7 @@ class SqlSource(Source[SqlSourceOptions]):
     def __init__(self, options: SqlSourceOptions, context: FlowContext) -> None:
         super().__init__(options, context)
         self.engine: Engine | None = None
-        self.state = State(context.services)
+        self.state = SourceState(context.services)
         self.key = f"sql-source:{options.state_key or context.flow_name}:watermark"
         self.health.details["watermark_store"] = self.state.kind
 

@@ -19,6 +19,7 @@ from .errors import StepError
 from .message import Message
 from .options import Options
 from .secrets import Secrets
+from .services import Services
 from .tables import TABLE_SUFFIXES, Table, tables
 
 Kind = Literal["bytes", "data", "any"]
@@ -57,7 +58,7 @@ class FlowContext:
     flow_file: Path
     flow_name: str = ""
     secrets: Secrets = field(default_factory=Secrets)
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
     # where the folders a connector reads or writes (`path: ../data/inbox`) start: the
     # folder of the flow file as it was deployed, while `flow_file` is its snapshot
     io_dir: Path | None = None

@@ -18,6 +18,7 @@ from flowyard.engine import Pipeline, RunResult
 from flowyard.loader import load_flow
 from flowyard.message import Message
 from flowyard.secrets import Secrets
+from flowyard.services import Services
 from flowyard.step import FlowContext
 
 
@@ -27,11 +28,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SERVICES = Services()
+"""What these tests lend their connectors, as one runtime process would (its webhook
+routes are where a test's HTTP peer finds a running webhook source)."""
+
+
 def context(tmp_path: Path, name: str = "test-flow", **secrets: str) -> FlowContext:
     return FlowContext(
         flow_file=tmp_path / f"{name}.yaml",
         flow_name=name,
         secrets=Secrets(environ=dict(secrets)),
+        services=SERVICES,
     )
 
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from connector_helpers import (
     JSON_FLOW,
+    SERVICES,
     Collector,
     Running,
     Server,
@@ -31,7 +32,6 @@ from flowyard_connectors.http import (
     HttpTarget,
     HttpTargetOptions,
     ReplayGuard,
-    webhooks,
 )
 
 LOOPBACK = ["127.0.0.1/32"]
@@ -69,7 +69,7 @@ class Peer:
 
     async def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, list[Any]]:
         if path.startswith("/hooks/"):
-            endpoint = webhooks.get(path.removeprefix("/hooks/"))
+            endpoint = SERVICES.webhooks.get(path.removeprefix("/hooks/"))
             if endpoint is None:
                 return 404, {"error": "no such flow"}, []
             status, answer = await endpoint.handle(headers, body)
@@ -268,7 +268,7 @@ async def test_webhook_hmac_delivery_and_refusals(peer: Any, tmp_path: Path) -> 
     )
     body = b'{"n": 1}'
     async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
-        await wait_for(lambda: "asn-hook" in webhooks, what="the webhook to register")
+        await wait_for(lambda: "asn-hook" in SERVICES.webhooks, what="the webhook to register")
         ok = await client.post(
             "/hooks/asn-hook",
             content=body,
@@ -278,7 +278,7 @@ async def test_webhook_hmac_delivery_and_refusals(peer: Any, tmp_path: Path) -> 
         unsigned = await client.post("/hooks/asn-hook", content=body)
         big = b"x" * 1001
         too_big = await client.post("/hooks/asn-hook", content=big, headers=signed(key, big))
-    assert "asn-hook" not in webhooks  # unregistered on close
+    assert "asn-hook" not in SERVICES.webhooks  # unregistered on close
     assert ok.status_code == 202 and ok.json()["id"] == store.messages[0].id
     assert (bad.status_code, unsigned.status_code, too_big.status_code) == (401, 401, 413)
     assert "signature" in bad.json()["error"]
@@ -297,7 +297,7 @@ async def test_webhook_bearer_and_store_down_gives_503(peer: Any, tmp_path: Path
         context(tmp_path, name="po-hook", HOOK_TOKEN="tkn-777"),
     )
     async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
-        await wait_for(lambda: "po-hook" in webhooks)
+        await wait_for(lambda: "po-hook" in SERVICES.webhooks)
         wrong = await client.post("/hooks/po-hook", content=b"a", headers={"Authorization": "Bearer nope"})
         store.fail = True
         down = await client.post("/hooks/po-hook", content=b"a", headers={"Authorization": "Bearer tkn-777"})
@@ -318,7 +318,7 @@ async def test_webhook_malformed_json_is_kept_and_dead_lettered(peer: Any, tmp_p
         context(tmp_path, name="json-hook", T="tkn-json"),
     )
     async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
-        await wait_for(lambda: "json-hook" in webhooks)
+        await wait_for(lambda: "json-hook" in SERVICES.webhooks)
         answer = await client.post(
             "/hooks/json-hook", content=b'{"n": 1,,}', headers={"Authorization": "Bearer tkn-json"}
         )
@@ -414,7 +414,7 @@ async def test_webhook_refuses_replays_and_stale_or_unstamped_requests(peer: Any
     body = b'{"receipt": "R1"}'
     fresh = signed(key, body)
     async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
-        await wait_for(lambda: "replay-hook" in webhooks, what="the webhook to register")
+        await wait_for(lambda: "replay-hook" in SERVICES.webhooks, what="the webhook to register")
         ok = await client.post("/hooks/replay-hook", content=body, headers=fresh)
         replayed = await client.post("/hooks/replay-hook", content=body, headers=fresh)
         stale = await client.post("/hooks/replay-hook", content=body, headers=signed(key, body, time.time() - 301))
@@ -446,7 +446,7 @@ async def test_webhook_retry_after_a_store_failure_is_not_a_replay(peer: Any, tm
     body = b'{"receipt": "R3"}'
     headers = signed(key, body)
     async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
-        await wait_for(lambda: "retry-hook" in webhooks)
+        await wait_for(lambda: "retry-hook" in SERVICES.webhooks)
         store.fail = True
         down = await client.post("/hooks/retry-hook", content=body, headers=headers)
         store.fail = False
@@ -463,7 +463,7 @@ async def test_webhook_replay_cache_full_refuses_with_503(peer: Any, tmp_path: P
     source = HttpSource(HttpSourceOptions(hmac_secret="${secret:HOOK}"),
                         context(tmp_path, name="full-hook", HOOK=key.decode()))
     async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
-        await wait_for(lambda: "full-hook" in webhooks)
+        await wait_for(lambda: "full-hook" in SERVICES.webhooks)
         assert source.endpoint is not None
         source.endpoint.replays.limit = 2
         codes = [
@@ -490,7 +490,7 @@ async def test_webhook_body_only_signatures_when_asked(peer: Any, tmp_path: Path
     source = HttpSource(HttpSourceOptions(hmac_secret="${secret:HOOK}", signed_timestamp=False),
                         context(tmp_path, name="legacy-hook", HOOK=key.decode()))
     async with Running(source, store), httpx.AsyncClient(base_url=server.url) as client:
-        await wait_for(lambda: "legacy-hook" in webhooks)
+        await wait_for(lambda: "legacy-hook" in SERVICES.webhooks)
         ok = await client.post("/hooks/legacy-hook", content=b"x", headers={"X-Signature-256": sign(key, b"x")})
         bad = await client.post("/hooks/legacy-hook", content=b"x", headers={"X-Signature-256": sign(b"k", b"x")})
     assert (ok.status_code, bad.status_code) == (202, 401)
@@ -507,7 +507,7 @@ async def test_webhook_replay_refused_after_the_flow_is_redeployed(peer: Any, tm
         source = HttpSource(HttpSourceOptions(hmac_secret="${secret:HOOK}"),
                             context(tmp_path, name="redeployed-hook", HOOK=key.decode()))
         async with Running(source, Collector()), httpx.AsyncClient(base_url=server.url) as client:
-            await wait_for(lambda: "redeployed-hook" in webhooks)
+            await wait_for(lambda: "redeployed-hook" in SERVICES.webhooks)
             codes.append((await client.post("/hooks/redeployed-hook", content=body, headers=headers)).status_code)
-        await wait_for(lambda: "redeployed-hook" not in webhooks)
+        await wait_for(lambda: "redeployed-hook" not in SERVICES.webhooks)
     assert codes == [202, 401]

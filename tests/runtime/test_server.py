@@ -23,15 +23,19 @@ from flowyard.message import Message
 from flowyard.runtime.metrics import Metrics
 from flowyard.runtime.server import create_app
 from flowyard.secrets import Secrets
+from flowyard.services import Services
 from flowyard.step import FlowContext
-from flowyard_connectors.http import HttpSource, HttpSourceOptions, webhooks
+from flowyard_connectors.http import HttpSource, HttpSourceOptions
+
+SERVICES = Services()  # what the stand-in runtime lends its flows
 
 
 def stand_in() -> Any:
     """What the server reads of the runtime: its worker id, running flows and metrics."""
     metrics = Metrics()
     metrics.message_finished("hook-flow", {"plant": "DE02"}, "done")
-    return SimpleNamespace(worker="w-1", current={"hook-flow": object(), "a-flow": object()}, metrics=metrics)
+    return SimpleNamespace(worker="w-1", current={"hook-flow": object(), "a-flow": object()}, metrics=metrics,
+                           services=SERVICES)
 
 
 @contextlib.asynccontextmanager
@@ -40,12 +44,12 @@ async def running_hook(tmp_path: Path, received: list[Message]) -> AsyncIterator
         received.append(message)
 
     context = FlowContext(flow_file=tmp_path / "hook-flow.yaml", flow_name="hook-flow",
-                          secrets=Secrets(environ={"HOOK_TOKEN": "tkn-1"}))
+                          secrets=Secrets(environ={"HOOK_TOKEN": "tkn-1"}), services=SERVICES)
     source = HttpSource(HttpSourceOptions(token="${secret:HOOK_TOKEN}", max_bytes=100), context)
     task = asyncio.create_task(source.run(accept))
     try:
         for _ in range(200):
-            if "hook-flow" in webhooks:
+            if "hook-flow" in SERVICES.webhooks:
                 break
             await asyncio.sleep(0.01)
         yield

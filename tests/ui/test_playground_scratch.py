@@ -125,7 +125,9 @@ def test_a_playground_flow_cannot_reach_a_store_outside_a_run(flows: Path) -> No
     flow = playground.compiled(path, path.read_text(encoding="utf-8"))
     services = flow.steps[-1].step.context.services
     with pytest.raises(ScratchUnavailable):
-        services.get("engine")
+        services.control_numbers()
+    with pytest.raises(ScratchUnavailable):
+        services.state()
 
 
 def _received(engine: Engine) -> int:

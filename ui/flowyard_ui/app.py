@@ -33,10 +33,11 @@ from flowyard.store import database as db
 from flowyard.store import engines
 
 from . import auth, filters
+from .dependencies import dependencies
 from .models import ensure_indexes
 from .routes import all_routes
 from .routes.common import client_redirect
-from .state import UiState, dependencies
+from .state import UiState
 
 log = logging.getLogger("flowyard.ui")
 HERE = Path(__file__).resolve().parent

@@ -23,9 +23,11 @@ from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import StreamMark
 from ruamel.yaml.resolver import VersionedResolver
 
+from flowyard.definitions import kind_of
 from flowyard.flow import Flow
-from flowyard.loader import FlowLoader, kind_of
+from flowyard.loader import FlowLoader
 from flowyard.loader import load_flow as core_load_flow
+from flowyard.services import Services
 from flowyard.yamlio import round_trip
 
 try:
@@ -227,7 +229,7 @@ class FastFlowLoader(FlowLoader):
         return document if document is not None else super().parse()
 
 
-def load_flow(path: Path, text: str, services: dict[str, Any] | None = None) -> Flow:
+def load_flow(path: Path, text: str, services: Services | None = None) -> Flow:
     """`flowyard.loader.load_flow` with the fast parse: the same Flow, or the same
     DefinitionError with the same positions. `services` are given to the steps."""
     if kind_of(text) not in (None, "Flow"):

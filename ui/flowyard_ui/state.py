@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar import Litestar, Request
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from sqlalchemy.engine import Engine
@@ -70,15 +70,3 @@ def provide_flow(ui: NamedDependency[UiState], name: FromPath[str]) -> FlowFile:
         return find_flow(ui.flows_dir, name)
     except FlowFileError as exc:
         raise NotFoundException(str(exc)) from exc
-
-
-def dependencies() -> dict[str, Provide]:
-    from .services import provide_changes
-
-    return {
-        "ui": Provide(provide_ui, sync_to_thread=False),
-        "store": Provide(provide_store, sync_to_thread=False),
-        "me": Provide(provide_user, sync_to_thread=False),
-        "flow": Provide(provide_flow, sync_to_thread=False),
-        "changes": Provide(provide_changes, sync_to_thread=False),
-    }

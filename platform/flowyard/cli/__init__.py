@@ -1,4 +1,5 @@
-"""The `flowyard` command. Each sub-command is a module with `register(subparsers)`;
+"""The `flowyard` command. Each sub-command is a module with `register(subparsers)`,
+registered under the `flowyard.commands` entry points (a package adds its own there);
 exit codes: 0 success, 1 something invalid or failed, 2 a bad command or flow."""
 
 from __future__ import annotations
@@ -8,27 +9,20 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from importlib import import_module
+from importlib.metadata import entry_points
 
 from ..errors import FlowyardError
 from ..secrets import RedactingFilter, redactor
 
-COMMAND_MODULES = ["validate", "testcmd", "run", "schema", "docs", "deploy"]
-OPTIONAL_COMMAND_MODULES = ["flowyard.x12.cli", "flowyard.xml.cli", "flowyard.templates_cli", "flowyard.runtime.cli"]
+COMMANDS_GROUP = "flowyard.commands"  # entry points: modules with register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowyard", description="Integration flows declared in YAML.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        import_module(f"{__name__}.{name}").register(sub)
-    for name in OPTIONAL_COMMAND_MODULES:
-        try:
-            module = import_module(name)
-        except ImportError:
-            continue
-        module.register(sub)
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        entry.load().register(sub)
     return parser
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlowyardError
-from .acks import acknowledgment
-from .document import InterchangeResult, SetResult, walk
-from .guides import Guide, GuideError, default_guide, find_guide
+from ..x12.acks import acknowledgment
+from ..x12.document import InterchangeResult, SetResult, walk
+from ..x12.guides import Guide, GuideError, default_guide, find_guide
 
 
 def register(sub: Any) -> None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from ..errors import FlowyardError, StepError
 from ..message import Message
 from ..step import FlowContext, OptionError
-from .steps import (
+from ..xml.steps import (
     XmlParse,
     XmlParseOptions,
     XmlValidate,

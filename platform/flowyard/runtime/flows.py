@@ -19,6 +19,7 @@ from ..engine import Pipeline
 from ..flow import ConnectorSpec, Flow
 from ..loader import load_flow
 from ..secrets import Secrets
+from ..services import Services
 from ..step import FlowContext
 
 log = logging.getLogger("flowyard.runtime")
@@ -74,18 +75,18 @@ class LoadedFlow:
                 log.warning("closing target %s of %s failed: %s", t.spec.name, self.name, exc)
 
 
-def context_for(flow: Flow, secrets: Secrets, services: dict[str, Any], io_dir: Path | None = None) -> FlowContext:
+def context_for(flow: Flow, secrets: Secrets, services: Services, io_dir: Path | None = None) -> FlowContext:
     return FlowContext(flow_file=flow.path.resolve(), flow_name=flow.name, secrets=secrets,
                        services=services, io_dir=io_dir)
 
 
 def compile_flow(path: Path, text: str, *, version: str, io_dir: Path | None = None,
-                 secrets: Secrets | None = None, services: dict[str, Any] | None = None) -> LoadedFlow:
+                 secrets: Secrets | None = None, services: Services | None = None) -> LoadedFlow:
     """Load a flow file text and open its targets (connections open lazily on send).
     `io_dir` is where the folders its connectors read and write start (the folder the
     flow was deployed from, when `path` is its snapshot)."""
     secrets = secrets or Secrets()
-    services = services or {}
+    services = services or Services()
     flow = load_flow(path, text, secrets)
     for step in flow.steps:  # the runtime's services (its store) for every step
         step.step.context.services = services
@@ -99,7 +100,7 @@ def compile_flow(path: Path, text: str, *, version: str, io_dir: Path | None = N
     return LoadedFlow(flow, Pipeline(flow), targets, version, dict(flow.labels))
 
 
-def open_source(loaded: LoadedFlow, secrets: Secrets, services: dict[str, Any], io_dir: Path | None = None) -> Any:
+def open_source(loaded: LoadedFlow, secrets: Secrets, services: Services, io_dir: Path | None = None) -> Any:
     spec = loaded.flow.source
     cls = registry.connector_class(spec.kind)
     if cls.source_class is None:

@@ -35,11 +35,14 @@ from ..flow import StepSpec
 from ..message import Message
 from ..operations.snapshots import materialize
 from ..secrets import Secrets, redactor
+from ..services import Services
 from ..store import queue
 from ..store.api import Store, reason_kind
 from ..store.breakers import sync as sync_breakers
+from ..store.connector_state import TableState
 from ..store.database import data_dir
 from ..store.retention import days_from_env, purge
+from ..store.x12_control import ControlNumbersStore
 from . import wakeups
 from .flows import LoadedFlow, LoadedTarget, compile_flow, open_source
 from .logs import fields
@@ -121,7 +124,7 @@ class Runtime:
         self.working_messages: set[str] = set()  # claimed and being processed here
         self.working_deliveries: set[int] = set()
         self.backlog_at = 0.0
-        self.services: dict[str, Any] = {"runtime": self, "engine": self.engine}
+        self.services = Services(x12_control=ControlNumbersStore(self.engine), connector_state=TableState(self.engine))
         self.started_at = time.time()
 
     # -- lifecycle ----------------------------------------------------------------

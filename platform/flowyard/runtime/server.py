@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from litestar import Controller, HttpMethod, Litestar, Request, Response, get, post, route
@@ -30,7 +31,10 @@ from litestar.params import FromPath, SkipValidation
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 from litestar.types import ASGIApp
 
+from ..services import Services
 from .metrics import CONTENT_TYPE
+
+UI_GROUP = "flowyard.ui"
 
 log = logging.getLogger("flowyard.runtime")
 
@@ -44,18 +48,11 @@ class Served(Protocol):
     worker: str
     current: dict[str, Any]
     metrics: Any  # flowyard.runtime.metrics.Metrics
+    services: Services
 
 
 RuntimeDep = NamedDependency[SkipValidation[Served]]
 """The runtime, injected (a protocol, so Litestar is told not to validate it)."""
-
-
-def webhook_registry() -> dict[str, Any]:
-    try:
-        from flowyard_connectors.http import webhooks
-    except ImportError:
-        return {}
-    return webhooks
 
 
 def too_large(limit: int) -> Response[dict[str, str]]:
@@ -79,9 +76,9 @@ class RuntimeMetrics(Controller):
 
 
 @post("/hooks/{flow:path}", request_max_body_size=HOOK_BODY_CEILING)
-async def hook(request: Request[Any, Any, Any], flow: FromPath[str]) -> Response[dict[str, Any]]:
+async def hook(request: Request[Any, Any, Any], flow: FromPath[str], runtime: RuntimeDep) -> Response[dict[str, Any]]:
     name = flow.strip("/")
-    endpoint = webhook_registry().get(name)
+    endpoint = runtime.services.webhooks.get(name)
     if endpoint is None:
         return Response({"error": f"no running flow {name!r} has an http source here"}, status_code=404)
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -157,22 +154,26 @@ def create_app(runtime: Served, ui: Litestar | None = None) -> Litestar:
     )
 
 
+def ui_part(name: str) -> Any:
+    """A part of the web UI, registered under the `flowyard.ui` entry points (the UI
+    sits beside the runtime, not below it); None where no UI is installed."""
+    for entry in entry_points(group=UI_GROUP, name=name):
+        try:
+            return entry.load()
+        except ImportError:
+            return None
+    return None
+
+
 def load_ui(runtime: Any, flows_dir: Any, engine: Any) -> Any:
-    """The web UI when the flowyard_ui package is importable."""
-    try:
-        from flowyard_ui.app import create_app as create_ui
-    except ImportError:
-        return None
-    app: Any = create_ui(runtime, flows_dir=flows_dir, engine=engine)
-    return app
+    """The web UI app, or None without one."""
+    create_ui = ui_part("app")
+    return None if create_ui is None else create_ui(runtime, flows_dir=flows_dir, engine=engine)
 
 
 def first_admin_password(engine: Any) -> str | None:
     """The first admin's one-time password when the store has no user yet (the UI makes
     the account); None on every later start or without the UI."""
-    try:
-        from flowyard_ui.app import first_start
-    except ImportError:
-        return None
-    password: str | None = first_start(engine)
+    first_start = ui_part("first_start")
+    password: str | None = None if first_start is None else first_start(engine)
     return password

@@ -1,24 +1,18 @@
-"""Small key-value state a source keeps between polls (the SQL source's watermark).
-
-The runtime may offer its own state service as `context.services["state"]`: any object
-with `get(key) -> str | None` and `set(key, value)`, plain or async. Until the store
-offers one, the fallback is the `connector_state` table below, on the store's database
-(`flowyard.store.database.get_engine()`), created on first use. Either way the state lives with the
-store, so it survives restarts and is shared by the workers of one installation.
-"""
+"""Small key-value state a source keeps between polls (the SQL source's watermark), in
+the store's `connector_state` table: it survives restarts and is shared by the workers
+of one installation. Sources reach it through `flowyard.services` (what the runtime
+lends, or `default_state`)."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import time
-from typing import Any
 
 from sqlalchemy import Float, String, Text, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flowyard.store.database import Base
-from flowyard.store.engines import get_engine
+from .database import Base
+from .engines import get_engine
 
 
 class ConnectorState(Base):
@@ -30,11 +24,10 @@ class ConnectorState(Base):
 
 
 class TableState:
-    """The fallback store: one row per key in `connector_state`."""
+    """Connector state in the store's `connector_state` table, one row per key."""
 
-    def __init__(self) -> None:
-        self.engine = get_engine()
-        ConnectorState.__table__.create(self.engine, checkfirst=True)  # type: ignore[attr-defined]
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def get(self, key: str) -> str | None:
         with self.engine.connect() as conn:
@@ -51,26 +44,6 @@ class TableState:
                 conn.execute(table.insert().values(key=key, value=value, updated_at=time.time()))  # type: ignore[attr-defined]
 
 
-class State:
-    """Async access to whichever store is in use."""
-
-    def __init__(self, services: dict[str, Any]) -> None:
-        self.store: Any = services.get("state")
-        self.kind = "runtime state service" if self.store is not None else "connector_state table"
-
-    async def _call(self, method: str, *args: str) -> Any:
-        if self.store is None:
-            self.store = await asyncio.to_thread(TableState)
-        if isinstance(self.store, TableState):  # blocking database calls: off the loop
-            return await asyncio.to_thread(getattr(self.store, method), *args)
-        result = getattr(self.store, method)(*args)
-        if inspect.isawaitable(result):
-            return await result
-        return result
-
-    async def get(self, key: str) -> str | None:
-        value = await self._call("get", key)
-        return None if value is None else str(value)
-
-    async def set(self, key: str, value: str) -> None:
-        await self._call("set", key, value)
+def default_state() -> TableState:
+    """Where nothing was lent: the store of FLOWYARD_DATABASE_URL (entry point)."""
+    return TableState(get_engine())

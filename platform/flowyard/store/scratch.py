@@ -10,9 +10,9 @@ scratch counter (numbers later sent again for real); two overlapping previews al
 restore the variable in the wrong order, leaving the process pointed at a deleted
 scratch file or a preview at the real store.
 
-Here the scratch store is explicit instead: steps ask their context's services for
-the "engine" (`context.services.get("engine")`), and the flows compiled for a try
-get `ScratchServices`, which answer with the engine of the run in progress in this
+Here the scratch store is explicit instead: steps ask their context's services
+(`flowyard.services`) for what they keep, and the flows compiled for a try get
+`ScratchServices`, which answer with the engine of the run in progress in this
 thread (a context variable set by `run_in_scratch`). The engine is an in-memory SQLite
 database made on first use, so a preview that touches no store costs nothing, and
 dropped when the run ends. Outside a run the services refuse: a flow compiled for a try can
@@ -24,13 +24,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
+from ..services import ControlNumbers, KeyValueState, Services
+from .connector_state import TableState
 from .database import Base
+from .x12_control import ControlNumbersStore
 
 
 class ScratchStore:
@@ -67,9 +69,9 @@ class ScratchUnavailable(RuntimeError):
     """A flow compiled for a try asked for the store outside a scratch run."""
 
 
-class ScratchServices(dict[str, Any]):
-    """The services of flows compiled for a try: "engine" is the scratch store of the
-    run in progress, never the real one."""
+class ScratchServices(Services):
+    """The services of flows compiled for a try: the X12 control numbers and connector
+    state of the scratch store of the run in progress, never the real ones."""
 
     def _scratch(self) -> Engine:
         scratch = _current.get()
@@ -77,14 +79,11 @@ class ScratchServices(dict[str, Any]):
             raise ScratchUnavailable("a flow compiled for a try ran outside a scratch run")
         return scratch.engine
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._scratch() if key == "engine" else super().get(key, default)
+    def control_numbers(self) -> ControlNumbers:
+        return ControlNumbersStore(self._scratch())
 
-    def __getitem__(self, key: str) -> Any:
-        return self._scratch() if key == "engine" else super().__getitem__(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key == "engine" or super().__contains__(key)
+    def state(self) -> KeyValueState:
+        return TableState(self._scratch())
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..services import DuplicateCheck
 from .database import Base
 from .engines import get_engine
 
@@ -101,12 +102,6 @@ def next_number(partner: str, kind: str, engine: Engine | None = None) -> int:
     return int(value)
 
 
-@dataclass
-class DuplicateCheck:
-    duplicate: bool
-    first_seen: datetime | None = None
-
-
 def claim_interchange(partner: str, sender: str, control_number: str, window: timedelta, correlation_id: str,
                       engine: Engine | None = None) -> DuplicateCheck:
     """Record an interchange as received; say whether it was already received within
@@ -169,6 +164,34 @@ def reconcile(receiver: str, group_control: str, set_control: str, status: str, 
             .values(ack_status=status, acknowledged_at=_now())
         )
     return bool(result.rowcount)
+
+
+class ControlNumbersStore:
+    """The X12 control service (`flowyard.services.ControlNumbers`) over one store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def next_number(self, partner: str, kind: str) -> int:
+        return next_number(partner, kind, self.engine)
+
+    def claim_interchange(self, partner: str, sender: str, control_number: str, window: timedelta,
+                          correlation_id: str) -> DuplicateCheck:
+        return claim_interchange(partner, sender, control_number, window, correlation_id, self.engine)
+
+    def record_outbound(self, *, partner: str, receiver: str, interchange_control: str, group_control: str,
+                        set_control: str, transaction: str, deadline: timedelta | None, correlation_id: str) -> None:
+        record_outbound(partner=partner, receiver=receiver, interchange_control=interchange_control,
+                        group_control=group_control, set_control=set_control, transaction=transaction,
+                        deadline=deadline, correlation_id=correlation_id, engine=self.engine)
+
+    def reconcile(self, receiver: str, group_control: str, set_control: str, status: str) -> bool:
+        return reconcile(receiver, group_control, set_control, status, self.engine)
+
+
+def default_control_numbers() -> ControlNumbersStore:
+    """Where nothing was lent: the store of FLOWYARD_DATABASE_URL (entry point)."""
+    return ControlNumbersStore(get_engine())
 
 
 @dataclass

@@ -27,8 +27,8 @@ from pydantic import Field, field_validator
 from ..errors import InputLocation, StepError
 from ..message import Message
 from ..options import Options
+from ..services import ControlNumbers
 from ..step import ROUTE_TO_TARGETS, FlowContext, OptionError, Rejected, Step
-from ..store import x12_control as control
 from .acks import acknowledgment
 from .document import GroupResult, InterchangeInfo, InterchangeResult, SetResult, walk
 from .envelope import GroupOut, Party, isa_segment, now, st_se, write
@@ -118,8 +118,8 @@ class X12Parse(Step):
                 raise StepError(f"guide {guide_name_for(transaction, version)} is invalid: {exc}") from exc
         return self._guides[key]
 
-    def _engine(self) -> Any:
-        return self.context.services.get("engine") or control.get_engine()
+    def _numbers(self) -> ControlNumbers:
+        return self.context.services.control_numbers()
 
     def _counter_key(self, interchange: InterchangeInfo) -> str:
         return self.profile.name if self.profile else interchange.sender
@@ -165,8 +165,8 @@ class X12Parse(Step):
         if self.duplicates == "allow":
             return False
         window = self.profile.duplicates.window if self.profile else timedelta(days=30)
-        check = control.claim_interchange(self._counter_key(interchange), interchange.sender, interchange.control_number,
-                                          window, message.correlation_id, self._engine())
+        check = self._numbers().claim_interchange(self._counter_key(interchange), interchange.sender,
+                                                  interchange.control_number, window, message.correlation_id)
         if check.duplicate and self.duplicates == "warn":
             log.warning("interchange %s from %s was already received at %s; processing it again",
                         interchange.control_number, interchange.sender, check.first_seen)
@@ -182,7 +182,8 @@ class X12Parse(Step):
         )
         yield Rejected(message.child(message.payload, message.content_type), error)
         if self.ta1 != "never":
-            text = acknowledgment(result, None, ta1=True, counter=lambda k: control.next_number(self._counter_key(interchange), k, self._engine()),
+            numbers = self._numbers()
+            text = acknowledgment(result, None, ta1=True, counter=lambda k: numbers.next_number(self._counter_key(interchange), k),
                                   ta1_notes=["025"])
             if text:
                 yield message.child(text.encode(), X12_CONTENT_TYPE, **{ROUTE_TO_TARGETS: True, "x12.ack": "TA1"})
@@ -228,7 +229,7 @@ class X12Parse(Step):
                 status = (loop.get("AK5") or loop.get("IK5") or {})
                 code = status.get("AK501") or status.get("IK501")
                 if ak2.get("AK202") and code:
-                    control.reconcile(result.interchange.sender, str(group), str(ak2["AK202"]), str(code), self._engine())
+                    self._numbers().reconcile(result.interchange.sender, str(group), str(ak2["AK202"]), str(code))
         except Exception as exc:  # the store is down: the ack itself still goes on
             log.warning("could not reconcile acknowledgment %s: %s", result.control_number, exc)
 
@@ -238,8 +239,8 @@ class X12Parse(Step):
         if not self.ack_kind and not ta1:
             return
         key = self._counter_key(result.interchange)
-        engine = self._engine()
-        text = acknowledgment(result, self.ack_kind, ta1=ta1, counter=lambda k: control.next_number(key, k, engine))
+        numbers = self._numbers()
+        text = acknowledgment(result, self.ack_kind, ta1=ta1, counter=lambda k: numbers.next_number(key, k))
         if text:
             yield message.child(text.encode(), X12_CONTENT_TYPE, **{ROUTE_TO_TARGETS: True, "x12.ack": self.ack_kind or "TA1"})
 
@@ -311,9 +312,6 @@ class X12Generate(Step):
         self.partner_key = profile.name if profile else str(self.receiver)
         self.expect_ack = profile is not None and profile.acknowledgments.expect != "none"
 
-    def _engine(self) -> Any:
-        return self.context.services.get("engine") or control.get_engine()
-
     def process(self, message: Message) -> Message:
         data = message.payload
         if not isinstance(data, dict):
@@ -337,10 +335,10 @@ class X12Generate(Step):
         convention = str(st.get("ST03")) if st.get("ST03") else None
         if self.options.validate_ and guide is not None:
             self._validate(transaction, body, convention, guide)
-        engine = self._engine()
-        isa_control = control.next_number(self.partner_key, "ISA", engine)
-        gs_control = control.next_number(self.partner_key, "GS", engine)
-        st_control = f"{control.next_number(self.partner_key, 'ST', engine):04d}"
+        numbers = self.context.services.control_numbers()
+        isa_control = numbers.next_number(self.partner_key, "ISA")
+        gs_control = numbers.next_number(self.partner_key, "GS")
+        st_control = f"{numbers.next_number(self.partner_key, 'ST'):04d}"
         when = now()
         functional_id = (guide.functional_group if guide and guide.functional_group else GS01.get(transaction, ""))
         group = GroupOut(functional_id, self.gs_sender, self.gs_receiver, gs_control, self.version,
@@ -348,9 +346,9 @@ class X12Generate(Step):
         isa = isa_segment(self.sender, self.receiver, isa_control, self.isa_version, self.usage, self.seps, when)
         text = write(isa, [group], self.seps, self.newline, when, isa_control)
         if self.expect_ack and self.profile is not None:
-            control.record_outbound(partner=self.partner_key, receiver=str(self.receiver), interchange_control=f"{isa_control:09d}",
+            numbers.record_outbound(partner=self.partner_key, receiver=str(self.receiver), interchange_control=f"{isa_control:09d}",
                                     group_control=str(gs_control), set_control=st_control, transaction=transaction,
-                                    deadline=self.profile.acknowledgments.deadline, correlation_id=message.correlation_id, engine=engine)
+                                    deadline=self.profile.acknowledgments.deadline, correlation_id=message.correlation_id)
         message.payload = text.encode()
         message.content_type = X12_CONTENT_TYPE
         message.headers.update({"x12.transaction": transaction, "x12.control_number": st_control,
