@@ -10,9 +10,9 @@ a redeploy.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 
+from flowyard.backoff import Backoff, BackoffPolicy
 from flowyard.connector import Health
 from flowyard.errors import FlowyardError
 from flowyard.secrets import redactor
@@ -26,24 +26,9 @@ class ConnectError(FlowyardError):
         self.auth = auth
 
 
-class Backoff:
-    """Delays of initial, 2x, 4x ... up to `maximum` seconds, with +-20% jitter."""
-
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        delay: float = min(self.maximum, self.initial * 2.0**self.attempt)
-        self.attempt += 1
-        return delay * random.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self.next_delay())
+def reconnecting() -> Backoff:
+    """A connector's reconnect delays: 0.5 s, 1 s, 2 s ... up to 30 s, +-20%."""
+    return Backoff(BackoffPolicy(0.5, 30.0, jitter=(0.8, 1.2)))
 
 
 async def keep_running(
@@ -55,7 +40,7 @@ async def keep_running(
     """Run `session` (connect, then consume until the connection drops) forever,
     recording each failure in `health` and waiting with back-off before the next try.
     `session` calls `health.ok()` once connected, which also resets the back-off."""
-    backoff = backoff or Backoff()
+    backoff = backoff or reconnecting()
     while True:
         attempt_before = health.last_success
         try:

@@ -32,7 +32,7 @@ from flowyard.options import Duration, Options
 from flowyard.services import SourceState
 from flowyard.step import FlowContext
 
-from .backoff import Backoff
+from .backoff import reconnecting
 
 
 class ScheduleSourceOptions(Options):
@@ -132,7 +132,7 @@ class ScheduleSource(Source[ScheduleSourceOptions]):
             return None
 
     async def fire(self, accept: Accept, scheduled: dt.datetime, caught_up: bool = False) -> None:
-        backoff = Backoff(0.5, 30)
+        backoff = reconnecting()
         while True:
             payload = {
                 "scheduled_at": scheduled.isoformat(),

@@ -31,3 +31,15 @@ def test_breaker_opens_lets_one_trial_through_and_closes_on_success() -> None:
     assert not b.allow(30) and b.allow(31)
     b.success()
     assert b.state == "closed" and b.allow(31) and b.allow(31)
+
+
+def test_one_backoff_policy_doubles_caps_and_spreads() -> None:
+    from flowyard.backoff import Backoff, BackoffPolicy
+
+    plain = Backoff(BackoffPolicy(1.0, 30.0))
+    assert [plain.next_delay() for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    plain.reset()
+    assert plain.next_delay() == 1
+    rng = random.Random(7)
+    spread = [BackoffPolicy(0.5, 30.0, jitter=(0.8, 1.2)).delay(3, rng) for _ in range(200)]
+    assert all(1.6 <= d <= 2.4 for d in spread) and max(spread) - min(spread) > 0.5

@@ -21,16 +21,14 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from ..backoff import BackoffPolicy
 from ..flow import RetryPolicy
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based)."""
-    base = policy.backoff.total_seconds() * (2.0 ** max(0, attempt - 1))
-    delay = min(base, policy.max_backoff.total_seconds())
-    if policy.jitter:
-        delay *= (rng or random).uniform(0.5, 1.0)
-    return delay
+    """Seconds to wait after failed delivery attempt number `attempt` (1-based)."""
+    jitter = (0.5, 1.0) if policy.jitter else None
+    return BackoffPolicy(policy.backoff.total_seconds(), policy.max_backoff.total_seconds(), jitter).delay(attempt, rng)
 
 
 @dataclass

@@ -1,0 +1,223 @@
+"""Delivering outputs: each first attempt (made while the batch is processed), then
+retries with back-off from the store, behind a circuit breaker per endpoint that the
+workers of one store share.
+
+A delivery that fails with a retryable error waits in the store (`pending`, with
+`next_at` from the target's retry policy) and is claimed by the retry loop; a
+non-retryable error or the last attempt makes a dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DeliveryError, FlowyardError
+from ..message import Message
+from ..secrets import redactor
+from ..store import queue
+from ..store.api import reason_kind
+from ..store.breakers import sync as sync_breakers
+from .flows import LoadedTarget
+from .outcomes import brief, dead_row
+from .policy import Breakers, retry_delay
+from .tracing import span
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger("flowyard.runtime")
+
+# a batch's first delivery attempt to one target, not started yet
+FirstSend = tuple[LoadedTarget, Coroutine[Any, Any, None]]
+
+
+class Delivery:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.breakers = Breakers(runtime.config.breaker_threshold, runtime.config.breaker_cooldown)
+        self.breaker_changed = asyncio.Event()
+
+    async def send_first(self, sends: list[FirstSend]) -> None:
+        """A batch's first delivery attempts, at most the target's `send_concurrency` (or
+        the runtime's) at once for each target: that many lanes drain its list (not a
+        semaphore: its acquire looks at every waiter, quadratic in the batch)."""
+        groups: dict[int, tuple[int, list[Coroutine[Any, Any, None]]]] = {}
+        for target, send in sends:
+            limit = target.target.send_concurrency or self.runtime.config.send_concurrency
+            groups.setdefault(id(target), (limit, []))[1].append(send)
+
+        async def lane(queued: Iterator[Coroutine[Any, Any, None]]) -> None:
+            for send in queued:
+                await send
+
+        lanes = []
+        for limit, group in groups.values():
+            queued = iter(group)
+            lanes += [lane(queued) for _ in range(min(len(group), limit))]
+        await asyncio.gather(*lanes)
+
+    async def first_attempt(self, outcome: queue.ProcessOutcome, row: dict[str, Any],
+                            out: Message, t: LoadedTarget, trace: list[Any]) -> None:
+        result = await self.attempt(t, out, row["idempotency_key"], 0, outcome.message.flow,
+                                    outcome.message.id)
+        state, attempts, next_at, error, detail, attempt_row = result
+        row.update(state=state, attempts=attempts, next_at=next_at, last_error=error,
+                   detail=detail or {})
+        if state != "pending":  # the data is kept for retries only: none will come
+            row["meta"].pop("last_data", None)
+        if attempt_row is not None:
+            outcome.attempts.append(attempt_row)
+        if state == "dead":
+            dead = dead_row(outcome.message, "delivery", error or "", None, row["payload"],
+                                 row["content_type"], trace, target=t.spec.name)
+            dead["delivery_key"] = row["idempotency_key"]
+            outcome.dead_letters.append(dead)
+
+    async def attempt(self, t: LoadedTarget, message: Message, key: str, attempts: int,
+                      flow: str, message_id: str, delivery_id: int | None = None
+                      ) -> tuple[str, int, float, str | None, dict[str, Any] | None,
+                                 dict[str, Any] | None]:
+        """One delivery attempt: (state, attempts, next_at, error, detail, attempt row)."""
+        breaker = self.breakers.get(t.endpoint)
+        now = time.time()
+        if not breaker.allow(now):
+            return ("pending", attempts, breaker.retry_at(now),
+                    f"not attempted: circuit open for {t.endpoint}", None, None)
+        number = attempts + 1
+        began = time.perf_counter()
+        error: str | None = None
+        retryable = True
+        detail: dict[str, Any] | None = None
+        with span("deliver", message_id=message_id, flow=flow, target=t.spec.name,
+                  key=key, correlation_id=message.correlation_id, attempt=attempts + 1):
+            try:
+                async with asyncio.timeout(self.runtime.config.delivery_timeout):  # no task per send
+                    detail = await t.target.send(message, key)
+            except DeliveryError as exc:
+                error, retryable = str(exc), exc.retryable
+            except TimeoutError:
+                error = f"no answer from {t.endpoint} within {self.runtime.config.delivery_timeout:g}s"
+            except FlowyardError as exc:
+                error, retryable = str(exc), False
+            except Exception as exc:  # a connector bug must not lose the message
+                error = f"unexpected error: {type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - began
+        self.runtime.metrics.child(self.runtime.metrics.delivery_seconds, flow, t.spec.name).observe(seconds)
+        # no NUL: an error may quote a binary answer, and PostgreSQL text cannot hold one
+        error = redactor.redact(error).replace("\x00", "\ufffd") if error else None
+        row = {"message_id": message_id, "delivery_id": delivery_id, "kind": "deliver",
+               "target": t.spec.name, "number": number, "worker": self.runtime.worker,
+               "started_at": now, "duration": seconds, "ok": error is None, "error": error,
+               "detail": {"key": key, **(detail or {})}}
+        if error is None:
+            self.breakers.success(breaker)
+            self.runtime.metrics.child(self.runtime.metrics.deliveries, flow, t.spec.name, "done").inc()
+            return "done", number, 0.0, None, detail, row
+        if retryable:
+            self.breakers.failure(breaker)
+            if self.breakers.opened:
+                self.breaker_changed.set()
+        else:  # the endpoint answered (it refused this message): it is up
+            self.breakers.success(breaker)
+        policy = t.spec.retry
+        if not retryable or number >= policy.attempts:
+            self.runtime.metrics.deliveries.labels(flow, t.spec.name, "dead").inc()
+            why = "not retryable" if not retryable else f"after {number} attempts"
+            log.warning("delivery to %s died (%s): %s", t.spec.name, why, error,
+                        extra={"flow": flow, "message_id": message_id, "target": t.spec.name})
+            return "dead", number, 0.0, f"{error} ({why})", detail, row
+        self.runtime.metrics.deliveries.labels(flow, t.spec.name, "retry").inc()
+        return "pending", number, time.time() + retry_delay(policy, number), error, detail, row
+
+    async def retry_loop(self) -> None:
+        while not self.runtime.closing:
+            try:
+                claimed = await asyncio.to_thread(
+                    queue.claim_deliveries, self.runtime.engine, self.runtime.worker, list(self.runtime.flows.current),
+                    self.runtime.config.batch, self.runtime.config.lease_ttl,
+                )
+            except Exception as exc:
+                log.warning("cannot claim deliveries (store unreachable?): %s", brief(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if not claimed:
+                await self.runtime.nap(self.runtime.config.idle_poll)
+                continue
+            ids = {d.id for d in claimed}
+            self.runtime.working_deliveries |= ids
+            try:
+                outcomes = await asyncio.gather(*(self.retry_one(d) for d in claimed))
+                while True:
+                    try:
+                        await asyncio.to_thread(queue.commit_deliveries, self.runtime.engine,
+                                                self.runtime.worker, outcomes)
+                        break
+                    except Exception as exc:
+                        if self.runtime.closing:
+                            return
+                        log.warning("cannot commit delivery results (will retry): %s",
+                                    brief(exc))
+                        await asyncio.sleep(1.0)
+            finally:
+                self.runtime.working_deliveries -= ids
+
+    async def retry_one(self, d: queue.ClaimedDelivery) -> queue.DeliveryOutcome:
+        loaded = self.runtime.flows.loaded(d.flow, d.flow_version)
+        t = loaded.target(d.target) if loaded is not None else None
+        if t is None:
+            reason = f"target {d.target} of {d.flow} version {d.flow_version} is not available"
+            return queue.DeliveryOutcome(d, "dead", d.attempts, last_error=reason,
+                                         dead_letter=self.delivery_dead(d, reason))
+        meta = d.meta or {}
+        message = Message(payload=d.payload or b"", content_type=d.content_type,
+                          id=meta.get("id") or d.output_id,
+                          correlation_id=meta.get("correlation_id") or "",
+                          flow=d.flow, flow_version=d.flow_version,
+                          source=meta.get("source") or {}, attempt=d.attempts + 1,
+                          headers=meta.get("headers") or {}, last_data=meta.get("last_data"))
+        state, attempts, next_at, error, detail, row = await self.attempt(
+            t, message, d.idempotency_key, d.attempts, d.flow, d.message_id, d.id)
+        dead = self.delivery_dead(d, error or "") if state == "dead" else None
+        return queue.DeliveryOutcome(d, state, attempts, next_at, error, detail or {}, row, dead)
+
+    def delivery_dead(self, d: queue.ClaimedDelivery, reason: str) -> dict[str, Any]:
+        meta = d.meta or {}
+        return {"message_id": d.message_id, "delivery_id": d.id,
+                "correlation_id": meta.get("correlation_id") or "", "flow": d.flow,
+                "flow_version": d.flow_version, "kind": "delivery", "reason": reason,
+                "reason_kind": reason_kind(reason), "step": None, "target": d.target,
+                "input": d.payload or b"", "input_content_type": d.content_type, "trace": [],
+                "status": "open", "created_at": time.time()}
+
+    async def breaker_loop(self) -> None:
+        while not self.runtime.closing:
+            self.breaker_changed.clear()
+            await self.share_breakers()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.breaker_changed.wait(), self.runtime.config.breaker_sync)
+
+    async def share_breakers(self) -> None:
+        """Share breaker openings and closings with the other workers; adopt theirs."""
+        breakers = self.breakers
+        opened = [(e, b.open_until, b.current_cooldown) for e, b in breakers.opened.items()]
+        closed = list(breakers.closed)
+        breakers.opened.clear()
+        breakers.closed.clear()
+        try:
+            current = await asyncio.to_thread(sync_breakers, self.runtime.engine,
+                                              self.runtime.worker, opened, closed)
+        except Exception as exc:
+            log.warning("cannot share circuit breakers: %s", brief(exc))
+            for endpoint, _until, _cooldown in opened:  # tell them next time
+                breakers.opened.setdefault(endpoint, breakers.get(endpoint))
+            breakers.closed.update(e for e in closed if e not in breakers.opened)
+            current = []
+        now = time.time()
+        for endpoint, until, cooldown in current:
+            if breakers.get(endpoint).adopt(until, cooldown, now):
+                log.warning("circuit open for %s (found down by another worker) until %s",
+                            endpoint, time.strftime("%H:%M:%S", time.localtime(until)))
