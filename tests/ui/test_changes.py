@@ -17,6 +17,7 @@ from litestar import Litestar
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from flowyard.operations import deployments
 from flowyard.store.models import Worker
 from flowyard_ui.models import AuditEntry
 
@@ -157,6 +158,14 @@ def test_a_broken_file_leaves_every_other_flow_deployable(app: Litestar, deploye
     done = deployer.post("/changes/deploy", {"key": "erp-orders.yaml", "version": version})
     assert done.status_code == 200 and store(app).flow_state("erp-orders").version == version
     assert deployer.post("/changes/deploy", {"key": "zz-broken.yaml"}).status_code == 400
+
+
+def test_deploy_new_refuses_a_broken_file_and_deploys_the_others(app: Litestar, flows: Path) -> None:
+    """What `flowyard serve --deploy-new` does at start (it stopped with an internal error)."""
+    (flows / "zz-broken.yaml").write_text("apiVersion: flowyard/v1\nkind: Flow\nmetadata: [unclosed\n")
+    done, refused = deployments.deploy_new(store(app), flows, who="start")
+    assert [d.flow for d in done] == ["erp-orders"]
+    assert list(refused) == [flows / "zz-broken.yaml"] and "YAML syntax" in refused[flows / "zz-broken.yaml"]
 
 
 # -- shared files and commits ---------------------------------------------------------------

@@ -24,6 +24,7 @@ from flowyard.operations import deployments
 from flowyard.operations.snapshots import SHARED_FOLDERS, TakenSnapshot, materialize, take
 from flowyard.secrets import redactor
 from flowyard.store.api import FlowInfo, FlowRunInfo, Snapshot, WorkerInfo
+from flowyard.yamlio import YamlSyntaxError
 
 from . import audit
 from .flowfiles import FlowFile, flow_paths, read_flow, unified_diff
@@ -70,6 +71,8 @@ def taken(path: Path) -> TakenSnapshot | str:
         result: TakenSnapshot | str = take(path)
     except FlowyardError as exc:
         result = str(exc)
+    except YamlSyntaxError as exc:
+        result = str(exc.issue)
     with _lock:
         if len(_taken) > 2000:
             _taken.clear()

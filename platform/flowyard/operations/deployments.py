@@ -26,6 +26,7 @@ from ..loader import kind_of, load_flow
 from ..store.api import DeploymentInfo, Snapshot, Store, StoreError
 from ..store.scratch import ScratchServices, scratch_run
 from ..testing import run_tests
+from ..yamlio import YamlSyntaxError
 from .snapshots import TakenSnapshot, materialize, snapshot_version, take
 
 FLOW_KINDS = ("Flow", "FlowInstance")
@@ -73,6 +74,8 @@ def check(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> GateResult:
             flow = load_flow(flow_path, snapshot.text)
         except DefinitionError as exc:
             return GateResult(None, [here(str(issue)) for issue in exc.issues])
+        except YamlSyntaxError as exc:
+            return GateResult(None, [here(str(exc.issue))])
         except FlowyardError as exc:
             return GateResult(None, [here(str(exc))])
         services = ScratchServices()

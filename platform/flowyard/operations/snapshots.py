@@ -27,7 +27,7 @@ from pathlib import Path
 from ..errors import FlowyardError
 from ..step import SNAPSHOT_MARKER
 from ..store.api import Snapshot
-from ..yamlio import load_text, to_plain
+from ..yamlio import YamlSyntaxError, load_text, to_plain
 
 MAX_FILE_BYTES = 20_000_000
 MAX_SNAPSHOT_BYTES = 100_000_000
@@ -118,7 +118,7 @@ def referenced_files(root: Path, text: str) -> list[Path]:
 def candidate_values(text: str) -> list[str]:
     try:
         document = to_plain(load_text(text, "flow"))
-    except FlowyardError:
+    except (FlowyardError, YamlSyntaxError):  # a broken file: its plain words, to fail in the gate
         return [m.group(1) or m.group(2) for m in _QUOTED_OR_PLAIN.finditer(text)]
     values: list[str] = []
 

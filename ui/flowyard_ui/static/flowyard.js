@@ -24,7 +24,13 @@
     var toast = document.getElementById("toast");
     if (!xhr || !toast || xhr.status === 401) { return; }
     var text = xhr.responseText || ("The server answered " + xhr.status);
-    if (/^\s*</.test(text)) { toast.innerHTML = text; } else { toast.textContent = text; }
+    if (/^\s*</.test(text)) {
+      // a toast answer is the out-of-band `#toast` wrapper: take what it holds, not a second #toast
+      var holder = document.createElement("div");
+      holder.innerHTML = text;
+      var inner = holder.querySelector("#toast");
+      toast.innerHTML = inner ? inner.innerHTML : text;
+    } else { toast.textContent = text; }
   });
   document.addEventListener("htmx:sendError", function () {
     var toast = document.getElementById("toast");
