@@ -959,7 +959,10 @@ class Store:
             ]
             failures = [
                 _summary(m) for m in session.scalars(
-                    select(StoredMessage).where(StoredMessage.state == "dead")
+                    select(StoredMessage).where(
+                        StoredMessage.state == "dead",
+                        # a failure a replay fixed (or someone discarded) is no longer listed
+                        StoredMessage.id.in_(select(DeadLetter.message_id).where(DeadLetter.status == "open")))
                     .order_by(StoredMessage.updated_at.desc()).limit(recent_failures)
                 )
             ]
