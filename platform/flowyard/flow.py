@@ -47,8 +47,6 @@ class FlowTest(Options):
 
 
 TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "source", "steps", "targets", "tests", "keys", "sla")
-STEP_COMMON_KEYS = ("name", "when")
-TARGET_COMMON_KEYS = ("name", "when", "retry")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .definitions.grammar import files_of_kind
 from .errors import DefinitionError, FlowyardError
 from .secrets import redactor
 from .semdiff import Change, compare, git_base, git_root, git_show
@@ -38,8 +39,6 @@ from .templates import (
 )
 from .testing import CaseResult, run_tests
 from .yamlio import to_plain
-
-INSTANCE_PATTERN = "kind: FlowInstance"
 
 
 @dataclass
@@ -70,19 +69,7 @@ class InstanceImpact:
 
 
 def instance_files(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for base in paths:
-        candidates = [base] if base.is_file() else sorted(base.rglob("*.y*ml")) if base.is_dir() else []
-        for path in candidates:
-            if path.suffix not in (".yaml", ".yml") or ".git" in path.parts:
-                continue
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            if any(line.split("#", 1)[0].strip() in (INSTANCE_PATTERN, f"kind: '{INSTANCE_PATTERN[6:]}'", 'kind: "FlowInstance"') for line in text.splitlines()):
-                found.append(path)
-    return found
+    return files_of_kind(paths, "FlowInstance")
 
 
 def _render(instance: FlowInstance, template: Template | None) -> Rendered:

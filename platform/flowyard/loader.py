@@ -8,7 +8,6 @@ runs, and nothing is compiled again per message.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +18,22 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from . import registry
 from .connector import Connector, guess_content_type
+from .definitions.grammar import (
+    SOURCE_COMMON_KEYS,
+    STEP_COMMON_KEYS,
+    TARGET_COMMON_KEYS,
+    check_header,
+    describe_error,
+    entry,
+    entry_options,
+    error_position,
+    is_table,
+    kind_of,
+)
+from .definitions.kinds import DefinitionKind, SchemaRef, find_kind
 from .errors import DefinitionError, FlowyardError, Issue, IssueList, Position, did_you_mean
 from .expressions import compile_expression
 from .flow import (
-    API_VERSION,
-    STEP_COMMON_KEYS,
-    TARGET_COMMON_KEYS,
     TOP_LEVEL_KEYS,
     ConnectorSpec,
     Flow,
@@ -40,7 +49,6 @@ from .yamlio import (
     YamlSyntaxError,
     key_position,
     load_text,
-    locate,
     node_start,
     scalar_text_position,
     to_plain,
@@ -52,20 +60,6 @@ FLOW_KINDS = ("Flow", "FlowInstance", "Template")
 
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _describe_pydantic_error(error: Any, model: type[BaseModel]) -> str:
-    kind = error["type"]
-    loc = [str(p) for p in error["loc"]]
-    field = loc[-1] if loc else ""
-    if kind == "extra_forbidden":
-        return f"unknown option {field!r}" + did_you_mean(field, model.model_fields)
-    if kind == "missing":
-        return f"missing required option {field!r}"
-    message = str(error["msg"])
-    message = message.removeprefix("Value error, ")
-    where = ".".join(loc)
-    return f"{where}: {message}" if where else message
 
 
 class FlowLoader:
@@ -92,10 +86,7 @@ class FlowLoader:
             return model.model_validate(value)
         except ValidationError as exc:
             for err in exc.errors():
-                loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-                at_key = err["type"] == "extra_forbidden"
-                pos = locate(node, (*prefix, *loc), at_key=at_key)
-                self.error(_describe_pydantic_error(err, model), pos)
+                self.error(describe_error(err, model), error_position(node, err, prefix))
             return None
 
     def check_reference_syntax(self, node: Any, path: tuple[Any, ...] = ()) -> None:
@@ -142,12 +133,9 @@ class FlowLoader:
         for key in document:
             if key not in TOP_LEVEL_KEYS:
                 self.error(f"unknown section {key!r}" + did_you_mean(str(key), TOP_LEVEL_KEYS), key_position(document, key))
-        if document.get("apiVersion") != API_VERSION:
-            self.error(f"apiVersion must be {API_VERSION!r}", value_position(document, "apiVersion") if "apiVersion" in document else (1, 1))
         kind = document.get("kind")
-        if kind != "Flow":
-            hint = " (templates and instances are loaded by `flowyard render`)" if kind in FLOW_KINDS else ""
-            self.error(f"kind must be 'Flow', found {kind!r}{hint}", value_position(document, "kind") if "kind" in document else (1, 1))
+        hint = " (templates and instances are loaded by `flowyard render`)" if kind in FLOW_KINDS else ""
+        check_header(document, "Flow", self.issues, hint=hint)
         self.check_reference_syntax(document)
 
         metadata = self.load_metadata(document)
@@ -196,15 +184,13 @@ class FlowLoader:
             self.error(f"{where} must be a mapping with one connector, e.g. `file: {{path: in}}`", node_start(node) if node is not None else (None, None))
             return None
         names = registry.connector_names()
-        keys = [k for k in node if k not in common]
-        for key in node:
-            if key in common and role == "source":
-                self.error(f"{key!r} is not allowed on a source", key_position(node, key))
+        found = entry(node, common)
+        keys = found.keys if found is not None else []
         if len(keys) != 1:
-            found = ", ".join(map(str, keys)) or "none"
-            self.error(f"{where} needs exactly one connector (found: {found}); connectors: {', '.join(names)}", node_start(node))
+            listed = ", ".join(keys) or "none"
+            self.error(f"{where} needs exactly one connector (found: {listed}); connectors: {', '.join(names)}", node_start(node))
             return None
-        kind = str(keys[0])
+        kind = keys[0]
         if kind not in names:
             self.error(f"unknown connector {kind!r}" + did_you_mean(kind, names), key_position(node, kind))
             return None
@@ -230,7 +216,7 @@ class FlowLoader:
             self.error("missing section 'source' (one connector the messages come from)", (1, 1))
             return None
         node = document["source"]
-        found = self.connector_entry(node, "source", (), "source")
+        found = self.connector_entry(node, "source", SOURCE_COMMON_KEYS, "source")
         if found is None:
             return None
         kind, _cls, options, _raw = found
@@ -306,12 +292,12 @@ class FlowLoader:
             self.error("a step is written `- STEP: OPTIONS`, e.g. `- jmespath: \"{id: order_id}\"`", pos)
             return None
         names = registry.step_names()
-        keys = [k for k in item if k not in STEP_COMMON_KEYS]
+        keys = entry(item, STEP_COMMON_KEYS).keys  # type: ignore[union-attr]  # item is a mapping
         if len(keys) != 1:
-            found = ", ".join(map(str, keys)) or "none"
+            found = ", ".join(keys) or "none"
             self.error(f"a step needs exactly one step name (found: {found})", pos)
             return None
-        kind = str(keys[0])
+        kind = keys[0]
         kpos = key_position(item, kind)
         if kind not in names:
             self.error(f"unknown step {kind!r}" + did_you_mean(kind, names), kpos)
@@ -324,13 +310,8 @@ class FlowLoader:
         raw = item[kind]
         options_node: Any = raw if isinstance(raw, CommentedMap) else item
         prefix: tuple[Any, ...] = () if isinstance(raw, CommentedMap) else (kind,)
-        if isinstance(raw, CommentedMap):
-            value: Any = to_plain(raw)
-        elif raw is None:
-            value = {}
-        elif (cls.main_option is not None and not isinstance(raw, CommentedSeq)) or cls.main_option is not None:
-            value = {cls.main_option: to_plain(raw)}
-        else:
+        value = entry_options(raw, cls.main_option)
+        if value is None:
             self.error(f"step {kind!r} takes a mapping of options", value_position(item, kind))
             return None
         options = self.validate_model(cls.Options, options_node, value, prefix)
@@ -438,23 +419,6 @@ class FlowLoader:
             producer = f"step {spec.name!r}"
 
 
-FlowKindLoader = Callable[[Path, str], Flow]
-_kind_loaders: dict[str, FlowKindLoader] = {}
-
-
-def register_flow_kind(kind: str, load: FlowKindLoader) -> None:
-    """Let another kind of file stand for a flow (a FlowInstance renders to one)."""
-    _kind_loaders[kind] = load
-
-
-def kind_of(text: str) -> str | None:
-    """The `kind:` a definition file declares at its top level, read without parsing it."""
-    for line in text.splitlines():
-        if line.startswith("kind:"):
-            return line.split(":", 1)[1].split("#", 1)[0].strip().strip("'\"")
-    return None
-
-
 def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None = None) -> Flow:
     """Load a flow file (or a file of a registered kind that renders to a flow, such as a
     FlowInstance); raise DefinitionError listing every problem."""
@@ -467,11 +431,10 @@ def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None
             raise DefinitionError([Issue(Position(str(path)), f"cannot read the flow file: {reason}")]) from exc
     kind = kind_of(text)
     if kind not in (None, "Flow"):
-        if kind not in _kind_loaders:
-            with contextlib.suppress(ImportError):
-                import flowyard.templates  # noqa: F401  (registers FlowInstance)
-        if kind in _kind_loaders:
-            return _kind_loaders[kind](path, text)
+        other = find_kind(kind)
+        flow = other.flow(path, text) if other is not None else None
+        if flow is not None:
+            return flow
     return FlowLoader(path, text, secrets).load_or_raise()
 
 
@@ -484,3 +447,33 @@ def check_flow(path: Path | str, text: str | None = None) -> list[Any]:
 
 def in_file_order(issues: list[Issue]) -> list[Issue]:
     return sorted(issues, key=lambda i: (i.position.line or 0, i.position.column or 0))
+
+
+class FlowKind(DefinitionKind):
+    """`kind: Flow`, and a YAML definition with no `kind:` outside `tables/` (reported as
+    a flow with a wrong header)."""
+
+    kind = "Flow"
+    order = 0
+
+    @classmethod
+    def recognises(cls, path: Path, kind: str | None) -> bool:
+        return kind in (None, "Flow") and not is_table(path)
+
+    @classmethod
+    def load(cls, path: Path, text: str) -> Flow:
+        return FlowLoader(path, text).load_or_raise()
+
+    @classmethod
+    def check(cls, path: Path, text: str) -> list[Issue]:
+        return check_flow(path, text)
+
+    @classmethod
+    def flow(cls, path: Path, text: str) -> Flow:
+        return cls.load(path, text)
+
+    @classmethod
+    def schema(cls, ref: SchemaRef) -> dict[str, Any]:
+        from .schema_gen import flow_schema
+
+        return flow_schema(ref)

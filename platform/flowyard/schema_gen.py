@@ -3,16 +3,15 @@
 VS Code's YAML extension reads the schema (`# yaml-language-server: $schema=...`) for
 completion, hover help and errors while an analyst types. One schema covers every kind of
 definition file, told apart by `kind:` (`if kind is X then X's schema`, so an editor
-reports the errors of that kind only): flows (from the step and connector option
-models), instances and templates (flowyard.templates), partner profiles
-(flowyard.x12.partners), guides (flowyard.x12.guides) and YAML code tables
-(flowyard.tables), which have no `kind:`.
+reports the errors of that kind only): each kind registered in `flowyard.definitions`
+gives its files' schema (a flow's from the step and connector option models; a YAML code
+table has no `kind:`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -52,10 +51,11 @@ def _shorthand(model: type[BaseModel], main: str | None) -> list[dict[str, Any]]
     return [{"type": "string", "description": f"shorthand for `{main}`: {desc}"}]
 
 
-def _flow(defs: _Defs) -> dict[str, Any]:
+def flow_schema(ref: Callable[[type[BaseModel]], dict[str, Any]]) -> dict[str, Any]:
+    """The JSON Schema of a flow file; `ref` puts a model under `$defs`."""
     step_variants = []
     for name, cls in registry.available_steps().items():
-        options = [defs.ref(cls.Options), *_shorthand(cls.Options, cls.main_option)]
+        options = [ref(cls.Options), *_shorthand(cls.Options, cls.main_option)]
         step_variants.append(
             {
                 "type": "object",
@@ -73,7 +73,7 @@ def _flow(defs: _Defs) -> dict[str, Any]:
     sources, targets = [], []
     for name, conn in registry.available_connectors().items():
         if conn.SourceOptions is not None:
-            sources.append({"type": "object", "title": name, "description": conn.summary(), "properties": {name: defs.ref(conn.SourceOptions)}, "required": [name], "additionalProperties": False})
+            sources.append({"type": "object", "title": name, "description": conn.summary(), "properties": {name: ref(conn.SourceOptions)}, "required": [name], "additionalProperties": False})
         if conn.TargetOptions is not None:
             targets.append(
                 {
@@ -81,10 +81,10 @@ def _flow(defs: _Defs) -> dict[str, Any]:
                     "title": name,
                     "description": conn.summary(),
                     "properties": {
-                        name: defs.ref(conn.TargetOptions),
+                        name: ref(conn.TargetOptions),
                         "name": {"type": "string"},
                         "when": {"type": "string", "description": "JMESPath over the data before the last render"},
-                        "retry": defs.ref(RetryPolicy),
+                        "retry": ref(RetryPolicy),
                     },
                     "required": [name],
                     "additionalProperties": False,
@@ -98,44 +98,32 @@ def _flow(defs: _Defs) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"const": API_VERSION},
             "kind": {"const": "Flow"},
-            "metadata": defs.ref(Metadata),
+            "metadata": ref(Metadata),
             "source": {"oneOf": sources},
             "steps": {"type": "array", "items": {"oneOf": step_variants}},
             "targets": {"type": "array", "minItems": 1, "items": {"oneOf": targets}},
-            "tests": {"type": "array", "items": defs.ref(FlowTest)},
+            "tests": {"type": "array", "items": ref(FlowTest)},
             "keys": {"type": "object", "additionalProperties": {"type": "string"}, "description": "business keys: name -> JMESPath over the parsed data, searchable in the UI"},
             "sla": {"type": "object", "description": "thresholds that turn the flow's dashboard tile red"},
         },
     }
 
 
-def _table(defs: _Defs) -> dict[str, Any]:
-    from .tables import TableDefinition
-
-    return {
-        "title": "Flowyard code table",
-        "description": "a YAML file under tables/: code: value, or {description, default, codes}",
-        "if": {"type": "object", "required": ["codes"]},
-        "then": defs.ref(TableDefinition),
-        "else": {"type": "object", "description": "code: value (a value may be a mapping when a code translates to several fields)"},
-    }
-
-
 def _kinds(defs: _Defs) -> dict[str, str]:
-    """Each kind's schema put in `defs`, by the `kind:` its files carry ("Table": the
-    files without one); the value is the schema's name in `$defs`."""
-    from .templates import FlowInstanceDefinition, TemplateDefinition
-    from .x12.guides import GuideDefinition
-    from .x12.partners import PartnerProfile
+    """Each registered kind's schema put in `defs`, by the `kind:` its files carry
+    ("Table": the files without one); the value is the schema's name in `$defs`."""
+    from .definitions.kinds import kinds as registered
 
-    defs.put("Flow", _flow(defs))
-    kinds = {"Flow": "Flow"}
-    for kind, model in (("FlowInstance", FlowInstanceDefinition), ("Template", TemplateDefinition), ("Partner", PartnerProfile), ("Guide", GuideDefinition)):
-        defs.ref(model)
-        kinds[kind] = model.__name__
-    defs.put("Table", _table(defs))
-    kinds["Table"] = "Table"
-    return kinds
+    names: dict[str, str] = {}
+    for cls in registered():
+        root = cls.schema(defs.ref)
+        ref = root.get("$ref") if len(root) == 1 else None
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            names[cls.kind] = ref.removeprefix("#/$defs/")
+        else:
+            defs.put(cls.kind, root)
+            names[cls.kind] = cls.kind
+    return names
 
 
 def kinds() -> list[str]:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .definitions import grammar
+from .definitions.grammar import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
 from .errors import DefinitionError, FlowyardError
-from .flow import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
 from .secrets import redactor
 from .yamlio import YamlSyntaxError, load_text, to_plain
 
@@ -154,11 +155,11 @@ class Item:
     common: dict[str, Any]
 
 
-def _one_key(entry: Any, common: tuple[str, ...]) -> tuple[str, Any]:
-    if not isinstance(entry, dict):
-        return "?", entry
-    keys = [k for k in entry if k not in common]
-    return (str(keys[0]), entry[keys[0]]) if len(keys) == 1 else ("?", {k: entry[k] for k in keys})
+def _one_key(item: Any, common: tuple[str, ...]) -> tuple[str, Any]:
+    found = grammar.entry(item, common)
+    if found is None:
+        return "?", item
+    return (found.kind, found.options) if found.kind is not None else ("?", {k: v for k, v in item.items() if k not in common})
 
 
 def steps_of(document: dict[str, Any]) -> list[Item]:

@@ -23,11 +23,13 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from .definitions.grammar import TABLE_SUFFIXES, is_table
+from .definitions.kinds import DefinitionKind, SchemaRef
 from .errors import DefinitionError, IssueList
 from .options import Options
 from .yamlio import YamlSyntaxError, load_text, to_plain, value_position
 
-TABLE_SUFFIXES = (".csv", ".yaml", ".yml")
+__all__ = ["TABLE_SUFFIXES", "Table", "TableDefinition", "TableKind", "load_table", "tables"]
 
 
 class TableDefinition(Options):
@@ -165,3 +167,29 @@ class TableCache:
 
 
 tables = TableCache()
+
+
+class TableKind(DefinitionKind):
+    """A code table: a CSV or YAML file in a `tables/` folder (no `kind:`)."""
+
+    kind = "Table"
+    model = TableDefinition
+    order = 50
+
+    @classmethod
+    def recognises(cls, path: Path, kind: str | None) -> bool:
+        return is_table(path)
+
+    @classmethod
+    def load(cls, path: Path, text: str) -> Table:
+        return load_table(path)
+
+    @classmethod
+    def schema(cls, ref: SchemaRef) -> dict[str, Any]:
+        return {
+            "title": "Flowyard code table",
+            "description": "a YAML file under tables/: code: value, or {description, default, codes}",
+            "if": {"type": "object", "required": ["codes"]},
+            "then": ref(TableDefinition),
+            "else": {"type": "object", "description": "code: value (a value may be a mapping when a code translates to several fields)"},
+        }

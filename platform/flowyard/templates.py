@@ -5,7 +5,7 @@ a flow body whose strings may name parameters (`{{ plant | lower }}`), the param
 a JSON Schema (types, patterns, enums, defaults, descriptions shown as help), and an
 instance is a small file naming the template and giving the values. The runtime deploys
 an instance as the flow it renders to: `flowyard.loader.load_flow(instance)` returns
-that flow (registered below with `register_flow_kind`).
+that flow (`InstanceKind.flow`, registered as the `FlowInstance` definition kind).
 
 Which strings are rendered: a string is rendered at onboarding when it names at least one
 parameter (or `instance_name`, `template_name`, `template_dir`); strings that only name
@@ -59,13 +59,14 @@ from ruamel.yaml.scalarstring import (
     SingleQuotedScalarString,
 )
 
+from .definitions.grammar import files_of_kind, parse_definition
+from .definitions.kinds import DefinitionKind
 from .errors import DefinitionError, FlowyardError, Issue, IssueList, Position, did_you_mean
 from .flow import API_VERSION, NAME_PATTERN, TOP_LEVEL_KEYS, ApiVersion, Flow, FlowTest, Metadata
-from .loader import FlowLoader, register_flow_kind
+from .loader import FlowLoader
 from .options import Options
 from .sandbox import FlowEnvironment, RenderLimitError, make_environment
 from .yamlio import (
-    YamlSyntaxError,
     dump_text,
     key_position,
     load_text,
@@ -77,7 +78,6 @@ from .yamlio import (
 
 BUILTIN_NAMES = ("instance_name", "template_name", "template_dir")
 RESERVED_NAMES = ("data", "message", "key", "ext")  # the runtime's template variables
-YAML_SUFFIXES = (".yaml", ".yml")
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}$", re.S)
 
 
@@ -290,23 +290,6 @@ class FlowInstance:
 # -- reading files -----------------------------------------------------------------
 
 
-def _parse(path: Path, text: str | None, kind: str, issues: IssueList) -> CommentedMap | None:
-    text = text if text is not None else path.read_text(encoding="utf-8")
-    try:
-        document = load_text(text, str(path))
-    except YamlSyntaxError as exc:
-        issues.issues.append(exc.issue)
-        return None
-    if not isinstance(document, CommentedMap):
-        issues.add(f"a {kind} file must be a YAML mapping", 1, 1)
-        return None
-    if document.get("apiVersion") != API_VERSION:
-        issues.add(f"apiVersion must be {API_VERSION!r}", *(value_position(document, "apiVersion") if "apiVersion" in document else (1, 1)))
-    if document.get("kind") != kind:
-        issues.add(f"kind must be {kind!r}", *(value_position(document, "kind") if "kind" in document else (1, 1)))
-    return document
-
-
 def _metadata(document: CommentedMap, issues: IssueList) -> CommentedMap | None:
     node = document.get("metadata")
     if not isinstance(node, CommentedMap):
@@ -337,7 +320,7 @@ def parse_template(path: Path, text: str | None = None) -> tuple[Template | None
     """Read a template file; problems with their positions in `issues`."""
     issues = IssueList(str(path))
     text = text if text is not None else path.read_text(encoding="utf-8")
-    document = _parse(path, text, "Template", issues)
+    document = parse_definition(path, text, "Template", issues)
     if document is None:
         return None, issues
     for key in document:
@@ -403,7 +386,7 @@ def _template_ref(node: Any, document: CommentedMap, issues: IssueList) -> Templ
 def parse_instance(path: Path, text: str | None = None) -> tuple[FlowInstance | None, IssueList]:
     issues = IssueList(str(path))
     text = text if text is not None else path.read_text(encoding="utf-8")
-    document = _parse(path, text, "FlowInstance", issues)
+    document = parse_definition(path, text, "FlowInstance", issues)
     if document is None:
         return None, issues
     for key in document:
@@ -450,16 +433,8 @@ def _version_key(version: str | None) -> tuple[Any, ...]:
 
 def template_files(directory: Path) -> Iterator[Path]:
     """YAML files of kind Template under a folder (recursively)."""
-    if not directory.is_dir():
-        return
-    for path in sorted(directory.rglob("*")):
-        if path.suffix.lower() in YAML_SUFFIXES and path.is_file() and ".git" not in path.parts:
-            try:
-                head = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            if re.search(r"^kind:\s*['\"]?Template['\"]?\s*(#.*)?$", head, re.M):
-                yield path
+    if directory.is_dir():
+        yield from files_of_kind([directory], "Template")
 
 
 _parsed: dict[Path, tuple[int, int, Template | None]] = {}
@@ -1059,12 +1034,37 @@ def _check_in_scratch(template: Template, values: dict[str, Any]) -> list[Issue]
         return [Issue(Position(str(template.path)), problem) for problem in exc.problems]
 
 
-def _register() -> None:
-    from .definitions import register_checker
+class TemplateKind(DefinitionKind):
+    """`kind: Template`: an onboarding template."""
 
-    register_checker("Template", check_template)
-    register_checker("FlowInstance", check_instance)
-    register_flow_kind("FlowInstance", load_instance)
+    kind = "Template"
+    model = TemplateDefinition
+    order = 2
+
+    @classmethod
+    def load(cls, path: Path, text: str) -> Template:
+        return load_template(path, text)
+
+    @classmethod
+    def check(cls, path: Path, text: str) -> list[Issue]:
+        return check_template(path, text)
 
 
-_register()
+class InstanceKind(DefinitionKind):
+    """`kind: FlowInstance`: a flow made from a template; it stands for the flow it renders to."""
+
+    kind = "FlowInstance"
+    model = FlowInstanceDefinition
+    order = 1
+
+    @classmethod
+    def load(cls, path: Path, text: str) -> FlowInstance:
+        return load_instance_file(path, text)
+
+    @classmethod
+    def check(cls, path: Path, text: str) -> list[Issue]:
+        return check_instance(path, text)
+
+    @classmethod
+    def flow(cls, path: Path, text: str) -> Flow:
+        return load_instance(path, text)

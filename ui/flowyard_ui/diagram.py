@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowyard.flow import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
+from flowyard.definitions.grammar import SOURCE_COMMON_KEYS, STEP_COMMON_KEYS, TARGET_COMMON_KEYS, entry
 from flowyard.yamlio import to_plain
 
 SUMMARY_KEYS = (
@@ -67,12 +67,10 @@ def _summary(options: Any) -> str:
 
 
 def _entry(role: str, item: Any, common: tuple[str, ...], bad_lines: set[int]) -> Node | None:
-    if not isinstance(item, dict):
+    found = entry(item, common)
+    if found is None or not found.keys:
         return None
-    keys = [k for k in item if k not in common]
-    if not keys:
-        return None
-    kind = str(keys[0])
+    kind = found.keys[0]
     line = None
     lc = getattr(item, "lc", None)
     if lc is not None:
@@ -99,7 +97,7 @@ def build(document: Any, bad_lines: set[int] | None = None) -> dict[str, Any]:
     bad = bad_lines or set()
     if not isinstance(document, dict):
         return {"source": None, "steps": [], "targets": []}
-    source = _entry("source", document.get("source"), (), bad)
+    source = _entry("source", document.get("source"), SOURCE_COMMON_KEYS, bad)
     steps = [n for n in (_entry("step", s, STEP_COMMON_KEYS, bad) for s in (document.get("steps") or [])) if n]
     targets = [n for n in (_entry("target", t, TARGET_COMMON_KEYS, bad) for t in (document.get("targets") or [])) if n]
     for index, node in enumerate(steps, 1):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowyard.definitions.grammar import top_level_files
 from flowyard.errors import Issue
 from flowyard.loader import check_flow, content_hash
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text, to_plain
@@ -44,13 +45,8 @@ _cache: dict[Path, tuple[int, int, FlowFile]] = {}
 
 
 def flow_paths(flows_dir: Path) -> list[Path]:
-    """The flow files: YAML files at the top of the folder, as the runtime deploys them
-    (`tables/`, `templates/`, `partners/`, `guides/` hold what flows use)."""
-    if not flows_dir.is_dir():
-        return []
-    return sorted(
-        p for p in flows_dir.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
-    )
+    """The flow files: YAML files at the top of the folder, as the runtime deploys them."""
+    return top_level_files(flows_dir)
 
 
 def read_flow(path: Path, flows_dir: Path, *, check: bool = True) -> FlowFile:

@@ -18,7 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from flowyard import registry
-from flowyard.flow import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
+from flowyard.definitions.grammar import SOURCE_COMMON_KEYS, STEP_COMMON_KEYS, TARGET_COMMON_KEYS, entry, entry_options
 from flowyard.yamlio import YamlSyntaxError, load_text, to_plain
 
 LONG_TEXT = ("expression", "template", "query", "body", "condition", "when")
@@ -136,19 +136,12 @@ def _common(item: dict[str, Any], keys: tuple[str, ...], role: str) -> list[Fiel
 
 
 def _options_of(item: Any, kind: str, main: str | None) -> dict[str, Any]:
-    raw = item.get(kind)
-    if raw is None:
-        return {}
-    if isinstance(raw, dict):
-        return dict(to_plain(raw))
-    return {main: to_plain(raw)} if main else {}
+    return entry_options(item.get(kind), main) or {}
 
 
 def _entry_kind(item: Any, common: tuple[str, ...]) -> str | None:
-    if not isinstance(item, dict):
-        return None
-    keys = [str(k) for k in item if k not in common]
-    return keys[0] if len(keys) == 1 else None
+    found = entry(item, common)
+    return found.kind if found is not None else None
 
 
 def parts(document: Any) -> list[PartView]:
@@ -159,7 +152,7 @@ def parts(document: Any) -> list[PartView]:
     connectors = registry.available_connectors()
     steps = registry.available_steps()
     source = document.get("source")
-    kind = _entry_kind(source, ())
+    kind = _entry_kind(source, SOURCE_COMMON_KEYS)
     if kind is not None:
         conn = connectors.get(kind)
         model = conn.SourceOptions if conn is not None else None

@@ -20,9 +20,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..definitions import kind_of
 from ..errors import DefinitionError, FlowyardError
 from ..flow import Flow
-from ..loader import kind_of, load_flow
+from ..loader import load_flow
 from ..store.api import DeploymentInfo, Snapshot, Store, StoreError
 from ..store.scratch import ScratchServices, scratch_run
 from ..testing import run_tests

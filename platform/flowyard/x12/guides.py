@@ -53,7 +53,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, RootModel
 
-from ..definitions import register_checker
+from ..definitions.kinds import DefinitionKind
 from ..errors import DefinitionError, Issue, IssueList, Position
 from ..flow import API_VERSION, ApiVersion
 from ..options import Options
@@ -517,7 +517,20 @@ def check_guide(path: Path, _text: str) -> list[Issue]:
     return []
 
 
-register_checker("Guide", check_guide)
+class GuideKind(DefinitionKind):
+    """`kind: Guide`: an implementation guide in the compact YAML form."""
+
+    kind = "Guide"
+    model = GuideDefinition
+    order = 4
+
+    @classmethod
+    def load(cls, path: Path, text: str) -> Guide:
+        return load_guide(path)
+
+    @classmethod
+    def check(cls, path: Path, text: str) -> list[Issue]:
+        return check_guide(path, text)
 
 
 # -- pyx12 map XML -----------------------------------------------------------------
@@ -665,7 +678,3 @@ def _load_pyx12_map(guide: Guide) -> Any:
 
     map_file = compile_to_directory(guide)
     return pyx12.map_if.load_map_file(map_file.name, _params(), str(map_file.parent))
-
-# Partner profiles register their own checker; importing them here means any import of
-# the X12 guides makes `flowyard validate` know both kinds.
-from . import partners as _partners  # noqa: E402,F401

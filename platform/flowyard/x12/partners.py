@@ -32,7 +32,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from ..definitions import register_checker
+from ..definitions.grammar import error_location, error_position
+from ..definitions.kinds import DefinitionKind
 from ..errors import DefinitionError, Issue, Position
 from ..options import Duration, Options
 from ..yamlio import YamlSyntaxError, load_text, locate, to_plain
@@ -137,9 +138,8 @@ def _check(path: Path, text: str) -> list[Issue]:
     except ValidationError as exc:
         issues = []
         for error in exc.errors():
-            loc = [p for p in error["loc"] if isinstance(p, str | int)]
-            line, col = locate(document, loc, at_key=error["type"] == "extra_forbidden")
-            where = ".".join(str(p) for p in loc)
+            line, col = error_position(document, error)
+            where = ".".join(str(p) for p in error_location(error))
             what = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             issues.append(Issue(Position(str(path), line, col), f"{where}: {what}"))
         return issues
@@ -155,4 +155,17 @@ def check_partner(path: Path, text: str) -> list[Issue]:
     return _check(path, text)
 
 
-register_checker("Partner", check_partner)
+class PartnerKind(DefinitionKind):
+    """`kind: Partner`: a trading partner profile in `partners/`."""
+
+    kind = "Partner"
+    model = PartnerProfile
+    order = 3
+
+    @classmethod
+    def load(cls, path: Path, text: str) -> PartnerProfile:
+        return load_partner(path)
+
+    @classmethod
+    def check(cls, path: Path, text: str) -> list[Issue]:
+        return _check(path, text)

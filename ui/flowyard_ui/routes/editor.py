@@ -11,8 +11,9 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from flowyard import registry
+from flowyard.definitions import kind_of
 from flowyard.errors import DefinitionError, FlowyardError, Issue, Position
-from flowyard.loader import content_hash, kind_of, load_flow
+from flowyard.loader import content_hash, load_flow
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
 from .. import auth, diagram, forms, gitops
