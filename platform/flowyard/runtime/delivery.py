@@ -21,6 +21,7 @@ from ..secrets import redactor
 from ..store import queue
 from ..store.api import reason_kind
 from ..store.breakers import sync as sync_breakers
+from ..store.records import AttemptRow, DeadLetterRow, DeliveryRow
 from .flows import LoadedTarget
 from .outcomes import brief, dead_row
 from .policy import Breakers, retry_delay
@@ -60,13 +61,13 @@ class Delivery:
             lanes += [lane(queued) for _ in range(min(len(group), limit))]
         await asyncio.gather(*lanes)
 
-    async def first_attempt(self, outcome: queue.ProcessOutcome, row: dict[str, Any],
+    async def first_attempt(self, outcome: queue.ProcessOutcome, row: DeliveryRow,
                             out: Message, t: LoadedTarget, trace: list[Any]) -> None:
         result = await self.attempt(t, out, row["idempotency_key"], 0, outcome.message.flow,
                                     outcome.message.id)
         state, attempts, next_at, error, detail, attempt_row = result
-        row.update(state=state, attempts=attempts, next_at=next_at, last_error=error,
-                   detail=detail or {})
+        row["state"], row["attempts"], row["next_at"] = state, attempts, next_at
+        row["last_error"], row["detail"] = error, detail or {}
         if state != "pending":  # the data is kept for retries only: none will come
             row["meta"].pop("last_data", None)
         if attempt_row is not None:
@@ -79,8 +80,7 @@ class Delivery:
 
     async def attempt(self, t: LoadedTarget, message: Message, key: str, attempts: int,
                       flow: str, message_id: str, delivery_id: int | None = None
-                      ) -> tuple[str, int, float, str | None, dict[str, Any] | None,
-                                 dict[str, Any] | None]:
+                      ) -> tuple[str, int, float, str | None, dict[str, Any] | None, AttemptRow | None]:
         """One delivery attempt: (state, attempts, next_at, error, detail, attempt row)."""
         breaker = self.breakers.get(t.endpoint)
         now = time.time()
@@ -109,7 +109,7 @@ class Delivery:
         self.runtime.metrics.child(self.runtime.metrics.delivery_seconds, flow, t.spec.name).observe(seconds)
         # no NUL: an error may quote a binary answer, and PostgreSQL text cannot hold one
         error = redactor.redact(error).replace("\x00", "\ufffd") if error else None
-        row = {"message_id": message_id, "delivery_id": delivery_id, "kind": "deliver",
+        row: AttemptRow = {"message_id": message_id, "delivery_id": delivery_id, "kind": "deliver",
                "target": t.spec.name, "number": number, "worker": self.runtime.worker,
                "started_at": now, "duration": seconds, "ok": error is None, "error": error,
                "detail": {"key": key, **(detail or {})}}
@@ -184,7 +184,7 @@ class Delivery:
         dead = self.delivery_dead(d, error or "") if state == "dead" else None
         return queue.DeliveryOutcome(d, state, attempts, next_at, error, detail or {}, row, dead)
 
-    def delivery_dead(self, d: queue.ClaimedDelivery, reason: str) -> dict[str, Any]:
+    def delivery_dead(self, d: queue.ClaimedDelivery, reason: str) -> DeadLetterRow:
         meta = d.meta or {}
         return {"message_id": d.message_id, "delivery_id": d.id,
                 "correlation_id": meta.get("correlation_id") or "", "flow": d.flow,

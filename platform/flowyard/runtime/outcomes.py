@@ -10,13 +10,14 @@ from ..message import Message
 from ..secrets import redactor
 from ..store import queue
 from ..store.api import reason_kind
+from ..store.records import DeadLetterRow, DeliveryRow
 from .flows import LoadedTarget
 from .snapshots import json_copy
 
 
 def dead_row(c: queue.ClaimedMessage, kind: str, reason: str, where: str | None,
              payload: bytes, content_type: str, trace: list[Any],
-             target: str | None = None) -> dict[str, Any]:
+             target: str | None = None) -> DeadLetterRow:
     return {"message_id": c.id, "correlation_id": c.correlation_id, "flow": c.flow,
             "flow_version": c.flow_version, "kind": kind, "reason": reason,
             "reason_kind": reason_kind(reason), "step": where, "target": target,
@@ -24,7 +25,7 @@ def dead_row(c: queue.ClaimedMessage, kind: str, reason: str, where: str | None,
             "status": "open", "created_at": time.time()}
 
 
-def delivery_row(c: queue.ClaimedMessage, index: int, out: Message, t: LoadedTarget) -> dict[str, Any]:
+def delivery_row(c: queue.ClaimedMessage, index: int, out: Message, t: LoadedTarget) -> DeliveryRow:
     now = time.time()
     last_data = json_copy(out.last_data)
     return {

@@ -15,6 +15,7 @@ from ..flow import StepSpec
 from ..message import Message
 from ..secrets import redactor
 from ..store import queue
+from ..store.records import TraceStep
 from .delivery import FirstSend
 from .flows import LoadedFlow
 from .logs import fields
@@ -112,7 +113,7 @@ class Processing:
                                                       c.content_type, []))
             return outcome, []
         message.headers.setdefault("labels", loaded.labels)
-        traces: list[dict[str, Any]] = []
+        traces: list[TraceStep] = []
         tracer = (self.tracer_for(c, loaded, traces)
                   if self.runtime.config.trace != "none" or tracing_enabled() else None)
         with span("message", flow=c.flow, message_id=c.id, correlation_id=c.correlation_id):
@@ -158,7 +159,7 @@ class Processing:
         return outcome, sends
 
     def tracer_for(self, c: queue.ClaimedMessage, loaded: LoadedFlow,
-                   traces: list[dict[str, Any]]) -> Any:
+                   traces: list[TraceStep]) -> Any:
         cap = self.runtime.config.trace_cap
         histogram, child = self.runtime.metrics.step_seconds, self.runtime.metrics.child
         otel = tracing_enabled()
@@ -188,6 +189,6 @@ class Processing:
 
     @staticmethod
     def trace_step(index: int, step: str, status: str, seconds: float,
-                   snapshot: str) -> dict[str, Any]:
+                   snapshot: str) -> TraceStep:
         return {"step_index": index, "step": step, "status": status,
                 "duration": seconds, "snapshot": snapshot, "at": time.time()}

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -44,6 +44,10 @@ from sqlalchemy.sql.elements import TextClause
 
 from .database import json_text
 from .models import Attempt, DeadLetter, Delivery, MessageTrace, StoredMessage
+from .records import AttemptRow, DeadLetterRow, DeliveryRow, TraceRow
+
+if TYPE_CHECKING:
+    from .queue import ProcessOutcome
 
 TABLES: dict[str, Table] = {
     "deliveries": Delivery.__table__,  # type: ignore[dict-item]
@@ -138,17 +142,18 @@ SELECT id FROM held
 """)
 
 
-def _rows(name: str, rows: list[dict[str, Any]]) -> str:
+def _rows(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "[]"
     binary = BINARY.intersection(COLUMNS[name])
     if binary:
-        rows = [dict(r) for r in rows]
-        for r in rows:
+        encoded = [dict(r) for r in rows]
+        for r in encoded:
             for c in binary:
                 value = r.get(c)
                 if value is not None:
                     r[c] = base64.b64encode(value).decode("ascii")
+        return _json(encoded)
     return _json(rows)
 
 
@@ -158,14 +163,14 @@ def _json(value: Any) -> str:
 
 
 def commit(connection: Connection, worker: str, now: float,
-           outcomes: Sequence[Any]) -> set[str]:
+           outcomes: Sequence[ProcessOutcome]) -> set[str]:
     """Run the batch commit; returns the ids whose lease held (the others are refused
     and left untouched)."""
     summary = []
-    deliveries: list[dict[str, Any]] = []
-    attempts: list[dict[str, Any]] = []
-    traces: list[dict[str, Any]] = []
-    dead: list[dict[str, Any]] = []
+    deliveries: list[DeliveryRow] = []
+    attempts: list[AttemptRow] = []
+    traces: list[TraceRow] = []
+    dead: list[DeadLetterRow] = []
     for o in outcomes:
         summary.append({"id": o.message.id, "token": o.message.token, "state": o.state,
                         "attempt": o.message.attempt + 1, "outputs": o.outputs,

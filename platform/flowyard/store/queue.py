@@ -53,6 +53,7 @@ from .models import (
     StoredMessage,
     Worker,
 )
+from .records import AttemptRow, DeadLetterRow, DeliveryRow, TraceRow
 
 FINAL_DELIVERY = ("done", "dead")
 
@@ -100,10 +101,10 @@ class ProcessOutcome:
     outputs: int = 0
     error: str | None = None
     error_step: str | None = None
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    traces: list[dict[str, Any]] = field(default_factory=list)  # its steps: one row, or none
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)  # may name "delivery_key"
+    deliveries: list[DeliveryRow] = field(default_factory=list)
+    attempts: list[AttemptRow] = field(default_factory=list)
+    traces: list[TraceRow] = field(default_factory=list)  # its steps: one row, or none
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
 
 
 @dataclass
@@ -114,8 +115,8 @@ class DeliveryOutcome:
     next_at: float = 0.0
     last_error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
-    attempt: dict[str, Any] | None = None
-    dead_letter: dict[str, Any] | None = None
+    attempt: AttemptRow | None = None
+    dead_letter: DeadLetterRow | None = None
 
 
 def worker_id() -> str:
@@ -252,10 +253,10 @@ def commit_processing(
             held = pgcommit.commit(connection, worker, now, outcomes)
         return [o.message.id for o in outcomes if o.message.id not in held]
     m = StoredMessage
-    deliveries: list[dict[str, Any]] = []
-    attempts: list[dict[str, Any]] = []
-    traces: list[dict[str, Any]] = []
-    dead: list[dict[str, Any]] = []
+    deliveries: list[DeliveryRow] = []
+    attempts: list[AttemptRow] = []
+    traces: list[TraceRow] = []
+    dead: list[DeadLetterRow] = []
     with write_transaction(engine) as connection:
         held = _still_held(connection, m, worker, now,
                            {o.message.id: o.message.token for o in outcomes})
@@ -308,20 +309,20 @@ def _still_held(connection: Connection, table: Any, worker: str, now: float,
             if row[2] == worker and row[1] == tokens[row[0]] and (row[3] or 0) >= now}
 
 
-def _insert_dead_letters(connection: Connection, rows: list[dict[str, Any]]) -> None:
+def _insert_dead_letters(connection: Connection, rows: list[DeadLetterRow]) -> None:
     keys = [r["delivery_key"] for r in rows if r.get("delivery_key")]
     ids: dict[str, int] = {}
     if keys:
         ids = dict(connection.execute(
             select(Delivery.idempotency_key, Delivery.id).where(Delivery.idempotency_key.in_(keys))
         ).all())
-    clean = []
+    clean: list[dict[str, Any]] = []
     for row in rows:
-        row = dict(row)
-        key = row.pop("delivery_key", None)
+        plain: dict[str, Any] = dict(row)
+        key = plain.pop("delivery_key", None)
         # every row names delivery_id: an executemany takes its columns from the first row
-        row["delivery_id"] = ids.get(key) if key else row.get("delivery_id")
-        clean.append(row)
+        plain["delivery_id"] = ids.get(key) if key else plain.get("delivery_id")
+        clean.append(plain)
     connection.execute(insert(DeadLetter), clean)
 
 
@@ -334,8 +335,8 @@ def commit_deliveries(
     now = time.time()
     d = Delivery
     touched: set[str] = set()
-    attempts: list[dict[str, Any]] = []
-    dead: list[dict[str, Any]] = []
+    attempts: list[AttemptRow] = []
+    dead: list[DeadLetterRow] = []
     with write_transaction(engine) as connection:
         for o in outcomes:
             result = connection.execute(
