@@ -54,6 +54,32 @@ def _parse_date(value: str, fmt: str | None) -> datetime:
     return parsed
 
 
+MAX_DIGITS = 400  # a business number (an amount, an order number) never comes close
+MAX_PLACES = 30
+
+
+def bounded_number(function: str, value: Any) -> Decimal:
+    """The value as a decimal, refused when it is not a finite number of at most
+    MAX_DIGITS digits before or after the point: `1e9999999999` would otherwise become an
+    integer of ten billion digits (minutes of CPU and gigabytes) in `int()`."""
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValueError(f"{function}: {value!r} is not a number") from exc
+    if not number.is_finite():
+        raise ValueError(f"{function}: {value!r} is not a finite number")
+    if number and abs(number.adjusted()) > MAX_DIGITS:
+        raise ValueError(f"{function}: {str(value)[:40]!r} is out of range (more than {MAX_DIGITS} digits)")
+    return number
+
+
+def bounded_places(function: str, places: Any) -> int:
+    count = int(places)
+    if not 0 <= count <= MAX_PLACES:
+        raise ValueError(f"{function}: {places!r} decimal places; between 0 and {MAX_PLACES}")
+    return count
+
+
 class FlowFunctions(functions.Functions):
     """The extra JMESPath functions; `lookup` reads the flow's code tables."""
 
@@ -130,30 +156,21 @@ class FlowFunctions(functions.Functions):
     def _func_to_int(self, value: Any) -> int | None:
         if value is None or value == "":
             return None
-        try:
-            return int(Decimal(str(value).strip()))
-        except InvalidOperation as exc:
-            raise ValueError(f"to_int: {value!r} is not a number") from exc
+        return int(bounded_number("to_int", value))
 
     @functions.signature({"types": ["string", "number", "null"]}, {"types": ["number"], "optional": True})
     def _func_to_decimal(self, value: Any, places: int | None = None) -> float | None:
         if value is None or value == "":
             return None
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation as exc:
-            raise ValueError(f"to_decimal: {value!r} is not a number") from exc
+        number = bounded_number("to_decimal", value)
         if places is not None:
-            number = number.quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
+            number = number.quantize(Decimal(1).scaleb(-bounded_places("to_decimal", places)), rounding=ROUND_HALF_UP)
         return float(number)
 
     @functions.signature({"types": ["number", "string"]}, {"types": ["number"]})
     def _func_format_number(self, value: Any, places: int) -> str:
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation as exc:
-            raise ValueError(f"format_number: {value!r} is not a number") from exc
-        return str(number.quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP))
+        number = bounded_number("format_number", value)
+        return str(number.quantize(Decimal(1).scaleb(-bounded_places("format_number", places)), rounding=ROUND_HALF_UP))
 
     @functions.signature({"types": [], "variadic": True})
     def _func_coalesce(self, *values: Any) -> Any:

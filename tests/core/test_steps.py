@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -96,6 +97,20 @@ def test_jmespath_extra_functions(run_steps: Run, expression: str, expected: obj
 
 def test_jmespath_function_error_is_a_step_error(run_steps: Run) -> None:
     assert "to_int: 'abc' is not a number" in error(run_steps("  - jmespath: \"to_int('abc')\"", b"{}"))
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("to_int(AUFNR)", "to_int: '1e9999999999' is out of range"),
+    ("to_decimal(AUFNR)", "to_decimal: '1e9999999999' is out of range"),
+    ("format_number(AUFNR, `2`)", "format_number: '1e9999999999' is out of range"),
+    ("to_int('NaN')", "to_int: 'NaN' is not a finite number"),
+    ("to_decimal('1.5', `1000000000`)", "to_decimal: 1000000000 decimal places; between 0 and 30"),
+])
+def test_numbers_a_message_controls_are_bounded(run_steps: Run, expression: str, message: str) -> None:
+    started = time.monotonic()
+    text = error(run_steps(f"  - jmespath: \"{expression}\"", b'{"AUFNR": "1e9999999999"}'))
+    assert message in text
+    assert time.monotonic() - started < 5  # unbounded, to_int ran for minutes at gigabytes
 
 
 def test_jmespath_lookup_missing_code(run_steps: Run) -> None:
