@@ -14,13 +14,62 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode
 
 from .errors import Issue, Position
 
 
+class AliasBomb(MarkedYAMLError):
+    """A document whose aliases expand beyond what any definition needs."""
+
+
+class BoundedConstructor(RoundTripConstructor):
+    """ruamel's round-trip constructor that first counts what the composed document
+    stands for once its aliases are expanded: a 600-byte alias bomb stands for billions
+    of values, and every reader of the document (validation, the engine, the UI's
+    checks) would expand it. Each distinct node is counted once, so the count takes
+    time in the size of the text."""
+
+    def construct_document(self, node: Any) -> Any:
+        check_expansion(node)
+        return super().construct_document(node)
+
+
+def check_expansion(root: Any) -> None:
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(node: Any) -> int:
+        if isinstance(node, ScalarNode):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in pending:
+            raise AliasBomb(problem="an alias refers to the node that holds it; refused", problem_mark=node.start_mark)
+        pending.add(key)
+        total = 1
+        children = [part for pair in node.value for part in pair] if isinstance(node, MappingNode) else node.value
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_VALUES:
+                raise AliasBomb(problem=f"aliases here expand to more than {MAX_EXPANDED_VALUES:,} values "
+                                "(an alias bomb?); refused", problem_mark=node.start_mark)
+        pending.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        size(root)
+    except RecursionError:
+        raise AliasBomb(problem="the document is nested too deeply; refused", problem_mark=root.start_mark) from None
+
+
 def round_trip() -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Constructor = BoundedConstructor
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap long lines an analyst wrote on one line
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -33,10 +82,14 @@ class YamlSyntaxError(Exception):
         self.issue = issue
 
 
+MAX_EXPANDED_VALUES = 200_000  # what a document may stand for once its aliases are expanded
+
+
 def load_text(text: str, file: str) -> Any:
-    """Parse YAML text keeping comments and positions; syntax errors become an Issue."""
+    """Parse YAML text keeping comments and positions; syntax errors become an Issue,
+    and so does a document whose aliases would expand beyond MAX_EXPANDED_VALUES values."""
     try:
-        return round_trip().load(text)
+        document = round_trip().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -47,6 +100,7 @@ def load_text(text: str, file: str) -> Any:
         raise YamlSyntaxError(Issue(Position(file, line, col), f"YAML syntax: {what}")) from exc
     except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad tags)
         raise YamlSyntaxError(Issue(Position(file), f"YAML syntax: {exc}")) from exc
+    return document
 
 
 def load_file(path: Path) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from .conftest import ORDERS_FLOW, UiClient
@@ -138,3 +139,16 @@ def test_save_commits_on_a_review_branch_with_the_author(analyst: UiClient, flow
     assert head.stdout.strip() == "main"  # the working tree was not switched
     page = analyst.get("/flows/erp-orders")
     assert branch in page.text
+
+
+def test_a_viewers_alias_bomb_is_refused_at_once(viewer: UiClient) -> None:
+    """Seven such POSTs stopped the runtime: each expanded the aliases in the shared
+    thread pool (issue 17)."""
+    levels = ['l0: &l0 ["x","x","x","x","x","x","x","x","x","x"]']
+    levels += [f"l{n}: &l{n} [" + ",".join([f"*l{n - 1}"] * 10) + "]" for n in range(1, 12)]
+    started = time.monotonic()
+    for _ in range(7):
+        response = viewer.post("/flows/erp-orders/check", {"yaml": ORDERS_FLOW + "\n".join(levels) + "\n"})
+        assert response.status_code == 200
+        assert "alias bomb" in response.text
+    assert time.monotonic() - started < 30
