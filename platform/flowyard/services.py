@@ -45,6 +45,8 @@ class ControlNumbers(Protocol):
 
     def reconcile(self, receiver: str, group_control: str, set_control: str, status: str) -> bool: ...
 
+    def release_interchange(self, partner: str, sender: str, control_number: str, correlation_id: str) -> None: ...
+
 
 class KeyValueState(Protocol):
     """Small state a source keeps between polls (a watermark). Plain or async methods."""

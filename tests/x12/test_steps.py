@@ -136,6 +136,19 @@ def test_truncated_file_keeps_good_sets_and_fails_clearly(tmp_path: Path, x12_db
     assert "truncated" in str(result.failures[0].error)
 
 
+def test_a_truncated_interchange_does_not_lock_out_the_complete_resend(tmp_path: Path, x12_db: Any) -> None:
+    """Nothing of a cut-off interchange was accepted: its ISA13 is not kept as received,
+    so the partner's complete resend is processed instead of refused as a duplicate."""
+    loaded = flow(tmp_path, "  - x12.parse: {partner: acme}")
+    data = (EXAMPLES / "850-4010-two-sets.edi").read_text()
+    cut = run(loaded, data[: data.rindex("CTT")].encode())
+    assert "truncated" in str(cut.failures[0].error)
+    resend = run(loaded, data.encode())
+    assert not resend.failures and len(resend.outputs) == 2
+    again = run(loaded, data.encode())  # the complete one was accepted: now a copy is a duplicate
+    assert "duplicate interchange" in str(again.failures[0].error)
+
+
 def test_generate_round_trip_with_partner_and_counters(tmp_path: Path, x12_db: Any) -> None:
     parse = flow(tmp_path, "  - x12.parse: {}")
     parsed = run(parse, (EXAMPLES / "856-supplierx-2cartons.edi").read_bytes()).outputs[0].payload

@@ -137,6 +137,19 @@ def claim_interchange(partner: str, sender: str, control_number: str, window: ti
         return DuplicateCheck(True, first_seen)
 
 
+def release_interchange(partner: str, sender: str, control_number: str, correlation_id: str,
+                        engine: Engine | None = None) -> None:
+    """Forget an interchange this message claimed but could not read to its end (cut
+    off, malformed): nothing of it was accepted, so the partner's complete resend is not
+    a duplicate. Only the claim of this message (its correlation id) is removed."""
+    engine = engine or get_engine()
+    table = _table(ReceivedInterchange)
+    with engine.begin() as connection:
+        connection.execute(table.delete().where(
+            table.c.partner == partner, table.c.sender == sender, table.c.control_number == control_number,
+            table.c.correlation_id == correlation_id))
+
+
 def record_outbound(*, partner: str, receiver: str, interchange_control: str, group_control: str, set_control: str,
                     transaction: str, deadline: timedelta | None, correlation_id: str, engine: Engine | None = None) -> None:
     engine = engine or get_engine()
@@ -187,6 +200,9 @@ class ControlNumbersStore:
 
     def reconcile(self, receiver: str, group_control: str, set_control: str, status: str) -> bool:
         return reconcile(receiver, group_control, set_control, status, self.engine)
+
+    def release_interchange(self, partner: str, sender: str, control_number: str, correlation_id: str) -> None:
+        release_interchange(partner, sender, control_number, correlation_id, self.engine)
 
 
 def default_control_numbers() -> ControlNumbersStore:

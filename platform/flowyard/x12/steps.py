@@ -39,6 +39,7 @@ from .shape import SeparatorInData, body_segments, roles_of, segment_text
 
 log = logging.getLogger("flowyard.x12")
 X12_CONTENT_TYPE = "application/edi-x12"
+REJECTED_INTERCHANGE = {"023", "024"}  # TA105 notes of an interchange its TA1 rejects (cut off, invalid)
 
 
 def _search_dirs(context: FlowContext) -> list[Path]:
@@ -131,6 +132,7 @@ class X12Parse(Step):
         payload = bytes(message.payload)
         skipping = False
         current: InterchangeInfo | None = None
+        claimed: InterchangeInfo | None = None  # an interchange this message holds the claim of, until its end
         try:
             summaries = self.ack_kind is not None  # per-set bookkeeping only when a 997/999 is due
             for event in walk(payload, self.resolve, validate=self.options.validate_, shape=True, summaries=summaries):
@@ -138,6 +140,7 @@ class X12Parse(Step):
                     if current is not event.interchange:
                         current = event.interchange
                         skipping = self._is_duplicate(message, current)
+                        claimed = None if skipping else current
                     if skipping:
                         continue
                     yield self._set_message(message, event)
@@ -148,17 +151,33 @@ class X12Parse(Step):
                     if skipping:
                         yield from self._duplicate_outputs(message, event)
                     else:
+                        if REJECTED_INTERCHANGE.intersection(event.notes):
+                            self._release(message, current)  # its TA1 says rejected: not received
                         yield from self._acknowledge(message, event)
-                    current, skipping = None, False
+                    current, skipping, claimed = None, False, None
                 elif isinstance(event, GroupResult):
                     continue
         except X12InputError as exc:
+            self._release(message, claimed)
             raise StepError(str(exc.message), where=exc.where) from None
         except StepError:
+            self._release(message, claimed)
             raise
         except Exception as exc:  # the store or pyx12 failing: the engine keeps the message
+            self._release(message, claimed)
             log.exception("x12.parse failed unexpectedly")
             raise StepError(f"x12.parse could not finish: {type(exc).__name__}: {exc}") from None
+
+    def _release(self, message: Message, interchange: InterchangeInfo | None) -> None:
+        """An interchange not read to its end was not accepted: its claim goes, so the
+        partner's complete resend (and a replay of it) is processed, not refused."""
+        if interchange is None or self.duplicates == "allow":
+            return
+        try:
+            self._numbers().release_interchange(self._counter_key(interchange), interchange.sender,
+                                                interchange.control_number, message.correlation_id)
+        except Exception as exc:  # the store is down: the failure itself still stands
+            log.warning("could not release interchange %s: %s", interchange.control_number, exc)
 
     # -- duplicates -----------------------------------------------------------------
     def _is_duplicate(self, message: Message, interchange: InterchangeInfo) -> bool:
