@@ -13,7 +13,10 @@ Target: one request per message with httpx: method, a URL template, headers (sec
 references), timeout, TLS options, which statuses count as success, an Idempotency-Key
 header carrying the delivery's key, and OAuth2 client credentials. The host is resolved
 and checked against the address allowlist (see `netguard`) before every request and
-every redirect. Network failures, 408, 429 and 5xx are retryable; other refusals are
+every redirect. Redirects are followed only within the first URL's origin, with the same
+method and body (so 307/308, or 301/302/303 of a GET): a redirect to another origin would
+carry the credentials there, and a 301/302/303 after a POST would deliver nothing; both
+are failed deliveries naming where the server pointed. Network failures, 408, 429 and 5xx are retryable; other refusals are
 not (retrying a 400 only repeats it).
 """
 
@@ -386,6 +389,26 @@ def status_matches(status: int, patterns: list[str]) -> bool:
     return any(p == code or (p.endswith("xx") and p[0] == code[0]) for p in patterns)
 
 
+def _parse_url(url: str) -> httpx.URL:
+    try:
+        return httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        raise DeliveryError(f"cannot send to {url[:200]!r}: {exc}", retryable=False) from exc
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    """Scheme, host (lower case) and port, the default port filled in."""
+    scheme = url.scheme.lower()
+    return scheme, url.host.lower(), url.port or (443 if scheme == "https" else 80)
+
+
+def _origin_text(origin: tuple[str, str, int]) -> str:
+    scheme, host, port = origin
+    default = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}" + ("" if default else f":{port}")
+
+
 @dataclass
 class _Token:
     value: str
@@ -492,14 +515,21 @@ class HttpTarget(Target[HttpTargetOptions]):
         form: dict[str, str] | None = None,
         auth: httpx.Auth | None = None,
     ) -> httpx.Response:
+        """One request; redirects are followed within the first URL's origin only, with
+        the same method and body, each hop's host checked by the address guard again.
+        A redirect to another origin, or one that would turn the method into a bodiless
+        GET (301/302/303 after anything but GET/HEAD), is a failed delivery: the
+        credentials never leave for another origin, and a payload never silently drops."""
         client = self.connect()
+        origin: tuple[str, str, int] | None = None
         for _hop in range(self.options.max_redirects + 1):
-            target = httpx.URL(url)
+            target = _parse_url(url)
             if target.scheme not in ("http", "https") or not target.host:
                 raise DeliveryError(
                     f"cannot send to {url!r}: only http and https URLs are allowed", retryable=False
                 )
             port = target.port or (443 if target.scheme == "https" else 80)
+            origin = origin or _origin(target)
             address = await self.guard.resolve(target.host, port)
             host_header = target.netloc.decode("ascii")
             pinned = target.copy_with(host=address)
@@ -534,9 +564,33 @@ class HttpTarget(Target[HttpTargetOptions]):
             if not (self.options.follow_redirects and response.is_redirect and location):
                 return response
             await response.aclose()
-            url = str(target.join(location))
-            if response.status_code in (301, 302, 303) and method not in ("GET", "HEAD"):
-                method, content, form = "GET", None, None
+            status = response.status_code
+            try:
+                following = target.join(location)
+            except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+                raise DeliveryError(
+                    f"{method} {shown} answered {status} with an unusable Location "
+                    f"{location[:200]!r}: not delivered",
+                    retryable=False,
+                ) from exc
+            there = _origin(following)
+            if there != origin:
+                raise DeliveryError(
+                    f"{method} {shown} answered {status}, a redirect to another origin "
+                    f"({_origin_text(there)}): not delivered. Redirects are followed only "
+                    f"within {_origin_text(origin)} (the credentials are never sent "
+                    "elsewhere); if the service moved, change the target's url",
+                    retryable=False,
+                )
+            if status in (301, 302, 303) and method not in ("GET", "HEAD"):
+                raise DeliveryError(
+                    f"{method} {shown} answered {status}, a redirect to "
+                    f"{following.copy_with(query=None)} that would turn the {method} into "
+                    f"a GET without the body: not delivered. Change the target's url to "
+                    "the new address (307 and 308 redirects, which keep the method, are followed)",
+                    retryable=False,
+                )
+            url = str(following)
         raise DeliveryError(
             f"more than {self.options.max_redirects} redirects from {self.options.url}",
             retryable=False,
