@@ -44,9 +44,11 @@ def test_a_literal_secret_in_options_is_refused() -> None:
 
 def test_secrets_resolve_from_a_directory_then_the_environment(tmp_path: Path) -> None:
     (tmp_path / "WMS_TOKEN").write_text("tok-from-file-123\n")
-    secrets = Secrets(directory=tmp_path, environ={"ERP_KEY": "key-from-env-456", "PLANT": "MX01"})
+    # (an ${env:} value is redacted like a secret, process-wide: no common word here)
+    secrets = Secrets(directory=tmp_path, environ={"ERP_KEY": "key-from-env-456", "PLANT": "plant-env-7Q"})
     assert secrets.resolve("Bearer ${secret:WMS_TOKEN}") == "Bearer tok-from-file-123"
-    assert secrets.resolve({"h": ["${secret:ERP_KEY}", "${env:PLANT}"]}) == {"h": ["key-from-env-456", "MX01"]}
+    assert secrets.resolve({"h": ["${secret:ERP_KEY}", "${env:PLANT}"]}) == {"h": ["key-from-env-456", "plant-env-7Q"]}
+    assert redactor.redact("plant plant-env-7Q") == "plant ***"
     with pytest.raises(SecretError, match="secret MISSING is not available"):
         secrets.resolve("${secret:MISSING}")
 
