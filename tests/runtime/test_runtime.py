@@ -313,3 +313,34 @@ async def test_a_delivery_keeps_the_data_for_its_retries_only(
     with sqlite_store.session() as session:
         metas = list(session.scalars(select(Delivery.meta).order_by(Delivery.id)))
     assert "last_data" not in metas[1] and metas[1]["id"]  # done at once: no data kept
+
+
+async def test_a_dead_letter_is_replayed_once_and_a_forced_repeat_keeps_its_key(
+        tmp_path: Path, sqlite_store: Store, http_target: RecordingServer) -> None:
+    flows = tmp_path / "flows"
+    path = write_flow(flows, targets=HTTP_TARGET.format(url=http_target.url, timeout="5s", attempts=1))
+    http_target.down = True
+    (flows / "inbox" / "o1.json").write_bytes(order(1))
+    runtime = runtime_for(sqlite_store, config(flows))
+    await runtime.start()
+    try:
+        await until(lambda: sqlite_store.dead_letters(), what="a dead delivery")
+        [dead] = sqlite_store.dead_letters()
+        http_target.down = False
+        path.write_text(path.read_text().replace('"qty": {{ qty }}', '"qty": {{ qty }}, "v": 2'))
+        deployments.deploy(sqlite_store, path, who="ana")  # replayed on another version: a new message
+        [first] = replay(sqlite_store, [dead.id], version="current", who="ana")
+        assert first.error is None and first.message_id != dead.message_id
+        await until(lambda: len(http_target.applied) == 1, what="the replay delivered")
+        [again] = replay(sqlite_store, [dead.id], version="current", who="bo")
+        assert again.message_id is None
+        assert again.error == (f"dead letter {dead.id} was replayed already (as message {first.message_id}); "
+                               "replay it again with --force")
+        [forced] = replay(sqlite_store, [dead.id], version="current", who="bo", force=True)
+        assert forced.error is None and forced.message_id not in (None, first.message_id)
+        await until(lambda: sum(http_target.requests.values()) == 2, what="the forced replay sent")
+    finally:
+        await runtime.stop()
+    [key] = http_target.requests  # both replays went out with one key: the target saw the repeat
+    assert key.startswith(f"{first.message_id}.0.") and http_target.requests[key] == 2
+    assert len(http_target.applied) == 1

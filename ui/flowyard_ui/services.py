@@ -339,7 +339,7 @@ class Changes:
 
     # dead letters
 
-    def replay(self, ids: list[int], version: str, *, group: tuple[str, str] = ("", "")) -> Replayed:
+    def replay(self, ids: list[int], version: str, *, group: tuple[str, str] = ("", ""), force: bool = False) -> Replayed:
         """Replay dead letters with the `current` or the `failed` version; without ids,
         every dead letter of a group (flow, kind of reason)."""
         if version not in ("current", "failed"):
@@ -351,7 +351,7 @@ class Changes:
             ids = [i for g in groups if g.reason_kind == reason_kind for i in g.ids]
         if not ids:
             raise Refused("Nothing selected to replay.")
-        results = replay_messages(store, ids, version=version, who=self.me.username)
+        results = replay_messages(store, ids, version=version, who=self.me.username, force=force)
         outcome = Replayed(
             [r for r in results if r.error is None], [r for r in results if r.error is not None]
         )

@@ -59,16 +59,26 @@ def outputs_text(store: Store, flow: str, version: str, subject: ReplaySubject) 
 
 
 def replay(store: Store, ids: Sequence[str | int], *, version: str = "failed", who: str = "",
-           dry_run: bool = False) -> list[ReplayResult]:
+           dry_run: bool = False, force: bool = False) -> list[ReplayResult]:
     """Re-run dead letters (int ids) or messages (str ids) as new messages with the same
     correlation id. `version`: "failed" (the version the message ran on), "current" (the
     deployed version; the result carries the difference of output) or a version hash.
-    `dry_run` computes the outputs and the diff only."""
+    `dry_run` computes the outputs and the diff only.
+
+    A dead letter is replayed once: again only with `force`, and then its outputs go out
+    with the idempotency keys of its first replay, so a target that keeps them sees the
+    repeat for what it is."""
     results: list[ReplayResult] = []
     for raw in ids:
         subject = store.replay_subject(raw)
         if subject is None:
             results.append(ReplayResult(str(raw), None, version, error="no such dead letter or message"))
+            continue
+        if subject.dead_status not in (None, "open") and not force:
+            earlier = f" (as message {subject.dead_replayed_as})" if subject.dead_replayed_as else ""
+            results.append(ReplayResult(str(raw), None, version, error=(
+                f"dead letter {subject.dead_letter_id} was {subject.dead_status} already{earlier}; "
+                "replay it again with --force")))
             continue
         failed_version = subject.dead_flow_version or subject.flow_version
         if version == "failed":
@@ -99,6 +109,8 @@ def replay(store: Store, ids: Sequence[str | int], *, version: str = "failed", w
         headers["replay_of"] = subject.message_id
         headers["labels"] = {"plant": subject.plant, "partner": subject.partner}
         headers["replayed_by"] = who
+        if force and subject.dead_replayed_as:  # the keys its first replay's outputs went out with
+            headers["idempotency_of"] = subject.dead_replayed_as
         if subject.dead_kind == "delivery" and subject.dead_target:
             headers["only_targets"] = [subject.dead_target]
         message = Message(payload=subject.payload, content_type=subject.content_type,

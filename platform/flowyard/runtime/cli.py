@@ -105,6 +105,9 @@ def register(sub: Any) -> None:
     p.add_argument("--flow", help="with --all: only this flow")
     p.add_argument("--reason", help="with --all: reason contains this text")
     p.add_argument("--dry-run", action="store_true", help="show the output difference only")
+    p.add_argument("--force", action="store_true",
+                   help="replay dead letters that were replayed or discarded already (their outputs "
+                   "go out with the idempotency keys of the first replay)")
     p.add_argument("--who", default=None, help="who replays (default: the login name)")
     p.set_defaults(handler=replay)
 
@@ -362,7 +365,7 @@ def replay(args: argparse.Namespace) -> int:
         print("flowyard replay: give dead letter or message ids, or --all", file=sys.stderr)
         return 2
     who = args.who or getpass.getuser()
-    results = replay_messages(store, ids, version=args.version, who=who, dry_run=args.dry_run)
+    results = replay_messages(store, ids, version=args.version, who=who, dry_run=args.dry_run, force=args.force)
     failed = 0
     for r in results:
         if r.error:

@@ -31,7 +31,7 @@ def delivery_row(c: queue.ClaimedMessage, index: int, out: Message, t: LoadedTar
     return {
         "message_id": c.id, "output_index": index, "output_id": out.id,
         "target": t.spec.name, "endpoint": t.endpoint,
-        "idempotency_key": f"{c.id}.{index}.{t.spec.name}", "flow": c.flow,
+        "idempotency_key": f"{idempotency_base(c)}.{index}.{t.spec.name}", "flow": c.flow,
         "flow_version": c.flow_version, "state": "pending", "attempts": 0, "next_at": now,
         "content_type": out.content_type, "payload": out.payload_bytes(),
         "meta": {"id": out.id, "correlation_id": out.correlation_id,
@@ -39,6 +39,13 @@ def delivery_row(c: queue.ClaimedMessage, index: int, out: Message, t: LoadedTar
         "last_error": None, "detail": {}, "created_at": now, "updated_at": now,
         "lease_token": 0,
     }
+
+
+def idempotency_base(c: queue.ClaimedMessage) -> str:
+    """A message's outputs go out with keys MESSAGE.OUTPUT.TARGET; a forced replay of a
+    dead letter keeps the keys of its first replay (`idempotency_of`)."""
+    base = c.headers.get("idempotency_of") if c.headers else None
+    return str(base) if base else c.id
 
 
 def final_state(o: queue.ProcessOutcome) -> str:

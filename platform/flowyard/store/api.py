@@ -343,6 +343,8 @@ class ReplaySubject:
     dead_flow_version: str | None = None
     dead_delivery_id: int | None = None
     dead_target: str | None = None
+    dead_status: str | None = None  # open | replayed | discarded
+    dead_replayed_as: str | None = None  # the message its (last) replay made
 
 
 # -- converters -------------------------------------------------------------------
@@ -716,6 +718,7 @@ class Store:
                 dead_letter_id=dead.id if dead else None, dead_kind=dead.kind if dead else None,
                 dead_flow_version=dead.flow_version if dead else None,
                 dead_delivery_id=dead.delivery_id if dead else None, dead_target=dead.target if dead else None,
+                dead_status=dead.status if dead else None, dead_replayed_as=dead.replay_message_id if dead else None,
             )
 
     def resend_delivery(self, subject: ReplaySubject) -> None:

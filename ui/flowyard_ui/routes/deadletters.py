@@ -41,7 +41,8 @@ async def replay(request: Request[Any, Any, Any], changes: NamedDependency[Chang
     version = (data.get("version") or ["current"])[0]
     group = (data.get("group_flow") or [""])[0], (data.get("group_reason") or [""])[0]
     try:
-        outcome = await off_loop(changes.replay, _ids(data.get("ids", [])), version, group=group)
+        force = (data.get("force") or [""])[0] == "on"
+        outcome = await off_loop(changes.replay, _ids(data.get("ids", [])), version, group=group, force=force)
     except Refused as exc:
         return toast(exc.text, "error", status_code=exc.status_code)
     text = f"Replayed {len(outcome.done)} dead letter(s) with the {version} version."
