@@ -187,6 +187,23 @@ def test_dead_letters_grouped_and_replayed(app: Litestar, deployer: UiClient, fl
     assert audit_actions(app)[-2:] == ["replay", "replay"]
 
 
+def test_a_dead_letter_replays_once_unless_forced(app: Litestar, deployer: UiClient, flows: Path) -> None:
+    version = seed.deploy(store(app), flows / "erp-orders.yaml")
+    [message] = [seed.message(store(app), "erp-orders", version, {"po": "PO-7"}, state="dead", error="boom", step="s")]
+    with Session(app.state.ui.engine) as db:
+        dead = db.scalar(select(DeadLetter.id))
+    assert "Replayed 1 dead letter(s)" in deployer.post("/dead-letters/replay", {"ids": str(dead)}).text
+    again = deployer.post("/dead-letters/replay", {"ids": str(dead)})
+    assert "Replayed 0" in again.text and "was replayed already" in again.text and "--force" in again.text
+    page = deployer.get(f"/runs/{message}")
+    assert "Replay again" in page.text and '"force": "on"' in page.text
+    forced = deployer.post("/dead-letters/replay", {"ids": str(dead), "force": "on"})
+    assert "Replayed 1 dead letter(s)" in forced.text
+    with Session(app.state.ui.engine) as db:
+        replays = list(db.scalars(select(StoredMessage).where(StoredMessage.replay_of == message)))
+    assert len(replays) == 2 and replays[1].headers["idempotency_of"] == replays[0].id
+
+
 def test_replay_a_selection_and_discard(app: Litestar, deployer: UiClient, flows: Path) -> None:
     version = seed.deploy(store(app), flows / "erp-orders.yaml")
     for n in range(3):
