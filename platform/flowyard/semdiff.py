@@ -22,6 +22,7 @@ from typing import Any
 
 from .definitions import grammar
 from .definitions.grammar import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
+from .definitions.kinds import find_kind
 from .errors import DefinitionError, FlowyardError
 from .secrets import redactor
 from .yamlio import YamlSyntaxError, load_text, to_plain
@@ -364,19 +365,10 @@ def flow_document(path: Path, text: str, rev: str | None = None) -> dict[str, An
         document = load_text(text, str(path))
     except YamlSyntaxError as exc:
         raise DefinitionError([exc.issue]) from exc
-    if isinstance(document, dict) and document.get("kind") == "FlowInstance":
-        from .templates import find_template, load_instance_file, load_template, render_instance
-
-        instance = load_instance_file(path, text)
-        template = find_template(instance.template.name, instance.template.version, path.resolve().parent)
-        if rev is not None:
-            old = git_show(rev, template.path)
-            if old is not None:
-                template = load_template(template.path, old)
-        rendered = render_instance(instance, template)
-        if not rendered.ok or rendered.document is None:
-            raise DefinitionError(rendered.issues)
-        document = rendered.document
+    kind = find_kind(str(document.get("kind"))) if isinstance(document, dict) and document.get("kind") not in (None, "Flow") else None
+    rendered = kind.flow_document(path, text, rev) if kind is not None else None
+    if rendered is not None:
+        document = rendered
     plain = to_plain(document)
     if not isinstance(plain, dict):
         raise FlowyardError(f"{path} is not a flow (a YAML mapping)")

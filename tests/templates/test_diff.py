@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flowyard.cli import main
-from flowyard.impact import impact_since, instance_files, template_change_impact
+from flowyard.onboarding.impact import impact_since, instance_files, template_change_impact
 from flowyard.semdiff import compare, split_mapping
 from flowyard.yamlio import load_text, to_plain
 

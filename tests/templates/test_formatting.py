@@ -219,7 +219,8 @@ INSTANCES = sorted(p for p in REPO_YAML if "kind: FlowInstance" in p.read_text(e
 
 @pytest.mark.parametrize("path", INSTANCES, ids=[str(p.relative_to(ROOT)) for p in INSTANCES])
 def test_load_save_is_the_identity_on_rendered_flows(path: Path) -> None:
-    from flowyard.templates import load_instance_file, render_instance
+    from flowyard.onboarding.render import render_instance
+    from flowyard.onboarding.template import load_instance_file
 
     rendered = render_instance(load_instance_file(path))
     assert rendered.ok

@@ -11,8 +11,8 @@ from flowyard.cli import main
 from flowyard.definitions import check_file
 from flowyard.errors import DefinitionError
 from flowyard.loader import load_flow
-from flowyard.onboarding import OnboardingError, coerce, onboard
-from flowyard.templates import load_template
+from flowyard.onboarding.onboard import OnboardingError, coerce, onboard
+from flowyard.onboarding.template import load_template
 from flowyard.testing import run_tests
 from flowyard.yamlio import load_file
 
@@ -175,7 +175,7 @@ def test_validating_a_template_leaves_no_scratch_files(onboarding: Path) -> None
 
 
 def test_try_samples_before_saving(onboarding: Path) -> None:
-    from flowyard.onboarding import try_samples
+    from flowyard.onboarding.onboard import try_samples
 
     template = load_template(onboarding / "templates" / "plant-mes.yaml")
     before = files_under(onboarding)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from flowyard.onboarding import try_samples
-from flowyard.templates import Template, check_values, load_template
+from flowyard.onboarding.onboard import try_samples
+from flowyard.onboarding.template import Template, check_values, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = [

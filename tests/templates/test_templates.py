@@ -11,14 +11,8 @@ from flowyard.cli import main
 from flowyard.definitions import check_file
 from flowyard.errors import DefinitionError
 from flowyard.loader import load_flow
-from flowyard.templates import (
-    find_template,
-    list_templates,
-    load_instance_file,
-    load_template,
-    render_instance,
-    render_values,
-)
+from flowyard.onboarding.render import render_instance, render_values
+from flowyard.onboarding.template import find_template, list_templates, load_instance_file, load_template
 from flowyard.testing import run_tests
 from flowyard.yamlio import load_text
 

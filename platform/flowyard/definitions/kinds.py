@@ -63,6 +63,12 @@ class DefinitionKind:
         return None
 
     @classmethod
+    def flow_document(cls, path: Path, text: str, rev: str | None) -> Any | None:
+        """The flow document a file of this kind stands for, for comparing versions (what it
+        uses taken as of git revision `rev` when given); None when it stands for none."""
+        return None
+
+    @classmethod
     def schema(cls, ref: SchemaRef) -> dict[str, Any]:
         """The JSON Schema of this kind's files; `ref` puts a model under `$defs` and
         returns its `$ref`."""

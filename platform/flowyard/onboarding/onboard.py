@@ -32,28 +32,23 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from .errors import DefinitionError, FlowyardError, Issue, Position, did_you_mean
-from .flow import API_VERSION
-from .sandbox import FlowEnvironment, RenderLimitError
-from .secrets import redactor
-from .templates import (
+from ..errors import DefinitionError, FlowyardError, Issue, Position, did_you_mean
+from ..flow import API_VERSION
+from ..sandbox import FlowEnvironment, RenderLimitError
+from ..secrets import redactor
+from ..testing import CaseResult, run_tests
+from ..yamlio import YamlSyntaxError, dump_text, load_text, locate, to_plain
+from .render import Rendered, RenderError, render_instance, render_node, render_string, render_values
+from .template import (
     Field,
-    Rendered,
-    RenderError,
     Template,
-    _environment,
     check_values,
+    environment,
     find_template,
     load_instance_file,
     load_template,
-    render_instance,
-    render_node,
-    render_string,
-    render_values,
     with_defaults,
 )
-from .testing import CaseResult, run_tests
-from .yamlio import YamlSyntaxError, dump_text, load_text, locate, to_plain
 
 
 class OnboardingError(FlowyardError):
@@ -189,7 +184,7 @@ def skeleton_files(template: Template, values: dict[str, Any], name: str, direct
     result: dict[Path, bytes] = {}
     if template.skeleton is None:
         return result
-    env = _environment()
+    env = environment()
     variables = {**with_defaults(template, values), "instance_name": name, "template_name": template.name, "template_dir": "."}
     problems: list[str] = []
     root = directory.resolve()

@@ -23,22 +23,21 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .definitions.grammar import files_of_kind
-from .errors import DefinitionError, FlowyardError
-from .secrets import redactor
-from .semdiff import Change, compare, git_base, git_root, git_show
-from .templates import (
+from ..definitions.grammar import files_of_kind
+from ..errors import DefinitionError, FlowyardError
+from ..secrets import redactor
+from ..semdiff import Change, compare, git_base, git_root, git_show
+from ..testing import CaseResult, run_tests
+from ..yamlio import to_plain
+from .render import Rendered, render_instance
+from .template import (
     FlowInstance,
-    Rendered,
     Template,
     find_template,
     load_instance_file,
     load_template,
     parse_instance,
-    render_instance,
 )
-from .testing import CaseResult, run_tests
-from .yamlio import to_plain
 
 
 @dataclass

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import DefinitionError, FlowyardError
-from .secrets import redactor
+from ..errors import DefinitionError, FlowyardError
+from ..secrets import redactor
 
 
 def register(sub: Any) -> None:
@@ -50,7 +50,8 @@ def _print_issues(exc: DefinitionError) -> None:
 
 
 def handle_render(args: argparse.Namespace) -> int:
-    from .templates import load_instance_file, render_instance
+    from .render import render_instance
+    from .template import load_instance_file
 
     if not args.instance.is_file():
         print(f"flowyard render: {args.instance}: no such file", file=sys.stderr)
@@ -73,13 +74,13 @@ def handle_render(args: argparse.Namespace) -> int:
 
 
 def handle_onboard(args: argparse.Namespace) -> int:
-    from .onboarding import main as onboard_main
+    from .onboard import main as onboard_main
 
     return onboard_main(args)
 
 
 def handle_fmt(args: argparse.Namespace) -> int:
-    from .fmt import main as fmt_main
+    from ..fmt import main as fmt_main
 
     return fmt_main(args.paths, check=args.check)
 
@@ -93,8 +94,8 @@ def handle_diff(args: argparse.Namespace) -> int:
                 print("flowyard diff --rendered takes a git revision, not files", file=sys.stderr)
                 return 2
             return impact_main(args.rendered, args.paths, run_tests=not args.no_tests, text=args.text)
-        from .semdiff import git_external
-        from .semdiff import main as semdiff_main
+        from ..semdiff import git_external
+        from ..semdiff import main as semdiff_main
 
         if args.git:
             return git_external(list(args.files))
