@@ -183,6 +183,18 @@ def test_generate_refuses_a_separator_in_data(tmp_path: Path, x12_db: Any) -> No
     assert error.where is not None and error.where.path == "BEG03"
 
 
+@pytest.mark.parametrize("value", ["PO\r\nISA", "PO\n1", "PO\x001"])
+def test_generate_refuses_line_breaks_and_control_characters_in_data(tmp_path: Path, x12_db: Any, value: str) -> None:
+    generate = flow(tmp_path, '  - x12.generate: {partner: acme, transaction: "850"}')
+    data = {"BEG": {"BEG01": "00", "BEG02": "SA", "BEG03": value, "BEG05": "20261120"},
+            "PO1_loop": [{"PO1": {"PO102": "1", "PO103": "EA"}}]}
+    result = run(generate, data)
+    assert not result.outputs
+    error = result.failures[0].error
+    assert "BEG03" in str(error) and "control character" in str(error)
+    assert error.where is not None and error.where.path == "BEG03"
+
+
 def test_generate_validates_before_sending(tmp_path: Path, x12_db: Any) -> None:
     generate = flow(tmp_path, '  - x12.generate: {partner: acme, transaction: "850"}')
     data = {"BEG": {"BEG01": "00", "BEG02": "SA", "BEG03": "PO-1", "BEG05": "2026-11-20"},

@@ -199,12 +199,28 @@ def build(segments: list[Segment], guide: Guide | None) -> dict[str, Any]:
 # -- back to segments -----------------------------------------------------------------
 
 
-class SeparatorInData(ValueError):
+class UnwritableValue(ValueError):
+    """A value that X12 cannot carry as it is; `key` names the element."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class SeparatorInData(UnwritableValue):
     """A value holds a delimiter character: X12 before 7040 has no escape for it."""
 
     def __init__(self, key: str, value: str, char: str, role: str) -> None:
-        super().__init__(f"{key} value {value!r} contains {char!r}, the {role} separator; X12 before version 007040 has no escape character, so the value cannot be written")
-        self.key = key
+        super().__init__(key, f"{key} value {value!r} contains {char!r}, the {role} separator; X12 before version 007040 has no escape character, so the value cannot be written")
+
+
+class ControlCharacterInData(UnwritableValue):
+    """A carriage return, line feed or other control character in a value: outside
+    X12's character sets, and a partner reading line by line would split the segment."""
+
+    def __init__(self, key: str, value: str) -> None:
+        char = next(c for c in value if _is_control(c))
+        super().__init__(key, f"{key} value {value[:60]!r} contains the control character {char!r}; X12 values cannot hold line breaks or other control characters")
 
 
 def _value_text(key: str, value: Any, seps: Separators, roles: dict[str, str]) -> str:
@@ -237,6 +253,15 @@ def _check(key: str, text: str, roles: dict[str, str]) -> None:
     for char, role in roles.items():
         if char in text:
             raise SeparatorInData(key, text, char, role)
+    if key not in BINARY_ELEMENTS and any(_is_control(c) for c in text):
+        raise ControlCharacterInData(key, text)
+
+
+BINARY_ELEMENTS = {"BIN02", "BDS03"}  # binary data, any byte, its length given beside it
+
+
+def _is_control(char: str) -> bool:
+    return char < " " or char == "\x7f"
 
 
 def roles_of(seps: Separators) -> dict[str, str]:

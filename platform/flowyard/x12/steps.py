@@ -35,7 +35,7 @@ from .envelope import GroupOut, Party, isa_segment, now, st_se, write
 from .guides import Guide, GuideError, default_guide, find_guide, guide_name_for
 from .partners import PartnerError, PartnerProfile, SeparatorOptions, load_partner, party
 from .reader import Separators, X12InputError
-from .shape import SeparatorInData, body_segments, roles_of, segment_text
+from .shape import UnwritableValue, body_segments, roles_of, segment_text
 
 log = logging.getLogger("flowyard.x12")
 X12_CONTENT_TYPE = "application/edi-x12"
@@ -345,7 +345,7 @@ class X12Generate(Step):
             raise StepError(f"no guide for transaction set {transaction} version {self.version}; name one with `guide:`")
         try:
             body = [segment_text(seg_id, obj, self.seps, self.roles) for seg_id, obj in body_segments(data, guide)]
-        except SeparatorInData as exc:
+        except UnwritableValue as exc:
             raise StepError(str(exc), where=InputLocation(path=exc.key)) from None
         except ValueError as exc:
             raise StepError(str(exc)) from None
