@@ -25,7 +25,7 @@ def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").rstrip("\n") + "\n"
 
 
-def _as_text(message: Message) -> str:
+def as_text(message: Message) -> str:
     if not message.is_bytes:
         return json.dumps(message.payload, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     if is_json_type(message.content_type):
@@ -74,7 +74,7 @@ def run_case(flow: Flow, case: FlowTest, base: Path | None = None) -> CaseResult
     problems = []
     for rel, output in zip(expected_files, result.outputs, strict=True):
         expected = _expected_text(base / rel, output)
-        actual = _as_text(output)
+        actual = as_text(output)
         if expected != actual:
             problems.append(diff(expected, actual, rel))
     return CaseResult(flow, case, not problems, "\n".join(problems))

@@ -29,7 +29,7 @@ from flowyard.message import Message, is_json_type
 from flowyard.runner import input_message
 from flowyard.secrets import redactor
 from flowyard.store.scratch import ScratchServices, scratch_run
-from flowyard.testing import _as_text
+from flowyard.testing import as_text
 from flowyard.yamlio import dump_text, load_text
 
 from .fastyaml import load_flow
@@ -237,7 +237,7 @@ def add_test_case(path: Path, text: str, sample: bytes, sample_file: str, case_n
         for number, out in enumerate(preview.outputs, 1):
             name = f"{slug}.expected{'' if len(preview.outputs) == 1 else f'-{number}'}{_extension(out.message)}"
             target = folder / name
-            target.write_text(_as_text(out.message), encoding="utf-8")
+            target.write_text(as_text(out.message), encoding="utf-8")
             written.append(target)
             expected.append(target.relative_to(path.parent).as_posix())
         case["expect"] = expected[0] if len(expected) == 1 else expected
