@@ -1,8 +1,10 @@
 """The sandboxed Jinja2 environment used by the `jinja` step (and anywhere a flow renders text).
 
 Always the immutable sandbox: templates cannot reach Python internals or change the data.
-Limits: rendering stops with a clear error past a time limit or an output size, and loops
-over `range()` check the deadline, so a template cannot hang a worker. Autoescaping is on
+Limits: rendering stops with a clear error past a time limit or an output size; every
+loop checks the deadline at each turn (whatever it loops over), and widths (padding,
+centring, `%` and `format` specs) are capped, so a template cannot hang a worker or fill
+its memory. Autoescaping is on
 for XML and HTML content types.
 
 Filters (examples in docs/reference.md):
@@ -21,6 +23,7 @@ Filters (examples in docs/reference.md):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
@@ -32,13 +35,33 @@ from typing import Any
 
 from dateutil import parser as date_parser
 from jinja2 import FileSystemLoader, StrictUndefined, Template, Undefined
+from jinja2.compiler import CodeGenerator
+from jinja2.filters import do_center, do_format, do_indent, do_wordwrap
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_RANGE = 100_000
+MAX_WIDTH = 100_000  # the widest a padded, centred or formatted value may be
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?")
+_BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
+_WIDE_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 
 
 class RenderLimitError(Exception):
     """Rendering went past the time or size limit."""
+
+
+def check_width(what: str, width: Any) -> None:
+    if isinstance(width, int) and width > MAX_WIDTH:
+        raise RenderLimitError(f"{what}: a width of {width:,} is more than {MAX_WIDTH:,}")
+
+
+def check_format(what: str, text: str) -> None:
+    """Refuse a `%` or `format` string whose field width or precision is over MAX_WIDTH
+    (`"%03000000000d" % 1` asks for three gigabytes)."""
+    numbers = [n for m in _PERCENT_SPEC.finditer(text) for n in m.groups() if n]
+    numbers += [n for m in _BRACE_SPEC.finditer(text) for n in re.findall(r"\d+", m.group(1))]
+    for number in numbers:
+        check_width(what, int(number))
 
 
 def _text(value: Any) -> str:
@@ -71,14 +94,17 @@ def f_number(value: Any, places: int = 2) -> str:
 
 
 def f_pad_left(value: Any, width: int, char: str = " ") -> str:
+    check_width("pad_left", width)
     return _text(value).rjust(width, char[:1] or " ")
 
 
 def f_pad_right(value: Any, width: int, char: str = " ") -> str:
+    check_width("pad_right", width)
     return _text(value).ljust(width, char[:1] or " ")
 
 
 def f_fixed(value: Any, width: int, align: str = "left", char: str = " ") -> str:
+    check_width("fixed", width)
     text = _text(value)
     if align == "right":
         return text[-width:].rjust(width, char[:1] or " ") if len(text) > width else text.rjust(width, char[:1] or " ")
@@ -86,6 +112,7 @@ def f_fixed(value: Any, width: int, align: str = "left", char: str = " ") -> str
 
 
 def f_x12_id(value: Any, width: int) -> str:
+    check_width("x12_id", width)
     return _text(value).upper()[:width].ljust(width)
 
 
@@ -93,15 +120,51 @@ def f_x12_num(value: Any, width: int) -> str:
     text = _text(value)
     if not text.isdigit():
         raise ValueError(f"x12_num: {value!r} is not a whole number")
+    check_width("x12_num", width)
     if len(text) > width:
         raise ValueError(f"x12_num: {value!r} does not fit in {width} digits")
     return text.zfill(width)
 
 
+def f_center(value: Any, width: int = 80) -> str:
+    check_width("center", width)
+    return str(do_center(value, width))
+
+
+def f_indent(value: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    check_width("indent", width if isinstance(width, int) else len(width))
+    return str(do_indent(value, width, first, blank))
+
+
+def f_wordwrap(environment: Any, value: str, width: int = 79, *args: Any, **kwargs: Any) -> str:
+    check_width("wordwrap", width)
+    return str(do_wordwrap(environment, value, width, *args, **kwargs))
+
+
+def f_format(value: str, *args: Any, **kwargs: Any) -> str:
+    check_format("format", str(value))
+    return str(do_format(value, *args, **kwargs))
+
+
+f_wordwrap.jinja_pass_arg = do_wordwrap.jinja_pass_arg  # type: ignore[attr-defined]
+
+
+class DeadlineCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with a check of the render's deadline at each turn of
+    every loop: a loop that writes nothing (nested loops over a long text) would
+    otherwise never reach the checks made as output is taken."""
+
+    def writeline(self, x: str, node: Any = None, extra: int = 0) -> None:
+        super().writeline(x, node, extra)
+        if x == "_loop_vars = {}":  # the first line of a for loop's body
+            super().writeline("environment.check_deadline()")
+
+
 class FlowEnvironment(ImmutableSandboxedEnvironment):
     """Immutable sandbox with a deadline and an output cap."""
 
-    intercepted_binops = frozenset(["*", "**"])
+    intercepted_binops = frozenset(["*", "**", "%"])
+    code_generator_class = DeadlineCodeGenerator
 
     def __init__(self, *, max_output: int, time_limit: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -116,6 +179,10 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
             fixed=f_fixed,
             x12_id=f_x12_id,
             x12_num=f_x12_num,
+            center=f_center,
+            indent=f_indent,
+            wordwrap=f_wordwrap,
+            format=f_format,
         )
         self.globals["range"] = self.checked_range
         self.globals["now"] = lambda fmt=None: (
@@ -149,7 +216,24 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
                     raise RenderLimitError("repeating a text or list that many times would exceed the output limit")
         if operator == "**" and isinstance(right, int | float) and abs(right) > 1000:
             raise RenderLimitError("exponent too large")
+        if operator == "%" and isinstance(left, str):
+            check_format("%", left)
         return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Calls from templates: a text's padding methods (`"a".center(n)`, `ljust`,
+        `zfill`...) are held to MAX_WIDTH like the filters."""
+        name = getattr(__obj, "__name__", "")
+        if name in _WIDE_METHODS and isinstance(getattr(__obj, "__self__", None), str):
+            for value in args:
+                check_width(name, value)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            check_format(value.__name__, value.__self__)
+        return wrapped
 
     def render_limited(self, render: Callable[[], Iterator[str]]) -> str:
         """Consume a template's output, enforcing the size and time limits.
