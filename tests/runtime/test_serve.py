@@ -53,7 +53,8 @@ def test_serve_first_start_webhooks_metrics_dead_letters_and_replay(tmp_path: Pa
     for folder in ("flows", "examples"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     (tmp_path / "flows" / "hook-orders.yaml").write_text(HOOK_FLOW)
-    env = {**os.environ, "FLOWYARD_DATA_DIR": str(tmp_path / ".flowyard")}
+    env = {**os.environ, "FLOWYARD_DATA_DIR": str(tmp_path / ".flowyard"),
+           "FLOWYARD_METRICS_TOKEN": "serve-metrics-token-1"}
     env.pop("FLOWYARD_DATABASE_URL", None)
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
@@ -76,7 +77,11 @@ def test_serve_first_start_webhooks_metrics_dead_letters_and_replay(tmp_path: Pa
         assert httpx.post(f"{base}/hooks/nope", json={}, timeout=10).status_code == 404
         wait_sync(lambda: (m := store.message(response.json()["id"])) is not None
                   and m.summary.state == "done", timeout=30, what="webhook message done")
-        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        assert httpx.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}  # liveness for anyone
+        assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401  # the rest behind the token
+        scraper = {"Authorization": "Bearer serve-metrics-token-1"}
+        assert "hook-orders" in httpx.get(f"{base}/healthz", headers=scraper, timeout=10).json()["flows"]
+        metrics = httpx.get(f"{base}/metrics", headers=scraper, timeout=10).text
         assert 'flowyard_messages_total{flow="hook-orders",partner="",plant="DE02",state="done"}' \
             in metrics
         assert "flowyard_dead_letters_open" in metrics

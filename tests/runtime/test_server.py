@@ -78,7 +78,9 @@ async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         await task
 
 
-async def test_webhooks_size_limits_methods_health_and_metrics(tmp_path: Path) -> None:
+async def test_webhooks_size_limits_methods_health_and_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWYARD_METRICS_TOKEN", "metrics-token-for-the-scraper")
+    scraper = {"Authorization": "Bearer metrics-token-for-the-scraper"}
     received: list[Message] = []
     auth = {"Authorization": "Bearer tkn-1"}
     async with running_hook(tmp_path, received), serving(create_app(stand_in())) as client:
@@ -93,8 +95,11 @@ async def test_webhooks_size_limits_methods_health_and_metrics(tmp_path: Path) -
         streamed = await client.post("/hooks/hook-flow", content=chunks(), headers=auth)
         wrong_method = await client.get("/hooks/hook-flow")
         unknown = await client.post("/hooks/no-such-flow", content=b"x", headers=auth)
-        health = await client.get("/healthz")
-        metrics = await client.get("/metrics")
+        health = await client.get("/healthz", headers=scraper)
+        metrics = await client.get("/metrics", headers=scraper)
+        bare_health = await client.get("/healthz")
+        bare_metrics = await client.get("/metrics")
+        wrong_token = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
         nothing = await client.get("/flows")
     assert ok.status_code == 202 and ok.json()["id"] == received[0].id
     assert [m.payload for m in received] == [b'{"n": 1}']
@@ -103,13 +108,18 @@ async def test_webhooks_size_limits_methods_health_and_metrics(tmp_path: Path) -
     assert announced.json() == streamed.json() == {"error": "the body is larger than 100 bytes"}
     assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "webhooks take POST"}
     assert unknown.status_code == 404 and "no-such-flow" in unknown.json()["error"]
-    assert health.json() == {"worker": "w-1", "flows": ["a-flow", "hook-flow"]}
+    assert health.json() == {"status": "ok", "worker": "w-1", "flows": ["a-flow", "hook-flow"]}
+    assert bare_health.status_code == 200 and bare_health.json() == {"status": "ok"}  # liveness only
+    assert bare_metrics.status_code == wrong_token.status_code == 401
+    assert "FLOWYARD_METRICS_TOKEN" in bare_metrics.json()["error"] and "hook-flow" not in bare_metrics.text
     assert metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert 'flowyard_messages_total{flow="hook-flow",partner="",plant="DE02",state="done"} 1.0' in metrics.text
     assert nothing.status_code == 404 and nothing.json() == {"error": "not found"}
 
 
-async def test_other_paths_and_methods_reach_the_ui_app_and_its_start_up_runs() -> None:
+async def test_other_paths_and_methods_reach_the_ui_app_and_its_start_up_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRAPE_TOKEN", "scrape-token-from-a-secret")
+    monkeypatch.setenv("FLOWYARD_METRICS_TOKEN", "${secret:SCRAPE_TOKEN}")  # a reference works too
     started: list[str] = []
 
     @get("/flows", sync_to_thread=False)
@@ -120,7 +130,7 @@ async def test_other_paths_and_methods_reach_the_ui_app_and_its_start_up_runs() 
     async with AsyncTestClient(create_app(stand_in(), ui)) as client:
         page = await client.get("/flows")
         missing = await client.post("/flows/x", content=b"x")
-        health = await client.get("/healthz")
+        health = await client.get("/healthz", headers={"Authorization": "Bearer scrape-token-from-a-secret"})
     assert page.status_code == 200 and page.text == "the UI's flows page"
     assert missing.status_code == 404  # the UI's answer, not the runtime's
     assert health.json()["worker"] == "w-1"

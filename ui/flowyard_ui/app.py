@@ -8,6 +8,7 @@ guards on every change. Errors are shown as plain sentences, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -205,4 +206,6 @@ def create_app(
         on_startup=[freeze_startup_objects],
     )
     app.state.ui = state
+    # for the runtime's /healthz and /metrics: is this cookie a logged-in session?
+    app.state.session_user = functools.partial(auth.session_user, engine)
     return app

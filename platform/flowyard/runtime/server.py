@@ -8,12 +8,21 @@ runtime's `accept` returned, i.e. after the store commit. Each flow declares its
 body (`max_bytes`): a larger Content-Length is refused before anything is read, a
 chunked body as soon as it passes the limit; Litestar's `request_max_body_size` is the
 ceiling above every flow's.
+
+`/healthz` answers `{"status": "ok"}` to anyone (liveness); the worker id and the list of
+running flows, and `/metrics` altogether, only to a caller that proves who it is: the
+token of `FLOWYARD_METRICS_TOKEN` (the value, or a `${secret:NAME}`/`${env:NAME}`
+reference) as `Authorization: Bearer TOKEN`, or, in `flowyard serve`, a logged-in UI
+session (the UI app lends `state.session_user` for that).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hmac
 import logging
+import os
 from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -31,6 +40,8 @@ from litestar.params import FromPath, SkipValidation
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 from litestar.types import ASGIApp
 
+from ..errors import SecretError
+from ..secrets import Secrets, redactor
 from ..services import Services
 from .metrics import CONTENT_TYPE
 
@@ -59,20 +70,67 @@ def too_large(limit: int) -> Response[dict[str, str]]:
     return Response({"error": f"the body is larger than {limit} bytes"}, status_code=413)
 
 
-@get("/healthz", sync_to_thread=False)
-def healthz(runtime: RuntimeDep) -> dict[str, Any]:
-    return {"worker": runtime.worker, "flows": sorted(runtime.current)}
+METRICS_TOKEN_ENV = "FLOWYARD_METRICS_TOKEN"
+
+
+def metrics_token() -> str | None:
+    """The token that opens `/metrics` and the detail of `/healthz`: the value of
+    FLOWYARD_METRICS_TOKEN, or what its `${secret:NAME}`/`${env:NAME}` reference names;
+    None when unset (then only a logged-in UI session opens them)."""
+    raw = os.environ.get(METRICS_TOKEN_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = str(Secrets().resolve(raw)).strip()
+    except SecretError as exc:
+        log.warning("%s cannot be resolved: %s", METRICS_TOKEN_ENV, exc)
+        return None
+    if value:
+        redactor.remember(value)
+    return value or None
+
+
+async def identified(request: Request[Any, Any, Any]) -> bool:
+    """The caller sent the metrics token, or the session cookie of a logged-in UI user."""
+    sent = request.headers.get("authorization", "")
+    if sent[:7].lower() == "bearer ":
+        token = metrics_token()
+        if token is not None and hmac.compare_digest(sent[7:].strip().encode(), token.encode()):
+            return True
+    ui = request.app.state.get("ui")
+    session_user = getattr(getattr(ui, "state", None), "session_user", None)
+    if session_user is None or not request.cookies:
+        return False
+    return await asyncio.to_thread(session_user, dict(request.cookies)) is not None
+
+
+NOT_IDENTIFIED = (
+    f"this needs the token of {METRICS_TOKEN_ENV} (Authorization: Bearer TOKEN) or a "
+    "logged-in session"
+)
+
+
+@get("/healthz")
+async def healthz(request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
+    """Liveness for anyone; the worker and its flows for an identified caller."""
+    if not await identified(request):
+        return {"status": "ok"}
+    return {"status": "ok", "worker": runtime.worker, "flows": sorted(runtime.current)}
 
 
 class RuntimeMetrics(Controller):
     """Prometheus' text format of the registry the runtime fills (its counters and
-    histograms, and the store's figures read at scrape time)."""
+    histograms, and the store's figures read at scrape time), for an identified caller."""
 
     path = "/metrics"
 
-    @get(sync_to_thread=True)
-    def metrics(self, runtime: RuntimeDep) -> Response[bytes]:
-        return Response(runtime.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    @get()
+    async def metrics(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+        if not await identified(request):
+            return Response({"error": NOT_IDENTIFIED}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="flowyard"'})
+        text = await asyncio.to_thread(runtime.metrics.render)
+        return Response(text, headers={"Content-Type": CONTENT_TYPE})
 
 
 @post("/hooks/{flow:path}", request_max_body_size=HOOK_BODY_CEILING)
@@ -147,7 +205,7 @@ def create_app(runtime: Served, ui: Litestar | None = None) -> Litestar:
         route_handlers=handlers,
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         exception_handlers={HTTPException: _error, Exception: _crash},
-        state=State({"runtime": runtime}),
+        state=State({"runtime": runtime, "ui": ui}),
         lifespan=lifespan,
         logging_config=None,
         openapi_config=None,

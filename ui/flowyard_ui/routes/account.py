@@ -39,16 +39,24 @@ async def login_submit(request: Request[Any, Any, Any], ui: NamedDependency[UiSt
     username = str(data.get("username") or "")
     password = str(data.get("password") or "")
     state = ui
+    address = request.client.host if request.client else "unknown"
     try:
-        token = await off_loop(auth.login, state.engine, username, password)
+        token = await auth.attempt_login(state.engine, username, password, address)
     except auth.AuthError as exc:
-        audit.record(state.engine, username or "?", "login-failed", username)
+        status, headers = 401, {}
+        if isinstance(exc, auth.TooManyAttempts):
+            status, headers = 429, {"Retry-After": str(exc.retry_after)}
+        elif isinstance(exc, auth.Busy):
+            status, headers = 503, {"Retry-After": "5"}
+        else:
+            await off_loop(audit.record, state.engine, username or "?", "login-failed", username)
         return Template(
             "login.html",
             context={"error": str(exc), "username": username, "next": data.get("next") or "/"},
-            status_code=401,
+            status_code=status,
+            headers=headers,
         )
-    audit.record(state.engine, username, "login")
+    await off_loop(audit.record, state.engine, username, "login")
     response: Response[Any] = Redirect(_safe_next(data.get("next")), status_code=303)
     response.set_cookie(
         auth.SESSION_COOKIE,
@@ -59,6 +67,17 @@ async def login_submit(request: Request[Any, Any, Any], ui: NamedDependency[UiSt
         samesite="lax",
         max_age=int(auth.SESSION_LIFETIME.total_seconds()),
     )
+    csrf = request.app.csrf_config
+    if csrf is not None:  # this session's own CSRF token from now on (see auth)
+        response.set_cookie(
+            csrf.cookie_name,
+            auth.csrf_token_for(csrf.secret, token),
+            path=csrf.cookie_path,
+            secure=csrf.cookie_secure,
+            httponly=csrf.cookie_httponly,
+            samesite=csrf.cookie_samesite,
+            domain=csrf.cookie_domain,
+        )
     return response
 
 
@@ -70,6 +89,9 @@ async def logout(request: HTMXRequest, ui: NamedDependency[UiState], me: NamedDe
         audit.record(ui.engine, me.username, "logout")
     response: Response[Any] = redirect(request, "/login")
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
+    csrf = request.app.csrf_config
+    if csrf is not None:
+        response.delete_cookie(csrf.cookie_name, path=csrf.cookie_path)
     return response
 
 
@@ -80,6 +102,7 @@ def password_page(request: Request[Any, Any, Any]) -> Template:
 
 @post("/account/password")
 async def password_submit(request: Request[Any, Any, Any], ui: NamedDependency[UiState], me: NamedDependency[CurrentUser]) -> Response[Any]:
+    """Change one's own password; the user's other sessions end, this one stays."""
     data = await form(request)
     current, new, again = (str(data.get(k) or "") for k in ("current", "new", "again"))
     state = ui
@@ -88,7 +111,10 @@ async def password_submit(request: Request[Any, Any, Any], ui: NamedDependency[U
         error = "the two new passwords differ"
     else:
         try:
-            await off_loop(auth.change_password, state.engine, me.id, current, new)
+            await auth.password_work(
+                auth.change_password, state.engine, me.id, current, new,
+                request.cookies.get(auth.SESSION_COOKIE),
+            )
         except auth.AuthError as exc:
             error = str(exc)
     if error:
