@@ -455,6 +455,7 @@ class FlowKind(DefinitionKind):
 
     kind = "Flow"
     order = 0
+    runs = True
 
     @classmethod
     def recognises(cls, path: Path, kind: str | None) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flowyard import semdiff
+from flowyard.definitions.kinds import find_kind
 from flowyard.errors import DefinitionError, FlowyardError
 from flowyard.loader import content_hash
 from flowyard.operations import deployments
@@ -252,7 +253,8 @@ def list_drafts(ui: UiState) -> list[Draft]:
             broken.append(Draft(rel, "broken", rel, path, info.version,
                                 error=f"line {issue.position.line or '?'}: {issue.message}"))
             continue
-        if info.kind not in deployments.FLOW_KINDS:
+        found_kind = find_kind(info.kind)
+        if found_kind is None or not found_kind.runs:
             continue
         found = taken(path)
         state = states.get(info.name)

@@ -15,6 +15,7 @@ errors keep ruamel's wording and position.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -203,10 +204,17 @@ def _events(text: str) -> list[Any]:
     return found
 
 
+BLOCK_SCALAR_COMMENT = re.compile(r"[|>][-+0-9]*#")
+"""A block scalar's indicator with a comment stuck to it (`- >#x`): libyaml reads it, the
+round trip refuses it (found by the generated-text test)."""
+
+
 def load(text: str) -> Any:
     """The document (round-trip types and positions, no comments), or None when only
     the round trip should read this text."""
     if not ENABLED or _libyaml is None or any(char in text for char in UNUSUAL):
+        return None
+    if BLOCK_SCALAR_COMMENT.search(text):
         return None
     try:
         events = _events(text)

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from ..errors import DefinitionError, FlowyardError, Issue, Position
 from ..yamlio import YamlSyntaxError, load_text
-from .grammar import is_table
+from .grammar import is_table, kind_of, top_level_files
 
 if TYPE_CHECKING:
     from ..flow import Flow
@@ -37,6 +37,7 @@ class DefinitionKind:
     kind: ClassVar[str]
     model: ClassVar[type[BaseModel] | None] = None  # the file's shape, for the JSON Schema
     order: ClassVar[int] = 100  # where the kind comes in listings and in the schema
+    runs: ClassVar[bool] = False  # a file of this kind is a flow the runtime runs (once deployed)
 
     @classmethod
     def recognises(cls, path: Path, kind: str | None) -> bool:
@@ -112,6 +113,23 @@ def kind_for(path: Path, kind: str | None) -> type[DefinitionKind] | None:
         if cls.recognises(path, kind):
             return cls
     return None
+
+
+def runs_as_flow(path: Path) -> bool:
+    """A definition file that is deployed and run as a flow (a Flow, a FlowInstance)."""
+    if path.suffix.lower() not in (".yaml", ".yml") or path.name.startswith(".") or not path.is_file():
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    found = find_kind(kind_of(text) or "Flow")
+    return found is not None and found.runs and "apiVersion:" in text
+
+
+def flow_files(folder: Path) -> list[Path]:
+    """The flows of a flows folder: its top-level files that run as flows."""
+    return [path for path in top_level_files(folder) if runs_as_flow(path)]
 
 
 def check_file(path: Path) -> list[Issue]:

@@ -168,6 +168,7 @@ class InstanceKind(DefinitionKind):
     kind = "FlowInstance"
     model = FlowInstanceDefinition
     order = 1
+    runs = True
 
     @classmethod
     def load(cls, path: Path, text: str) -> FlowInstance:

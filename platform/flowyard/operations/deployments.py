@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..definitions import kind_of
+from ..definitions.kinds import flow_files, runs_as_flow
 from ..errors import DefinitionError, FlowyardError
 from ..flow import Flow
 from ..loader import load_flow
@@ -29,8 +30,6 @@ from ..store.scratch import ScratchServices, scratch_run
 from ..testing import run_tests
 from ..yamlio import YamlSyntaxError
 from .snapshots import TakenSnapshot, materialize, snapshot_version, take
-
-FLOW_KINDS = ("Flow", "FlowInstance")
 
 
 class DeployRefused(FlowyardError):
@@ -47,17 +46,6 @@ class GateResult:
     flow: Flow | None
     problems: list[str] = field(default_factory=list)
     tests_passed: int = 0
-
-
-def is_flow_file(path: Path) -> bool:
-    """A top-level definition that runs: a Flow or a FlowInstance."""
-    if path.suffix.lower() not in (".yaml", ".yml") or path.name.startswith("."):
-        return False
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return (kind_of(text) or "Flow") in FLOW_KINDS and "apiVersion:" in text
 
 
 def check(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> GateResult:
@@ -125,8 +113,8 @@ def deploy_paths(store: Store, paths: list[Path], *, who: str = "", note: str = 
     shared: list[Path] = []
     for path in paths:
         if path.is_dir():
-            flows += sorted(p for p in path.iterdir() if p.is_file() and is_flow_file(p))
-        elif is_flow_file(path):
+            flows += flow_files(path)
+        elif runs_as_flow(path):
             flows.append(path)
         elif path.is_file():
             shared.append(path.resolve())
@@ -187,7 +175,7 @@ def deploy_new(store: Store, folder: Path, *, who: str) -> tuple[list[Deployment
     known = {f.flow for f in store.flows() if f.version}
     done: list[DeploymentInfo] = []
     refused: dict[Path, str] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_flow_file(p)):
+    for path in flow_files(folder):
         try:
             taken = take(path)
             result = check(taken, taken.origin.parent)

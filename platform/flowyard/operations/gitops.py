@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..definitions.kinds import flow_files, runs_as_flow
 from ..errors import FlowyardError
 from ..store.api import DeploymentInfo, Store
-from .deployments import DeployRefused, check, is_flow_file, record
+from .deployments import DeployRefused, check, record
 from .snapshots import take
 
 
@@ -51,7 +52,7 @@ def deploy_commit(store: Store, flows_dir: Path, ref: str, *, who: str = "gitops
     states = {s.flow: s.version for s in store.flows() if s.enabled}
     with exported_at(flows_dir, ref) as (commit, exported):
         outcome = CommitDeploy(commit)
-        for path in sorted(p for p in exported.iterdir() if p.is_file() and is_flow_file(p)):
+        for path in flow_files(exported):
             try:
                 taken = take(path, origin=flows_dir / path.name)
                 result = check(taken, path.parent)
@@ -96,7 +97,7 @@ def deploy_file_at(store: Store, flows_dir: Path, ref: str, rel: str, *, who: st
         path = (exported / rel).resolve()
         if not path.is_relative_to(exported.resolve()) or not path.is_file():
             raise GitError(f"{rel} does not exist at {ref} ({commit[:12]})")
-        if not is_flow_file(path):
+        if not runs_as_flow(path):
             raise GitError(f"{rel} at {commit[:12]} is not a flow or instance file")
         taken = take(path, origin=flows_dir / rel)
         result = check(taken, path.parent)

@@ -137,11 +137,11 @@ def runtime_config(args: argparse.Namespace) -> Any:
 def seed_samples(flows_dir: Path) -> list[Path]:
     """First start: copy each file-source flow's test inputs into its source folder, so
     the runtime has real work to show."""
+    from ..definitions.kinds import flow_files
     from ..loader import load_flow
-    from ..operations.deployments import is_flow_file
 
     copied = []
-    for path in sorted(p for p in flows_dir.iterdir() if is_flow_file(p)) if flows_dir.is_dir() else []:
+    for path in flow_files(flows_dir):
         try:
             flow = load_flow(path)
         except FlowyardError:
