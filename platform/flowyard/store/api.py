@@ -984,34 +984,60 @@ class Store:
 
 
 def timeline(detail: MessageDetail) -> list[TimelineEvent]:
-    """What happened to a message, in time order: received, each step, each delivery
-    attempt, dead letters, replays, the end."""
+    """What happened to a message, in the order it happened: received, each step, each
+    delivery attempt, dead letters, replays, the end.
+
+    An attempt is placed where it ended, not where it began: a processing attempt begins
+    before its first step and ends after its last (a step's `at` is taken when the step
+    is done), so sorted by its start a failed attempt showed before the steps it ran. The
+    step a failure names is traced after the attempt's clock stopped, and the dead letter
+    is written just before that trace; each processing attempt therefore closes at the
+    last step traced within it, and its dead letter follows it."""
     s = detail.summary
     source = s.source.get("file") or s.source.get("topic") or s.source.get("connector") or ""
-    events = [TimelineEvent(s.created_at, "received", f"received {source}".strip(),
-                            detail=f"{s.size} bytes, {s.content_type}")]
+    keyed: list[tuple[float, int, int, TimelineEvent]] = []
+
+    def add(order: float, rank: int, event: TimelineEvent) -> None:
+        keyed.append((order, rank, len(keyed), event))
+
+    add(s.created_at, 0, TimelineEvent(s.created_at, "received", f"received {source}".strip(),
+                                       detail=f"{s.size} bytes, {s.content_type}"))
     for t in detail.traces:
-        events.append(TimelineEvent(t.at, "step", t.step, t.status, t.snapshot, t.duration))
+        add(t.at, 1, TimelineEvent(t.at, "step", t.step, t.status, t.snapshot, t.duration))
+    closes: list[tuple[float, float]] = []  # each processing attempt: (began, closed)
     for a in detail.attempts:
+        ended = a.started_at + (a.duration or 0.0)
         if a.kind == "deliver":
             title = f"delivery to {a.target} (attempt {a.number})"
         else:
             title = f"processing (attempt {a.number})"
-        events.append(TimelineEvent(a.started_at, "attempt", title, "ok" if a.ok else "failed",
+            ended = max([ended] + [t.at for t in detail.traces
+                                   if a.started_at <= t.at <= ended + _TRACE_SLACK])
+            closes.append((a.started_at, ended))
+        add(ended, 2, TimelineEvent(ended, "attempt", title, "ok" if a.ok else "failed",
                                     a.error or json.dumps(a.detail, default=str), a.duration))
     for d in detail.deliveries:
         if d.state in ("pending", "sending"):
-            events.append(TimelineEvent(d.next_at or d.updated_at, "delivery",
-                                        f"next attempt to {d.target}", "pending",
-                                        d.last_error or ""))
+            at = d.next_at or d.updated_at
+            add(at, 4, TimelineEvent(at, "delivery", f"next attempt to {d.target}", "pending",
+                                     d.last_error or ""))
     for dl in detail.dead_letters:
-        events.append(TimelineEvent(dl.created_at, "dead_letter",
+        order = dl.created_at
+        if dl.kind == "step":
+            order = max([order] + [closed for began, closed in closes
+                                   if began <= dl.created_at <= closed + _TRACE_SLACK])
+        add(order, 3, TimelineEvent(dl.created_at, "dead_letter",
                                     f"dead letter ({dl.step or dl.target or dl.kind})", "failed",
                                     dl.reason))
     for r in detail.replays:
-        events.append(TimelineEvent(r.created_at, "replay", f"replayed as {r.id}", r.state))
+        add(r.created_at, 5, TimelineEvent(r.created_at, "replay", f"replayed as {r.id}", r.state))
     if s.finished_at:
-        events.append(TimelineEvent(s.finished_at, "finished", s.state,
-                                    "ok" if s.state in ("done", "dropped") else "failed"))
-    events.sort(key=lambda e: e.at)
-    return events
+        add(s.finished_at, 6, TimelineEvent(s.finished_at, "finished", s.state,
+                                            "ok" if s.state in ("done", "dropped") else "failed"))
+    keyed.sort(key=lambda k: (k[0], k[1], k[2]))
+    return [k[3] for k in keyed]
+
+
+# how long after a processing attempt's clock stopped its failed step and dead letter
+# may be written (the same pass writes them, microseconds apart)
+_TRACE_SLACK = 1.0
