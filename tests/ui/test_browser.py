@@ -243,8 +243,9 @@ def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_pat
         # -- fix the target and replay the dead letter ------------------------------------
         outbox.unlink()
         outbox.mkdir()
-        page.once("dialog", lambda dialog: dialog.accept())  # "Replay all 1 dead letters?"
-        page.get_by_role("button", name="Replay 1").click()
+        page.get_by_role("button", name="Replay 1").click()  # first the preview (a dry run)
+        expect(page.locator("#replay-preview")).to_contain_text("Replay 1 dead letter(s) with the current version?")
+        page.locator("#confirm-replay").click()
         expect(page.locator("#toast")).to_contain_text("Replayed 1 dead letter(s)")
         expect(body).to_contain_text("No open dead letter", timeout=30_000)
         deadline = time.monotonic() + 45

@@ -79,6 +79,18 @@ class Replayed:
     failed: list[ReplayResult] = field(default_factory=list)
 
 
+REPLAY_PREVIEW = 10  # dead letters whose output difference a replay's preview computes
+
+
+@dataclass
+class ReplayPreview:
+    ids: list[int]  # everything the confirmed replay replays
+    version: str
+    force: bool
+    results: list[ReplayResult]  # the dry run of the first few
+    more: int  # how many of `ids` the preview did not run
+
+
 # -- code tables -----------------------------------------------------------------------
 
 
@@ -342,15 +354,9 @@ class Changes:
     def replay(self, ids: list[int], version: str, *, group: tuple[str, str] = ("", ""), force: bool = False) -> Replayed:
         """Replay dead letters with the `current` or the `failed` version; without ids,
         every dead letter of a group (flow, kind of reason)."""
-        if version not in ("current", "failed"):
-            raise Refused("Choose the current version or the version it failed on.")
-        flow, reason_kind = group
+        ids = self.replay_ids(ids, version, group)
+        flow = group[0]
         store = self.ui.store
-        if flow and not ids:
-            groups = store.dead_letter_groups(flow=flow, max_ids=100_000)
-            ids = [i for g in groups if g.reason_kind == reason_kind for i in g.ids]
-        if not ids:
-            raise Refused("Nothing selected to replay.")
         results = replay_messages(store, ids, version=version, who=self.me.username, force=force)
         outcome = Replayed(
             [r for r in results if r.error is None], [r for r in results if r.error is not None]
@@ -363,6 +369,29 @@ class Changes:
             + "".join(f"\n{r.source_id}: {r.error}" for r in outcome.failed),
         )
         return outcome
+
+    def replay_ids(self, ids: list[int], version: str, group: tuple[str, str] = ("", "")) -> list[int]:
+        """The dead letters a replay means: the ids given or, without ids, every dead
+        letter of a group (flow, kind of reason)."""
+        if version not in ("current", "failed"):
+            raise Refused("Choose the current version or the version it failed on.")
+        flow, reason_kind = group
+        if flow and not ids:
+            groups = self.ui.store.dead_letter_groups(flow=flow, max_ids=100_000)
+            ids = [i for g in groups if g.reason_kind == reason_kind for i in g.ids]
+        if not ids:
+            raise Refused("Nothing selected to replay.")
+        return ids
+
+    def replay_preview(self, ids: list[int], version: str, *, group: tuple[str, str] = ("", ""),
+                       force: bool = False, show: int = REPLAY_PREVIEW) -> ReplayPreview:
+        """What a replay would do, as `flowyard replay --dry-run` shows it: for the first
+        `show` dead letters, the difference of output between the version each failed on
+        and the version it would run on. Nothing is replayed and no target is touched."""
+        ids = self.replay_ids(ids, version, group)
+        results = replay_messages(self.ui.store, ids[:show], version=version, who=self.me.username,
+                                  dry_run=True, force=force)
+        return ReplayPreview(ids, version, force, results, max(0, len(ids) - show))
 
     def discard(self, ids: list[int]) -> int:
         """Mark dead letters as handled without replaying them; returns how many."""
