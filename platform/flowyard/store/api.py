@@ -26,11 +26,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Text, cast, delete, func, insert, or_, select, update
 from sqlalchemy import text as text_sql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import FlowyardError
 from ..message import Message
@@ -536,7 +537,8 @@ class Store:
         limit: int = 50,
         offset: int = 0,
     ) -> list[MessageSummary]:
-        """Newest first. `search` matches an id, a correlation id or the source file name."""
+        """Newest first. `search` matches part of an id, a correlation id, the error or the
+        source (its file name, topic)."""
         query = select(StoredMessage)
         if flow:
             query = query.where(StoredMessage.flow == flow)
@@ -560,6 +562,7 @@ class Store:
                     StoredMessage.id.like(like),
                     StoredMessage.correlation_id.like(like),
                     StoredMessage.error.like(like),
+                    *_source_holds(search),
                 )
             )
         query = query.order_by(StoredMessage.created_at.desc()).limit(limit).offset(offset)
@@ -981,6 +984,14 @@ class Store:
             workers=workers,
             recent_failures=failures,
         )
+
+
+def _source_holds(text: str) -> list[ColumnElement[bool]]:
+    """Conditions: the message's source (stored as JSON: a file name's backslash or
+    quote appears escaped) holds `text`."""
+    source = cast(StoredMessage.source, Text)
+    once = json.dumps(text, ensure_ascii=False)[1:-1]
+    return [source.contains(form, autoescape=True) for form in sorted({text, once})]
 
 
 def timeline(detail: MessageDetail) -> list[TimelineEvent]:

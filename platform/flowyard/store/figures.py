@@ -305,3 +305,50 @@ def search_by_key(
         if len(found) >= limit:
             break
     return found
+
+
+def search_key_values(
+    engine: Engine, flows_keys: dict[str, dict[str, str]], text: str, limit: int = 100
+) -> list[str]:
+    """Message ids (newest first) of flows that declare business keys, one of whose key
+    values holds `text` (ignoring case): `4711` finds order 4711 and PO-4711. Candidates
+    by text match in the step snapshots, confirmed by evaluating each of the flow's key
+    expressions on the snapshot data."""
+    flows = sorted(name for name, keys in flows_keys.items() if keys)
+    wanted = text.strip().lower()
+    if not flows or not wanted:
+        return []
+    t, m = MessageTrace, StoredMessage
+    once = json.dumps(wanted, ensure_ascii=False)[1:-1]
+    forms = {wanted, once, json.dumps(once, ensure_ascii=False)[1:-1]}
+    steps = func.lower(cast(t.steps, Text))
+    matches = or_(*(steps.contains(form, autoescape=True) for form in sorted(forms)))
+    with Session(engine) as db:
+        rows = db.execute(
+            select(t.message_id, m.flow, t.steps)
+            .join(m, m.id == t.message_id)
+            .where(m.flow.in_(flows), matches)
+            .order_by(m.created_at.desc())
+            .limit(limit * 5)
+        ).all()
+    found: list[str] = []
+    for message_id, flow, trace in rows:
+        expressions = list(flows_keys[flow].values())
+        if any(_key_holds(expression, wanted, step.get("snapshot") or "")
+               for step in trace for expression in expressions):
+            found.append(message_id)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _key_holds(expression: str, wanted: str, snapshot: str) -> bool:
+    """Whether the key expression gives, on this snapshot's data, a value that holds
+    `wanted` (lower case)."""
+    try:
+        data = json.loads(snapshot)
+        result = jmespath.search(expression, data)
+    except (ValueError, jmespath.exceptions.JMESPathError):
+        return False
+    values = result if isinstance(result, list) else [result]
+    return any(wanted in str(v).lower() for v in values if v is not None and not isinstance(v, dict | list))

@@ -1,5 +1,6 @@
 """Runs: messages searchable by flow, plant, partner, state, time, correlation id and
-business key; a message's timeline with the payload at each step."""
+business key, and by a main search box that looks in ids, errors, source file names and
+business-key values; a message's timeline with the payload at each step."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def search(state: UiState, params: dict[str, str]) -> dict[str, Any]:
         ids = queries.search_by_key(state.engine, keys, key, value, limit=PAGE * 4)
         rows = [d.summary for d in (state.store.message(i) for i in ids) if d is not None]
         rows = [r for r in rows if _matches(r, filters)][offset : offset + PAGE + 1]
+    elif filters["search"]:
+        rows = _search(state, keys, filters, offset)
     else:
         rows = state.store.list_messages(limit=PAGE + 1, offset=offset, **filters)
     return {
@@ -69,6 +72,19 @@ def search(state: UiState, params: dict[str, str]) -> dict[str, Any]:
         "page_size": PAGE,
         "key_names": sorted({k for ks in keys.values() for k in ks}),
     }
+
+
+def _search(state: UiState, keys: dict[str, dict[str, str]], filters: dict[str, Any], offset: int) -> list[Any]:
+    """The main search box: messages whose id, correlation id, error or source file name
+    holds the text, and messages of flows with business keys whose key value holds it
+    (`4711` finds order 4711 and PO-4711), newest first."""
+    direct = state.store.list_messages(limit=offset + PAGE + 1, offset=0, **filters)
+    ids = queries.search_key_values(state.engine, keys, filters["search"], limit=offset + PAGE + 1)
+    seen = {r.id for r in direct}
+    keyed = [d.summary for d in (state.store.message(i) for i in ids if i not in seen) if d is not None]
+    found = direct + [r for r in keyed if _matches(r, filters)]
+    found.sort(key=lambda r: r.created_at, reverse=True)
+    return found[offset : offset + PAGE + 1]
 
 
 def _matches(row: Any, filters: dict[str, Any]) -> bool:
