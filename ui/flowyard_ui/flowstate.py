@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import drafts, gitops
+from . import drafts, flowtests, gitops
 from .flowfiles import FlowFile, list_flows
 from .state import UiState
 
@@ -26,6 +26,7 @@ class FlowRow:
     dead_letters: int = 0
     failed_last: bool = False
     state: drafts.FlowState | None = None
+    tests: flowtests.TestStatus | None = None  # the last run of its tests, if it still holds
 
     @property
     def name(self) -> str:
@@ -77,6 +78,8 @@ def flow_rows(state: UiState, *, plant: str = "", partner: str = "", domain: str
         if text and text.lower() not in (info.name + " " + info.description).lower():
             continue
         row = FlowRow(file=info, state=states.get(info.name))
+        if row.state is not None:
+            row.tests = flowtests.last(state, info, row.state.draft_version)
         dep = deployed.get(info.name)
         if dep is not None and dep.version:
             row.deployed_version, row.enabled = dep.version, dep.enabled

@@ -48,10 +48,29 @@ class GateResult:
     tests_passed: int = 0
 
 
-def check(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> GateResult:
-    """The gate: the snapshot loads on its own and its tests pass. Test inputs and
-    expected outputs are read from `tests_from` (the folder the flow was deployed from);
-    messages name the files there, not the scratch copy."""
+@dataclass
+class CaseOutcome:
+    name: str
+    passed: bool
+    report: str = ""  # why it failed: the error, or a unified diff of expected and actual
+    files: list[Path] = field(default_factory=list)  # its input and expected files
+
+
+@dataclass
+class TestRun:
+    """A flow's `tests:` run as the gate runs them, case by case. `problems`: why the
+    snapshot does not load or its tests could not run (then `cases` is empty)."""
+
+    flow: Flow | None
+    problems: list[str] = field(default_factory=list)
+    cases: list[CaseOutcome] = field(default_factory=list)
+
+
+def run_flow_tests(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> TestRun:
+    """The snapshot loads on its own, then its tests run against a scratch store (no X12
+    control number or interchange is spent). Test inputs and expected outputs are read
+    from `tests_from` (the folder the flow was deployed from); messages name the files
+    there, not the scratch copy."""
     with tempfile.TemporaryDirectory(prefix="flowyard-gate-") as scratch:
         folder = Path(scratch) / "snapshot"
         flow_path = materialize(snapshot, folder)
@@ -62,11 +81,11 @@ def check(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> GateResult:
         try:
             flow = load_flow(flow_path, snapshot.text)
         except DefinitionError as exc:
-            return GateResult(None, [here(str(issue)) for issue in exc.issues])
+            return TestRun(None, [here(str(issue)) for issue in exc.issues])
         except YamlSyntaxError as exc:
-            return GateResult(None, [here(str(exc.issue))])
+            return TestRun(None, [here(str(exc.issue))])
         except FlowyardError as exc:
-            return GateResult(None, [here(str(exc))])
+            return TestRun(None, [here(str(exc))])
         services = ScratchServices()
         for spec in flow.steps:
             spec.step.context.services = services
@@ -74,10 +93,23 @@ def check(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> GateResult:
             with scratch_run():
                 results = run_tests(flow, base=tests_from)
         except (OSError, FlowyardError) as exc:
-            return GateResult(flow, [here(f"the tests could not run: {exc}")])
-        failed = [r for r in results if not r.passed]
-        problems = [here(f"test {r.case.name!r} failed: {r.report}".rstrip()) for r in failed]
-        return GateResult(flow, problems, len(results) - len(failed))
+            return TestRun(flow, [here(f"the tests could not run: {exc}")])
+        cases = []
+        for r in results:
+            expected = [r.case.expect] if isinstance(r.case.expect, str) else list(r.case.expect or [])
+            files = [tests_from / rel for rel in [r.case.input, *expected]]
+            cases.append(CaseOutcome(r.case.name, r.passed, here(r.report), files))
+        return TestRun(flow, [], cases)
+
+
+def check(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> GateResult:
+    """The gate: the snapshot loads on its own and its tests pass (`run_flow_tests`)."""
+    run = run_flow_tests(snapshot, tests_from)
+    if run.flow is None or run.problems:
+        return GateResult(run.flow, run.problems)
+    failed = [c for c in run.cases if not c.passed]
+    problems = [f"test {c.name!r} failed: {c.report}".rstrip() for c in failed]
+    return GateResult(run.flow, problems, len(run.cases) - len(failed))
 
 
 def deploy(store: Store, path: Path | str, *, who: str = "", note: str = "", git_commit: str = "") -> DeploymentInfo:

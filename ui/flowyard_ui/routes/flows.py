@@ -13,7 +13,7 @@ from litestar.response import Template
 from flowyard.errors import FlowyardError
 from flowyard.loader import load_flow
 
-from .. import auth, diagram, drafts, gitops
+from .. import auth, diagram, drafts, flowtests, gitops
 from ..auth import CurrentUser
 from ..flowfiles import FlowFile
 from ..flowstate import flow_rows, label_values, summary
@@ -61,11 +61,13 @@ def flow_context(ui: UiState, me: CurrentUser, info: FlowFile) -> dict[str, Any]
         }
         if me.can("deployer"):
             git["branches"] = gitops.review_branches(repo, ui.git_branch_prefix, info.name)
+    st = drafts.flow_state(ui, info)
     return {
         "flow": info,
         "d": diagram.build(document, bad),
         "deployed": deployed,
-        "st": drafts.flow_state(ui, info),
+        "st": st,
+        "tests": flowtests.last(ui, info, st.draft_version),
         "git": git,
         "history": ui.store.deployments(info.name, limit=20),
         "recent": ui.store.list_messages(flow=info.name, limit=10),
@@ -85,6 +87,13 @@ async def flow_status(request: Request[Any, Any, Any], ui: NamedDependency[UiSta
     return page(request, "flows/status.html", **context)
 
 
+@post("/flows/{name:str}/tests", guards=[auth.require("analyst")])
+async def run_flow_tests(request: HTMXRequest, ui: NamedDependency[UiState], me: NamedDependency[CurrentUser], flow: NamedDependency[FlowFile]) -> Template:
+    """Run the flow's tests now, as the deploy gate would (nothing is deployed)."""
+    status = await off_loop(flowtests.run, ui, flow, me.username)
+    return page(request, "flows/tests.html", flow=flow, tests=status)
+
+
 @get("/flows/new", guards=[auth.require("analyst")], sync_to_thread=False)
 def new_flow_page(request: Request[Any, Any, Any]) -> Template:
     return page(request, "flows/new.html", error=None, name="", plant="", partner="", domain="")
@@ -102,4 +111,4 @@ async def new_flow(request: HTMXRequest, changes: NamedDependency[Changes]) -> A
     return redirect(request, f"/flows/{name}/edit")
 
 
-ROUTES = [flows_page, new_flow_page, new_flow, flow_page, flow_status]
+ROUTES = [flows_page, new_flow_page, new_flow, flow_page, flow_status, run_flow_tests]
