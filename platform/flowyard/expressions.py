@@ -33,6 +33,7 @@ from dateutil import parser as date_parser
 from jmespath import exceptions as jexc
 from jmespath import functions, visitor
 
+from .errors import did_you_mean
 from .jmespath_closures import compile_tree
 from .step import OptionError
 
@@ -214,9 +215,10 @@ class Expression:
 def compile_expression(
     source: str, option: str | None = None, table_lookup: TableLookup | None = None
 ) -> Expression:
-    """Compile or raise OptionError pointing inside the expression."""
+    """Compile or raise OptionError pointing inside the expression (a function JMESPath
+    and Flowyard do not have is reported here, at load, not at the first message)."""
     try:
-        return Expression(source, table_lookup)
+        expression = Expression(source, table_lookup)
     except jexc.LexerError as exc:
         raise OptionError(
             f"JMESPath syntax error: {exc.msg} (near {exc.lexer_value!r})",
@@ -234,6 +236,27 @@ def compile_expression(
             option,
             offset=exc.lex_position,
         ) from exc
+    for name in function_names(expression._parsed.parsed):
+        if name not in FlowFunctions.FUNCTION_TABLE:
+            raise OptionError(
+                f"unknown JMESPath function {name}()" + did_you_mean(name, FlowFunctions.FUNCTION_TABLE),
+                option,
+                offset=max(0, source.find(f"{name}(")),
+            )
+    return expression
+
+
+def function_names(node: Any) -> list[str]:
+    """The names of the functions an expression's syntax tree calls."""
+    names = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict):
+            if current.get("type") == "function_expression":
+                names.append(str(current.get("value")))
+            pending.extend(current.get("children") or [])
+    return names
 
 
 def truthy(value: Any) -> bool:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -43,6 +45,7 @@ from .flow import (
     StepSpec,
 )
 from .message import is_json_type
+from .sandbox import make_environment
 from .secrets import Secrets, check_references
 from .step import SNAPSHOT_MARKER, FlowContext, OptionError, Step
 from .yamlio import (
@@ -209,7 +212,27 @@ class FlowLoader:
             self.error(f"the options of {kind!r} must be a mapping", value_position(node, kind))
             return None
         options = self.validate_model(options_model, raw if isinstance(raw, CommentedMap) else node, value, () if isinstance(raw, CommentedMap) else (kind,))
+        if isinstance(raw, CommentedMap):
+            self.check_templates(raw, kind)
         return kind, cls, options, raw
+
+    def check_templates(self, node: Any, kind: str, path: tuple[str, ...] = ()) -> None:
+        """Compile every Jinja template in a connector's options (a file name, a topic, a
+        subject, a routing key, a URL, a header...): a syntax error is the flow's, reported
+        here at its line, not by the runtime when the connector opens."""
+        items = node.items() if isinstance(node, CommentedMap) else enumerate(node) if isinstance(node, CommentedSeq) else []
+        for key, value in items:
+            if isinstance(value, CommentedMap | CommentedSeq):
+                self.check_templates(value, kind, (*path, str(key)))
+            elif isinstance(value, str) and ("{{" in value or "{%" in value):
+                problem = template_syntax_error(value)
+                if problem is not None:
+                    line_in_value, message = problem
+                    line, column = value_position(node, key)
+                    if line is not None and line_in_value > 1:
+                        line, column = line + line_in_value - 1, None
+                    option = ".".join((*path, str(key)))
+                    self.error(f"{kind}: Jinja syntax error in option {option!r}: {message}", (line, column))
 
     def load_source(self, document: CommentedMap) -> ConnectorSpec | None:
         if "source" not in document:
@@ -478,3 +501,17 @@ class FlowKind(DefinitionKind):
         from .schema_gen import flow_schema
 
         return flow_schema(ref)
+
+
+def template_syntax_error(source: str) -> tuple[int, str] | None:
+    """(line in the text, message) of the first Jinja syntax error in `source`, or None."""
+    try:
+        template_environment().parse(source)
+    except TemplateSyntaxError as exc:
+        return exc.lineno or 1, exc.message or "invalid template"
+    return None
+
+
+@cache
+def template_environment() -> Any:
+    return make_environment(autoescape=False)

@@ -134,3 +134,28 @@ def test_round_trip_keeps_comments_after_an_edit() -> None:
     document["metadata"]["name"] = "b"
     out = dump_text(document)
     assert out == text.replace("name: a ", "name: b ")
+
+
+def test_a_jinja_syntax_error_in_a_connector_option_is_reported_at_load(tmp_path: Path) -> None:
+    """Validate, the editor and the playground called this flow valid; the runtime then
+    failed on it at every look at the deployments (issue 15)."""
+    path = tmp_path / "flow.yaml"
+    path.write_text("apiVersion: flowyard/v1\nkind: Flow\nmetadata: {name: t}\nsource:\n  file: {path: in}\n"
+                    "steps:\n  - json.parse: {}\ntargets:\n  - file:\n      path: out\n"
+                    '      name: "conf-{{ data.order_id }-{{ key }}.json"\n'
+                    "  - http:\n      url: https://erp.example/api\n      headers: {X-Plant: '{% if x %}MX'}\n")
+    issues = check_flow(path)
+    assert [(i.position.line, i.position.column, i.message) for i in issues] == [
+        (11, 13, "file: Jinja syntax error in option 'name': unexpected '}'"),
+        (14, 26, "http: Jinja syntax error in option 'headers.X-Plant': Unexpected end of template. "
+                 "Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. "
+                 "The innermost block that needs to be closed is 'if'."),
+    ]
+
+
+def test_an_unknown_jmespath_function_is_reported_at_load_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text("apiVersion: flowyard/v1\nkind: Flow\nmetadata: {name: t}\nsource:\n  file: {path: in}\n"
+                    'steps:\n  - jmespath: "{a: to_nmber(x), b: lookup(\'uom\', y)}"\ntargets:\n  - file: {path: out}\n')
+    [issue] = check_flow(path)
+    assert (issue.position.line, issue.message) == (7, "unknown JMESPath function to_nmber(); did you mean 'to_number'?")

@@ -200,3 +200,34 @@ def test_onboard_by_template_name_from_a_repository_root(tmp_path: Path, monkeyp
     # QRO is MX02's shop-floor name: the instance's own test shows the rows are not MX03's
     assert main(["test", str(instance)]) == 1
     assert "expected 2 output message(s), got 0" in capsys.readouterr().out
+
+
+@pytest.fixture
+def flows_copy(tmp_path: Path) -> Path:
+    """A private copy of the shipped flows folder and the examples its tests read."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    for folder in ("flows", "examples"):
+        shutil.copytree(root / folder, tmp_path / folder)
+    return tmp_path / "flows"
+
+
+def test_a_value_that_must_be_a_code_of_a_table_is_checked_against_it(
+        flows_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`x-table: plant-codes` on shopfloor_name: onboard and validate refuse a value the
+    table does not hold, naming the table and the close codes."""
+    template = str(flows_copy / "templates" / "plant-production-confirmations.yaml")
+    values = ["--set", "plant=MX03", "--set", "plant_name=Puebla"]
+    before = files_under(flows_copy)
+    assert main(["onboard", template, *values, "--set", "shopfloor_name=QRX"]) == 1
+    err = capsys.readouterr().err
+    assert "'QRX' is not a code in table 'plant-codes' (plant-codes.yaml); close: 'QRO'" in err
+    assert files_under(flows_copy) == before
+    instance = flows_copy / "mx09.yaml"
+    instance.write_text("apiVersion: flowyard/v1\nkind: FlowInstance\nmetadata: {name: mx09-production-confirmations}\n"
+                        "template: plant-production-confirmations\n"
+                        "values: {plant: MX09, plant_name: X, shopfloor_name: QRX}\n")
+    [issue] = check_file(instance)
+    assert issue.position.line == 5 and "'QRX' is not a code in table 'plant-codes'" in issue.message
+    assert main(["onboard", template, *values, "--set", "shopfloor_name=QRO", "--name", "mx03-production-confirmations"]) == 0

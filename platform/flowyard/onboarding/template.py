@@ -38,6 +38,7 @@ Python API (the UI's onboarding wizard is built on these):
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from ..errors import DefinitionError, FlowyardError, Issue, IssueList, Position,
 from ..flow import API_VERSION, NAME_PATTERN, TOP_LEVEL_KEYS, ApiVersion, FlowTest, Metadata
 from ..options import Options
 from ..sandbox import FlowEnvironment, make_environment
+from ..step import FlowContext
+from ..tables import TABLE_SUFFIXES, Table, load_table
 from ..yamlio import (
     key_position,
     locate,
@@ -494,9 +497,41 @@ def _control_characters(value: Any, path: list[Any]) -> Iterator[tuple[list[Any]
             yield from _control_characters(item, [*path, index])
 
 
+def code_table(template: Template, name: str) -> Table | None:
+    """The code table `name` (tables/NAME.csv|yaml) beside the template's folder or above
+    it, or None when there is none or it does not load."""
+    path = FlowContext(flow_file=template.path).find_shared("tables", name, TABLE_SUFFIXES)
+    if path is None:
+        return None
+    try:
+        return load_table(path)
+    except (DefinitionError, OSError, UnicodeDecodeError):
+        return None
+
+
+def table_keyword(template: Template) -> Any:
+    """`x-table: NAME` on a parameter: its value must be a code of that code table (a
+    plant's shop-floor code in plant-codes, say), checked when the instance is written
+    and validated, naming the table and the closest codes."""
+
+    def check(validator: Any, name: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        if not isinstance(instance, str | int):
+            return
+        table = code_table(template, str(name))
+        if table is None:
+            yield ValidationError(f"the code table {name!r} it must be a code of was not found (tables/{name}.csv or .yaml)")
+            return
+        if str(instance) not in table.rows:
+            close = difflib.get_close_matches(str(instance), list(table.rows), n=3, cutoff=0.5)
+            hint = f"; close: {', '.join(map(repr, close))}" if close else ""
+            yield ValidationError(f"{instance!r} is not a code in table {name!r} ({table.path.name}){hint}")
+
+    return check
+
+
 def check_values(template: Template, values: dict[str, Any]) -> list[tuple[list[Any], str, bool]]:
     """Every way the values break the parameters: (path, message, points at a key)."""
-    validator = Validator(template.schema, format_checker=FORMATS)
+    validator = validators.extend(Validator, {"x-table": table_keyword(template)})(template.schema, format_checker=FORMATS)
     problems: list[tuple[list[Any], str, bool]] = list(_control_characters(values, []))
     names = list(template.properties)
     for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
@@ -521,6 +556,8 @@ def check_values(template: Template, values: dict[str, Any]) -> list[tuple[list[
             message = f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
         elif error.validator == "format":
             message = f"{error.instance!r} is not a valid {error.validator_value}"
+        elif error.validator == "x-table":
+            message = error.message
         help_text = template.properties.get(str(path[0]), {}).get("description", "") if path else ""
         problems.append((path, f"parameter {name!r}: {message}" + (f" ({help_text})" if help_text else ""), False))
     return problems
