@@ -80,3 +80,20 @@ def test_only_a_deployer_with_a_csrf_token_previews(app: Litestar, analyst: UiCl
     assert deployer.post("/dead-letters/replay/preview", {"ids": str(dead)}, csrf=False).status_code == 403
     nothing = deployer.post("/dead-letters/replay/preview", {"ids": ""})
     assert "Nothing selected to replay." in nothing.text
+
+
+def test_a_removed_line_that_reads_like_a_file_header_stays_in_the_diff() -> None:
+    """A replay's diff removes `--- failed: ...` (`---- failed` in the diff): inside a
+    hunk it is content, on both the unified and the side-by-side view."""
+    import difflib
+
+    from flowyard_ui.diffview import lines, side_by_side
+
+    diff = "".join(difflib.unified_diff(["--- failed: boom\n"], ["--- output 1\n", "{}\n"], "a@1", "b@2"))
+    assert [(line.kind, line.text) for line in lines(diff)] == [
+        ("head", "--- a@1"), ("head", "+++ b@2"), ("hunk", "@@ -1 +1,2 @@"),
+        ("del", "---- failed: boom"), ("add", "+--- output 1"), ("add", "+{}")]
+    rows = side_by_side(diff)
+    assert [(r.kind, r.old, r.new) for r in rows] == [
+        ("hunk", "@@ -1 +1,2 @@", "@@ -1 +1,2 @@"), ("change", "--- failed: boom", "--- output 1"),
+        ("change", None, "{}")]

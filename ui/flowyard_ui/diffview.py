@@ -6,7 +6,32 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def _body_lines(diff: str) -> list[tuple[str, bool]]:
+    """Each line of the diff, and whether it is inside a hunk: counted by the hunk
+    header's lengths, so a removed line that reads `--- x` (`---- x` in the diff) is
+    content, not a file header."""
+    out = []
+    old_left = new_left = 0
+    for text in diff.splitlines():
+        if old_left > 0 or new_left > 0:
+            out.append((text, True))
+            if text.startswith("-"):
+                old_left -= 1
+            elif text.startswith("+"):
+                new_left -= 1
+            elif not text.startswith("\\"):
+                old_left -= 1
+                new_left -= 1
+            continue
+        found = HUNK.match(text)
+        if found:
+            old_left = int(found.group(2) if found.group(2) is not None else 1)
+            new_left = int(found.group(4) if found.group(4) is not None else 1)
+        out.append((text, False))
+    return out
 
 
 @dataclass
@@ -28,8 +53,8 @@ class Pair:
 
 def lines(diff: str) -> list[Line]:
     out = []
-    for text in diff.splitlines():
-        if text.startswith(("+++", "---")):
+    for text, inside in _body_lines(diff):
+        if not inside and text.startswith(("+++", "---")):
             kind = "head"
         elif text.startswith("@@"):
             kind = "hunk"
@@ -59,13 +84,13 @@ def side_by_side(diff: str) -> list[Pair]:
         removed.clear()
         added.clear()
 
-    for text in diff.splitlines():
-        if text.startswith(("+++", "---")) and not removed and not added:
+    for text, inside in _body_lines(diff):
+        if not inside and text.startswith(("+++", "---")):
             continue
-        found = HUNK.match(text)
+        found = None if inside else HUNK.match(text)
         if found:
             flush()
-            old_no, new_no = int(found.group(1)), int(found.group(2))
+            old_no, new_no = int(found.group(1)), int(found.group(3))
             rows.append(Pair("hunk", old=text, new=text))
         elif text.startswith("+"):
             added.append((new_no, text[1:]))
