@@ -11,7 +11,6 @@ to the YAML through the round trip.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import re
 import threading
@@ -255,8 +254,3 @@ def sample_name_for_text(text: str, path: Path) -> str:
     except FlowyardError:
         return "sample.json"
     return sample_name(flow)
-
-
-def matches_pattern(flow: Flow, file_name: str) -> bool:
-    pattern = getattr(flow.source.options, "pattern", None)
-    return not isinstance(pattern, str) or fnmatch.fnmatch(file_name, pattern)

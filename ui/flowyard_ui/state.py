@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
@@ -42,12 +42,6 @@ class UiState:
             runtime_store = getattr(self.runtime, "store", None)
             self._store = runtime_store if isinstance(runtime_store, Store) else Store(engine=self.engine)
         return self._store
-
-
-def ui_of(app: Litestar) -> UiState:
-    """The UI's state, for code outside route handlers (middleware, tests)."""
-    found: UiState = app.state.ui
-    return found
 
 
 def provide_ui(state: State) -> UiState:

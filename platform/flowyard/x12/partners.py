@@ -151,10 +151,6 @@ def _check(path: Path, text: str) -> list[Issue]:
     return []
 
 
-def check_partner(path: Path, text: str) -> list[Issue]:
-    return _check(path, text)
-
-
 class PartnerKind(DefinitionKind):
     """`kind: Partner`: a trading partner profile in `partners/`."""
 
