@@ -20,13 +20,15 @@ and an index beside the file makes a retried delivery a no-op (see `appendlog`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from flowyard.connector import Accept, Connector, Source, Target, guess_content_type
 from flowyard.errors import DeliveryError
@@ -37,7 +39,9 @@ from flowyard.step import FlowContext
 
 from . import appendlog
 from .groupcommit import MAX_BATCH, GroupCommit, Write
-from .paths import inside
+from .paths import inside, printable_name
+
+log = logging.getLogger("flowyard.connectors.file")
 
 EXTENSIONS = {
     "application/json": ".json",
@@ -58,6 +62,17 @@ class FileSourceOptions(Options):
     archive_path: str | None = Field(None, description="where archived files go (default: an `archive` folder inside `path`)")
     content_type: str | None = Field(None, description="content type of the files (default: from the file name)")
     recursive: bool = Field(False, description="also look in sub-folders")
+
+    @field_validator("pattern")
+    @classmethod
+    def _inside_path(cls, pattern: str) -> str:
+        """The pattern picks files inside `path`: no `..`, no absolute pattern."""
+        parts = pattern.replace("\\", "/").split("/")
+        if not pattern or pattern.startswith(("/", "\\", "~")) or (len(pattern) > 1 and pattern[1] == ":") or ".." in parts:
+            raise ValueError(f"the pattern {pattern!r} must pick files inside `path` (no `..`, not absolute)")
+        if "\x00" in pattern:
+            raise ValueError("the pattern must not hold a NUL character")
+        return pattern
 
 
 class FileTargetOptions(Options):
@@ -85,17 +100,45 @@ class FileSource(Source[FileSourceOptions]):
         self.archive = context.resolve_io_path(options.archive_path) if options.archive_path else self.root / "archive"
         self._seen: dict[Path, tuple[int, int, float]] = {}  # path -> size, mtime_ns, first seen stable at
         self._done: set[tuple[str, int, int]] = set()  # for after: keep
+        self._undecodable: set[Path] = set()  # names reported as not UTF-8
 
     def candidates(self) -> list[Path]:
         if not self.root.is_dir():
             return []
         found = self.root.rglob(self.options.pattern) if self.options.recursive else self.root.glob(self.options.pattern)
-        archive = self.archive.resolve()
-        return sorted(
-            p for p in found
-            if p.is_file() and not p.is_symlink() and not p.name.startswith(".")
-            and not p.resolve().is_relative_to(archive)
-        )
+        archive, root = self.archive.resolve(), self.root.resolve()
+        taken = []
+        for p in found:
+            if not p.is_file() or p.is_symlink() or p.name.startswith("."):
+                continue
+            resolved = p.resolve()  # a symlinked folder on the way cannot lead out of `path`
+            if resolved.is_relative_to(archive) or not resolved.is_relative_to(root):
+                continue
+            if not self.decodable(p):
+                continue
+            taken.append(p)
+        return sorted(taken)
+
+    def decodable(self, path: Path) -> bool:
+        """A file whose name is not UTF-8 cannot be recorded (the store keeps text): it is
+        reported once (a log line and the source's health) and left where it is, and the
+        other files go on."""
+        try:
+            str(path).encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            pass
+        if path not in self._undecodable:
+            if len(self._undecodable) >= 1024:
+                self._undecodable.clear()
+            self._undecodable.add(path)
+            shown = printable_name(path.relative_to(self.root).as_posix())
+            log.warning("file source of %s: skipped %s: its name is not UTF-8 (rename it to take it)",
+                        self.context.flow_name or "a flow", shown, extra={"flow": self.context.flow_name})
+            self.health.failed(f"skipped {shown}: its name is not UTF-8 (rename it to take it)")
+            self.health.details["skipped_names"] = sorted(
+                printable_name(p.relative_to(self.root).as_posix()) for p in self._undecodable)[:20]
+        return False
 
     def ready(self, path: Path, now: float) -> bool:
         """True once the file has kept the same size and mtime for `settle`."""
@@ -173,6 +216,23 @@ class FileTarget(Target[FileTargetOptions]):
         self.commits = GroupCommit()  # sends in flight share one flush
         self.appended: set[Path] = set()  # append mode: the files this target has used
         self.guarded: dict[str, Path] = {}  # append mode: one-part names the path guard let through
+        self.cleaned = False  # leftover temporary files removed (at the first send)
+        self.cleaning: asyncio.Task[None] | None = None
+
+    async def clean_leftovers(self) -> None:
+        """Once, when the target starts sending: remove the temporary files a killed
+        process left in its folder (`.NAME.RANDOM.part`, older than `PART_MAX_AGE`)."""
+        self.cleaned = True
+        try:
+            removed = await asyncio.to_thread(remove_leftovers, self.root, PART_MAX_AGE)
+        except OSError as exc:
+            log.warning("file target of %s: cannot clean leftover temporary files in %s: %s",
+                        self.context.flow_name or "a flow", self.root, exc.strerror or exc,
+                        extra={"flow": self.context.flow_name})
+            return
+        if removed:
+            log.info("file target of %s: removed %d leftover temporary file(s) in %s (left by a stopped process)",
+                     self.context.flow_name or "a flow", removed, self.root, extra={"flow": self.context.flow_name})
 
     def file_name(self, message: Message, key: str) -> str:
         if self.fixed_name is not None:
@@ -186,6 +246,8 @@ class FileTarget(Target[FileTargetOptions]):
         return self.template.render(variables).strip()
 
     async def send(self, message: Message, idempotency_key: str) -> dict[str, Any]:
+        if not self.cleaned:  # beside the sends, not before them (they keep their order)
+            self.cleaning = asyncio.create_task(self.clean_leftovers())
         name = self.file_name(message, idempotency_key)
         if self.options.append:  # data goes on one line (JSON lines), not indented
             payload = message.payload_bytes() if message.is_bytes else to_json_line(message.payload)
@@ -237,6 +299,38 @@ class FileTarget(Target[FileTargetOptions]):
         """Forget the appended files no other target uses (their keys take memory)."""
         paths, self.appended = self.appended, set()
         await appendlog.release(paths, id(self))
+
+
+# the group commit's temporary names: `.NAME.` then 8 hex digits and a counter, `.part`
+LEFTOVER = re.compile(r"^\..+\.[0-9a-f]{8}[0-9]+\.part$")
+PART_MAX_AGE = 120.0  # seconds: a write in flight is renamed within a flush, far sooner
+MAX_SCANNED = 200_000  # entries looked at, so a huge folder cannot hold the start up
+
+
+def remove_leftovers(root: Path, max_age: float, now: float | None = None) -> int:
+    """Remove `.NAME.RANDOM.part` files older than `max_age` under `root` (what a kill -9
+    in the middle of a write leaves); returns how many. Symlinks are not followed."""
+    if not root.is_dir():
+        return 0
+    limit = (now if now is not None else time.time()) - max_age
+    removed = scanned = 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            scanned += 1
+            if not LEFTOVER.match(name):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                stat = os.lstat(path)
+                if stat.st_mtime < limit and not os.path.islink(path):
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if scanned > MAX_SCANNED:
+            break
+    return removed
 
 
 _json_line = msgspec.json.Encoder().encode

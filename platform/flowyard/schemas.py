@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
 from .step import FlowContext, OptionError
-from .yamlio import load_file, to_plain
+from .yamlio import YamlSyntaxError, load_file, to_plain
 
 CANONICAL_PREFIX = "canonical:"
 
@@ -43,13 +43,20 @@ def load_schema(spec: str | dict[str, Any], context: FlowContext) -> dict[str, A
         return spec
     if spec.startswith(CANONICAL_PREFIX):
         return canonical_schema(spec[len(CANONICAL_PREFIX) :])
-    path: Path = context.resolve_path(spec)
+    path: Path = context.resolve_path(spec, "schema")  # refused outside the flow's folder
     if not path.is_file():
         raise OptionError(f"schema file {spec!r} not found beside the flow", "schema")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        loaded = to_plain(load_file(path))
-    else:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            loaded = to_plain(load_file(path))
+        else:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise OptionError(f"schema file {spec!r} is not UTF-8 text (byte {exc.start})", "schema") from exc
+    except json.JSONDecodeError as exc:  # its message names a line and column, never the text
+        raise OptionError(f"schema file {spec!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "schema") from exc
+    except YamlSyntaxError as exc:
+        raise OptionError(f"schema file {spec!r} is not valid YAML: line {exc.issue.position.line}: {exc.issue.message}", "schema") from exc
     if not isinstance(loaded, dict):
         raise OptionError(f"schema file {spec!r} must hold a JSON Schema object", "schema")
     return loaded

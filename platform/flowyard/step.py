@@ -68,10 +68,20 @@ class FlowContext:
     def base_dir(self) -> Path:
         return self.flow_file.parent
 
-    def resolve_path(self, relative: str) -> Path:
-        """A file the flow uses (a schema, a stylesheet, a template) is relative to the
-        flow file."""
-        return (self.base_dir / relative).resolve()
+    def resolve_path(self, relative: str, option: str | None = None) -> Path:
+        """A file the flow reads (a schema, a stylesheet, a template) is relative to the
+        flow file and must lie inside the flow's folder (a deployed flow's is its
+        snapshot): `..`, an absolute path or a symlink that leads out is refused with an
+        OptionError naming the option, before anything is read, so no error can quote a
+        file from elsewhere."""
+        path = None if "\x00" in relative else (self.base_dir / relative).resolve()
+        if path is None or not path.is_relative_to(self.base_dir.resolve()):
+            what = f"{option} {relative!r}" if option else f"file {relative!r}"
+            raise OptionError(
+                f"{what} must stay inside the flow's folder: a flow reads only files in its own folder",
+                option,
+            )
+        return path
 
     def resolve_io_path(self, relative: str) -> Path:
         """A folder a connector reads or writes is relative to where the flow file was
@@ -88,20 +98,28 @@ class FlowContext:
                 break
         return found
 
-    def find_shared(self, folder: str, name: str, suffixes: tuple[str, ...]) -> Path | None:
+    def find_shared(self, folder: str, name: str, suffixes: tuple[str, ...], option: str | None = None) -> Path | None:
         """Find `folder/name.suffix` beside the flow or in a parent folder
-        (`flows/tables/`, `flows/partners/`, `flows/guides/`)."""
+        (`flows/tables/`, `flows/partners/`, `flows/guides/`). `name` is a name, not a
+        path out of `folder`: one with `..`, an absolute one, or one whose file (through
+        a symlink) lies outside its folder is refused (OptionError naming `option`)."""
+        check_shared_name(folder, name, option)
         for directory in self.search_dirs():
             for suffix in suffixes:
                 candidate = directory / folder / f"{name}{suffix}"
                 if candidate.is_file():
+                    if not candidate.resolve().is_relative_to((directory / folder).resolve()):
+                        raise OptionError(
+                            f"{folder}/{name}{suffix} leads outside the {folder}/ folder (a symlink): refused",
+                            option,
+                        )
                     return candidate
         return None
 
     def table(self, name: str) -> Table:
         """A code table from `tables/NAME.csv|yaml` beside the flow or above it."""
         # Found once per flow: lookups run per message and must not walk the folders.
-        path = self._table_paths.get(name) or self.find_shared("tables", name, TABLE_SUFFIXES)
+        path = self._table_paths.get(name) or self.find_shared("tables", name, TABLE_SUFFIXES, "table")
         if path is None:
             raise OptionError(
                 f"no code table named {name!r}: expected tables/{name}.csv or tables/{name}.yaml "
@@ -110,6 +128,17 @@ class FlowContext:
             )
         self._table_paths[name] = path
         return tables.get(path)
+
+
+def check_shared_name(folder: str, name: str, option: str | None = None) -> None:
+    """A shared definition's name (a table, a partner) names a file in `folder/`; it may
+    have sub-folders (`plants/de01`), never `..`, a leading `/` or a drive."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts or "\x00" in name:
+        raise OptionError(
+            f"{option or folder.rstrip('s')} {name!r} must be a name in {folder}/, not a path out of it",
+            option,
+        )
 
 
 ROUTE_TO_TARGETS = "flowyard.route_to_targets"

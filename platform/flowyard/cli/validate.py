@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..definitions import check_file, definition_files
+from ..definitions.grammar import not_utf8
 
 
 def register(sub: Any) -> None:
@@ -23,7 +24,10 @@ def handle(args: argparse.Namespace) -> int:
     files = list(definition_files(args.paths, skipped))
     invalid = 0
     for path in files:
-        issues = check_file(path)
+        try:
+            issues = check_file(path)
+        except UnicodeDecodeError as exc:  # this file only: the others are still checked
+            issues = [not_utf8(path, exc)]
         for issue in issues:
             print(issue)
         if any(i.severity == "error" for i in issues):

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 from ruamel.yaml.comments import CommentedMap
 
-from ..errors import IssueList, did_you_mean
+from ..errors import Issue, IssueList, Position, did_you_mean
 from ..flow import API_VERSION
 from ..yamlio import YamlSyntaxError, key_position, load_text, locate, to_plain, value_position
 
@@ -169,8 +169,9 @@ def is_definition(path: Path) -> bool:
         return True
     try:
         text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        return False
+    except UnicodeDecodeError:  # reported (not UTF-8) when it shows a definition's lines
+        return path.suffix.lower() in YAML_SUFFIXES and _DEFINITION_LINE.search(
+            path.read_bytes().decode("utf-8", "replace")) is not None
     except OSError:
         return True
     try:
@@ -178,6 +179,18 @@ def is_definition(path: Path) -> bool:
     except YamlSyntaxError:
         return path.suffix.lower() in YAML_SUFFIXES and _DEFINITION_LINE.search(text) is not None
     return looks_like_definition(document)
+
+
+def not_utf8(path: Path, error: UnicodeDecodeError) -> Issue:
+    """The issue for a definition file that is not UTF-8 text, at its first bad byte."""
+    try:
+        before = path.read_bytes()[: error.start]
+    except OSError:
+        return Issue(Position(str(path)), "not UTF-8 text")
+    line = before.count(b"\n") + 1
+    column = len(before) - (before.rfind(b"\n") + 1) + 1
+    return Issue(Position(str(path), line, column),
+                 f"not UTF-8 text (byte 0x{error.object[error.start]:02x}); save the file as UTF-8")
 
 
 def definition_files(paths: Iterable[Path], skipped: list[Path] | None = None) -> Iterator[Path]:

@@ -32,6 +32,53 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowyard.runtime")
 
+# Failures an operator must hear of (the attempt rows alone go unread): the class of a
+# delivery error, told by its text, and how often one is logged per flow, target and class.
+FAILURE_CLASSES = (
+    ("disk full", ("no space left on device", "disk quota exceeded", "file too large")),
+    ("permission refused", ("permission denied", "operation not permitted", "read-only file system")),
+    ("timed out", ("timed out", "timeout", "no answer from")),
+    ("connection refused", ("connection refused", "connection reset", "name or service not known",
+                            "no route to host", "network is unreachable")),
+)
+FAILURE_LOG_EVERY = 60.0  # seconds
+
+
+def failure_class(error: str) -> str | None:
+    lowered = error.lower()
+    for name, marks in FAILURE_CLASSES:
+        if any(mark in lowered for mark in marks):
+            return name
+    return None
+
+
+class FailureLog:
+    """Logs a delivery failure of a known class once per `every` seconds for each flow,
+    target and class, with how many were not logged since."""
+
+    def __init__(self, every: float = FAILURE_LOG_EVERY) -> None:
+        self.every = every
+        self.last: dict[tuple[str, str, str], tuple[float, int]] = {}  # -> logged at, quiet since
+
+    def failed(self, flow: str, target: str, error: str, now: float | None = None) -> bool:
+        kind = failure_class(error)
+        if kind is None:
+            return False
+        now = time.monotonic() if now is None else now
+        key = (flow, target, kind)
+        logged_at, quiet = self.last.get(key, (None, 0))
+        if logged_at is not None and now - logged_at < self.every:
+            self.last[key] = (logged_at, quiet + 1)
+            return False
+        if len(self.last) >= 10_000:
+            self.last.clear()
+        self.last[key] = (now, 0)
+        more = f" ({quiet} more since the last report)" if quiet else ""
+        log.warning("delivery to %s of flow %s failed: %s: %s%s", target, flow, kind, error, more,
+                    extra={"flow": flow, "target": target, "failure": kind})
+        return True
+
+
 # a batch's first delivery attempt to one target, not started yet
 FirstSend = tuple[LoadedTarget, Coroutine[Any, Any, None]]
 
@@ -41,6 +88,7 @@ class Delivery:
         self.runtime = runtime
         self.breakers = Breakers(runtime.config.breaker_threshold, runtime.config.breaker_cooldown)
         self.breaker_changed = asyncio.Event()
+        self.failures = FailureLog()
 
     async def send_first(self, sends: list[FirstSend]) -> None:
         """A batch's first delivery attempts, at most the target's `send_concurrency` (or
@@ -117,6 +165,7 @@ class Delivery:
             self.breakers.success(breaker)
             self.runtime.metrics.child(self.runtime.metrics.deliveries, flow, t.spec.name, "done").inc()
             return "done", number, 0.0, None, detail, row
+        self.failures.failed(flow, t.spec.name, error)
         if retryable:
             self.breakers.failure(breaker)
             if self.breakers.opened:
