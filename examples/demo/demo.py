@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -60,6 +61,7 @@ TABLE = "purchase_order_export"
 TABLE_COMMENT = "flowyard demo: made by examples/demo/demo.py, dropped and made again on each run"
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/flowyard_demo"
 DEMO_PO = "PO-45001"  # acknowledged, and the 856 ships it
+METRICS_TOKEN = secrets.token_urlsafe(24)  # /metrics wants it (FLOWYARD_METRICS_TOKEN); made per run
 FORGOTTEN_PO = "PO-45002"  # Supplier X never acknowledges it: overdue after the deadline
 WMS_CLIENT_ID = "flowyard-mx01"  # the example flow's oauth2.client_id
 
@@ -440,8 +442,9 @@ class Observer:
         ]
 
     def metrics(self) -> str:
+        request = urllib.request.Request(self.ui_url + "metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
         try:
-            with urllib.request.urlopen(self.ui_url + "metrics", timeout=5) as answer:
+            with urllib.request.urlopen(request, timeout=5) as answer:
                 return str(answer.read().decode())
         except OSError:
             return ""
@@ -492,7 +495,8 @@ class Runtime:
     async def start(self) -> None:
         env = dict(os.environ)
         env.pop("FLOWYARD_DATABASE_URL", None)  # the embedded SQLite store, under the demo folder
-        env.update(FLOWYARD_DATA_DIR=str(self.layout.store), FLOWYARD_SECRETS_DIR=str(self.layout.secrets))
+        env.update(FLOWYARD_DATA_DIR=str(self.layout.store), FLOWYARD_SECRETS_DIR=str(self.layout.secrets),
+                   FLOWYARD_METRICS_TOKEN=METRICS_TOKEN)
         self.process = await asyncio.create_subprocess_exec(
             *self.command(), cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

@@ -50,7 +50,7 @@ def test_the_page_lists_each_overdue_set_with_its_control_numbers(app: Litestar,
     assert response.status_code == 200
     text = response.text
     assert "<strong>2</strong> overdue (supplierx: 2); 1 waiting within their deadline" in text
-    rows = text[text.index('id="overdue-sets"') :]
+    rows = text[text.index('id="overdue-sets"') : text.index("</table>", text.index('id="overdue-sets"'))]
     first, second = rows.index('data-set="46-0002"'), rows.index('data-set="45-0001"')
     assert first < second  # the longest overdue first
     row = rows[second : rows.index("</tr>", second)]
@@ -61,6 +61,22 @@ def test_the_page_lists_each_overdue_set_with_its_control_numbers(app: Litestar,
     assert "000000124 / 46 / 0002" in rows and "2.1 days" in rows
     assert rows.count("data-set=") == 2
     assert all(f"data-set=\"{s}\"" not in rows for s in ("8-0009", "11-0012", "14-0015"))
+
+
+def test_the_page_lists_the_sets_a_997_answered(app: Litestar, viewer: UiClient) -> None:
+    engine = app.state.ui.engine
+    assert "No outbound set was acknowledged yet." in viewer.get("/x12/overdue").text
+    _seed(engine)  # acme's 8/0009 is acknowledged (A)
+    assert control.reconcile("ZZ:SUPPLIERX", "45", "0001", "R", engine)
+    text = viewer.get("/x12/overdue").text
+    answered = text[text.index('id="acknowledged-sets"') : text.index("</table>", text.index('id="acknowledged-sets"'))]
+    assert answered.count("data-set=") == 2
+    assert answered.index('data-set="45-0001"') < answered.index('data-set="8-0009"')  # the latest first
+    row = answered[answered.index('data-set="8-0009"') :]
+    assert "000000007 / 8 / 0009" in row and "accepted" in row and "ZZ:ACME" in row
+    assert "rejected" in answered[answered.index('data-set="45-0001"') : answered.index('data-set="8-0009"')]
+    overdue_rows = text[text.index('id="overdue-sets"') : text.index('id="acknowledged-sets"')]
+    assert 'data-set="45-0001"' not in overdue_rows  # answered (even rejected): no longer overdue
 
 
 def test_the_dashboard_tile_is_red_while_any_set_is_overdue(app: Litestar, viewer: UiClient) -> None:

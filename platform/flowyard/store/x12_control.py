@@ -211,6 +211,34 @@ def default_control_numbers() -> ControlNumbersStore:
 
 
 @dataclass
+class Acknowledged:
+    partner: str
+    receiver: str
+    transaction: str
+    interchange_control: str
+    group_control: str
+    set_control: str
+    sent_at: datetime
+    acknowledged_at: datetime
+    status: str  # A accepted, E accepted with errors, R rejected (AK501 / IK501)
+    correlation_id: str
+
+
+def acknowledged(engine: Engine | None = None, limit: int = 50) -> list[Acknowledged]:
+    """The outbound sets their partner's 997/999 answered, the latest first."""
+    engine = engine or get_engine()
+    table = _table(OutboundSet)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(table).where(table.c.acknowledged_at.is_not(None))
+            .order_by(table.c.acknowledged_at.desc(), table.c.id.desc()).limit(limit)
+        ).all()
+    return [Acknowledged(r.partner, r.receiver, r.transaction, r.interchange_control, r.group_control,
+                         r.set_control, _aware(r.sent_at) or r.sent_at, _aware(r.acknowledged_at) or r.acknowledged_at,
+                         r.ack_status or "", r.correlation_id) for r in rows]
+
+
+@dataclass
 class Overdue:
     partner: str
     receiver: str

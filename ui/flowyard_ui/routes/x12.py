@@ -1,4 +1,5 @@
-"""Outbound X12 sets waiting past their partner's deadline for a 997/999."""
+"""Outbound X12 sets: those waiting past their partner's deadline for a 997/999, and
+those the partner's acknowledgment answered."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
+
+from flowyard.store import x12_control as control
 
 from .. import auth, overdue
 from ..state import UiState
@@ -17,8 +20,9 @@ async def overdue_page(request: HTMXRequest, ui: NamedDependency[UiState]) -> Te
     engine = ui.engine
     sets = await off_loop(overdue.overdue_sets, engine)
     counts = await off_loop(overdue.summary, engine)
+    answered = await off_loop(control.acknowledged, engine)
     template = "x12/overdue_body.html" if swaps_into(request, "overdue-body") else "x12/overdue.html"
-    return page(request, template, nav="dashboard", sets=sets, counts=counts)
+    return page(request, template, nav="dashboard", sets=sets, counts=counts, answered=answered)
 
 
 ROUTES = [overdue_page]
