@@ -46,6 +46,13 @@ class OptionError(Exception):
         self.line_in_value = line_in_value
 
 
+class SharedFileError(OptionError, ValueError):
+    """A shared definition (a code table) that cannot be used: a name that is a path out
+    of its folder, or none by that name. An OptionError when the flow loads; a ValueError
+    too, so a lookup whose table name comes from the data fails that message as bad
+    data (the steps' expression errors), not as an unexpected error."""
+
+
 # A file at the root of a materialized deployment snapshot: shared definitions (tables,
 # partners, guides) are looked for up to that folder and no further.
 SNAPSHOT_MARKER = ".flowyard-snapshot"
@@ -109,7 +116,7 @@ class FlowContext:
                 candidate = directory / folder / f"{name}{suffix}"
                 if candidate.is_file():
                     if not candidate.resolve().is_relative_to((directory / folder).resolve()):
-                        raise OptionError(
+                        raise SharedFileError(
                             f"{folder}/{name}{suffix} leads outside the {folder}/ folder (a symlink): refused",
                             option,
                         )
@@ -121,7 +128,7 @@ class FlowContext:
         # Found once per flow: lookups run per message and must not walk the folders.
         path = self._table_paths.get(name) or self.find_shared("tables", name, TABLE_SUFFIXES, "table")
         if path is None:
-            raise OptionError(
+            raise SharedFileError(
                 f"no code table named {name!r}: expected tables/{name}.csv or tables/{name}.yaml "
                 "beside the flow file or in a folder above it",
                 "table",
@@ -135,7 +142,7 @@ def check_shared_name(folder: str, name: str, option: str | None = None) -> None
     have sub-folders (`plants/de01`), never `..`, a leading `/` or a drive."""
     parts = name.replace("\\", "/").split("/")
     if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts or "\x00" in name:
-        raise OptionError(
+        raise SharedFileError(
             f"{option or folder.rstrip('s')} {name!r} must be a name in {folder}/, not a path out of it",
             option,
         )

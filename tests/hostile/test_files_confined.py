@@ -139,6 +139,29 @@ targets: [file: {{path: out}}]
     assert SECRET not in result.stdout + result.stderr and "internal error" not in result.stderr
 
 
+@pytest.mark.parametrize("step", ['jmespath: "{v: lookup(t, code)}"',
+                                  """jinja: {template: '{"v": "{{ code | lookup(t) }}"}', content_type: application/json}"""])
+def test_a_table_named_by_the_data_with_a_path_out_fails_that_message_as_bad_data(
+        tmp_path: Path, outside: Path, step: str) -> None:
+    flows = tmp_path / "flows"
+    (flows / "tables").mkdir(parents=True)
+    (flows / "tables" / "t.csv").write_text("code,value\nX,fine\n", encoding="utf-8")
+    flow = write_flow(flows, "named", f"""source: {{file: {{path: inbox}}}}
+steps:
+  - json.parse: {{}}
+  - {step}
+targets: [file: {{path: out}}]
+""")
+    (tmp_path / "in.json").write_text('{"t": "../../elsewhere/secret", "code": "X"}')
+    result = flowyard("run", str(flow), "--input", str(tmp_path / "in.json"), "--dry-run")
+    assert result.returncode == 1
+    assert "must be a name in tables/, not a path out of it" in result.stdout + result.stderr
+    assert "unexpected error" not in result.stdout + result.stderr and SECRET not in result.stdout + result.stderr
+    (tmp_path / "in.json").write_text('{"t": "t", "code": "X"}')
+    result = flowyard("run", str(flow), "--input", str(tmp_path / "in.json"), "--dry-run")
+    assert result.returncode == 0 and "fine" in result.stdout
+
+
 def test_a_table_found_by_name_in_a_parent_folder_still_works(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     (flows / "tables").mkdir(parents=True)
@@ -364,3 +387,21 @@ def test_failure_classes_and_the_throttle() -> None:
     assert failures.failed("f", "t", "Permission denied", now=30)  # another class
     assert failures.failed("g", "t", "No space left on device", now=30)  # another flow
     assert failures.failed("f", "t", "No space left on device", now=61)
+
+
+def test_the_editors_check_shows_a_viewer_no_file_from_outside(tmp_path: Path, outside: Path) -> None:
+    """What POST /flows/NAME/check renders for anyone who may view (the same function)."""
+    from flowyard_ui.routes.editor import check
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    for spec in (str(outside / "secret.yaml"), "../elsewhere/secret.json"):
+        text = HEADER.format(name="peek") + f"""source: {{file: {{path: inbox}}}}
+steps:
+  - json.parse: {{}}
+  - validate: {{schema: "{spec}"}}
+targets: [file: {{path: out}}]
+"""
+        messages = [str(issue) for issue in check(flows / "peek.yaml", text)["issues"]]
+        assert any("must stay inside the flow's folder" in m for m in messages), messages
+        assert not any(SECRET in m for m in messages)
