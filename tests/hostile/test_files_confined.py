@@ -405,3 +405,13 @@ targets: [file: {{path: out}}]
         messages = [str(issue) for issue in check(flows / "peek.yaml", text)["issues"]]
         assert any("must stay inside the flow's folder" in m for m in messages), messages
         assert not any(SECRET in m for m in messages)
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere/secret", "/etc/passwd", "guides/../../x"])
+def test_an_x12_guide_is_a_name_not_a_path_out(tmp_path: Path, outside: Path, name: str) -> None:
+    path = write_flow(tmp_path / "flows", "guided", "source:\n  file: {path: in}\n"
+                      f"steps:\n  - x12.parse: {{guide: '{name}'}}\ntargets:\n  - file: {{path: out}}\n")
+    result = flowyard("validate", str(path))
+    assert result.returncode == 1
+    assert f"guide {name!r} must be a name in guides/, not a path out of it" in result.stdout
+    assert SECRET not in result.stdout + result.stderr

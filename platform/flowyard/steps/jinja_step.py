@@ -68,9 +68,7 @@ class Jinja(Step):
                 self.template.filename = INLINE
             else:
                 assert options.template_file is not None
-                path = context.resolve_path(options.template_file)
-                if not path.is_relative_to(context.base_dir.resolve()):
-                    raise OptionError("template_file must stay inside the flow's folder", "template_file")
+                path = context.resolve_path(options.template_file, "template_file")
                 rel = path.relative_to(context.base_dir.resolve()).as_posix()
                 self.template = self.env.get_template(rel)
                 self.filename = self.template.filename or rel

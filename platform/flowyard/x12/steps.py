@@ -28,7 +28,7 @@ from ..errors import InputLocation, StepError
 from ..message import Message
 from ..options import Options
 from ..services import ControlNumbers
-from ..step import ROUTE_TO_TARGETS, FlowContext, OptionError, Rejected, Step
+from ..step import ROUTE_TO_TARGETS, FlowContext, OptionError, Rejected, Step, check_shared_name
 from .acks import acknowledgment
 from .document import GroupResult, InterchangeInfo, InterchangeResult, SetResult, walk
 from .envelope import GroupOut, Party, isa_segment, now, st_se, write
@@ -61,6 +61,7 @@ def _partner(context: FlowContext, name: str | None) -> PartnerProfile | None:
 def _guide(context: FlowContext, name: str | None, option: str = "guide") -> Guide | None:
     if not name:
         return None
+    check_shared_name("guides", name, option)  # a guide's name, never a path out of guides/
     try:
         return find_guide(name, _search_dirs(context))
     except GuideError as exc:
