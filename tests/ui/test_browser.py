@@ -7,30 +7,15 @@ fixing it. Screenshots of the main pages go to test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "test-artifacts" / "screenshots"
-FLOWYARD = Path(sys.executable).parent / "flowyard"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+from .serving import CHROMIUM_ARGS, SHOTS, serving
 
 FLOW = """\
 # Orders dropped as JSON files, written out for the MES
@@ -54,52 +39,13 @@ keys:
 SAMPLE = json.dumps({"po": "PO-4711", "qty": 5})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     flows = tmp_path / "flows"
     (flows / "tables").mkdir(parents=True)
     (flows / "tables" / "uom.csv").write_text("code,value\nEA,each\nPL,pallet\n")
-    port = free_port()
-    env = {**os.environ, "FLOWYARD_DATA_DIR": str(tmp_path / "data")}
-    env.pop("FLOWYARD_DATABASE_URL", None)
-    log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen(
-        [str(FLOWYARD), "serve", "--deploy-new", "--flows", str(flows), "--port", str(port), "--text-logs", "--no-samples"],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                break
-            time.sleep(0.3)
-        log.seek(0)
-        output = log.read()
-        found = re.search(r"one-time password[^\n]*\n\|\s+(\S+)", output)  # the line under it, framed
-        assert found, f"flowyard serve printed no one-time password:\n{output[-3000:]}"
-        yield {"base": base, "flows": flows, "password": found.group(1), "log": tmp_path / "serve.log"}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with serving(tmp_path, flows) as served:
+        yield served
 
 
 HTMX4 = Path(__file__).parent / "vendor" / "htmx-4.min.js"

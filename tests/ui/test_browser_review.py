@@ -9,18 +9,14 @@ changes page and the flow page go to test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from .test_browser import CHROMIUM_ARGS, FLOWYARD, SHOTS, free_port
+from .serving import CHROMIUM_ARGS, SHOTS, serving, wait_for
 
 FLOW = """\
 # Orders dropped as JSON files, written out for the MES
@@ -56,46 +52,10 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     (flows / "tests" / "order.expected.json").write_text('{"order": "PO-1", "quantity": 2}')
     (flows / "rv-orders.yaml").write_text(FLOW)
     (flows / "zz-broken.yaml").write_text("apiVersion: flowyard/v1\nkind: Flow\nmetadata: [unclosed\n")
-    port = free_port()
-    env = {**os.environ, "FLOWYARD_DATA_DIR": str(tmp_path / "data")}
-    env.pop("FLOWYARD_DATABASE_URL", None)
-    log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen(
-        [str(FLOWYARD), "serve", "--deploy-new", "--flows", str(flows), "--port", str(port), "--text-logs", "--no-samples"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                break
-            time.sleep(0.3)
-        log.seek(0)
-        output = log.read()
-        found = re.search(r"one-time password[^\n]*\n\|\s+(\S+)", output)
-        assert found, f"flowyard serve printed no one-time password:\n{output[-3000:]}"
-        yield {"base": base, "flows": flows, "password": found.group(1)}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with serving(tmp_path, flows) as served:
+        yield served
 
 
-def wait_for(path: Path, seconds: float = 45) -> Any:
-    deadline = time.monotonic() + seconds
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert path.exists(), f"{path} was not written"
-    return json.loads(path.read_text())
 
 
 @pytest.mark.browser
