@@ -335,23 +335,34 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def locked_folder(tmp_path: Path) -> Iterator[Path]:
-    """A folder the target may not write into (not as root, who may)."""
-    if os.geteuid() == 0:
-        pytest.skip("root writes into a read-only folder")
+def locked_folder(tmp_path: Path) -> Iterator[str]:
+    """A folder the target may not write into, and what the system says of it: a
+    read-only folder for a user; for root (who may write into any folder) a read-only
+    tmpfs mounted there."""
     folder = tmp_path / "flows" / "out"
     folder.mkdir(parents=True)
-    folder.chmod(0o500)
-    yield folder
-    folder.chmod(0o700)
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        yield "Permission denied"
+        folder.chmod(0o700)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield "Read-only file system"
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-@pytest.mark.parametrize(("refusal", "kind", "says"), [("full_disk", "disk full", "No space left on device"),
-                                                      ("locked_folder", "permission refused", "Permission denied")])
+@pytest.mark.parametrize(("refusal", "kind"), [("full_disk", "disk full"), ("locked_folder", "permission refused")])
 async def test_a_failing_target_is_logged_once_per_class_with_the_flow(
         tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest,
-        refusal: str, kind: str, says: str) -> None:
-    request.getfixturevalue(refusal)
+        refusal: str, kind: str) -> None:
+    says = request.getfixturevalue(refusal) if refusal == "locked_folder" else "No space left on device"
+    if refusal == "full_disk":
+        request.getfixturevalue(refusal)
     flows = tmp_path / "flows"
     (flows / "inbox").mkdir()
     write_flow(flows, "stuck", """source: {file: {path: inbox, pattern: "*.json", poll: 50ms, settle: 0s}}

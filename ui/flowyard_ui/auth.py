@@ -39,7 +39,6 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from litestar.middleware._utils import should_bypass_middleware
 from litestar.types import Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
 from sqlalchemy import delete, func, select
@@ -415,14 +414,20 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
     form's or header's token with that cookie); a page view with another CSRF cookie
     (from before the login, or another session) is given the session's one instead."""
 
+    def bypassed(self, scope: Scope) -> bool:
+        """What Litestar's own check skips (not a public function of Litestar's): other
+        scope types, handlers that opt out, excluded methods and paths."""
+        if scope["type"] not in self.scopes:
+            return True
+        handler = scope.get("route_handler")
+        if self.exclude_opt_key and handler is not None and handler.opt.get(self.exclude_opt_key):
+            return True
+        if self.exclude_http_methods and scope.get("method") in self.exclude_http_methods:
+            return True
+        return bool(self.exclude and self.exclude.findall(scope["path"]))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if should_bypass_middleware(
-            exclude_http_methods=self.exclude_http_methods,
-            exclude_opt_key=self.exclude_opt_key,
-            exclude_path_pattern=self.exclude,
-            scope=scope,
-            scopes=self.scopes,
-        ):
+        if self.bypassed(scope):
             await self.app(scope, receive, send)
             return
         connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope)
