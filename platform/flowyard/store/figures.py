@@ -282,21 +282,7 @@ def search_by_key(
     flows = [name for name, keys in flows_keys.items() if key in keys]
     if not flows or not value:
         return []
-    t, m = MessageTrace, StoredMessage
-    # The steps are stored as JSON: a value with quotes or backslashes appears escaped in
-    # a text snapshot, and twice in a JSON one (a JSON string inside a JSON string).
-    once = json.dumps(value, ensure_ascii=False)[1:-1]
-    forms = {value, once, json.dumps(once, ensure_ascii=False)[1:-1]}
-    steps = cast(t.steps, Text)
-    matches = or_(*(steps.contains(form, autoescape=True) for form in sorted(forms)))
-    with Session(engine) as db:
-        rows = db.execute(
-            select(t.message_id, m.flow, t.steps)
-            .join(m, m.id == t.message_id)
-            .where(m.flow.in_(flows), matches)
-            .order_by(m.created_at.desc())
-            .limit(limit * 5)
-        ).all()
+    rows = _traces_holding(engine, flows, value, limit * 5)
     found: list[str] = []
     for message_id, flow, steps in rows:
         expression = flows_keys[flow][key]
@@ -305,6 +291,27 @@ def search_by_key(
         if len(found) >= limit:
             break
     return found
+
+
+def _traces_holding(engine: Engine, flows: list[str], value: str, limit: int,
+                    ignore_case: bool = False) -> list[Any]:
+    """(message id, flow, steps) of the newest traces of `flows` whose step snapshots hold
+    `value` as text: candidates, which the caller confirms on the snapshot data. The steps
+    are stored as JSON: a value with quotes or backslashes appears escaped in a text
+    snapshot, and twice in a JSON one (a JSON string inside a JSON string)."""
+    t, m = MessageTrace, StoredMessage
+    once = json.dumps(value, ensure_ascii=False)[1:-1]
+    forms = {value, once, json.dumps(once, ensure_ascii=False)[1:-1]}
+    steps = func.lower(cast(t.steps, Text)) if ignore_case else cast(t.steps, Text)
+    matches = or_(*(steps.contains(form, autoescape=True) for form in sorted(forms)))
+    with Session(engine) as db:
+        return list(db.execute(
+            select(t.message_id, m.flow, t.steps)
+            .join(m, m.id == t.message_id)
+            .where(m.flow.in_(flows), matches)
+            .order_by(m.created_at.desc())
+            .limit(limit)
+        ).all())
 
 
 def search_key_values(
@@ -318,19 +325,7 @@ def search_key_values(
     wanted = text.strip().lower()
     if not flows or not wanted:
         return []
-    t, m = MessageTrace, StoredMessage
-    once = json.dumps(wanted, ensure_ascii=False)[1:-1]
-    forms = {wanted, once, json.dumps(once, ensure_ascii=False)[1:-1]}
-    steps = func.lower(cast(t.steps, Text))
-    matches = or_(*(steps.contains(form, autoescape=True) for form in sorted(forms)))
-    with Session(engine) as db:
-        rows = db.execute(
-            select(t.message_id, m.flow, t.steps)
-            .join(m, m.id == t.message_id)
-            .where(m.flow.in_(flows), matches)
-            .order_by(m.created_at.desc())
-            .limit(limit * 5)
-        ).all()
+    rows = _traces_holding(engine, flows, wanted, limit * 5, ignore_case=True)
     found: list[str] = []
     for message_id, flow, trace in rows:
         expressions = list(flows_keys[flow].values())
