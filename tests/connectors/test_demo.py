@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,8 @@ def erp_database(require_service: Any) -> Iterator[str]:
 
 
 def run_demo(folder: Path, database: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLOWYARD_SKIP_SETUP": "1"}  # the suite's .venv is installed already
+    # the suite's environment is installed already (.venv, or .venv-latest under --latest)
+    env = {**os.environ, "FLOWYARD_SKIP_SETUP": "1", "FLOWYARD_PYTHON": sys.executable}
     env.pop("FLOWYARD_DATABASE_URL", None)
     command = [str(ROOT / "bin" / "demo"), "--check", "--quiet", "--dir", str(folder), "--database-url", database,
                "--ack-deadline", "8s", "--timeout", "50"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,7 +178,7 @@ def test_a_revision_and_the_working_tree(repo: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_git_uses_flowyard_as_its_diff_driver(repo: Path) -> None:
-    git(repo, "config", "diff.flowyard.command", f"{ROOT / '.venv' / 'bin' / 'flowyard'} diff --git")
+    git(repo, "config", "diff.flowyard.command", f"{Path(sys.executable).parent / 'flowyard'} diff --git")
     (repo / ".gitattributes").write_text("*.yaml diff=flowyard\n", encoding="utf-8")
     instance = repo / "mx01-mes-production.yaml"
     instance.write_text(instance.read_text(encoding="utf-8").replace("mes.mx01.example", "mes2.mx01.example"), encoding="utf-8")
