@@ -51,7 +51,7 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from ..definitions.grammar import files_of_kind, parse_definition
+from ..definitions.grammar import files_of_kind, parse_definition, unknown_sections
 from ..errors import DefinitionError, FlowyardError, Issue, IssueList, Position, did_you_mean
 from ..flow import API_VERSION, NAME_PATTERN, TOP_LEVEL_KEYS, ApiVersion, FlowTest, Metadata
 from ..options import Options
@@ -314,9 +314,7 @@ def parse_template(path: Path, text: str | None = None) -> tuple[Template | None
     document = parse_definition(path, text, "Template", issues)
     if document is None:
         return None, issues
-    for key in document:
-        if key not in TEMPLATE_KEYS:
-            issues.add(f"unknown section {key!r}" + did_you_mean(str(key), TEMPLATE_KEYS), *key_position(document, key))
+    unknown_sections(document, TEMPLATE_KEYS, issues)
     meta_node = _metadata(document, issues)
     params = document.get("parameters")
     schema: dict[str, Any] = {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
@@ -380,9 +378,7 @@ def parse_instance(path: Path, text: str | None = None) -> tuple[FlowInstance | 
     document = parse_definition(path, text, "FlowInstance", issues)
     if document is None:
         return None, issues
-    for key in document:
-        if key not in INSTANCE_KEYS:
-            issues.add(f"unknown section {key!r}" + did_you_mean(str(key), INSTANCE_KEYS), *key_position(document, key))
+    unknown_sections(document, INSTANCE_KEYS, issues)
     meta_node = _metadata(document, issues)
     ref = _template_ref(document.get("template"), document, issues)
     values = document.get("values")
