@@ -201,3 +201,11 @@ def test_the_deploy_commands(tmp_path: Path, sqlite_url: str) -> None:
     assert stopped.returncode == 0 and "undeployed orders" in stopped.stdout
     back = flowyard("rollback", "orders")
     assert back.returncode == 2 and "no earlier deployed version" in back.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = flowyard("deploy", str(empty))
+    assert nothing.returncode == 2 and "no flow files in this folder" in nothing.stderr
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"apiVersion: flowyard/v1\nkind: Flow\nmetadata: {name: caf\xe9}\n")
+    undecodable = flowyard("deploy", str(latin))
+    assert undecodable.returncode == 2 and "not UTF-8 text (byte" in undecodable.stderr

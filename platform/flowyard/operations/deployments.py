@@ -145,10 +145,17 @@ def deploy_paths(store: Store, paths: list[Path], *, who: str = "", note: str = 
     shared: list[Path] = []
     for path in paths:
         if path.is_dir():
-            flows += flow_files(path)
+            found = flow_files(path)
+            if not found:
+                raise FlowyardError(f"{path}: no flow files in this folder (a Flow or FlowInstance at its top)")
+            flows += found
         elif runs_as_flow(path):
             flows.append(path)
         elif path.is_file():
+            try:
+                path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise FlowyardError(f"{path}: not UTF-8 text (byte {exc.start}); nothing deployed") from exc
             shared.append(path.resolve())
         else:
             raise FlowyardError(f"{path}: no such file or folder")
