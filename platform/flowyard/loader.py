@@ -461,6 +461,24 @@ def load_flow(path: Path | str, text: str | None = None, secrets: Secrets | None
     return FlowLoader(path, text, secrets).load_or_raise()
 
 
+def load_flows(path: Path | str, text: str | None = None) -> list[Flow]:
+    """Every flow a file stands for (a Flow: itself; a FlowInstance whose template gives
+    several flows: each of them); DefinitionError listing every problem."""
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return [load_flow(path)]  # the same error
+    kind = kind_of(text)
+    other = find_kind(kind) if kind not in (None, "Flow") else None
+    if other is not None:
+        found = other.flows(path, text)
+        if found:
+            return found
+    return [load_flow(path, text)]
+
+
 def check_flow(path: Path | str, text: str | None = None) -> list[Any]:
     """Every issue in a flow file (empty when valid)."""
     loader = FlowLoader(Path(path), text)

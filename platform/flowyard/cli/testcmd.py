@@ -9,7 +9,7 @@ from typing import Any
 
 from ..definitions import definition_files, is_table
 from ..errors import DefinitionError
-from ..loader import load_flow
+from ..loader import load_flows
 from ..store.engines import scratch_store
 from ..testing import run_tests
 from ..yamlio import YamlSyntaxError, load_file
@@ -45,12 +45,12 @@ def run_all(paths: list[Path]) -> int:
     passed = failed = broken = 0
     for path in flow_files(paths):
         try:
-            flow = load_flow(path)
+            flows = load_flows(path)
         except DefinitionError as exc:
             print(exc, file=sys.stderr)
             broken += 1
             continue
-        for result in run_tests(flow):
+        for result in [r for flow in flows for r in run_tests(flow)]:
             if result.passed:
                 passed += 1
                 print(f"PASS {path}: {result.case.name}")

@@ -64,6 +64,13 @@ class DefinitionKind:
         return None
 
     @classmethod
+    def flows(cls, path: Path, text: str) -> list[Flow]:
+        """Every flow the file stands for: its `flow`, or several (an instance of a
+        template giving several flows stands for all of them)."""
+        flow = cls.flow(path, text)
+        return [] if flow is None else [flow]
+
+    @classmethod
     def flow_document(cls, path: Path, text: str, rev: str | None) -> Any | None:
         """The flow document a file of this kind stands for, for comparing versions (what it
         uses taken as of git revision `rev` when given); None when it stands for none."""

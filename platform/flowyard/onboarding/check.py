@@ -20,7 +20,15 @@ from ..yamlio import (
     key_position,
     locate,
 )
-from .render import RenderError, load_instance, render_instance, render_string, render_values
+from .render import (
+    RenderError,
+    load_instance,
+    load_instance_flows,
+    render_instance,
+    render_instance_flows,
+    render_string,
+    render_values_flows,
+)
 from .template import (
     BUILTIN_NAMES,
     FlowInstance,
@@ -45,12 +53,13 @@ def check_instance(path: Path, text: str) -> list[Issue]:
     if instance is None:
         return issues.issues
     try:
-        rendered = render_instance(instance)
+        flows = [render_instance(instance)] if instance.flow is not None else render_instance_flows(instance)
     except DefinitionError as exc:
         return exc.issues
-    if not rendered.ok:
-        return rendered.issues
-    return rendered.issues + rendered.check()
+    found: list[Issue] = []
+    for rendered in flows:
+        found += rendered.issues if not rendered.ok else rendered.issues + rendered.check()
+    return found
 
 
 def skeleton_paths(template: Template, values: dict[str, Any], name: str) -> list[str]:
@@ -123,25 +132,30 @@ def check_template(path: Path, text: str) -> list[Issue]:
     except OSError:  # a read-only checkout: check in place, ignoring the skeleton's files
         pass
     instance_path = path.resolve().parent.parent / "__template-check__.yaml"
-    rendered = render_values(template, values, instance_path)
-    if not rendered.ok:
-        return result + rendered.issues
-    provided = skeleton_paths(template, values, rendered.name)
-    stems = {Path(p).stem for p in provided} | set(provided)
-    for issue in rendered.check():
-        if any(f"'{s}'" in issue.message for s in stems):
-            continue  # a file the skeleton writes at onboarding
-        result.append(issue)
+    for rendered in render_values_flows(template, values, instance_path):
+        if not rendered.ok:
+            result += rendered.issues
+            continue
+        provided = skeleton_paths(template, values, rendered.name)
+        stems = {Path(p).stem for p in provided} | set(provided)
+        for issue in rendered.check():
+            if any(f"'{s}'" in issue.message for s in stems):
+                continue  # a file the skeleton writes at onboarding
+            result.append(issue)
     return result
 
 
 def _check_in_scratch(template: Template, values: dict[str, Any]) -> list[Issue]:
-    """Render with the example values as if onboarded (see `onboarding.scratch_onboarding`)."""
-    from .onboard import OnboardingError, scratch_onboarding
+    """Render with the example values as if onboarded (see `onboarding.scratch_onboarding`),
+    every flow of the template."""
+    from .onboard import OnboardingError, scratch_onboarding_flows
 
     try:
-        with scratch_onboarding(template, values, template.path.resolve().parent.parent) as rendered:
-            return rendered.issues if not rendered.ok else rendered.check()
+        with scratch_onboarding_flows(template, values, template.path.resolve().parent.parent) as flows:
+            found: list[Issue] = []
+            for rendered in flows:
+                found += rendered.issues if not rendered.ok else rendered.check()
+            return found
     except OnboardingError as exc:
         return [Issue(Position(str(template.path)), problem) for problem in exc.problems]
 
@@ -181,6 +195,10 @@ class InstanceKind(DefinitionKind):
     @classmethod
     def flow(cls, path: Path, text: str) -> Flow:
         return load_instance(path, text)
+
+    @classmethod
+    def flows(cls, path: Path, text: str) -> list[Flow]:
+        return load_instance_flows(path, text)
 
     @classmethod
     def flow_document(cls, path: Path, text: str, rev: str | None) -> Any:

@@ -38,7 +38,15 @@ from ..sandbox import FlowEnvironment, RenderLimitError
 from ..secrets import redactor
 from ..testing import CaseResult, run_tests
 from ..yamlio import YamlSyntaxError, dump_text, load_text, locate, to_plain
-from .render import Rendered, RenderError, render_instance, render_node, render_string, render_values
+from .render import (
+    Rendered,
+    RenderError,
+    default_instance_name,
+    render_instance_flows,
+    render_node,
+    render_string,
+    render_values_flows,
+)
 from .template import (
     Field,
     Template,
@@ -67,6 +75,7 @@ class Onboarded:
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
     files: dict[Path, bytes] = field(default_factory=dict)  # what the skeleton gives
+    flows: list[Rendered] = field(default_factory=list)  # every flow it renders to (`rendered` is the first)
 
 
 # -- values from the command line ----------------------------------------------------
@@ -231,7 +240,7 @@ def skeleton_files(template: Template, values: dict[str, Any], name: str, direct
 
 
 def _name_for(template: Template, values: dict[str, Any], directory: Path) -> str:
-    return render_values(template, values, directory / "instance.yaml").name
+    return default_instance_name(template, values, directory / "instance.yaml")
 
 
 def onboard(
@@ -258,7 +267,8 @@ def onboard(
     document = instance_document(template, name, values, pin)
     text = dump_text(document)
     files = skeleton_files(template, values, name, directory)
-    result = Onboarded(instance_path, text, render_values(template, values, instance_path, name), files=files)
+    flows = render_values_flows(template, values, instance_path, name)
+    result = Onboarded(instance_path, text, flows[0], files=files, flows=flows)
     if not write:
         return result
     created_dirs: list[Path] = []
@@ -276,11 +286,12 @@ def onboard(
         directory.mkdir(parents=True, exist_ok=True)
         instance_path.write_text(text, encoding="utf-8")
         result.written.append(instance_path)
-        rendered = render_instance(load_instance_file(instance_path), template)
-        result.rendered = rendered
-        rendered.flow()
-        if not rendered.ok:
-            raise DefinitionError(rendered.issues)
+        result.flows = render_instance_flows(load_instance_file(instance_path), template)
+        result.rendered = result.flows[0]
+        for rendered in result.flows:
+            rendered.flow()
+            if not rendered.ok:
+                raise DefinitionError(rendered.issues)
     except BaseException:
         for path in reversed(result.written):
             path.unlink(missing_ok=True)
@@ -295,15 +306,23 @@ def onboard(
 def scratch_onboarding(template: Template, values: dict[str, Any], base: Path) -> Iterator[Rendered]:
     """The flow as if onboarded, in a scratch folder inside `base` (so shared tables and
     partner profiles above it are found) holding the skeleton's files; removed on exit.
-    OnboardingError when the skeleton cannot be rendered."""
+    OnboardingError when the skeleton cannot be rendered. Of a several-flow template,
+    the first flow (see `scratch_onboarding_flows`)."""
+    with scratch_onboarding_flows(template, values, base) as flows:
+        yield flows[0]
+
+
+@contextmanager
+def scratch_onboarding_flows(template: Template, values: dict[str, Any], base: Path) -> Iterator[list[Rendered]]:
+    """`scratch_onboarding` giving every flow the template renders to."""
     scratch = Path(tempfile.mkdtemp(prefix=".onboard-preview-", dir=base))
     try:
         instance_path = scratch / "preview.yaml"
-        name = render_values(template, values, instance_path).name
+        name = default_instance_name(template, values, instance_path)
         for file_path, data in skeleton_files(template, values, name, scratch).items():
             file_path.parent.mkdir(parents=True, exist_ok=True)
             file_path.write_bytes(data)
-        yield render_values(template, values, instance_path, name)
+        yield render_values_flows(template, values, instance_path, name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -316,14 +335,19 @@ def try_samples(template: Template, values: dict[str, Any], directory: Path) -> 
     if problems:
         return [Issue(Position("values"), message) for _p, message, _k in problems], []
     try:
-        with scratch_onboarding(template, values, directory.resolve()) as rendered:
-            if not rendered.ok:
-                return rendered.issues, []
-            try:
-                flow = rendered.flow()
-            except DefinitionError as exc:
-                return exc.issues, []
-            return [], run_tests(flow)
+        with scratch_onboarding_flows(template, values, directory.resolve()) as flows:
+            issues = [i for rendered in flows if not rendered.ok for i in rendered.issues]
+            if issues:
+                return issues, []
+            loaded = []
+            for rendered in flows:
+                try:
+                    loaded.append(rendered.flow())
+                except DefinitionError as exc:
+                    issues += exc.issues
+            if issues:
+                return issues, []
+            return [], [result for flow in loaded for result in run_tests(flow)]
     except OnboardingError as exc:
         return [Issue(Position(str(template.path)), p) for p in exc.problems], []
 
@@ -412,8 +436,9 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(result.instance_text)
         for path in result.files:
             print(f"# would write {path}", file=sys.stderr)
-        print("# --- the rendered flow")
-        sys.stdout.write(result.rendered.text)
+        for rendered in result.flows or [result.rendered]:
+            print(f"# --- the rendered flow {rendered.name}")
+            sys.stdout.write(rendered.text)
         return 0
     for path in result.written:
         print(f"wrote {_rel(path)}")

@@ -151,6 +151,12 @@ class Rendered:
     values_positions: dict[str, Position] = field(default_factory=dict)
     used: dict[tuple[Any, ...], set[str]] = field(default_factory=dict)
     instance: FlowInstance | None = None
+    index: int = 0  # which of the template's flows (`flows:`) this is; 0 for `flow:`
+
+    @property
+    def body(self) -> CommentedMap:
+        """The template's flow body this flow was rendered from."""
+        return self.template.bodies[self.index]
 
     @property
     def ok(self) -> bool:
@@ -200,11 +206,11 @@ class Rendered:
         own = self._instance_test_position(body_path, at_key)
         if own is not None:
             return Issue(own, issue.message, issue.severity)
-        tl, tc = locate(self.template.body, body_path, at_key=at_key) if body_path else node_start(self.template.body)
+        tl, tc = locate(self.body, body_path, at_key=at_key) if body_path else node_start(self.body)
         used = self.used.get(tuple(body_path), set())
         if at_key:
             used = set()
-        if not used and not at_key and tl is not None and tc is not None and _follows(self.template.body, body_path):
+        if not used and not at_key and tl is not None and tc is not None and _follows(self.body, body_path):
             tl, tc = tl + delta_line, (tc + delta_col if delta_line == 0 else (col or tc))
         suffix = f" (in the flow rendered for {self.name}"
         params = sorted(n for n in used if n in self.values_positions)
@@ -217,7 +223,7 @@ class Rendered:
         """A test case the instance added is reported at the instance's line."""
         if self.instance is None or body_path[:1] != ["tests"] or len(body_path) < 2:
             return None
-        template_tests = self.template.body.get("tests")
+        template_tests = self.body.get("tests")
         offset = len(template_tests) if isinstance(template_tests, CommentedSeq) else 0
         own = self.instance.document.get("tests")
         index = body_path[1]
@@ -281,30 +287,51 @@ def render_values(
     description: str = "",
     values_positions: dict[str, Position] | None = None,
     issues: list[Issue] | None = None,
+    index: int = 0,
 ) -> Rendered:
-    """Render a template with values (defaults filled in) for a flow at `flow_path`."""
+    """Render a template with values (defaults filled in) for a flow at `flow_path`;
+    `index`: which of a several-flow template's flows (see `render_values_flows`)."""
     values = with_defaults(template, values)
     env = environment()
-    body = copy.deepcopy(template.body)
+    source_body = template.bodies[index]
+    body = copy.deepcopy(source_body)
     errors: list[RenderError] = []
     used: dict[tuple[Any, ...], set[str]] = {}
     meta_node = body.get("metadata")
-    if name is None:
-        raw_name = meta_node.get("name") if isinstance(meta_node, CommentedMap) else None
-        name = template.name
+    all_issues: list[Issue] = list(issues or [])
+    raw_name = meta_node.get("name") if isinstance(meta_node, CommentedMap) else None
+    if template.several:
+        instance_name = name or template.name
+        name = f"{instance_name}-{index + 1}"
         if isinstance(raw_name, str):
             try:
-                rendered_name, _ = render_string(env, raw_name, variables_for(template, values, template.name, flow_path), ["metadata", "name"])
+                rendered_name, _ = render_string(env, raw_name, variables_for(template, values, instance_name, flow_path), ["metadata", "name"])
                 name = str(rendered_name)
-            except RenderError:
-                pass
-    variables = variables_for(template, values, name, flow_path)
+            except RenderError as exc:
+                errors.append(exc)
+        if not name.startswith(instance_name):
+            where = Position(str(template.path), *locate(source_body, ["metadata", "name"]))
+            all_issues.append(Issue(where, f"flow name {name!r} does not start with the instance's name {instance_name!r}: "
+                                    'name each flow of a template after its instance ("{{ instance_name }}-856")'))
+        if isinstance(meta_node, CommentedMap):
+            meta_node["name"] = name  # rendered once, above
+    else:
+        instance_name = name
+        if name is None:
+            name = template.name
+            if isinstance(raw_name, str):
+                try:
+                    rendered_name, _ = render_string(env, raw_name, variables_for(template, values, template.name, flow_path), ["metadata", "name"])
+                    name = str(rendered_name)
+                except RenderError:
+                    pass
+        instance_name = name
+    variables = variables_for(template, values, instance_name, flow_path)
     render_node(env, body, variables, [], errors, used)
-    all_issues: list[Issue] = list(issues or [])
     for err in errors:
-        line, col = locate(template.body, err.path)
+        line, col = locate(source_body, err.path)
         if err.line_in_value and line is not None:
-            node = template.body
+            node = source_body
             for part in err.path[:-1]:
                 node = node[part]
             raw = node[err.path[-1]]
@@ -323,7 +350,7 @@ def render_values(
         meta_out = CommentedMap()
         document.insert(2, "metadata", meta_out)
     meta_out["name"] = name
-    if description:
+    if description and not (template.several and meta_out.get("description")):
         meta_out["description"] = description
     if labels:
         merged = CommentedMap()
@@ -332,7 +359,7 @@ def render_values(
             merged[k] = v
         merged.update(labels)
         meta_out["labels"] = merged
-    if extra_tests:
+    if extra_tests and index == 0:  # an instance's own tests: of its (first) flow
         tests = document.get("tests")
         if not isinstance(tests, CommentedSeq):
             tests = CommentedSeq()
@@ -354,7 +381,41 @@ def render_values(
         issues=all_issues,
         values_positions=values_positions or {},
         used=used,
+        index=index,
     )
+
+
+def default_instance_name(template: Template, values: dict[str, Any], flow_path: Path) -> str:
+    """The name an instance gets when none is given: the rendered flow's name; of a
+    several-flow template, its `metadata.instance_name` rendered (else the template's name)."""
+    if not template.several:
+        return render_values(template, values, flow_path).name
+    meta = template.document.get("metadata")
+    raw = meta.get("instance_name") if isinstance(meta, CommentedMap) else None
+    if isinstance(raw, str):
+        variables = variables_for(template, with_defaults(template, values), template.name, flow_path)
+        try:
+            value, _ = render_string(environment(), raw, variables, ["metadata", "instance_name"])
+            return str(value)
+        except RenderError:
+            pass
+    return template.name
+
+
+def render_values_flows(template: Template, values: dict[str, Any], flow_path: Path, name: str | None = None, **options: Any) -> list[Rendered]:
+    """Every flow a template renders to with these values: one for a `flow:` template,
+    one per entry of `flows:` (each named after the instance, `name`); the options are
+    `render_values`'. A value problem is reported once, with the first flow."""
+    issues = options.pop("issues", None)
+    results = []
+    for index in range(len(template.bodies)):
+        results.append(render_values(template, values, flow_path, name, issues=issues if index == 0 else None, index=index, **options))
+    names = [r.name for r in results]
+    for index, rendered in enumerate(results):
+        if rendered.name in names[:index]:
+            where = Position(str(template.path), *locate(template.bodies[index], ["metadata", "name"]))
+            rendered.issues.append(Issue(where, f"two flows of template {template.label} are named {rendered.name!r}; give each its own name"))
+    return results
 
 
 def _drop_trailing_comments(text: str) -> str:
@@ -393,7 +454,24 @@ def value_issues(instance: FlowInstance, template: Template) -> list[Issue]:
 
 def render_instance(instance: FlowInstance, template: Template | None = None) -> Rendered:
     """Render an instance; `template` overrides the one it names (a version being edited).
-    Values problems are in `Rendered.issues` at the instance's lines."""
+    Values problems are in `Rendered.issues` at the instance's lines. Of a template giving
+    several flows: the one the instance selects (`flow:`), else the first; see
+    `render_instance_flows` for all of them."""
+    flows = render_instance_flows(instance, template)
+    if instance.flow is not None:
+        for rendered in flows:
+            if rendered.name == instance.flow:
+                return rendered
+        first = flows[0]
+        where = Position(str(instance.path), *value_position(instance.document, "flow"))
+        first.issues.append(Issue(where, f"template {first.template.label} gives no flow named {instance.flow!r}; it gives: {', '.join(r.name for r in flows)}"))
+        return first
+    return flows[0]
+
+
+def render_instance_flows(instance: FlowInstance, template: Template | None = None) -> list[Rendered]:
+    """Every flow an instance renders to (one, or one per flow of a `flows:` template),
+    in the template's order, each with its issues."""
     if template is None:
         try:
             template = find_template(instance.template.name, instance.template.version, instance.path.resolve().parent)
@@ -402,7 +480,7 @@ def render_instance(instance: FlowInstance, template: Template | None = None) ->
     issues = value_issues(instance, template)
     if instance.template.version is not None and template.version != instance.template.version:
         issues.append(Issue(Position(str(instance.path), *value_position(instance.document, "template")), f"the instance pins {instance.template} but the template is version {template.version}", "warning"))
-    rendered = render_values(
+    flows = render_values_flows(
         template,
         instance.values,
         instance.path,
@@ -413,13 +491,56 @@ def render_instance(instance: FlowInstance, template: Template | None = None) ->
         values_positions=_values_positions(instance),
         issues=issues,
     )
-    rendered.instance = instance
-    return rendered
+    for rendered in flows:
+        rendered.instance = instance
+    return flows
 
 
 def load_instance(path: Path, text: str | None = None) -> Flow:
-    """`load_flow` for a FlowInstance: the rendered, validated flow."""
+    """`load_flow` for a FlowInstance: the rendered, validated flow. An instance whose
+    template gives several flows stands for one only when it selects it (`flow:`, which
+    deploy writes into each flow's snapshot); else DefinitionError naming them."""
     instance = load_instance_file(path, text)
-    rendered = render_instance(instance)
-    flow = rendered.flow()
-    return flow
+    if instance.flow is None:
+        flows = render_instance_flows(instance)
+        if len(flows) > 1:
+            where = Position(str(path), *value_position(instance.document, "template"))
+            raise DefinitionError([Issue(where, f"template {flows[0].template.label} gives {len(flows)} flows "
+                                         f"({', '.join(r.name for r in flows)}): this file stands for all of them, "
+                                         "so test, validate and deploy it whole, or load one by `flow: NAME`")])
+        return flows[0].flow()
+    return render_instance(instance).flow()
+
+
+def load_instance_flows(path: Path, text: str | None = None) -> list[Flow]:
+    """Every flow an instance stands for (the one it selects, or all its template gives),
+    loaded and validated; DefinitionError with every flow's problems."""
+    instance = load_instance_file(path, text)
+    if instance.flow is not None:
+        return [render_instance(instance).flow()]
+    flows: list[Flow] = []
+    problems: list[Issue] = []
+    for rendered in render_instance_flows(instance):
+        try:
+            flows.append(rendered.flow())
+        except DefinitionError as exc:
+            problems += exc.issues
+    if problems:
+        raise DefinitionError(problems)
+    return flows
+
+
+def select_flow(text: str, name: str) -> str:
+    """An instance file's text standing for one of its flows: its own text with
+    `flow: NAME` added at the end (what a deployment snapshot of that flow holds)."""
+    if not text.endswith("\n"):
+        text += "\n"
+    return text + f"flow: {name}\n"
+
+
+def unselect(text: str) -> str:
+    """The instance file's text a `select_flow` text was made from (else `text`)."""
+    head, sep, last = text.rstrip("\n").rpartition("\n")
+    if sep and last.startswith("flow: ") and " " not in last[6:].strip():
+        return head + "\n"
+    return text

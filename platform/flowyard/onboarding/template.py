@@ -115,6 +115,9 @@ class TemplateMetadata(Options):
     name: str = pydantic.Field(pattern=NAME_PATTERN, max_length=100, description="the template's name, which instances give as `template:`")
     version: str | None = pydantic.Field(None, description='the template\'s version ("1.0"); an instance may pin it as `NAME@VERSION`')
     description: str = pydantic.Field("", description="what the flows made from it do, in one line")
+    instance_name: str | None = pydantic.Field(
+        None, description='of a template giving several flows (`flows:`): an instance\'s default name, e.g. "{{ plant | lower }}-{{ partner }}"'
+    )
 
 
 class TemplateFlowBody(Options):
@@ -144,7 +147,12 @@ class TemplateDefinition(Options):
         description="parameter name: its JSON Schema (type, pattern, enum, default, description, examples); "
         "parameters without a default are required. Or a full JSON Schema of an object.",
     )
-    flow: TemplateFlowBody = pydantic.Field(description="the flow an instance renders to")
+    flow: TemplateFlowBody | None = pydantic.Field(None, description="the flow an instance renders to (or give `flows:`)")
+    flows: list[TemplateFlowBody] = pydantic.Field(
+        default_factory=list,
+        description="several flows an instance renders to (a supplier's inbound 856 and 810, its outbound 850), "
+        "instead of `flow:`; each names itself from the instance: `metadata.name: \"{{ instance_name }}-856\"`",
+    )
     skeleton: dict[str, Any] = pydantic.Field(
         default_factory=dict,
         description="files `flowyard onboard` writes beside a new instance: path -> content (text, a mapping written as YAML, or {from: FILE} beside the template)",
@@ -169,6 +177,11 @@ class FlowInstanceDefinition(Options):
     )
     values: dict[str, Any] = pydantic.Field(default_factory=dict, description="parameter: value, checked against the template's parameters")
     tests: list[FlowTest] = pydantic.Field(default_factory=list, description="test cases of this instance, run after the template's")
+    flow: str | None = pydantic.Field(
+        None,
+        description="of a template giving several flows, the one this file stands for (deploy writes it into each "
+        "flow's snapshot; leave it out: an instance stands for every flow its template gives)",
+    )
 
 
 TEMPLATE_KEYS = tuple(TemplateDefinition.model_fields)
@@ -201,9 +214,21 @@ class Template:
     description: str
     schema: dict[str, Any]  # JSON Schema of the values object
     document: CommentedMap
-    body: CommentedMap  # the flow body (metadata, source, steps, targets, tests ...)
+    body: CommentedMap  # the flow body (metadata, source, steps, targets, tests ...); the first of `bodies`
     skeleton: CommentedMap | None
     text: str
+    bodies: list[CommentedMap] = field(default_factory=list)  # every flow body (`flows:`, or `flow:` alone)
+    body_paths: list[list[Any]] = field(default_factory=list)  # where each body is in the document
+
+    def __post_init__(self) -> None:
+        if not self.bodies:
+            self.bodies = [self.body]
+            self.body_paths = [["flow"]]
+
+    @property
+    def several(self) -> bool:
+        """The template gives several flows (`flows:`)."""
+        return "flows" in self.document
 
     @property
     def label(self) -> str:
@@ -272,6 +297,7 @@ class FlowInstance:
     values: dict[str, Any]
     document: CommentedMap
     text: str
+    flow: str | None = None  # the one flow of a several-flow template this file stands for
 
     @property
     def values_node(self) -> Any:
@@ -330,9 +356,8 @@ def parse_template(path: Path, text: str | None = None) -> tuple[Template | None
         for name in schema.get("properties", {}):
             if name in RESERVED_NAMES or name in BUILTIN_NAMES:
                 issues.add(f"parameter {name!r} would hide the name the runtime or the template gives; rename it", *key_position(params, name))
-    body = document.get("flow")
-    if not isinstance(body, CommentedMap):
-        issues.add("flow must be a mapping: a flow body (metadata, source, steps, targets, tests)", *(value_position(document, "flow") if "flow" in document else (1, 1)))
+    bodies, body_paths = _bodies(document, issues)
+    body = bodies[0] if bodies else None
     skeleton = document.get("skeleton")
     if skeleton is not None and not isinstance(skeleton, CommentedMap):
         issues.add("skeleton must map a file path (relative to the instance) to its content", *value_position(document, "skeleton"))
@@ -350,8 +375,43 @@ def parse_template(path: Path, text: str | None = None) -> tuple[Template | None
         body=body,
         skeleton=skeleton,
         text=text,
+        bodies=bodies,
+        body_paths=body_paths,
     )
     return template, issues
+
+
+def _bodies(document: CommentedMap, issues: IssueList) -> tuple[list[CommentedMap], list[list[Any]]]:
+    """The flow bodies: `flow:` (one) or `flows:` (a list of them), not both."""
+    shape = "a flow body (metadata, source, steps, targets, tests)"
+    if "flow" in document and "flows" in document:
+        issues.add("give either flow: (one flow) or flows: (a list of flows), not both", *key_position(document, "flows"))
+        return [], []
+    if "flows" in document:
+        node = document.get("flows")
+        if not isinstance(node, CommentedSeq) or not node:
+            issues.add(f"flows must be a list of at least one flow body, each {shape}", *value_position(document, "flows"))
+            return [], []
+        bodies: list[CommentedMap] = []
+        for index, item in enumerate(node):
+            if not isinstance(item, CommentedMap):
+                issues.add(f"flows[{index}] must be a mapping: {shape}", *value_position(node, index))
+                continue
+            meta = item.get("metadata")
+            if not isinstance(meta, CommentedMap) or not isinstance(meta.get("name"), str):
+                issues.add(
+                    f"flows[{index}] needs metadata.name, naming the flow after its instance "
+                    '(name: "{{ instance_name }}-856"): an instance gives several flows',
+                    *value_position(node, index),
+                )
+                continue
+            bodies.append(item)
+        return bodies, [["flows", i] for i in range(len(bodies))]
+    body = document.get("flow")
+    if not isinstance(body, CommentedMap):
+        issues.add(f"flow must be a mapping: {shape} (or give flows:, a list of them)", *(value_position(document, "flow") if "flow" in document else (1, 1)))
+        return [], []
+    return [body], [["flow"]]
 
 
 def load_template(path: Path | str, text: str | None = None) -> Template:
@@ -387,6 +447,9 @@ def parse_instance(path: Path, text: str | None = None) -> tuple[FlowInstance | 
     tests = document.get("tests")
     if tests is not None and not isinstance(tests, CommentedSeq):
         issues.add("tests must be a list of cases with name, input and expect", *value_position(document, "tests"))
+    selected = document.get("flow")
+    if selected is not None and not (isinstance(selected, str) and re.match(NAME_PATTERN, selected)):
+        issues.add("flow must name one of the flows the template gives (lower-case letters, digits and dashes)", *value_position(document, "flow"))
     if issues.errors or meta_node is None or ref is None:
         return None, issues
     labels = to_plain(meta_node.get("labels")) or {}
@@ -399,6 +462,7 @@ def parse_instance(path: Path, text: str | None = None) -> tuple[FlowInstance | 
         values=to_plain(values) or {},
         document=document,
         text=text,
+        flow=str(document["flow"]) if document.get("flow") is not None else None,
     )
     return instance, issues
 
