@@ -336,6 +336,28 @@ def _new_value(columns: list[str], cells: list[str], old: Any, samples: list[Any
     return value
 
 
+def _delete(codes: CommentedMap, key: Any) -> None:
+    """Delete a code; the comment lines after it (ruamel keeps them on it: they are the
+    next code's heading) move to the code before, so they stay where they were."""
+    token = (codes.ca.items.pop(key, None) or [None, None, None, None])[2]
+    keys = list(codes)
+    position = keys.index(key)
+    del codes[key]
+    if token is None or position == 0:
+        return
+    text = str(token.value)
+    rest = text[text.index("\n") + 1:] if "\n" in text else ""
+    if not rest.strip():
+        return
+    previous = keys[position - 1]
+    entry = codes.ca.items.setdefault(previous, [None, None, None, None])
+    if entry[2] is not None:
+        entry[2].value = str(entry[2].value) + rest
+    else:
+        token.value = "\n" + rest
+        entry[2] = token
+
+
 def _apply_yaml(file_name: str, text: str, rows: list[SentRow]) -> tuple[str, dict[int, int]]:
     try:
         document = load_text(text, file_name)
@@ -358,8 +380,7 @@ def _apply_yaml(file_name: str, text: str, rows: list[SentRow]) -> tuple[str, di
     for number, key in enumerate(keys):
         index = at.get(number)
         if index is None:
-            codes.ca.items.pop(key, None)
-            del codes[key]
+            _delete(codes, key)
             continue
         cells = rows[index].cells
         old = codes[key]
