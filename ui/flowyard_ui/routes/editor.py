@@ -3,14 +3,17 @@ the diff before saving, saving through the round trip, and an optional git commi
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.response import Template
 
-from flowyard import registry
+from flowyard import registry, schema_gen
 from flowyard.definitions import kind_of
 from flowyard.errors import DefinitionError, FlowyardError, Issue, Position
 from flowyard.loader import content_hash, load_flow
@@ -56,10 +59,41 @@ def check(path: Path, text: str) -> dict[str, Any]:
     bad = {i.position.line for i in issues if i.position.line and i.severity == "error"}
     return {
         "issues": issues,
+        "lint": [lint_entry(i) for i in issues],
         "errors": [i for i in issues if i.severity == "error"],
         "bad_lines": ",".join(str(n) for n in sorted(bad)),
         "d": diagram.build(document, bad),
     }
+
+
+_SUGGESTION = re.compile(r"did you mean '([^']+)'\?")
+
+
+def lint_entry(issue: Issue) -> dict[str, Any]:
+    """One issue as the code editor underlines it: line and column (1-based; None when
+    the issue has no place in the text), severity, message, and the name a did-you-mean
+    proposes (the editor offers it as a fix)."""
+    found = _SUGGESTION.search(issue.message)
+    return {
+        "line": issue.position.line,
+        "column": issue.position.column,
+        "severity": issue.severity,
+        "message": issue.message,
+        "suggestion": found.group(1) if found else None,
+    }
+
+
+@functools.cache
+def _schema_bytes() -> bytes:
+    return json.dumps(schema_gen.definition_schema(), ensure_ascii=False).encode()
+
+
+@get("/schema/flow.schema.json", guards=[auth.require("viewer")], include_in_schema=False)
+async def flow_schema() -> Response[bytes]:
+    """The JSON Schema of definition files (`flowyard schema`), from this installation's
+    steps and connectors: the code editor's completion and hover help read it."""
+    body = await off_loop(_schema_bytes)
+    return Response(body, media_type="application/schema+json", headers={"Cache-Control": "private, max-age=600"})
 
 
 @get("/flows/{name:str}/edit")
@@ -210,4 +244,4 @@ async def save(request: Request[Any, Any, Any], flow: NamedDependency[FlowFile],
     return page(request, "flows/saved.html", flow=flow, message=saved.message, version=saved.version)
 
 
-ROUTES = [edit_page, check_text, form_view, new_target_form, form_apply, diff_view, save]
+ROUTES = [flow_schema, edit_page, check_text, form_view, new_target_form, form_apply, diff_view, save]
