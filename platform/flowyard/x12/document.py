@@ -7,8 +7,19 @@
   control number, status and problems, plus group-level codes);
 - `InterchangeResult` when an interchange ends (ISA/IEA checks, for TA1 and duplicates).
 
-Envelope checks: SE01 segment count, SE02 = ST02, ST02 unique in its group, GE01 set
-count, GE02 = GS06, IEA01 group count, IEA02 = ISA13, trailers present.
+Envelope checks: SE01 segment count, SE02 = ST02, ST02 unique in its group, ST01 in the
+functional group GS01 names (flowyard.x12.functional_groups), GE01 set count, GE02 = GS06,
+IEA01 group count, IEA02 = ISA13, trailers present. `envelope_findings` words what a group or
+interchange result found for an analyst (the 997/999 and TA1 carry the codes).
+
+The optional interchange segments (ISB grade of service, ISE deferred delivery, TA1 and
+TA3 before the first group) and the group-level security segments (S1S/S1E ... S3S/S3E
+between GS and ST, or after the last SE) are read and kept, never refused.
+
+A set without a guide (`guide` None) is read structurally (see flowyard.x12.shape). With
+`unguided="refuse"` (the default) and validation on it is rejected as not supported
+(AK5/IK5 R 1); with `unguided="accept"` it is accepted and `SetResult.unguided` says no
+guide validated its content.
 """
 
 from __future__ import annotations
@@ -20,9 +31,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .functional_groups import groups_of, wrong_group_code
 from .guides import Guide
 from .reader import Segment, X12InputError, read_batches
-from .shape import build
+from .shape import build, segment_object
 from .validate import Problem, validate_set
 
 SET_CODES = {
@@ -33,6 +45,7 @@ SET_CODES = {
     "5": "one or more segments in error",
     "6": "missing or invalid transaction set identifier",
     "7": "missing or invalid transaction set control number",
+    "18": "transaction set not in functional group",
     "23": "transaction set control number not unique within the functional group",
 }
 GROUP_CODES = {
@@ -43,14 +56,21 @@ GROUP_CODES = {
     "5": "number of included transaction sets does not match actual count",
     "6": "group control number violates syntax",
 }
-INTERCHANGE_NOTES = {
+INTERCHANGE_NOTES = {  # TA105, the codes this translator gives
     "000": "no error",
     "001": "the interchange control number in the header and trailer do not match",
+    "004": "the segment terminator is invalid",
     "021": "invalid number of included groups value",
+    "022": "invalid control structure",
     "023": "improper (premature) end-of-file",
     "024": "invalid interchange content",
     "025": "duplicate interchange control number",
 }
+# notes of an interchange that was not read to its end (the reader refused it): its TA1 says R
+UNREAD_NOTES = frozenset({"004", "022", "023", "024"})
+INTERCHANGE_SEGMENTS = frozenset({"ISB", "ISE", "TA1", "TA3"})  # optional, between ISA and the first GS (or between groups)
+GROUP_SEGMENTS = frozenset({"S1S", "S1E", "S2S", "S2E", "S3S", "S3E"})  # group-level security, between GS and ST or SE and GE
+UNGUIDED_POLICIES = ("refuse", "accept")
 
 
 def trim(value: str) -> str:
@@ -61,6 +81,7 @@ def trim(value: str) -> str:
 class InterchangeInfo:
     isa: Segment
     groups: int = 0
+    extra: list[Segment] = field(default_factory=list)  # ISB, ISE, TA1, TA3 as read
 
     @property
     def control_number(self) -> str:
@@ -89,6 +110,8 @@ class InterchangeInfo:
             usage=self.isa.get(15).strip(),
             separators=self.isa.separators.as_dict(),
         )
+        for seg in self.extra:  # ISB, ISE ...: read before the first set, so they are here for every set
+            data.setdefault(seg.id, []).append(segment_object(seg, None))
         self._data = data
         return {**data, "separators": dict(data["separators"])}
 
@@ -96,6 +119,7 @@ class InterchangeInfo:
 @dataclass
 class GroupInfo:
     gs: Segment
+    extra: list[Segment] = field(default_factory=list)  # S3S, S3E ... as read
 
     @property
     def control_number(self) -> str:
@@ -115,6 +139,8 @@ class GroupInfo:
         if self._data is None:
             data: dict[str, Any] = {f"GS{i:02d}": v for i, v in enumerate(self.gs.elements, start=1)}
             data.update(functional_id=self.functional_id, control_number=self.control_number, version=self.version)
+            for seg in self.extra:
+                data.setdefault(seg.id, []).append(segment_object(seg, None))
             self._data = data
         return dict(self._data)
 
@@ -128,6 +154,13 @@ class SetResult:
     codes: list[str] = field(default_factory=list)  # AK5/IK5 codes
     problems: list[Problem] = field(default_factory=list)
     data: dict[str, Any] | None = None
+    unguided: bool = False  # accepted without a guide: read structurally, content not validated
+
+    @property
+    def unguided_note(self) -> str:
+        """What an analyst reads when no guide validated the set."""
+        return (f"transaction set {self.transaction} {self.control_number} (version {self.group.version or '?'}) has no guide: "
+                f"read structurally, its envelopes checked, its content not validated")
 
     @property
     def transaction(self) -> str:
@@ -184,6 +217,7 @@ class GroupResult:
     codes: list[str] = field(default_factory=list)  # AK9/AK905 codes
     declared_sets: int | None = None
     counted: int = 0  # sets seen without keeping their summaries
+    ge: Segment | None = None
 
     @property
     def set_count(self) -> int:
@@ -199,6 +233,43 @@ class InterchangeResult:
     interchange: InterchangeInfo
     notes: list[str] = field(default_factory=list)  # TA105 codes
     groups: list[GroupResult] = field(default_factory=list)
+    iea: Segment | None = None
+    cause: str | None = None  # the reader's refusal, when the interchange was not read to its end
+
+
+def envelope_findings(event: GroupResult | InterchangeResult) -> list[str]:
+    """What the group's or interchange's envelope checks found, one sentence each, with the
+    line: the same findings the 997/999 (AK9 codes) or TA1 (TA105 notes) carry."""
+    out: list[str] = []
+    if isinstance(event, GroupResult):
+        gs = event.group.gs
+        head = f"functional group {event.group.functional_id or '?'} {event.group.control_number or '?'} (GS line {gs.line})"
+        ge = event.ge
+        for code in event.codes:
+            if code == "3":
+                out.append(f"{head}: the GE trailer is missing")
+            elif code == "4" and ge is not None:
+                out.append(f"{head}: GE02 {ge.get(2).strip()!r} does not match GS06 {event.group.control_number!r} (GE line {ge.line})")
+            elif code == "5" and ge is not None:
+                out.append(f"{head}: GE01 says {ge.get(1).strip() or 'nothing'} transaction sets, the group has {event.set_count} (GE line {ge.line})")
+            elif code == "6":
+                out.append(f"{head}: GS06 {event.group.control_number!r} is not a number")
+            else:
+                out.append(f"{head}: {GROUP_CODES.get(code, 'error ' + code)}")
+        return out
+    info = event.interchange
+    head = f"interchange {info.control_number or '?'} from {info.sender} (ISA line {info.isa.line})"
+    iea = event.iea
+    for note in event.notes:
+        if note == "001" and iea is not None:
+            out.append(f"{head}: IEA02 {iea.get(2).strip()!r} does not match ISA13 {info.control_number!r} (IEA line {iea.line})")
+        elif note == "021" and iea is not None:
+            out.append(f"{head}: IEA01 says {iea.get(1).strip() or 'nothing'} functional groups, the interchange has {info.groups} (IEA line {iea.line})")
+        elif note in UNREAD_NOTES and event.cause:
+            out.append(f"{head}: {INTERCHANGE_NOTES.get(note, note)}: {event.cause}")
+        else:
+            out.append(f"{head}: {INTERCHANGE_NOTES.get(note, 'note ' + note)}")
+    return out
 
 
 Event = SetResult | GroupResult | InterchangeResult
@@ -206,8 +277,10 @@ GuideResolver = Callable[[str, str], Guide | None]
 
 
 class _Walker:
-    def __init__(self, resolve: GuideResolver, validate: bool, shape: bool, summaries: bool = True) -> None:
+    def __init__(self, resolve: GuideResolver, validate: bool, shape: bool, summaries: bool = True,
+                 unguided: str = "refuse") -> None:
         self.summaries = summaries
+        self.accept_unguided = unguided == "accept"
         self.resolve = resolve
         self.validate = validate
         self.shape = shape
@@ -234,6 +307,14 @@ class _Walker:
         elif control in self.seen_controls:
             codes.append("23")
         self.seen_controls.add(control)
+        groups = groups_of(transaction)
+        if groups is not None and self.group.group.functional_id not in groups:
+            group = self.group.group
+            codes.append(wrong_group_code(group.version))
+            result.problems.append(Problem("8", "ST", 1, st.line,
+                                           f"an {transaction} belongs in functional group {' or '.join(sorted(groups))}, "
+                                           f"not in GS01 {group.functional_id!r} (GS line {group.gs.line})",
+                                           1, None, "143", transaction, True))
         if not trailer:
             codes.append("2")
         else:
@@ -249,7 +330,10 @@ class _Walker:
                                                f"SE02 {se.get(2).strip()!r} does not match ST02 {control!r}", 2, None, "329", se.get(2).strip(), True))
         if self.validate:
             if guide is None:
-                codes.append("1")
+                if self.accept_unguided:
+                    result.unguided = True
+                else:
+                    codes.append("1")
             elif trailer and "6" not in codes:
                 found = validate_set(guide, segments)
                 result.problems.extend(found)
@@ -267,6 +351,7 @@ class _Walker:
         group = self.group
         assert group is not None
         self.group = None
+        group.ge = ge
         if ge is None:
             group.codes.append("3")
         else:
@@ -332,12 +417,15 @@ def _promote_if_big() -> None:
 
 
 def walk(data: bytes | str, resolve: GuideResolver, *, validate: bool = True, shape: bool = True,
-         summaries: bool = True) -> Iterator[Event]:
+         summaries: bool = True, unguided: str = "refuse") -> Iterator[Event]:
     """Yield the events of every interchange in the input (see the module docstring).
 
-    A truncated interchange yields what was complete, then its InterchangeResult with
-    note 023, then raises X12InputError."""
-    events = _events(data, resolve, validate, shape, summaries)
+    An interchange the reader refuses part way (cut off, a bad segment id, envelopes out
+    of order) yields what was complete, then its InterchangeResult with the TA105 note
+    naming the cause (023, 004, 022, 024), then raises X12InputError."""
+    if unguided not in UNGUIDED_POLICIES:
+        raise ValueError(f"unguided must be one of {UNGUIDED_POLICIES}, not {unguided!r}")
+    events = _events(data, resolve, validate, shape, summaries, unguided)
     while True:
         with _gc_paused():  # not across the yield: the consumer's work runs with the collector as it was
             event = next(events, None)
@@ -346,8 +434,9 @@ def walk(data: bytes | str, resolve: GuideResolver, *, validate: bool = True, sh
         yield event
 
 
-def _events(data: bytes | str, resolve: GuideResolver, validate: bool, shape: bool, summaries: bool) -> Iterator[Event]:
-    w = _Walker(resolve, validate, shape, summaries)
+def _events(data: bytes | str, resolve: GuideResolver, validate: bool, shape: bool, summaries: bool,
+            unguided: str = "refuse") -> Iterator[Event]:
+    w = _Walker(resolve, validate, shape, summaries, unguided)
     try:
         for batch in read_batches(data):
             for seg in batch:
@@ -375,11 +464,11 @@ def _events(data: bytes | str, resolve: GuideResolver, validate: bool, shape: bo
                 elif seg_id == "ST":
                     if w.group is None:
                         raise X12InputError("a transaction set (ST) outside a functional group: there is no GS before it",
-                                            where=_where(seg))
+                                            where=_where(seg), note="022")
                     w.current = [seg]
                 elif seg_id == "GE":
                     if w.group is None:
-                        raise X12InputError("a GE trailer without its GS header", where=_where(seg))
+                        raise X12InputError("a GE trailer without its GS header", where=_where(seg), note="022")
                     yield w.finish_group(seg)
                 elif seg_id == "IEA":
                     if w.group is not None:
@@ -391,15 +480,20 @@ def _events(data: bytes | str, resolve: GuideResolver, validate: bool, shape: bo
                         result.notes.append("021")
                     if seg.get(2).strip() != w.interchange.control_number:
                         result.notes.append("001")
+                    result.iea = seg
                     yield result
                     w.result = None
-                elif seg_id == "TA1":
-                    continue
+                elif seg_id in INTERCHANGE_SEGMENTS and w.interchange is not None:
+                    w.interchange.extra.append(seg)
+                elif seg_id in GROUP_SEGMENTS and w.group is not None:
+                    w.group.group.extra.append(seg)
                 else:
-                    raise X12InputError(f"segment {seg_id} outside a transaction set (between the envelopes)", where=_where(seg))
-    except X12InputError:
+                    place = "inside a functional group, outside a transaction set" if w.group is not None else "between the envelopes"
+                    raise X12InputError(f"segment {seg_id} outside a transaction set ({place})", where=_where(seg), note="022")
+    except X12InputError as exc:
         if w.result is not None:
-            w.result.notes.append("023")
+            w.result.notes.append(exc.note)
+            w.result.cause = f"{exc.message} ({exc.where})" if exc.where and str(exc.where) else str(exc.message)
             yield w.result
         raise
 

@@ -26,7 +26,32 @@ _BINARY_CONTROL = frozenset(range(0, 32)) - {9, 10, 13}
 
 
 class X12InputError(StepError):
-    """The bytes are not an X12 interchange this translator can read."""
+    """The bytes are not an X12 interchange this translator can read.
+
+    `note` is the TA105 interchange note code that names the cause in a TA1 (see
+    flowyard.x12.document.INTERCHANGE_NOTES): 023 cut off, 004 wrong segment terminator,
+    022 envelopes out of order, 024 any other invalid content."""
+
+    def __init__(self, message: str, *, where: InputLocation | None = None, details: list[str] | None = None,
+                 note: str = "024") -> None:
+        super().__init__(message, where=where, details=details)
+        self.note = note
+
+
+def bad_segment_id(seg_id: str, line: int) -> X12InputError:
+    """The refusal of text where a segment id should be, naming the likely cause: a
+    letters-and-digits id of the wrong length is a bad id; spaces, line breaks or a long
+    run of other characters mean the terminators are not what the ISA says."""
+    shown = seg_id[:20]
+    where = InputLocation(line=line)
+    if not seg_id:
+        return X12InputError("a segment has no id: it begins with the element separator", where=where)
+    if seg_id.isalnum():
+        return X12InputError(f"{shown!r} is not a segment id: X12 segment ids have 2 or 3 letters and digits", where=where)
+    if len(seg_id) > 3 or any(ch.isspace() for ch in seg_id):
+        return X12InputError(f"{shown!r} is not a segment id (mixed or wrong segment terminators?)", where=where, note="004")
+    odd = next(ch for ch in seg_id if not ch.isalnum())
+    return X12InputError(f"{shown!r} is not a segment id: {odd!r} is not a letter or digit", where=where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +161,10 @@ def _read_isa(text: str, pos: int, line: int) -> tuple[Segment, int]:
         j = i
         while j < n and text[j] in _CRLF:
             j += 1
-        if j < n and not text[j].isalnum() and text[j] not in (element, component):
+        # an indented next line is not a terminator: skip the indentation before looking
+        while j < n and text[j] in " \t":
+            j += 1
+        if j < n and not text[j].isalnum() and text[j] not in (element, component, " ", "\t") and text[j] not in _CRLF:
             terminator, i = text[j], j
         else:
             terminator = "\n"
@@ -211,7 +239,7 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
             pos += 1
         if pos >= n:
             raise X12InputError("the file is truncated: the interchange has no IEA trailer",
-                                where=InputLocation(line=line + text.count("\n", pos), segment="IEA"))
+                                where=InputLocation(line=line + text.count("\n", pos), segment="IEA"), note="023")
         limit = pos + CHUNK
         cut = text.rfind(term, pos, limit) if limit < n else text.rfind(term, pos)
         if cut < 0:
@@ -226,7 +254,7 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
                 yield [Segment(parts[0], parts[1:], seg_line, seps)]
                 return n, seg_line + body.count("\n")
             raise X12InputError("the file is truncated: the last segment has no terminator and there is no IEA trailer",
-                                where=InputLocation(line=seg_line, segment=rest[:3]))
+                                where=InputLocation(line=seg_line, segment=rest[:3]), note="023")
         if strip_newlines:
             fast = yield from _plain_chunk(text, pos, cut, line, seps, bin_prefix)
             if fast is not None:
@@ -275,8 +303,7 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
             if not seg_id or len(seg_id) > 3 or not seg_id.isalnum():
                 if batch:
                     yield batch
-                raise X12InputError(f"{seg_id[:20]!r} is not a segment id (mixed or wrong segment terminators?)",
-                                    where=InputLocation(line=seg_line))
+                raise bad_segment_id(seg_id, seg_line)
             del parts[0]
             add(Segment(seg_id, parts, seg_line, seps))
             if seg_id == "IEA":
@@ -323,8 +350,7 @@ def _plain_chunk(text: str, pos: int, cut: int, line: int, seps: Separators,
             if not seg_id or len(seg_id) > 3 or not seg_id.isalnum():
                 if batch:
                     yield batch
-                raise X12InputError(f"{seg_id[:20]!r} is not a segment id (mixed or wrong segment terminators?)",
-                                    where=InputLocation(line=line + k * step))
+                raise bad_segment_id(seg_id, line + k * step)
         del parts[0]
         add(Segment(seg_id, parts, line + k * step, seps))
         if seg_id == "IEA":

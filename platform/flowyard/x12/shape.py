@@ -13,8 +13,16 @@ The shape is made for JMESPath mapping and is stable for a given guide:
 - a composite element is a list of its components: ``"SLN05": ["PC", "", "", "LB"]``;
 - an element the guide declares repeatable (005010 repetition separator) is a list of
   repetitions, each a list of components: ``"HI01": [["ABK", "J20"], ["ABF", "E11"]]``;
-- without a guide (an unknown set with `validate: false`) the body is
-  ``"segments": [{"id": "N1", "N101": "ST"}, ...]`` in file order.
+- without a guide (a set or version no guide covers) the set is read structurally: the
+  body is ``"segments": [{"id": "N1", "N101": "ST"}, ...]`` in file order, every element
+  by position, an element holding the component separator as a list of components, one
+  holding the repetition separator as a list of repetitions (each a list of components);
+  a set with HL segments also gets ``"HL_loop"``, the hierarchy as nested loops: each
+  ``{"HL": {...}, "LIN": [{...}], ..., "HL_loop": [its children]}`` holds the segments
+  from its HL to the next HL (by id, each a list, as no guide says which repeat), its
+  children being the HLs whose HL02 names its HL01; an HL whose parent is not before it
+  is a root. The hierarchy ends at CTT (transaction totals, the summary of every set that
+  has one). `x12.generate` writes `segments` (file order) and ignores `HL_loop`.
 
 So `BEG.BEG03`, `PO1_loop[].PO1.PO102`, `HL_loop[?HL.HL03=='I'].LIN.LIN03` work as they
 read. Generation walks the same guide tree and ignores keys it does not know.
@@ -93,7 +101,11 @@ def segment_object(seg: Segment, definition: SegmentDef | None) -> dict[str, Any
                 rep = seg.separators.repetition
                 out[key] = [p.split(comp) for p in (raw.split(rep) if rep else [raw])]
         else:
-            out[element_key(seg.id, i + 1)] = raw.split(comp) if comp in raw else raw
+            rep = seg.separators.repetition
+            if rep is not None and rep in raw:
+                out[element_key(seg.id, i + 1)] = [p.split(comp) for p in raw.split(rep)]
+            else:
+                out[element_key(seg.id, i + 1)] = raw.split(comp) if comp in raw else raw
     return out
 
 
@@ -188,12 +200,46 @@ def build(segments: list[Segment], guide: Guide | None) -> dict[str, Any]:
     data: dict[str, Any] = {"ST": segment_object(segments[0], None)}
     last = len(segments) - 1 if segments[-1].id == "SE" else len(segments)
     if guide is None:
-        data["segments"] = [{"id": s.id, **segment_object(s, None)} for s in segments[1:last]]
+        body = data["segments"] = [{"id": s.id, **segment_object(s, None)} for s in segments[1:last]]
+        hierarchy = hl_loops(body)
+        if hierarchy:
+            data["HL_loop"] = hierarchy
     else:
         _place(segments, 1, last, guide, data)
     if segments[-1].id == "SE":
         data["SE"] = segment_object(segments[-1], None)
     return data
+
+
+HL_AREA_END = frozenset({"CTT"})  # the summary after the hierarchy in the sets that have HL loops
+
+
+def hl_loops(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The HL hierarchy of a structurally read set as nested loops (see the module
+    docstring); [] when it has no HL segment. The segment objects are those of `body`."""
+    roots: list[dict[str, Any]] = []
+    by_id: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    for obj in body:
+        seg_id = obj["id"]
+        if seg_id == "HL":
+            loop: dict[str, Any] = {"HL": obj}
+            parent_id = obj.get("HL02")
+            parent = by_id.get(parent_id) if isinstance(parent_id, str) else None
+            if parent is None:
+                roots.append(loop)
+            else:
+                parent.setdefault("HL_loop", []).append(loop)
+            own_id = obj.get("HL01")
+            if isinstance(own_id, str):
+                by_id[own_id] = loop
+            current = loop
+        elif current is not None:
+            if seg_id in HL_AREA_END:
+                current = None
+            else:
+                current.setdefault(seg_id, []).append(obj)
+    return roots
 
 
 # -- back to segments -----------------------------------------------------------------
@@ -317,4 +363,4 @@ def _walk(loop: LoopDef, obj: dict[str, Any], out: list[tuple[str, dict[str, Any
                     _walk(child, instance, out)
 
 
-__all__ = ["ElementDef", "SeparatorInData", "body_segments", "build", "segment_object", "segment_text"]
+__all__ = ["ElementDef", "SeparatorInData", "body_segments", "build", "hl_loops", "segment_object", "segment_text"]
