@@ -50,7 +50,7 @@ def _print_issues(exc: DefinitionError) -> None:
 
 
 def handle_render(args: argparse.Namespace) -> int:
-    from .render import render_instance
+    from .render import render_instance, render_instance_flows
     from .template import load_instance_file
 
     if not args.instance.is_file():
@@ -58,18 +58,23 @@ def handle_render(args: argparse.Namespace) -> int:
         return 2
     try:
         instance = load_instance_file(args.instance)
-        rendered = render_instance(instance)
-        if rendered.ok:
-            rendered.flow()
+        flows = [render_instance(instance)] if instance.flow is not None else render_instance_flows(instance)
+        for rendered in flows:
+            if rendered.ok:
+                rendered.flow()
     except DefinitionError as exc:
         _print_issues(exc)
         return 1
-    if not rendered.ok:
-        _print_issues(DefinitionError(rendered.issues))
-        return 1
-    for issue in rendered.issues:
-        print(redactor.redact(str(issue)), file=sys.stderr)
-    sys.stdout.write(rendered.text)
+    for rendered in flows:
+        if not rendered.ok:
+            _print_issues(DefinitionError(rendered.issues))
+            return 1
+    for index, rendered in enumerate(flows):
+        for issue in rendered.issues:
+            print(redactor.redact(str(issue)), file=sys.stderr)
+        if len(flows) > 1:  # several YAML documents, one per flow
+            sys.stdout.write(("---\n" if index else "") + f"# flow {index + 1} of {len(flows)}: {rendered.name}\n")
+        sys.stdout.write(rendered.text)
     return 0
 
 

@@ -300,6 +300,7 @@ def render_values(
     meta_node = body.get("metadata")
     all_issues: list[Issue] = list(issues or [])
     raw_name = meta_node.get("name") if isinstance(meta_node, CommentedMap) else None
+    instance_name: str
     if template.several:
         instance_name = name or template.name
         name = f"{instance_name}-{index + 1}"
@@ -316,7 +317,6 @@ def render_values(
         if isinstance(meta_node, CommentedMap):
             meta_node["name"] = name  # rendered once, above
     else:
-        instance_name = name
         if name is None:
             name = template.name
             if isinstance(raw_name, str):

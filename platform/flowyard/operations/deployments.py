@@ -29,7 +29,7 @@ from ..store.api import DeploymentInfo, Snapshot, Store, StoreError
 from ..store.scratch import ScratchServices, scratch_run
 from ..testing import run_tests
 from ..yamlio import YamlSyntaxError
-from .snapshots import TakenSnapshot, materialize, snapshot_version, take
+from .snapshots import TakenSnapshot, materialize, snapshot_version, take_all
 
 
 class DeployRefused(FlowyardError):
@@ -112,16 +112,42 @@ def check(snapshot: TakenSnapshot | Snapshot, tests_from: Path) -> GateResult:
     return GateResult(run.flow, problems, len(run.cases) - len(failed))
 
 
-def deploy(store: Store, path: Path | str, *, who: str = "", note: str = "", git_commit: str = "") -> DeploymentInfo:
+def deploy(store: Store, path: Path | str, *, who: str = "", note: str = "", git_commit: str = "",
+           flow: str | None = None) -> DeploymentInfo:
     """Deploy one flow or instance file through the gate; raises DeployRefused (and
-    records the refusal on the flow) when it does not pass."""
-    taken = take(Path(path))
-    result = check(taken, taken.origin.parent)
-    name = result.flow.name if result.flow is not None else taken.origin.stem
-    if result.problems or result.flow is None:
-        store.refuse(name, "\n".join(result.problems))
-        raise DeployRefused(name, result.problems)
-    return record(store, result.flow, taken, who=who, note=note, git_commit=git_commit)
+    records the refusal on the flow) when it does not pass. Of an instance whose template
+    gives several flows: `flow` (by name) alone, else all of them (see `deploy_file`),
+    returning the first."""
+    return deploy_file(store, Path(path), who=who, note=note, git_commit=git_commit, flow=flow)[0]
+
+
+def deploy_file(store: Store, path: Path, *, who: str = "", note: str = "", git_commit: str = "",
+                flow: str | None = None) -> list[DeploymentInfo]:
+    """Deploy every flow a file stands for (one per flow of an instance whose template
+    gives several: each is a deployment of its own, a snapshot of the instance selecting
+    it), each through the gate; all or none."""
+    taken = take_all(path)
+    if flow is not None:
+        taken = [t for t in taken if t.flow == flow] or [t for t in taken if t.flow is None]
+        if not taken:
+            raise FlowyardError(f"{path} gives no flow named {flow!r}")
+    passed: list[tuple[Flow, TakenSnapshot]] = []
+    refused: dict[str, list[str]] = {}
+    for one in taken:
+        result = check(one, one.origin.parent)
+        name = result.flow.name if result.flow is not None else (one.flow or one.origin.stem)
+        if result.problems or result.flow is None:
+            refused[name] = result.problems
+        else:
+            passed.append((result.flow, one))
+    if refused:
+        for name, reasons in refused.items():
+            store.refuse(name, "\n".join(reasons))
+        if len(taken) == 1:
+            name, reasons = next(iter(refused.items()))
+            raise DeployRefused(name, reasons)
+        raise DeployRefused(", ".join(sorted(refused)), [f"{name}: {r}" for name, rs in refused.items() for r in rs])
+    return [record(store, loaded, one, who=who, note=note, git_commit=git_commit) for loaded, one in passed]
 
 
 def record(store: Store, flow: Flow, taken: TakenSnapshot | Snapshot, *, who: str, note: str,
@@ -159,7 +185,7 @@ def deploy_paths(store: Store, paths: list[Path], *, who: str = "", note: str = 
             shared.append(path.resolve())
         else:
             raise FlowyardError(f"{path}: no such file or folder")
-    done = [deploy(store, flow, who=who, note=note, git_commit=git_commit) for flow in flows]
+    done = [info for flow in flows for info in deploy_file(store, flow, who=who, note=note, git_commit=git_commit)]
     if shared:
         done += deploy_shared(store, shared, who=who, note=note, git_commit=git_commit)
     return done
@@ -216,19 +242,24 @@ def deploy_new(store: Store, folder: Path, *, who: str) -> tuple[list[Deployment
     refused: dict[Path, str] = {}
     for path in flow_files(folder):
         try:
-            taken = take(path)
-            result = check(taken, taken.origin.parent)
+            all_taken = take_all(path)
         except FlowyardError as exc:
             refused[path] = str(exc)
             continue
-        if result.flow is not None and result.flow.name in known:
-            continue
-        if result.problems or result.flow is None:
-            name = result.flow.name if result.flow is not None else path.stem
-            store.refuse(name, "\n".join(result.problems))
-            refused[path] = "\n".join(result.problems)
-            continue
-        done.append(record(store, result.flow, taken, who=who, note="deployed at start"))
+        for taken in all_taken:  # one per flow of an instance whose template gives several
+            try:
+                result = check(taken, taken.origin.parent)
+            except FlowyardError as exc:
+                refused[path] = str(exc)
+                continue
+            if result.flow is not None and result.flow.name in known:
+                continue
+            if result.problems or result.flow is None:
+                name = result.flow.name if result.flow is not None else (taken.flow or path.stem)
+                store.refuse(name, "\n".join(result.problems))
+                refused[path] = "\n".join(result.problems)
+                continue
+            done.append(record(store, result.flow, taken, who=who, note="deployed at start"))
     return done, refused
 
 

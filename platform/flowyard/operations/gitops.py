@@ -17,7 +17,7 @@ from ..definitions.kinds import flow_files, runs_as_flow
 from ..errors import FlowyardError
 from ..store.api import DeploymentInfo, Store
 from .deployments import DeployRefused, check, record
-from .snapshots import take
+from .snapshots import TakenSnapshot, take_all
 
 
 class GitError(FlowyardError):
@@ -52,14 +52,13 @@ def deploy_commit(store: Store, flows_dir: Path, ref: str, *, who: str = "gitops
     states = {s.flow: s.version for s in store.flows() if s.enabled}
     with exported_at(flows_dir, ref) as (commit, exported):
         outcome = CommitDeploy(commit)
-        for path in flow_files(exported):
+        for path, taken in _taken(exported, flows_dir, outcome):
             try:
-                taken = take(path, origin=flows_dir / path.name)
                 result = check(taken, path.parent)
             except FlowyardError as exc:
                 outcome.refused[path.name] = str(exc)
                 continue
-            name = result.flow.name if result.flow is not None else path.stem
+            name = result.flow.name if result.flow is not None else (taken.flow or path.stem)
             if result.problems or result.flow is None:
                 reasons = "\n".join(result.problems).replace(str(exported), str(flows_dir))
                 store.refuse(name, f"commit {commit[:12]}: {reasons}")
@@ -71,6 +70,16 @@ def deploy_commit(store: Store, flows_dir: Path, ref: str, *, who: str = "gitops
             outcome.deployed.append(record(store, result.flow, taken, who=who,
                                            note=f"{ref} at {commit[:12]}", git_commit=commit))
     return outcome
+
+
+def _taken(exported: Path, flows_dir: Path, outcome: CommitDeploy) -> Iterator[tuple[Path, TakenSnapshot]]:
+    """Each flow file's snapshots (several for an instance whose template gives several)."""
+    for path in flow_files(exported):
+        try:
+            for taken in take_all(path, origin=flows_dir / path.name):
+                yield path, taken
+        except FlowyardError as exc:
+            outcome.refused[path.name] = str(exc)
 
 
 @contextlib.contextmanager
@@ -99,11 +108,15 @@ def deploy_file_at(store: Store, flows_dir: Path, ref: str, rel: str, *, who: st
             raise GitError(f"{rel} does not exist at {ref} ({commit[:12]})")
         if not runs_as_flow(path):
             raise GitError(f"{rel} at {commit[:12]} is not a flow or instance file")
-        taken = take(path, origin=flows_dir / rel)
-        result = check(taken, path.parent)
-        name = result.flow.name if result.flow is not None else path.stem
-        if result.problems or result.flow is None:
-            reasons = [r.replace(str(exported), str(flows_dir)) for r in result.problems]
-            store.refuse(name, f"commit {commit[:12]}: " + "\n".join(reasons))
-            raise DeployRefused(name, reasons)
-        return record(store, result.flow, taken, who=who, note=note or f"{ref} at {commit[:12]}", git_commit=commit)
+        passed = []
+        for taken in take_all(path, origin=flows_dir / rel):  # several of an instance giving several flows
+            result = check(taken, path.parent)
+            name = result.flow.name if result.flow is not None else (taken.flow or path.stem)
+            if result.problems or result.flow is None:
+                reasons = [r.replace(str(exported), str(flows_dir)) for r in result.problems]
+                store.refuse(name, f"commit {commit[:12]}: " + "\n".join(reasons))
+                raise DeployRefused(name, reasons)
+            passed.append((result.flow, taken))
+        done = [record(store, flow, taken, who=who, note=note or f"{ref} at {commit[:12]}", git_commit=commit)
+                for flow, taken in passed]
+        return done[0]

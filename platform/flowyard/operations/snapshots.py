@@ -24,7 +24,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..definitions.grammar import kind_of
 from ..errors import FlowyardError
+from ..onboarding.render import render_instance_flows, select_flow
+from ..onboarding.template import load_instance_file
 from ..step import SNAPSHOT_MARKER
 from ..store.api import Snapshot
 from ..yamlio import YamlSyntaxError, load_text, to_plain
@@ -47,6 +50,7 @@ class TakenSnapshot:
     flow_file: str  # the flow's own path in `files`
     files: dict[str, bytes]
     origin: Path  # the flow file as it was read
+    flow: str | None = None  # of an instance giving several flows: the one this snapshot stands for
 
     @property
     def text(self) -> str:
@@ -68,13 +72,42 @@ SHARED_FOLDERS = ("tables", "partners", "guides", "templates", "schemas")
 _QUOTED_OR_PLAIN = re.compile(r"""(?:["']([^"'\n]+)["']|(?<=[\s:\[,])([\w./-]+\.\w{1,5})\b)""")
 
 
-def take(path: Path, origin: Path | None = None) -> TakenSnapshot:
+def several_flows(path: Path, text: str) -> list[str]:
+    """The names of the flows an instance file stands for when its template gives several
+    (and it selects none); else [] (the file is one flow)."""
+    if kind_of(text) != "FlowInstance":
+        return []
+    try:
+        instance = load_instance_file(path, text)
+        if instance.flow is not None:
+            return []
+        names = [rendered.name for rendered in render_instance_flows(instance)]
+    except FlowyardError:
+        return []  # the gate says why it does not load
+    return names if len(names) > 1 else []
+
+
+def take_all(path: Path, origin: Path | None = None) -> list[TakenSnapshot]:
+    """The snapshots deploying the file at `path` takes: one, or of an instance whose
+    template gives several flows, one per flow (its flow file is the instance with
+    `flow: NAME` added, so each deployment loads that flow alone)."""
+    resolved = path.resolve()
+    names = several_flows(resolved, read(resolved).decode("utf-8", "replace"))
+    if not names:
+        return [take(path, origin)]
+    return [take(path, origin, flow=name) for name in names]
+
+
+def take(path: Path, origin: Path | None = None, *, flow: str | None = None) -> TakenSnapshot:
     """Read the flow file at `path` and every file it may use (see the module
     docstring). `origin` is where the flow counts as deployed from, when the files are
-    read elsewhere (a git commit exported to a scratch folder)."""
+    read elsewhere (a git commit exported to a scratch folder). `flow`: of an instance
+    giving several flows, the one to freeze (see `take_all`)."""
     path = path.resolve()
     root = path.parent
     files: dict[str, bytes] = {path.name: read(path)}
+    if flow is not None:
+        files[path.name] = select_flow(files[path.name].decode("utf-8"), flow).encode("utf-8")
     folders = [root / name for name in SHARED_FOLDERS]
     for named in referenced_files(root, files[path.name].decode("utf-8", "replace")):
         if named.parent == root:
@@ -98,7 +131,7 @@ def take(path: Path, origin: Path | None = None) -> TakenSnapshot:
                 raise SnapshotError(f"{path}: the files it uses add up to more than "
                                     f"{MAX_SNAPSHOT_BYTES:,} bytes; a flows folder holds definitions, not data")
             files[relative.as_posix()] = content
-    return TakenSnapshot(flow_file=path.name, files=files, origin=(origin or path))
+    return TakenSnapshot(flow_file=path.name, files=files, origin=(origin or path), flow=flow)
 
 
 def referenced_files(root: Path, text: str) -> list[Path]:
