@@ -8,7 +8,14 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from ..options import Options
-from .security import DEFAULT_MAX_ATTRIBUTE, DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, LIBXML_MAX_VALUE, XmlLimits
+from .security import (
+    DEFAULT_MAX_ATTRIBUTE,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_ELEMENTS,
+    DEFAULT_MAX_SIZE,
+    LIBXML_MAX_VALUE,
+    XmlLimits,
+)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?\s*$", re.IGNORECASE)
 _FACTORS = {None: 1, "b": 1, "kb": 1_000, "mb": 1_000_000, "gb": 1_000_000_000}
@@ -54,11 +61,20 @@ class LimitOptions(Options):
         "10,000,000, the parser's own limit, for xml.xpath with `each`)",
     )
 
+    max_elements: int = Field(
+        DEFAULT_MAX_ELEMENTS,
+        ge=1,
+        le=1_000_000_000,
+        description="most elements in a document read whole, refused before its tree is built "
+        "(each element costs memory; not applied to the records of xml.xpath with `each`)",
+    )
+
     def limits(self, default_size: int = DEFAULT_MAX_SIZE, default_attribute: int = DEFAULT_MAX_ATTRIBUTE) -> XmlLimits:
         return XmlLimits(
             self.max_size if self.max_size is not None else default_size,
             self.max_depth,
             self.max_attribute if self.max_attribute is not None else default_attribute,
+            self.max_elements,
         )
 
 

@@ -1,0 +1,155 @@
+"""Bounded XML work (issue 17 item 3): an XSLT transform stops at its time limit (its
+worker process is killed, so no core keeps burning), and a document of more elements
+than `max_elements` is refused before its tree is built."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flowyard.engine import RunResult
+from flowyard.errors import StepError
+from flowyard.xml.security import XmlLimits, check_elements, start_tags
+
+RunSteps = Callable[..., RunResult]
+
+# the dedupe idiom of XSLT 1.0 without keys: each line looks at every line before it
+DEDUPE_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:template match="/">
+    <skus><xsl:for-each select="//line[not(@sku = preceding::line/@sku)]">
+      <sku><xsl:value-of select="@sku"/></sku></xsl:for-each></skus>
+  </xsl:template>
+</xsl:stylesheet>
+"""
+
+# a recursion that doubles at each level: 2^40 calls, never deeper than 40
+RECURSION_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:template name="f"><xsl:param name="n"/>
+    <xsl:if test="$n > 0">
+      <xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>
+      <xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>
+    </xsl:if>
+  </xsl:template>
+  <xsl:template match="/"><r><xsl:call-template name="f"><xsl:with-param name="n" select="40"/>
+  </xsl:call-template></r></xsl:template>
+</xsl:stylesheet>
+"""
+
+COPY_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:template match="/"><copied><xsl:copy-of select="/*"/></copied></xsl:template>
+</xsl:stylesheet>
+"""
+
+
+def lines(count: int) -> bytes:
+    return b"<order>" + b"".join(b'<line sku="S%d"/>' % (n % 5000) for n in range(count)) + b"</order>"
+
+
+def workers() -> set[int]:
+    """This process's XSLT worker processes (their pids)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"flowyard.xml.isolated" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def only_error(result: RunResult) -> str:
+    assert not result.outputs and len(result.failures) == 1
+    return str(result.failures[0].error)
+
+
+@pytest.mark.parametrize("xsl, payload", [(DEDUPE_XSL, lines(20_000)), (RECURSION_XSL, b"<r/>")],
+                         ids=["dedupe over 20,000 lines", "doubling recursion"])
+def test_a_transform_past_its_time_limit_is_stopped_and_its_worker_killed(
+        run_steps: RunSteps, xsl: str, payload: bytes) -> None:
+    before = workers()
+    started = time.monotonic()
+    error = only_error(run_steps("  - xml.xslt: {stylesheet: slow.xsl, time_limit: 1}", payload,
+                                 **{"slow.xsl": xsl}))
+    elapsed = time.monotonic() - started
+    assert "the stylesheet ran longer than its time limit of 1s (option time_limit) and was stopped" in error
+    assert "xml.xslt" in error  # the step is named
+    assert elapsed < 15  # the limit plus generous slack (unbounded: minutes)
+    assert workers() - before == set()  # the worker was killed, not left running
+
+
+def test_a_worker_serves_many_documents_and_a_killed_one_is_replaced(
+        run_steps: RunSteps, write_flow: Callable[..., Path]) -> None:
+    from flowyard.engine import Pipeline
+    from flowyard.loader import load_flow
+    from flowyard.message import Message
+
+    flow_file = write_flow(
+        "apiVersion: flowyard/v1\nkind: Flow\nmetadata: {name: x}\nsource: {file: {path: in}}\n"
+        "steps:\n  - xml.xslt: {stylesheet: dedupe.xsl, time_limit: 1, parameters: {p: \"it's\"}}\n"
+        "targets:\n  - file: {path: out}\n", **{"dedupe.xsl": DEDUPE_XSL})
+    pipeline = Pipeline(load_flow(flow_file))
+
+    def run(payload: bytes) -> RunResult:
+        return pipeline.run(Message(payload, content_type="application/xml"))
+
+    first = run(lines(10))
+    assert first.outputs[0].payload.count(b"<sku>") == 10
+    pids = workers()
+    assert len(pids) == 1
+    assert run(lines(20)).outputs[0].payload.count(b"<sku>") == 20
+    assert workers() == pids  # the same worker, kept between messages
+    assert "time limit of 1s" in only_error(run(lines(20_000)))
+    assert not workers() & pids
+    assert run(lines(7)).outputs[0].payload.count(b"<sku>") == 7  # a fresh worker
+    bad = only_error(run(b"<order><line></order>"))
+    assert "not well-formed" in bad and "line 1" in bad  # the worker's parse error, with its place
+
+
+def test_errors_inside_the_worker_read_as_before(run_steps: RunSteps) -> None:
+    terminate = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+      <xsl:template match="/"><xsl:message terminate="yes">no lines in <xsl:value-of select="name(/*)"/>
+      </xsl:message></xsl:template></xsl:stylesheet>"""
+    error = only_error(run_steps("  - xml.xslt: stop.xsl", b"<order/>", **{"stop.xsl": terminate}))
+    assert "stylesheet stop.xsl failed" in error and "no lines in order" in error
+    refused = only_error(run_steps("  - xml.xslt: {stylesheet: copy.xsl, max_elements: 3}",
+                                   lines(5), **{"copy.xsl": COPY_XSL}))
+    assert "the document has 6 elements, more than the limit of 3 (option max_elements)" in refused
+
+
+def test_max_elements_refuses_a_document_before_its_tree_is_built(run_steps: RunSteps) -> None:
+    ok = run_steps("  - xml.parse: {max_elements: 6}", lines(5))
+    assert not ok.failures
+    error = only_error(run_steps("  - xml.parse: {max_elements: 5}", lines(5)))
+    assert "the document has 6 elements, more than the limit of 5 (option max_elements)" in error
+    for step in ("xml.validate: {schema: s.xsd, max_elements: 5}", "xml.xpath: {expressions: {n: count(//line)}, max_elements: 5}"):
+        xsd = '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="order"/></xs:schema>'
+        assert "more than the limit of 5" in only_error(run_steps(f"  - {step}", lines(5), **{"s.xsd": xsd}))
+
+
+def test_the_count_is_not_fooled_by_markup_that_is_not_an_element() -> None:
+    tricky = (b'<?xml version="1.0"?><!DOCTYPE r><r><!-- <a><a><a> --><![CDATA[<b><b></b>]]>'
+              b"<?pi <c><c>?><x/>text &lt;y&gt;</r>")
+    assert start_tags(tricky, limit=1) == 2
+    check_elements(tricky, XmlLimits(max_elements=2))
+    with pytest.raises(StepError, match="has 2 elements, more than the limit of 1"):
+        check_elements(tricky, XmlLimits(max_elements=1))
+
+
+def test_a_file_backed_document_is_counted_streaming_and_the_line_named(tmp_path: Path) -> None:
+    path = tmp_path / "big.xml"
+    path.write_bytes(b"<r>\n" + b"<a/>\n" * 100 + b"</r>\n")
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        check_elements(mapped, XmlLimits(max_elements=101))
+        with pytest.raises(StepError) as refused:
+            check_elements(mapped, XmlLimits(max_elements=50))
+    assert "more than 50 elements" in str(refused.value) and "line 52" in str(refused.value)
