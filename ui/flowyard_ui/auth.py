@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -45,13 +43,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from flowyard.store import users
+from flowyard.store.users import check_password, hash_password
+
 from .models import ROLES, UiSession, User, aware, utcnow
 
 SESSION_COOKIE = "flowyard_session"
 SESSION_LIFETIME = timedelta(hours=12)
-MIN_PASSWORD = 10
-
-_hasher = PasswordHasher()
+MIN_PASSWORD = users.MIN_PASSWORD
 
 class AuthError(Exception):
     """A login or user change that cannot be done, with a message for the person."""
@@ -216,24 +215,15 @@ class CurrentUser:
         return ROLES.index(self.role) >= ROLES.index(role)
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def check_password(stored: str, password: str) -> bool:
-    try:
-        return _hasher.verify(stored, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def validate_new_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise AuthError(f"the password needs at least {MIN_PASSWORD} characters")
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    try:
+        users.validate_new_password(password)
+    except users.UserError as exc:
+        raise AuthError(str(exc)) from exc
 
 
 def create_user(
@@ -245,25 +235,11 @@ def create_user(
     display_name: str = "",
     must_change: bool = False,
 ) -> User:
-    username = username.strip()
-    if not username or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise AuthError("a user name is letters, digits, dots, dashes and underscores")
-    if role not in ROLES:
-        raise AuthError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-    validate_new_password(password)
-    with Session(engine, expire_on_commit=False) as db:
-        if db.scalar(select(User).where(User.username == username)) is not None:
-            raise AuthError(f"a user named {username!r} already exists")
-        user = User(
-            username=username,
-            display_name=display_name,
-            role=role,
-            password_hash=hash_password(password),
-            must_change_password=must_change,
-        )
-        db.add(user)
-        db.commit()
-        return user
+    """A new account (the store's `create_user`, which `flowyard users add` uses too)."""
+    try:
+        return users.create_user(engine, username, password, role, display_name=display_name, must_change=must_change)
+    except users.UserError as exc:
+        raise AuthError(str(exc)) from exc
 
 
 def first_admin(engine: Engine) -> str | None:
@@ -286,7 +262,7 @@ def login(engine: Engine, username: str, password: str) -> str:
             if user is None:
                 check_password(_DUMMY_HASH, password)  # same cost whether or not the user exists
             raise WrongPassword("wrong user name or password")
-        if _hasher.check_needs_rehash(user.password_hash):
+        if users.needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
         token = secrets.token_urlsafe(32)
         now = utcnow()
@@ -377,15 +353,10 @@ def change_password(
 
 def set_password(engine: Engine, username: str, new: str) -> None:
     """An admin resets someone's password; they must change it at next login."""
-    validate_new_password(new)
-    with Session(engine) as db:
-        user = db.scalar(select(User).where(User.username == username))
-        if user is None:
-            raise AuthError(f"no user named {username!r}")
-        user.password_hash = hash_password(new)
-        user.must_change_password = True
-        db.execute(delete(UiSession).where(UiSession.user_id == user.id))
-        db.commit()
+    try:
+        users.set_password(engine, username, new)
+    except users.UserError as exc:
+        raise AuthError(str(exc)) from exc
 
 
 CSRF_COOKIE = "flowyard_csrf"

@@ -1,4 +1,5 @@
-"""The UI's own tables: users, login sessions and the audit log.
+"""The UI's own tables: the audit log (users and login sessions are the store's,
+`flowyard.store.users`, re-exported here).
 
 Declared on the shared `flowyard.store.database.Base` so the store's migrations create them with
 the runtime's tables. Table names are part of the migrations: do not rename them.
@@ -6,57 +7,17 @@ the runtime's tables. Table names are part of the migrations: do not rename them
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import DateTime, Index, Integer, String, Text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flowyard.store.database import Base
+from flowyard.store.users import ROLES, UiSession, User, aware, utcnow
 
-ROLES = ("viewer", "analyst", "deployer", "admin")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back; everything here is stored in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-class User(Base):
-    __tablename__ = "ui_users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(100), unique=True)
-    display_name: Mapped[str] = mapped_column(String(200), default="")
-    email: Mapped[str] = mapped_column(String(200), default="")
-    role: Mapped[str] = mapped_column(String(20), default="viewer")
-    password_hash: Mapped[str] = mapped_column(String(255))
-    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_login: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-    @property
-    def name(self) -> str:
-        return self.display_name or self.username
-
-
-class UiSession(Base):
-    """A login: only the SHA-256 of the cookie's token is stored."""
-
-    __tablename__ = "ui_sessions"
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("ui_users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+__all__ = ["ROLES", "AuditEntry", "UiSession", "User", "aware", "ensure_indexes", "utcnow"]
 
 
 class AuditEntry(Base):

@@ -9,12 +9,14 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from flowyard.store import users
 
 from .. import audit, auth
 from ..auth import CurrentUser
-from ..models import ROLES, UiSession, User
+from ..models import ROLES, User
 from ..state import UiState
 from .common import arg, form, off_loop, page, swaps_into
 
@@ -70,32 +72,27 @@ async def update_user(request: Request[Any, Any, Any], username: FromPath[str], 
     data = await form(request)
     state = ui
     error = message = None
-    with Session(state.engine) as db:
-        target = db.scalar(select(User).where(User.username == username))
-        if target is None:
-            error = f"no user named {username!r}"
-        elif target.username == me.username and (data.get("role") not in (None, "admin") or data.get("active") == "0"):
-            error = "you cannot lower your own role or deactivate yourself; ask another admin"
-        else:
-            changes = []
-            role = data.get("role")
+    role, active = data.get("role"), data.get("active")
+    target = next((u for u in users.list_users(state.engine) if u.username == username), None)
+    if target is None:
+        error = f"no user named {username!r}"
+    elif target.username == me.username and (role not in (None, "admin") or active == "0"):
+        error = "you cannot lower your own role or deactivate yourself; ask another admin"
+    else:
+        changes = []
+        try:  # the store's functions, which `flowyard users set-role / disable` use too
             if role is not None and role != target.role:
-                if role not in ROLES:
-                    error = f"unknown role {role!r}"
-                else:
-                    changes.append(f"role {target.role} -> {role}")
-                    target.role = str(role)
-            active = data.get("active")
+                users.set_role(state.engine, username, str(role))
+                changes.append(f"role {target.role} -> {role}")
             if active is not None and (active == "1") != target.active:
-                target.active = active == "1"
-                changes.append("activated" if target.active else "deactivated")
-                if not target.active:
-                    db.execute(delete(UiSession).where(UiSession.user_id == target.id))
-            if not error:
-                db.commit()
-                if changes:
-                    audit.record(state.engine, me.username, "user-changed", username, ", ".join(changes))
-                message = f"{username}: " + (", ".join(changes) or "nothing changed")
+                users.set_active(state.engine, username, active == "1")
+                changes.append("activated" if active == "1" else "deactivated")
+        except users.UserError as exc:
+            error = str(exc)
+        if changes:
+            audit.record(state.engine, me.username, "user-changed", username, ", ".join(changes))
+        if not error:
+            message = f"{username}: " + (", ".join(changes) or "nothing changed")
     new_password = str(data.get("password") or "")
     if new_password and not error:
         try:
