@@ -12,6 +12,7 @@ to the YAML through the round trip.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -51,6 +52,9 @@ class Snapshot:
     content_type: str = ""
     duration: float = 0.0
     error: str = ""
+    lines: list[tuple[str, str]] | None = None  # the JSON text line by line, each with its mark
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (added|changed|removed, path)
+    more_changes: int = 0
 
 
 @dataclass
@@ -188,7 +192,100 @@ def run(path: Path, text: str, sample: bytes, name: str = "") -> Preview:
         preview.outputs.append(Output(redactor.redact(out.payload_text(SHOW_CAP)), out.content_type, targets, out))
     preview.dropped = result.dropped
     preview.lanes = lanes
+    mark_changes(preview)
     return preview
+
+
+# -- what each step changed -------------------------------------------------------------
+
+MAX_MARKED = 200_000  # characters of JSON a lane marks line by line; longer ones are shown plain
+MAX_CHANGES = 30  # changes listed per lane
+
+
+def _data_of(snapshot: Snapshot | None) -> tuple[bool, Any]:
+    if snapshot is None or snapshot.status != "ok" or len(snapshot.text) > MAX_MARKED:
+        return False, None
+    text = snapshot.text.lstrip()
+    if not text.startswith(("{", "[")):
+        return False, None
+    try:
+        return True, json.loads(snapshot.text)
+    except ValueError:
+        return False, None
+
+
+def _path_text(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(the whole message)"
+
+
+def diff_data(before: Any, after: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str, tuple[str | int, ...]]]:
+    """The fields `after` added, changed or removed against `before`: a field new or gone
+    is one change (its subtree is not listed), a value changed is marked where it is."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found: list[tuple[str, tuple[str | int, ...]]] = []
+        for key, value in after.items():
+            if key not in before:
+                found.append(("added", (*path, key)))
+            else:
+                found.extend(diff_data(before[key], value, (*path, key)))
+        found.extend(("removed", (*path, key)) for key in before if key not in after)
+        return found
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [c for i, (a, b) in enumerate(zip(before, after, strict=True)) for c in diff_data(a, b, (*path, i))]
+    if before == after and type(before) is type(after):
+        return []
+    return [("changed", path)]
+
+
+def _json_lines(value: Any, path: tuple[str | int, ...], indent: int, prefix: str, comma: str) -> Any:
+    """The lines json.dumps(indent=2) writes, each with the path of the value it shows."""
+    pad = "  " * indent
+    if isinstance(value, dict | list) and value:
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        yield pad + prefix + ("{" if isinstance(value, dict) else "["), path
+        for n, (key, item) in enumerate(items):
+            inner = json.dumps(key, ensure_ascii=False) + ": " if isinstance(value, dict) else ""
+            yield from _json_lines(item, (*path, key), indent + 1, inner, "," if n < len(items) - 1 else "")
+        yield pad + ("}" if isinstance(value, dict) else "]") + comma, path
+    else:
+        yield pad + prefix + json.dumps(value, ensure_ascii=False) + comma, path
+
+
+def _marked_lines(data: Any, changes: list[tuple[str, tuple[str | int, ...]]]) -> list[tuple[str, str]]:
+    marks = {p: sign for sign, p in changes if sign != "removed"}
+    lines = []
+    for text, path in _json_lines(data, (), 0, "", ""):
+        mark = ""
+        for n in range(len(path), -1, -1):  # a line inside an added or changed value is marked too
+            if path[:n] in marks:
+                mark = marks[path[:n]]
+                break
+        lines.append((text, mark))
+    return lines
+
+
+def mark_changes(preview: Preview) -> None:
+    """Beside each lane's output, what the step added, changed or removed against its
+    input (the previous step's output, or the sample), and the output's lines marked."""
+    previous: Snapshot | None = preview.input
+    for lane in preview.lanes:
+        ok = [e for e in lane.entries if e.status == "ok"]
+        known, before = _data_of(previous)
+        for entry in ok:
+            has, after = _data_of(entry)
+            if not (known and has):
+                continue
+            changes = diff_data(before, after)
+            if changes == [("changed", ())] and not (isinstance(before, dict) and isinstance(after, dict)):
+                continue  # another kind of value altogether (a split's part, a list): nothing to mark
+            entry.changes = [(sign, _path_text(p)) for sign, p in changes[:MAX_CHANGES]]
+            entry.more_changes = max(0, len(changes) - MAX_CHANGES)
+            entry.lines = _marked_lines(after, changes)
+        if ok:
+            previous = ok[0]
 
 
 def _slug(text: str) -> str:
