@@ -38,10 +38,8 @@ BROKEN: dict[str, tuple[str, list[str]]] = {
 
 def test_every_shipped_guide_compiles_and_has_samples() -> None:
     assert check_file(SHIPPED / "x12-elements.yaml") == []
-    for name in GUIDES:
-        path = SHIPPED / f"{name}.yaml"
-        assert check_file(path) == [], name
-        guide = load_guide(path)
+    for name in GUIDES:  # `flowyard validate` of each: tests/x12/test_guides.py
+        guide = load_guide(SHIPPED / f"{name}.yaml")
         assert guide.pyx12_map().getnodebypath("/ISA_LOOP/GS_LOOP/ST_LOOP/SE") is not None, name
         assert (SAMPLES / f"{name}.valid.edi").is_file() and (SAMPLES / f"{name}.broken.edi").is_file(), name
     assert len(GUIDES) >= 19
