@@ -82,11 +82,12 @@ def test_csv_sorted_grid_with_a_deleted_and_a_new_row_keeps_the_file_order() -> 
     rows = rows_of("uom.csv", UOM_CSV)
     rows.sort(key=lambda r: r.cells[0])  # the grid was sorted by code: a view only
     rows = [r for r in rows if r.cells[0] != "PC"]  # deleted
-    rows.insert(0, SentRow(None, ["M", "MTR", "metre"]))  # added while sorted
-    rows.append(SentRow(None, ["", "", ""]))  # an empty new row is no row
+    rows.insert(0, SentRow(None, ["M", "MTR", "metre"], added=2))  # added second, sorted first
+    rows.append(SentRow(None, ["CS", "CS", "case"], added=1))
+    rows.append(SentRow(None, ["", "", ""], added=3))  # an empty new row is no row
     edit = apply_grid("uom.csv", UOM_CSV, rows)
     assert edit.ok
-    assert edit.text == UOM_CSV.replace("PC,EA,piece\n", "") + "M,MTR,metre\n"
+    assert edit.text == UOM_CSV.replace("PC,EA,piece\n", "") + "CS,CS,case\nM,MTR,metre\n"
 
 
 def test_yaml_with_comments_one_cell_is_a_one_line_diff() -> None:
@@ -227,15 +228,16 @@ def test_the_page_shows_the_grid_and_the_viewer_only_reads(viewer: UiClient) -> 
 def test_analyst_reviews_then_saves_a_draft(app: Litestar, analyst: UiClient, flows: Path) -> None:
     before = (flows / "tables/uom.csv").read_text()
     base = base_of(analyst.get("/tables/uom.csv").text)
-    data = grid_form([["EA", "each"], ["PL", "pallet"], ["CS", "case"]], ["0", "1", ""], base)
+    data = grid_form([["BX", "box"], ["EA", "each"], ["PL", "pallet"], ["CS", "case"]], ["+2", "0", "1", "+1"], base)
     review = analyst.post("/tables/uom.csv/grid/check", data)
-    assert review.status_code == 200 and '<span class="dl add">+CS,case</span>' in review.text
+    assert review.status_code == 200 and '<span class="dl add">+CS,case</span><span class="dl add">+BX,box</span>' in review.text
     assert (flows / "tables/uom.csv").read_text() == before  # a review writes nothing
     saved = analyst.post("/tables/uom.csv/grid/save", data)
     assert saved.status_code == 200, saved.text
     assert saved.headers["hx-retarget"] == "#grid-pane"  # the grid again, its rows naming the saved file's
     assert 'value="CS" aria-label="code, row 3"' in saved.text and "as a draft" in saved.text
-    assert (flows / "tables/uom.csv").read_text() == before + "CS,case\n"
+    assert "Valid: 4 code(s)" in saved.text
+    assert (flows / "tables/uom.csv").read_text() == before + "CS,case\nBX,box\n"
     assert audit_actions(app)[-1] == "table-saved"
     again = analyst.post("/tables/uom.csv/grid/save", data)  # the old version: someone saved since
     assert again.status_code == 409 and "changed since you opened it" in again.text

@@ -5,7 +5,7 @@ written back into the file with the smallest change.
 - `apply_grid` takes the rows the browser sent back (each naming the row of the file it
   came from, or none for a new row) and writes them into the file's text: a row left as
   it was keeps its bytes, a changed row is rewritten in place, a deleted row goes, new
-  rows are added at the end. The grid's sort and filter are views: they never reorder
+  rows are added at the end, in the order they were added. The grid's sort and filter are views: they never reorder
   the file. CSV stays CSV; YAML goes through ruamel's round trip, so its comments, key
   order and quoting stay. The result is checked the way lookups load a table
   (`services.check_table_text`), and every problem is placed at its row and cell.
@@ -81,6 +81,7 @@ class SentRow:
 
     origin: int | None
     cells: list[str]
+    added: int = 0  # a new row: the order it was added in (new rows go at the end in that order)
 
 
 def is_csv(file_name: str) -> bool:
@@ -208,10 +209,19 @@ def sent_rows(form: dict[str, list[Any]], width: int) -> list[SentRow]:
         raise GridOutOfDate("the grid sent does not have the table's columns; reload the page")
     rows = []
     for i, origin in enumerate(origins):
-        if origin and not origin.isdigit():
+        cells = [c[i].replace("\r\n", "\n").strip() for c in columns]
+        if origin.isdigit():
+            rows.append(SentRow(int(origin), cells))
+        elif origin == "" or (origin[:1] == "+" and origin[1:].isdigit()):
+            rows.append(SentRow(None, cells, int(origin[1:]) if origin else len(origins) + i))
+        else:
             raise GridOutOfDate("the grid sent names a row that is not in the table; reload the page")
-        rows.append(SentRow(int(origin) if origin else None, [c[i].replace("\r\n", "\n").strip() for c in columns]))
     return rows
+
+
+def _added(rows: list[SentRow]) -> list[tuple[int, SentRow]]:
+    """The new rows (with their grid index) in the order they were added."""
+    return sorted(((i, r) for i, r in enumerate(rows) if r.origin is None), key=lambda found: found[1].added)
 
 
 def _grid_checks(rows: list[SentRow]) -> list[CellError]:
@@ -275,7 +285,7 @@ def _apply_csv(text: str, rows: list[SentRow]) -> tuple[str, dict[int, int]]:
         parts.append(written)
         line_of[line] = index
         line += written.count("\n")
-    for index, row in enumerate(rows):
+    for index, row in _added(rows):
         if row.origin is None:
             written = _csv_line(row.cells)
             parts.append(written)
@@ -397,7 +407,7 @@ def _apply_yaml(file_name: str, text: str, rows: list[SentRow]) -> tuple[str, di
         else:
             codes[key] = value
     flow = any(isinstance(v, CommentedMap) and v.fa.flow_style() for v in codes.values())
-    for row in rows:
+    for _index, row in _added(rows):
         if row.origin is None:
             value = _new_value(columns, row.cells, None, samples, mapping)
             if isinstance(value, CommentedMap) and flow:

@@ -202,6 +202,7 @@ async def grid_save(
         return toast(exc.text, "error", status_code=exc.status_code)
     text = path.read_text(encoding="utf-8-sig")
     grid = await off_loop(tablegrid.read_grid, file_name, text)
+    table, issues = await off_loop(check_table_text, file_name, text)
     return HTMXTemplate(
         template_name="tables/grid_pane.html",
         context={
@@ -211,6 +212,8 @@ async def grid_save(
             "version": version,
             "readonly": False,
             "saved_diff": diff,
+            "issues": issues,
+            "count": len(table.rows) if table else 0,
             "used_by": await off_loop(tablegrid.used_by, ui, file_name),
         },
         re_target="#grid-pane",

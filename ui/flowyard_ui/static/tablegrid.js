@@ -81,10 +81,13 @@
   function touched() { dirty = true; checkCodes(); refresh(); }
 
   // ---- rows --------------------------------------------------------------------------
+  var added = 0;
   function addRow(focus) {
     var template = document.getElementById("grid-new-row");
     if (!template || readonly()) { return null; }
     var tr = template.content.firstElementChild.cloneNode(true);
+    added += 1;
+    tr.querySelector("input[name=row]").value = "+" + added;  // new rows are saved in the order they were added
     body().appendChild(tr);
     if (focus) { inputs(tr)[0].focus(); }
     refresh();
@@ -205,7 +208,7 @@
     var t = e.target;
     if (!(t instanceof HTMLInputElement) || !t.closest("#grid-pane")) { return; }
     if (t.id === "grid-filter") { filter(); return; }
-    unmark(t, "server");
+    clearServerMarks();  // the last save's problems are out of date once the grid changes
     touched();
   });
 
@@ -233,12 +236,18 @@
   });
 
   // the server's problems, at their cells
+  function clearServerMarks() {
+    document.querySelectorAll("#grid-rows .cell-msg[data-source='server']").forEach(function (note) {
+      var input = note.parentNode.querySelector("input[name^='c']");
+      if (input) { unmark(input, "server"); }
+    });
+  }
   function placeErrors() {
     var holder = document.getElementById("grid-errors");
     if (!holder) { return; }
     var errors = JSON.parse(holder.getAttribute("data-errors") || "[]");
     var all = rows();
-    all.forEach(function (tr) { inputs(tr).forEach(function (c) { unmark(c, "server"); }); });
+    clearServerMarks();
     errors.forEach(function (err) {
       var tr = all[err.row];
       var cell = tr && inputs(tr)[err.col];
