@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from .document import GroupResult, InterchangeResult
+from .document import UNREAD_NOTES, GroupResult, InterchangeResult
 from .envelope import GroupOut, Party, isa_segment, now, st_se, write
 from .reader import Separators
 from .validate import Problem
@@ -91,11 +91,16 @@ def ack_set(kind: AckKind, group: GroupResult, control: str, seps: Separators) -
     return st_se(kind, control, body, seps, convention)
 
 
+REJECTING_NOTES = UNREAD_NOTES | {"025"}  # TA104 R: the interchange was not read to its end, or is a duplicate
+
+
 def ta1_segment(result: InterchangeResult, seps: Separators, notes: list[str] | None = None) -> str:
+    """TA1: the first note that rejects the interchange (R), else the first one (E, the
+    interchange read with its envelope noted), else A 000."""
     isa = result.interchange.isa
     codes = notes if notes is not None else result.notes
-    code = codes[0] if codes else "000"
-    status = "A" if code == "000" else ("R" if code in ("023", "025", "024") else "E")
+    code = next((c for c in codes if c in REJECTING_NOTES), codes[0]) if codes else "000"
+    status = "A" if code == "000" else ("R" if code in REJECTING_NOTES else "E")
     return seps.element.join(["TA1", isa.get(13).strip(), isa.get(9).strip(), isa.get(10).strip(), status, code])
 
 

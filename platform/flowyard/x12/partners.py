@@ -21,6 +21,7 @@ interchange. `x12.parse` and `x12.generate` take `partner: NAME`.
       deadline: 24h               # ... this long, then they are flagged overdue
       ta1: errors                 # TA1 interchange acknowledgment: never, errors, always
     duplicates: {action: reject, window: 30d}   # reject (with TA1 025), warn, allow
+    unguided: refuse              # a set no guide covers: refuse (AK5 R 1) or accept (read structurally)
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ class PartnerProfile(Options):
     group: GroupProfile = Field(default_factory=GroupProfile)
     acknowledgments: AckProfile = Field(default_factory=AckProfile)
     duplicates: DuplicateProfile = Field(default_factory=DuplicateProfile)
+    unguided: Literal["refuse", "accept"] = Field(
+        "refuse",
+        description="a transaction set or version no guide covers: refuse it (AK5/IK5 R 1, transaction set not supported) "
+                    "or accept it (AK5/IK5 A; read structurally, envelopes checked, content not validated; "
+                    "x12.generate writes it from `segments`)",
+    )
 
     @property
     def name(self) -> str:

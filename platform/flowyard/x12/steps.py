@@ -11,6 +11,13 @@ correlation id. Inbound 997/999 sets reconcile outbound sets waiting for them.
 `x12.generate` takes exactly the shape `x12.parse` gives (see flowyard.x12.shape) and
 writes a transaction set in its envelopes, with control numbers from the persistent
 per-partner counter, after validating the set against its guide.
+
+A set no guide covers (another set or version) is refused as not supported unless the
+partner profile says `unguided: accept`: then `x12.parse` reads it structurally and passes
+it on with the `x12.unguided` header and a log line saying no guide validated it, and
+`x12.generate` writes it from its `segments`. Envelope findings (IEA/ISA, GE/GS, SE/ST
+control numbers and counts, GS01 against ST01) are logged by `x12.parse` whether or not
+an acknowledgment carries them.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from ..options import Options
 from ..services import ControlNumbers
 from ..step import ROUTE_TO_TARGETS, FlowContext, OptionError, Rejected, Step, check_shared_name
 from .acks import acknowledgment
-from .document import GroupResult, InterchangeInfo, InterchangeResult, SetResult, walk
+from .document import UNREAD_NOTES, GroupResult, InterchangeInfo, InterchangeResult, SetResult, envelope_findings, walk
 from .envelope import GroupOut, Party, isa_segment, now, st_se, write
+from .functional_groups import group_of
 from .guides import Guide, GuideError, default_guide, find_guide, guide_name_for
 from .partners import PartnerError, PartnerProfile, SeparatorOptions, load_partner, party
 from .reader import Separators, X12InputError
@@ -39,7 +47,7 @@ from .shape import UnwritableValue, body_segments, roles_of, segment_text
 
 log = logging.getLogger("flowyard.x12")
 X12_CONTENT_TYPE = "application/edi-x12"
-REJECTED_INTERCHANGE = {"023", "024"}  # TA105 notes of an interchange its TA1 rejects (cut off, invalid)
+REJECTED_INTERCHANGE = UNREAD_NOTES  # TA105 notes of an interchange its TA1 rejects (cut off, invalid)
 
 
 def _search_dirs(context: FlowContext) -> list[Path]:
@@ -74,7 +82,7 @@ class X12ParseOptions(Options):
     acknowledge: Literal["997", "999", "partner"] | None = Field(None, description="emit a 997 or 999 functional acknowledgment, routed to the targets (`partner`: the profile's acknowledgments.send)")
     partner: str | None = Field(None, description="partner profile (flows/partners/NAME.yaml): TA1, duplicates, acknowledgment defaults")
     duplicates: Literal["reject", "warn", "allow"] | None = Field(None, description="an interchange already received (same sender and ISA13): reject, warn or allow (default: the partner profile's, else allow)")
-    ta1: Literal["never", "errors", "always"] | None = Field(None, description="send a TA1 interchange acknowledgment (default: the partner profile's, else never)")
+    ta1: Literal["never", "errors", "always"] | None = Field(None, description="send a TA1 interchange acknowledgment (default: the partner profile's, else `errors` when a 997/999 is sent, else never)")
 
 
 @dataclass
@@ -100,7 +108,6 @@ class X12Parse(Step):
         self._guides: dict[tuple[str, str], Guide | None] = {}
         profile = self.profile
         self.duplicates = options.duplicates or (profile.duplicates.action if profile else "allow")
-        self.ta1 = options.ta1 or (profile.acknowledgments.ta1 if profile else "never")
         if options.acknowledge == "partner":
             if profile is None:
                 raise OptionError("acknowledge: partner needs `partner:` (the profile says which acknowledgment to send)", "acknowledge")
@@ -108,6 +115,9 @@ class X12Parse(Step):
             self.ack_kind: str | None = None if send == "none" else send
         else:
             self.ack_kind = options.acknowledge
+        # an interchange envelope error (IEA02 against ISA13, IEA01) rides in the acknowledgment sent anyway
+        self.ta1 = options.ta1 or (profile.acknowledgments.ta1 if profile else ("errors" if self.ack_kind else "never"))
+        self.unguided = profile.unguided if profile else "refuse"
 
     def resolve(self, transaction: str, version: str) -> Guide | None:
         if self.guide is not None:
@@ -134,9 +144,11 @@ class X12Parse(Step):
         skipping = False
         current: InterchangeInfo | None = None
         claimed: InterchangeInfo | None = None  # an interchange this message holds the claim of, until its end
+        unguided_seen: set[tuple[str, str, str]] = set()
         try:
             summaries = self.ack_kind is not None  # per-set bookkeeping only when a 997/999 is due
-            for event in walk(payload, self.resolve, validate=self.options.validate_, shape=True, summaries=summaries):
+            for event in walk(payload, self.resolve, validate=self.options.validate_, shape=True, summaries=summaries,
+                              unguided=self.unguided):
                 if isinstance(event, SetResult):
                     if current is not event.interchange:
                         current = event.interchange
@@ -144,6 +156,13 @@ class X12Parse(Step):
                         claimed = None if skipping else current
                     if skipping:
                         continue
+                    if event.unguided or (event.guide is None and "1" in event.codes):
+                        key = (event.interchange.control_number, event.transaction, event.group.version)
+                        if key not in unguided_seen:  # once per interchange and kind of set, not per set
+                            unguided_seen.add(key)
+                            log.warning("interchange %s: transaction set %s version %s has no guide: %s", key[0], key[1], key[2] or "?",
+                                        "read structurally, its envelopes checked, its content not validated" if event.unguided
+                                        else "refused as not supported (a partner profile with `unguided: accept` reads it structurally)")
                     yield self._set_message(message, event)
                 elif isinstance(event, InterchangeResult):
                     if current is not event.interchange:
@@ -152,12 +171,16 @@ class X12Parse(Step):
                     if skipping:
                         yield from self._duplicate_outputs(message, event)
                     else:
+                        for finding in envelope_findings(event):
+                            log.warning("%s", finding)
                         if REJECTED_INTERCHANGE.intersection(event.notes):
                             self._release(message, current)  # its TA1 says rejected: not received
                         yield from self._acknowledge(message, event)
                     current, skipping, claimed = None, False, None
-                elif isinstance(event, GroupResult):
-                    continue
+                elif isinstance(event, GroupResult) and not skipping:
+                    unanswered = "; no 997/999 answers a group of acknowledgments" if event.group.functional_id == "FA" else ""
+                    for finding in envelope_findings(event):
+                        log.warning("%s%s", finding, unanswered)
         except X12InputError as exc:
             self._release(message, claimed)
             raise StepError(str(exc.message), where=exc.where) from None
@@ -216,6 +239,8 @@ class X12Parse(Step):
         headers: dict[str, Any] = {"x12.transaction": result.transaction, "x12.control_number": result.control_number,
                    "x12.interchange": result.interchange.control_number, "x12.sender": result.interchange.sender,
                    "x12.guide": result.guide.name if result.guide else None}
+        if result.unguided:  # said plainly: no guide validated this content
+            headers["x12.unguided"] = result.unguided_note
         if result.accepted:
             if result.transaction in ("997", "999"):
                 self._reconcile(result)
@@ -290,10 +315,6 @@ class X12GenerateOptions(Options):
         return party(value) if value is not None else None
 
 
-GS01 = {"810": "IN", "850": "PO", "855": "PR", "856": "SH", "830": "PS", "862": "SS", "940": "OW", "945": "SW",
-        "997": "FA", "999": "FA", "860": "PC", "865": "CA", "846": "IB", "204": "SM", "214": "QM", "210": "IM"}
-
-
 class X12Generate(Step):
     """Write a transaction set, in the shape x12.parse gives, with its ISA/GS/ST envelopes.
 
@@ -331,6 +352,7 @@ class X12Generate(Step):
         self.search = _search_dirs(context)
         self.partner_key = profile.name if profile else str(self.receiver)
         self.expect_ack = profile is not None and profile.acknowledgments.expect != "none"
+        self.unguided = profile.unguided if profile else "refuse"
 
     def process(self, message: Message) -> Message:
         data = message.payload
@@ -342,8 +364,16 @@ class X12Generate(Step):
         if not transaction:
             raise StepError("no transaction set id: set `transaction:` on the step or give ST.ST01 in the data", where=InputLocation(path="ST.ST01"))
         guide = self.guide or default_guide(transaction, self.version, self.search)
-        if guide is None and (self.options.validate_ or "segments" not in data):
-            raise StepError(f"no guide for transaction set {transaction} version {self.version}; name one with `guide:`")
+        unguided_note: str | None = None
+        if guide is None:
+            if not isinstance(data.get("segments"), list):
+                raise StepError(f"no guide for transaction set {transaction} version {self.version}, and the data has no `segments` "
+                                f"list to write in file order; name a guide with `guide:`", where=InputLocation(path="segments"))
+            if self.options.validate_ and self.unguided != "accept":
+                raise StepError(f"no guide for transaction set {transaction} version {self.version} to validate it with; name one "
+                                f"with `guide:`, or write it structurally from `segments` with the partner profile's "
+                                f"`unguided: accept` (or `validate: false`)")
+            unguided_note = f"transaction set {transaction} version {self.version} has no guide: written from `segments`, its content not validated"
         try:
             body = [segment_text(seg_id, obj, self.seps, self.roles) for seg_id, obj in body_segments(data, guide)]
         except UnwritableValue as exc:
@@ -360,7 +390,7 @@ class X12Generate(Step):
         gs_control = numbers.next_number(self.partner_key, "GS")
         st_control = f"{numbers.next_number(self.partner_key, 'ST'):04d}"
         when = now()
-        functional_id = (guide.functional_group if guide and guide.functional_group else GS01.get(transaction, ""))
+        functional_id = (guide.functional_group if guide and guide.functional_group else group_of(transaction) or "")
         group = GroupOut(functional_id, self.gs_sender, self.gs_receiver, gs_control, self.version,
                          [st_se(transaction, st_control, body, self.seps, convention)])
         isa = isa_segment(self.sender, self.receiver, isa_control, self.isa_version, self.usage, self.seps, when)
@@ -373,6 +403,9 @@ class X12Generate(Step):
         message.content_type = X12_CONTENT_TYPE
         message.headers.update({"x12.transaction": transaction, "x12.control_number": st_control,
                                 "x12.interchange": f"{isa_control:09d}", "x12.receiver": str(self.receiver)})
+        if unguided_note:
+            message.headers["x12.unguided"] = unguided_note
+            log.warning("%s", unguided_note)
         return message
 
     def _validate(self, transaction: str, body: list[str], convention: str | None, guide: Guide) -> None:
@@ -380,7 +413,7 @@ class X12Generate(Step):
         from .document import walk as walk_events
 
         when = now()
-        group = GroupOut(guide.functional_group or GS01.get(transaction, "XX"), self.gs_sender, self.gs_receiver, 1, self.version,
+        group = GroupOut(guide.functional_group or group_of(transaction) or "XX", self.gs_sender, self.gs_receiver, 1, self.version,
                          [st_se(transaction, "0001", body, self.seps, convention)])
         isa = isa_segment(self.sender, self.receiver, 1, self.isa_version, self.usage, self.seps, when)
         text = write(isa, [group], self.seps, True, when, 1)
