@@ -1,8 +1,10 @@
 """`flowyard x12 parse FILE [--guide G]` and `flowyard x12 ack FILE [--type 997|999] [--guide G]`.
 
 Both read the file the way `x12.parse` does. `parse` prints the transaction sets as JSON
-(invalid ones are listed on stderr with where and why; exit 1 when any is invalid).
-`ack` prints the functional acknowledgment; its control numbers start at 1 because
+(invalid ones, and envelope findings such as IEA02 against ISA13, are listed on stderr
+with where and why; exit 1 when there is any). `ack` prints the functional
+acknowledgment, with a TA1 when the interchange envelope has errors (always with
+`--ta1`); its control numbers start at 1 because
 printing must not spend the partner's persistent counters. `overdue` lists outbound
 sets still waiting for their acknowledgment past the partner's deadline.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 from ..errors import FlowyardError
 from ..x12.acks import acknowledgment
-from ..x12.document import InterchangeResult, SetResult, walk
+from ..x12.document import GroupResult, InterchangeResult, SetResult, envelope_findings, walk
 from ..x12.guides import Guide, GuideError, default_guide, find_guide
 
 
@@ -29,12 +31,14 @@ def register(sub: Any) -> None:
     parse.add_argument("file", type=Path)
     parse.add_argument("--guide", help="guide name for every set (default: by transaction set and version)")
     parse.add_argument("--no-validate", action="store_true", help="read the structure only")
+    parse.add_argument("--unguided", choices=["refuse", "accept"], default="refuse",
+                       help="a set no guide covers: refuse it as not supported (default) or read it structurally")
     parse.set_defaults(handler=handle_parse)
     ack = commands.add_parser("ack", help="print the functional acknowledgment of an interchange")
     ack.add_argument("file", type=Path)
     ack.add_argument("--type", choices=["997", "999"], default="997", dest="ack_type")
     ack.add_argument("--guide", help="guide name for every set (default: by transaction set and version)")
-    ack.add_argument("--ta1", action="store_true", help="include a TA1 interchange acknowledgment")
+    ack.add_argument("--ta1", action="store_true", help="include a TA1 interchange acknowledgment (default: when the interchange envelope has errors)")
     ack.set_defaults(handler=handle_ack)
     overdue = commands.add_parser("overdue", help="list outbound sets whose 997/999 did not come before the partner's deadline")
     overdue.set_defaults(handler=handle_overdue)
@@ -81,13 +85,19 @@ def handle_parse(args: argparse.Namespace) -> int:
     sets: list[dict[str, Any]] = []
     invalid = 0
     try:
-        for event in walk(data, _resolver(args), validate=not args.no_validate):
-            if isinstance(event, SetResult):
+        for event in walk(data, _resolver(args), validate=not args.no_validate, unguided=args.unguided):
+            if isinstance(event, (GroupResult, InterchangeResult)):
+                for finding in envelope_findings(event):
+                    invalid += 1
+                    print(f"{args.file}: {finding}", file=sys.stderr)
+            elif isinstance(event, SetResult):
                 if event.accepted:
                     if event.noted:
                         print(f"{args.file}:{event.line}: transaction set {event.transaction} {event.control_number} is accepted with errors noted", file=sys.stderr)
                         for reason in event.reasons():
                             print(f"  - {reason}", file=sys.stderr)
+                    if event.unguided:
+                        print(f"{args.file}:{event.line}: {event.unguided_note}", file=sys.stderr)
                     body = event.data or {}
                     body["interchange"] = event.interchange.as_data()
                     body["group"] = event.group.as_data()
@@ -116,7 +126,7 @@ def handle_ack(args: argparse.Namespace) -> int:
     try:
         for event in walk(data, _resolver(args), validate=True, shape=False):
             if isinstance(event, InterchangeResult):
-                text = acknowledgment(event, args.ack_type, ta1=args.ta1, counter=counter)
+                text = acknowledgment(event, args.ack_type, ta1=args.ta1 or bool(event.notes), counter=counter)
                 if text:
                     sys.stdout.write(text)
                     printed += 1
