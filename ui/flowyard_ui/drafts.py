@@ -28,7 +28,7 @@ from flowyard.store.api import FlowInfo, FlowRunInfo, Snapshot, WorkerInfo
 from flowyard.yamlio import YamlSyntaxError
 
 from . import audit
-from .flowfiles import FlowFile, flow_paths, read_flow, unified_diff
+from .flowfiles import FlowFile, flow_paths, instance_flows, read_flow, unified_diff
 from .state import UiState
 
 # a worker beats every lease/3 seconds (10 s by default); three missed beats is a warning
@@ -37,7 +37,7 @@ STALE_AFTER = 30.0
 
 # -- the draft version of a flow (cached: the flows list polls every few seconds) ---------
 
-_taken: dict[Path, tuple[tuple[Any, ...], float, TakenSnapshot | str]] = {}
+_taken: dict[tuple[Path, str | None], tuple[tuple[Any, ...], float, TakenSnapshot | str]] = {}
 _lock = threading.Lock()
 CACHE_SECONDS = 30.0
 
@@ -60,16 +60,17 @@ def _fingerprint(path: Path) -> tuple[Any, ...]:
     return tuple(marks)
 
 
-def taken(path: Path) -> TakenSnapshot | str:
-    """The flow's snapshot as a deploy now would take it, or why it cannot be taken."""
+def taken(path: Path, flow: str | None = None) -> TakenSnapshot | str:
+    """The flow's snapshot as a deploy now would take it, or why it cannot be taken;
+    `flow`: of an instance whose template gives several flows, that one's."""
     path = path.resolve()
     mark = _fingerprint(path)
     with _lock:
-        found = _taken.get(path)
+        found = _taken.get((path, flow))
     if found is not None and found[0] == mark and time.monotonic() - found[1] < CACHE_SECONDS:
         return found[2]
     try:
-        result: TakenSnapshot | str = take(path)
+        result: TakenSnapshot | str = take(path, flow=flow)
     except FlowyardError as exc:
         result = str(exc)
     except YamlSyntaxError as exc:
@@ -77,7 +78,7 @@ def taken(path: Path) -> TakenSnapshot | str:
     with _lock:
         if len(_taken) > 2000:
             _taken.clear()
-        _taken[path] = (mark, time.monotonic(), result)
+        _taken[(path, flow)] = (mark, time.monotonic(), result)
     return result
 
 
@@ -155,7 +156,7 @@ def flow_states(ui: UiState, files: list[FlowFile]) -> dict[str, FlowState]:
         runs.setdefault(r.flow, []).append(r)
     states = {}
     for info in files:
-        found = taken(info.path)
+        found = taken(info.path, info.flow)
         states[info.name] = FlowState(
             deployed=deployed.get(info.name),
             draft_version=found.version if isinstance(found, TakenSnapshot) else None,
@@ -205,6 +206,7 @@ class Draft:
     refused_at: float | None = None
     sent_back: Any = None
     saved_by: str = ""
+    flow: str | None = None  # one flow of an instance whose template gives several
 
     @property
     def new(self) -> bool:
@@ -256,48 +258,58 @@ def list_drafts(ui: UiState) -> list[Draft]:
         found_kind = find_kind(info.kind)
         if found_kind is None or not found_kind.runs:
             continue
-        found = taken(path)
-        state = states.get(info.name)
-        if isinstance(found, str):
-            broken.append(Draft(rel, "broken", info.name, path, info.version, error=found))
-            continue
-        if state is not None and state.version == found.version:
-            continue
-        old = store.snapshot(info.name, state.version) if state is not None and state.version else None
-        old_files = old.files if old is not None else {}
-        new_files = found.files
-        if old is not None and state is not None and state.enabled:
-            for name, content in new_files.items():
-                if name == found.flow_file or name not in old_files or old_files[name] == content:
-                    continue
-                draft = shared.get(name)
-                if draft is None:
-                    draft = shared[name] = Draft(
-                        name, "shared", name, flows_dir / name, content_hash(_text(content)),
-                        diff=unified_diff(_text(old_files[name]), _text(content), name),
-                    )
-                draft.flows.append(info.name)
-        flow_changed = old is None or old.text != found.text or old.flow_file != found.flow_file
-        added = sorted(n for n in new_files if n not in old_files and n != found.flow_file)
-        if not flow_changed and not added:
-            continue
-        draft = Draft(rel, "flow", info.name, path, found.version,
-                      deployed_version=state.version if state is not None else "",
-                      enabled=bool(state and state.enabled))
-        draft.diff = unified_diff(old.text if old is not None else "", found.text, rel)
-        draft.changes, draft.changes_error = semantic(path, found.text, old)
-        draft.also = [n for n in new_files if n != found.flow_file and old_files.get(n) != new_files[n]]
-        if state is not None:
-            draft.refused, draft.refused_at = state.refused, state.refused_at
-        draft.sent_back = sent_back(ui, info)
-        flow_drafts.append(draft)
+        for one in instance_flows(info) if info.kind == "FlowInstance" else [info]:
+            _flow_draft(ui, one, rel, states, flow_drafts, shared, broken)
     for draft in [*flow_drafts, *shared.values(), *broken]:
-        entry = audit.latest(ui.engine, ["flow-saved", "table-saved"], [draft.title, Path(draft.key).name])
+        entry = audit.latest(ui.engine, ["flow-saved", "table-saved", "template-saved"], [draft.title, Path(draft.key).name, draft.key])
         draft.saved_by = entry.username if entry is not None else ""
         if draft.kind == "shared":
-            back = audit.latest(ui.engine, ["sent-back", "table-saved", "deploy"], [draft.key, Path(draft.key).name])
+            back = audit.latest(ui.engine, ["sent-back", "table-saved", "template-saved", "deploy"], [draft.key, Path(draft.key).name])
             draft.sent_back = back if back is not None and back.action == "sent-back" else None
     return [*flow_drafts, *sorted(shared.values(), key=lambda d: d.key), *broken]
+
+
+def _flow_draft(ui: UiState, info: FlowFile, rel: str, states: dict[str, FlowInfo], flow_drafts: list[Draft],
+                shared: dict[str, Draft], broken: list[Draft]) -> None:
+    """The draft of one flow (a flow file, or one flow of an instance), if it is one."""
+    store = ui.store
+    flows_dir = ui.flows_dir.resolve()
+    path = info.path
+    found = taken(path, info.flow)
+    state = states.get(info.name)
+    if isinstance(found, str):
+        broken.append(Draft(rel, "broken", info.name, path, info.version, error=found))
+        return
+    if state is not None and state.version == found.version:
+        return
+    old = store.snapshot(info.name, state.version) if state is not None and state.version else None
+    old_files = old.files if old is not None else {}
+    new_files = found.files
+    if old is not None and state is not None and state.enabled:
+        for name, content in new_files.items():
+            if name == found.flow_file or name not in old_files or old_files[name] == content:
+                continue
+            draft = shared.get(name)
+            if draft is None:
+                draft = shared[name] = Draft(
+                    name, "shared", name, flows_dir / name, content_hash(_text(content)),
+                    diff=unified_diff(_text(old_files[name]), _text(content), name),
+                )
+            draft.flows.append(info.name)
+    flow_changed = old is None or old.text != found.text or old.flow_file != found.flow_file
+    added = sorted(n for n in new_files if n not in old_files and n != found.flow_file)
+    if not flow_changed and not added:
+        return
+    draft = Draft(rel, "flow", info.name, path, found.version, flow=info.flow,
+                  deployed_version=state.version if state is not None else "",
+                  enabled=bool(state and state.enabled))
+    draft.diff = unified_diff(old.text if old is not None else "", found.text, rel)
+    draft.changes, draft.changes_error = semantic(path, found.text, old)
+    draft.also = [n for n in new_files if n != found.flow_file and old_files.get(n) != new_files[n]]
+    if state is not None:
+        draft.refused, draft.refused_at = state.refused, state.refused_at
+    draft.sent_back = sent_back(ui, info)
+    flow_drafts.append(draft)
 
 
 def find_draft(ui: UiState, key: str) -> Draft | None:
@@ -326,7 +338,7 @@ def gate(ui: UiState, draft: Draft) -> GateView:
         return _gates[key]
     folder = f"{ui.flows_dir.resolve()}/"
     if draft.kind == "flow":
-        found = taken(draft.path)
+        found = taken(draft.path, draft.flow)
         if isinstance(found, str):
             view = GateView(False, 0, [found])
         else:

@@ -11,13 +11,15 @@ import difflib
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from flowyard.definitions.grammar import top_level_files
-from flowyard.errors import Issue
+from flowyard.errors import FlowyardError, Issue
 from flowyard.loader import check_flow, content_hash
+from flowyard.onboarding.render import render_instance, render_instance_flows
+from flowyard.onboarding.template import load_instance_file
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text, to_plain
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -39,6 +41,18 @@ class FlowFile:
     valid: bool = True
     issues: list[Issue] = field(default_factory=list)
     text: str = ""
+    # a FlowInstance: the flow it renders to (labels, description and diagram come from it)
+    instance: str = ""  # the instance's name
+    template: str = ""  # the template's name
+    template_version: str = ""
+    flow: str | None = None  # of an instance whose template gives several flows: this one
+    siblings: list[str] = field(default_factory=list)  # all the flows of that instance
+    document: Any = None  # the rendered flow document (an instance), for the diagram
+    render_error: str = ""
+
+    @property
+    def is_instance(self) -> bool:
+        return self.kind == "FlowInstance"
 
 
 _cache: dict[Path, tuple[int, int, FlowFile]] = {}
@@ -79,23 +93,61 @@ def read_flow(path: Path, flows_dir: Path, *, check: bool = True) -> FlowFile:
 
 
 def list_flows(flows_dir: Path) -> list[FlowFile]:
-    """Every Flow and FlowInstance file in the folder."""
+    """Every Flow and FlowInstance file in the folder; an instance as the flow(s) it
+    renders to (one entry per flow of a template giving several)."""
     flows = []
     for path in flow_paths(flows_dir):
         try:
             info = read_flow(path, flows_dir)
         except (OSError, UnicodeDecodeError):
             continue
-        if info.kind in ("Flow", "FlowInstance"):
+        if info.kind == "Flow":
             flows.append(info)
+        elif info.kind == "FlowInstance":
+            flows += instance_flows(info)
     return flows
+
+
+def instance_flows(info: FlowFile) -> list[FlowFile]:
+    """The flows an instance file renders to, each as a FlowFile of that file carrying
+    the rendered flow's name, description, labels and document, and its template."""
+    try:
+        instance = load_instance_file(info.path, info.text)
+        rendered = [render_instance(instance)] if instance.flow is not None else render_instance_flows(instance)
+    except (FlowyardError, OSError, UnicodeDecodeError) as exc:
+        return [replace(info, render_error=str(exc).splitlines()[0] if str(exc) else "does not render")]
+    names = [r.name for r in rendered]
+    several = len(rendered) > 1
+    found = []
+    for one in rendered:
+        meta = to_plain(one.document.get("metadata")) if one.document is not None else {}
+        meta = meta if isinstance(meta, dict) else {}
+        labels = meta.get("labels") or {}
+        found.append(replace(
+            info,
+            name=one.name if several else info.name,
+            description=str(meta.get("description") or info.description),
+            labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else dict(info.labels),
+            instance=instance.name,
+            template=one.template.name,
+            template_version=one.template.version or "",
+            flow=one.name if several else None,
+            siblings=names if several else [],
+            document=one.document,
+            render_error="" if one.ok else "; ".join(i.message for i in one.issues[:2]),
+        ))
+    return found
 
 
 def find_flow(flows_dir: Path, name: str) -> FlowFile:
     if not NAME.match(name):
         raise FlowFileError(f"{name!r} is not a flow name (lower-case letters, digits and dashes)")
-    for info in list_flows(flows_dir):
+    found = list_flows(flows_dir)
+    for info in found:
         if info.name == name:
+            return info
+    for info in found:  # an instance whose template gives several flows: its first
+        if info.instance == name:
             return info
     raise FlowFileError(f"there is no flow named {name!r} in {flows_dir}")
 

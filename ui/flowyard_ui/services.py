@@ -215,7 +215,7 @@ class Changes:
     def deploy(self, flow: FlowFile, note: str) -> str:
         """Deploy the file as it is on disk; returns the version deployed."""
         try:
-            result = deployments.deploy(self.ui.store, flow.path, who=self.me.username, note=note)
+            result = deployments.deploy(self.ui.store, flow.path, who=self.me.username, note=note, flow=flow.flow)
         except deployments.DeployRefused as exc:
             self.record("deploy-refused", flow.name, "\n".join(exc.reasons))
             folder = f"{flow.path.parent}/"

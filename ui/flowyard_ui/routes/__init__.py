@@ -19,6 +19,7 @@ def all_routes() -> list[Any]:
         playground,
         runs,
         tables,
+        templates,
         x12,
     )
 
@@ -34,6 +35,7 @@ def all_routes() -> list[Any]:
         deadletters,
         dashboard,
         tables,
+        templates,
         x12,
         admin,
     )

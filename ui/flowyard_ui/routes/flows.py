@@ -43,7 +43,9 @@ async def flows_page(request: HTMXRequest, ui: NamedDependency[UiState]) -> Temp
 
 def flow_context(ui: UiState, me: CurrentUser, info: FlowFile) -> dict[str, Any]:
     document = parse_or_none(info.text, info.rel)
-    if info.kind != "Flow" and info.valid:  # an instance: show the flow it renders to
+    if info.is_instance and info.document is not None:  # an instance: the flow it renders to
+        document = info.document
+    elif info.kind != "Flow" and info.valid:
         with contextlib.suppress(FlowyardError):
             document = load_flow(info.path, info.text).document or document
     bad = {i.position.line for i in info.issues if i.position.line}
