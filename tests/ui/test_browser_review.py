@@ -108,7 +108,7 @@ def test_a_save_is_a_draft_until_a_deployer_deploys_it(served: dict[str, Any], c
         # -- the analyst saves a change whose test fails: a draft, nothing runs differently ---
         ana.goto(f"{base}/flows/rv-orders/edit")
         ana.wait_for_load_state("load")
-        ana.locator("#yaml").fill(BROKEN_TEST)
+        ana.locator("#yaml-pane .cm-content").fill(BROKEN_TEST)
         ana.locator("#show-diff").click()
         pane = ana.locator("#diff-pane")
         expect(pane).to_contain_text("Changes to save")
@@ -155,7 +155,7 @@ def test_a_save_is_a_draft_until_a_deployer_deploys_it(served: dict[str, Any], c
         expect(ana.locator(".sent-back")).to_contain_text("the test expects the quantity")
         ana.goto(f"{base}/flows/rv-orders/edit")
         ana.wait_for_load_state("load")
-        ana.locator("#yaml").fill(RENAMED)
+        ana.locator("#yaml-pane .cm-content").fill(RENAMED)
         ana.locator("#show-diff").click()
         ana.locator("#confirm-save").click()
         expect(ana.locator("#diff-pane")).to_contain_text("Saved rv-orders.yaml")

@@ -10,6 +10,7 @@ file and the diff shows only what changed.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ class FormError(Exception):
 class FieldView:
     name: str
     label: str
-    widget: str  # text | textarea | select | number | yaml
+    widget: str  # text | textarea | select | number | yaml | list | map
     value: str
     default: str = ""
     required: bool = False
@@ -40,6 +41,28 @@ class FieldView:
     choices: list[str] = field(default_factory=list)
     secret: bool = False
     types: list[str] = field(default_factory=list)
+    rows: list[tuple[str, str]] = field(default_factory=list)  # list: (item, ""); map: (key, value)
+    item_choices: list[str] = field(default_factory=list)  # the values an item may take (an enum)
+    item_types: list[str] = field(default_factory=list)
+
+
+Submitted = Mapping[str, str | list[str]]
+"""A submitted form: each field's text, or its texts when the form sends it more than once
+(the rows of a list or map field)."""
+
+
+def _first(submitted: Submitted, key: str) -> str:
+    value = submitted.get(key, "")
+    if isinstance(value, list):
+        return str(value[0]) if value else ""
+    return str(value)
+
+
+def _all(submitted: Submitted, key: str) -> list[str]:
+    value = submitted.get(key)
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 @dataclass
@@ -86,6 +109,36 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_SCALARS = {"string", "integer", "number", "boolean"}
+
+
+def _row_shape(prop: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """("list", item schema) for a list of plain values, ("map", value schema) for a
+    mapping of names to plain values; None for anything deeper (edited as YAML)."""
+    for sub in [prop, *prop.get("anyOf", [])]:
+        if sub.get("type") == "array" and isinstance(sub.get("items"), dict):
+            item = sub["items"]
+            if set(_types(item)) and set(_types(item)) <= _SCALARS and "$ref" not in item:
+                return "list", item
+        if sub.get("type") == "object" and isinstance(sub.get("additionalProperties"), dict) and not sub.get("properties"):
+            item = sub["additionalProperties"]
+            if set(_types(item)) and set(_types(item)) <= _SCALARS and "$ref" not in item:
+                return "map", item
+    return None
+
+
+def _rows(kind: str, value: Any) -> list[tuple[str, str]] | None:
+    """The rows a list or map value is shown as; None when it cannot be (then the field is
+    edited as YAML, so nothing it holds is lost)."""
+    if value is None:
+        return []
+    if kind == "list" and isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value):
+        return [(_text(v), "") for v in value]
+    if kind == "map" and isinstance(value, dict) and all(isinstance(v, str | int | float | bool) for v in value.values()):
+        return [(str(k), _text(v)) for k, v in value.items()]
+    return None
+
+
 def fields_for(model: type[BaseModel], values: dict[str, Any]) -> list[FieldView]:
     schema = model.model_json_schema(by_alias=True)
     required = set(schema.get("required", []))
@@ -95,11 +148,18 @@ def fields_for(model: type[BaseModel], values: dict[str, Any]) -> list[FieldView
         choices = _enum(prop)
         value = values.get(name)
         default = _text(prop.get("default")) if "default" in prop else ""
+        rows: list[tuple[str, str]] = []
+        item: dict[str, Any] = {}
         if choices or types == ["boolean"]:
             widget = "select"
             choices = choices or ["true", "false"]
         elif types and set(types) <= {"array", "object"}:
-            widget = "yaml"
+            shape = _row_shape(prop)
+            shown = _rows(shape[0], to_plain(value)) if shape else None
+            if shape is not None and shown is not None:
+                widget, item, rows = shape[0], shape[1], shown
+            else:
+                widget = "yaml"
         elif name in LONG_TEXT or (isinstance(value, str) and "\n" in value):
             widget = "textarea"
         else:
@@ -116,6 +176,9 @@ def fields_for(model: type[BaseModel], values: dict[str, Any]) -> list[FieldView
                 choices=choices,
                 secret=bool(prop.get("secret")),
                 types=types,
+                rows=rows,
+                item_choices=_enum(item),
+                item_types=[t for t in _types(item) if t != "null"],
             )
         )
     return views
@@ -270,7 +333,7 @@ def _set(node: CommentedMap, key: str, value: Any) -> None:
     node[key] = value
 
 
-def apply(document: Any, part: str, submitted: dict[str, str]) -> None:
+def apply(document: Any, part: str, submitted: Submitted) -> None:
     """Write one submitted form into the document, in place."""
     if not isinstance(document, CommentedMap):
         raise FormError("the YAML must be valid before the form can change it")
@@ -309,20 +372,68 @@ def apply(document: Any, part: str, submitted: dict[str, str]) -> None:
     _write_common(item, view, submitted)
 
 
-def _option_values(view: PartView, submitted: dict[str, str]) -> dict[str, Any]:
+def _item_value(view: FieldView, text: str) -> Any:
+    """One item of a list or map field: text for a text item, else the YAML scalar."""
+    text = text.strip()
+    if view.item_choices or view.item_types in ([], ["string"]):
+        return text
+    try:
+        value = to_plain(load_text(text, view.name))
+    except YamlSyntaxError as exc:
+        raise FormError(f"{view.name}: {text!r}: {exc.issue.message}") from exc
+    if isinstance(value, dict | list) or value is None:
+        raise FormError(f"{view.name}: {text!r} is not a plain value ({' or '.join(view.item_types)})")
+    return value
+
+
+def _row_values(view: FieldView, submitted: Submitted) -> Any:
+    """A list or map field's rows as a list or mapping; None when it has no rows."""
+    if view.widget == "list":
+        items = [_item_value(view, t) for t in _all(submitted, f"opt.{view.name}.item") if t.strip()]
+        if not items:
+            return None
+        seq = CommentedSeq(items)
+        if sum(len(str(i)) + 2 for i in items) <= 60:
+            seq.fa.set_flow_style()
+        return seq
+    keys = _all(submitted, f"opt.{view.name}.key")
+    texts = _all(submitted, f"opt.{view.name}.value")
+    if len(keys) != len(texts):
+        raise FormError(f"{view.name}: every row needs a name and a value; reload the form")
+    mapping: dict[str, Any] = {}
+    for key, text in zip(keys, texts, strict=True):
+        key = key.strip()
+        if not key and (not text.strip() or view.item_choices):  # an empty row (a choice always has a value)
+            continue
+        if not key:
+            raise FormError(f"{view.name}: the row with the value {text.strip()!r} has no name")
+        if key in mapping:
+            raise FormError(f"{view.name}: {key!r} is given twice")
+        if not text.strip():
+            raise FormError(f"{view.name}: {key!r} has no value")
+        mapping[key] = _item_value(view, text)
+    return _compact(mapping) if mapping else None
+
+
+def _option_values(view: PartView, submitted: Submitted) -> dict[str, Any]:
     """The typed options of a submitted form; empty fields are left out (defaults)."""
     values: dict[str, Any] = {}
     for f in view.fields:
-        text = submitted.get(f"opt.{f.name}", "")
+        if f.widget in ("list", "map"):
+            rows = _row_values(f, submitted)
+            if rows is not None:
+                values[f.name] = rows
+            continue
+        text = _first(submitted, f"opt.{f.name}")
         if text.strip() == "" or (f.widget == "select" and text == ""):
             continue
         values[f.name] = _convert(f, text)
     return values
 
 
-def _write_common(item: CommentedMap, view: PartView, submitted: dict[str, str]) -> None:
+def _write_common(item: CommentedMap, view: PartView, submitted: Submitted) -> None:
     for f in view.common:
-        text = submitted.get(f"common.{f.name}", "").strip()
+        text = _first(submitted, f"common.{f.name}").strip()
         if not text:
             if f.name in item:
                 del item[f.name]
@@ -347,7 +458,7 @@ def new_target(kind: str) -> PartView:
     )
 
 
-def add_target(document: Any, kind: str, submitted: dict[str, str]) -> None:
+def add_target(document: Any, kind: str, submitted: Submitted) -> None:
     """Append a target of this connector with the submitted options, at the end of
     `targets:` (the rest of the file is untouched)."""
     if not isinstance(document, CommentedMap):

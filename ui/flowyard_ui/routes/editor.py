@@ -26,7 +26,7 @@ from ..flowfiles import FlowFile, normalise, unified_diff
 from ..services import Changes, Refused
 from ..state import UiState
 from ..yamldoc import parse_or_none
-from .common import form, off_loop, page, toast
+from .common import form, form_lists, off_loop, page, toast
 
 MAX_TEXT = 2_000_000
 
@@ -162,7 +162,9 @@ async def form_apply(request: Request[Any, Any, Any], flow: NamedDependency[Flow
     """Apply one part's form (or add a step or a target, or remove one) to the YAML; returns the new YAML
     (swapped into the editor), the forms and the issues."""
     info = flow
-    data = await form(request)
+    # every value of each field: a list or map field sends one per row
+    submitted = {k: [str(v) for v in values if v is not None] for k, values in (await form_lists(request)).items()}
+    data = {k: values[0] if values else "" for k, values in submitted.items()}
     text = _yaml_of(data)
     action = str(data.get("action") or "apply")
     try:
@@ -170,13 +172,11 @@ async def form_apply(request: Request[Any, Any, Any], flow: NamedDependency[Flow
         if action == "add-step":
             forms.add_step(document, str(data.get("kind") or ""), str(data.get("after") or ""))
         elif action == "add-target":
-            forms.add_target(
-                document, str(data.get("kind") or ""), {k: str(v) for k, v in data.items() if v is not None}
-            )
+            forms.add_target(document, str(data.get("kind") or ""), submitted)
         elif action == "remove":
             forms.remove_part(document, str(data.get("part") or ""))
         else:
-            forms.apply(document, str(data.get("part") or ""), {k: str(v) for k, v in data.items() if v is not None})
+            forms.apply(document, str(data.get("part") or ""), submitted)
         new_text = dump_text(document)
     except YamlSyntaxError as exc:
         return toast(

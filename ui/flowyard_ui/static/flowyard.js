@@ -109,5 +109,25 @@
       if (search) { e.preventDefault(); search.focus(); }
     }
   });
+  // List and map fields of the form view (flows/fields.html): add a row, remove a row.
+  document.addEventListener("click", function (e) {
+    var target = e.target instanceof Element ? e.target : null;
+    var add = target && target.closest("[data-add-row]");
+    var remove = target && target.closest("[data-remove-row]");
+    if (add) {
+      var group = add.closest("[data-rows]");
+      var template = group && group.querySelector("template[data-row-template]");
+      if (!template) { return; }
+      var row = template.content.firstElementChild.cloneNode(true);
+      template.parentNode.insertBefore(row, template);
+      var first = row.querySelector("input, select");
+      if (first) { first.focus(); }
+    } else if (remove) {
+      var gone = remove.closest("[data-row]");
+      var next = gone && gone.parentNode.querySelector("[data-add-row]");
+      if (gone) { gone.remove(); }
+      if (next) { next.focus(); }
+    }
+  });
   document.addEventListener("DOMContentLoaded", function () { wire(document); });
 })();
