@@ -159,6 +159,11 @@ def test_edit_a_code_table_in_the_grid_and_deploy_it(served: dict[str, Any], chr
         page.screenshot(path=str(SHOTS / "42-table-grid-draft.png"), full_page=False)
         card.get_by_role("button", name="Deploy tables/uom.csv").click()
         expect(page.locator("article[data-key='tables/uom.csv']")).to_have_count(0)
+        page.goto(f"{base}/flows/uom-orders")
+        status = page.locator("#flow-status")
+        expect(status).to_contain_text("The draft on disk is the deployed version")
+        version = page.locator("#deploy-state code").first.inner_text()
+        expect(status.locator(".runs-table")).to_contain_text(version, timeout=30_000)  # what the worker runs
         inbox = flows / "inbox" / "uom-orders"
         inbox.mkdir(parents=True, exist_ok=True)
         (inbox / "po-2.json").write_text(json.dumps({"po": "PO-2", "uom": "KG"}))
