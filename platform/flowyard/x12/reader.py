@@ -29,8 +29,9 @@ class X12InputError(StepError):
     """The bytes are not an X12 interchange this translator can read.
 
     `note` is the TA105 interchange note code that names the cause in a TA1 (see
-    flowyard.x12.document.INTERCHANGE_NOTES): 023 cut off, 004 wrong segment terminator,
-    022 envelopes out of order, 024 any other invalid content."""
+    flowyard.x12.document.INTERCHANGE_NOTES): 023 cut off, 004 the terminator the ISA
+    declares never ends a segment, 022 envelopes out of order, 024 any other invalid
+    content."""
 
     def __init__(self, message: str, *, where: InputLocation | None = None, details: list[str] | None = None,
                  note: str = "024") -> None:
@@ -49,7 +50,7 @@ def bad_segment_id(seg_id: str, line: int) -> X12InputError:
     if seg_id.isalnum():
         return X12InputError(f"{shown!r} is not a segment id: X12 segment ids have 2 or 3 letters and digits", where=where)
     if len(seg_id) > 3 or any(ch.isspace() for ch in seg_id):
-        return X12InputError(f"{shown!r} is not a segment id (mixed or wrong segment terminators?)", where=where, note="004")
+        return X12InputError(f"{shown!r} is not a segment id (mixed or wrong segment terminators?)", where=where)
     odd = next(ch for ch in seg_id if not ch.isalnum())
     return X12InputError(f"{shown!r} is not a segment id: {odd!r} is not a letter or digit", where=where)
 
@@ -253,6 +254,10 @@ def _interchange_body(text: str, pos: int, line: int, seps: Separators) -> Gener
                 parts = rest.split(elem)
                 yield [Segment(parts[0], parts[1:], seg_line, seps)]
                 return n, seg_line + body.count("\n")
+            if "IEA" + elem in rest:  # the trailer is there: the segments end with another character than the ISA says
+                raise X12InputError(f"the segment terminator the ISA declares ({term!r}, right after ISA16) does not end the "
+                                    f"segments that follow: they end with another character",
+                                    where=InputLocation(line=seg_line, segment=rest[:3]), note="004")
             raise X12InputError("the file is truncated: the last segment has no terminator and there is no IEA trailer",
                                 where=InputLocation(line=seg_line, segment=rest[:3]), note="023")
         if strip_newlines:
