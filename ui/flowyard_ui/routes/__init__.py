@@ -16,6 +16,7 @@ def all_routes() -> list[Any]:
         editor,
         flows,
         mapper,
+        onboard,
         playground,
         runs,
         tables,
@@ -38,5 +39,6 @@ def all_routes() -> list[Any]:
         templates,
         x12,
         admin,
+        onboard,
     )
     return [handler for module in modules for handler in module.ROUTES]
