@@ -20,11 +20,12 @@ from ..message import Message
 from ..secrets import redactor
 from ..store import queue
 from ..store.api import reason_kind
+from ..store.breakers import PARKED
 from ..store.breakers import sync as sync_breakers
 from ..store.records import AttemptRow, DeadLetterRow, DeliveryRow
 from .flows import LoadedTarget
 from .outcomes import brief, dead_row
-from .policy import Breakers, retry_delay
+from .policy import Breakers, CircuitBreaker, retry_delay
 from .tracing import span
 
 if TYPE_CHECKING:
@@ -86,7 +87,8 @@ FirstSend = tuple[LoadedTarget, Coroutine[Any, Any, None]]
 class Delivery:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.breakers = Breakers(runtime.config.breaker_threshold, runtime.config.breaker_cooldown)
+        self.breakers = Breakers(runtime.config.breaker_threshold, runtime.config.breaker_cooldown,
+                                 runtime.config.breaker_max_cooldown)
         self.breaker_changed = asyncio.Event()
         self.failures = FailureLog()
 
@@ -134,7 +136,7 @@ class Delivery:
         now = time.time()
         if not breaker.allow(now):
             return ("pending", attempts, breaker.retry_at(now),
-                    f"not attempted: circuit open for {t.endpoint}", None, None)
+                    f"{PARKED} for {t.endpoint}", None, None)
         number = attempts + 1
         began = time.perf_counter()
         error: str | None = None
@@ -162,7 +164,7 @@ class Delivery:
                "started_at": now, "duration": seconds, "ok": error is None, "error": error,
                "detail": {"key": key, **(detail or {})}}
         if error is None:
-            self.breakers.success(breaker)
+            self.breaker_success(breaker)
             self.runtime.metrics.child(self.runtime.metrics.deliveries, flow, t.spec.name, "done").inc()
             return "done", number, 0.0, None, detail, row
         self.failures.failed(flow, t.spec.name, error)
@@ -171,7 +173,7 @@ class Delivery:
             if self.breakers.opened:
                 self.breaker_changed.set()
         else:  # the endpoint answered (it refused this message): it is up
-            self.breakers.success(breaker)
+            self.breaker_success(breaker)
         policy = t.spec.retry
         if not retryable or number >= policy.attempts:
             self.runtime.metrics.deliveries.labels(flow, t.spec.name, "dead").inc()
@@ -181,6 +183,16 @@ class Delivery:
             return "dead", number, 0.0, f"{error} ({why})", detail, row
         self.runtime.metrics.deliveries.labels(flow, t.spec.name, "retry").inc()
         return "pending", number, time.time() + retry_delay(policy, number), error, detail, row
+
+    def breaker_success(self, breaker: CircuitBreaker) -> None:
+        """A delivery went through: a breaker that was not closed closes, and the store
+        hears of it at once (it releases the deliveries parked behind it)."""
+        if breaker.state != "closed":
+            log.info("circuit closed for %s: a trial delivery went through", breaker.endpoint)
+            self.breakers.success(breaker)
+            self.breaker_changed.set()
+        else:
+            self.breakers.success(breaker)
 
     async def retry_loop(self) -> None:
         while not self.runtime.closing:
@@ -200,6 +212,7 @@ class Delivery:
             self.runtime.working_deliveries |= ids
             try:
                 outcomes = await asyncio.gather(*(self.retry_one(d) for d in claimed))
+                self.unpark(outcomes)
                 while True:
                     try:
                         await asyncio.to_thread(queue.commit_deliveries, self.runtime.engine,
@@ -213,6 +226,15 @@ class Delivery:
                         await asyncio.sleep(1.0)
             finally:
                 self.runtime.working_deliveries -= ids
+
+    def unpark(self, outcomes: list[queue.DeliveryOutcome]) -> None:
+        """Deliveries held back while a trial was in flight, whose trial went through
+        before they are committed (the store's release missed them): due at once."""
+        now = time.time()
+        for o in outcomes:
+            if (o.state == "pending" and (o.last_error or "").startswith(PARKED)
+                    and self.breakers.get(o.delivery.endpoint).state == "closed"):
+                o.next_at = now
 
     async def retry_one(self, d: queue.ClaimedDelivery) -> queue.DeliveryOutcome:
         loaded = self.runtime.flows.loaded(d.flow, d.flow_version)
@@ -264,9 +286,11 @@ class Delivery:
             for endpoint, _until, _cooldown in opened:  # tell them next time
                 breakers.opened.setdefault(endpoint, breakers.get(endpoint))
             breakers.closed.update(e for e in closed if e not in breakers.opened)
-            current = []
+            return
         now = time.time()
         for endpoint, until, cooldown in current:
             if breakers.get(endpoint).adopt(until, cooldown, now):
                 log.warning("circuit open for %s (found down by another worker) until %s",
                             endpoint, time.strftime("%H:%M:%S", time.localtime(until)))
+        for endpoint in breakers.closed_elsewhere({e for e, _u, _c in current}, now):
+            log.info("circuit closed for %s: another worker's trial delivery went through", endpoint)

@@ -7,12 +7,17 @@ all of that, so a thousand messages failing together do not retry together.
 A circuit breaker per endpoint (target kind + address) opens after `threshold`
 consecutive failures: while open, deliveries to that endpoint are not attempted and do
 not use up their retries; after `cooldown` one trial delivery is let through (half
-open); its success closes the breaker, its failure opens it again for twice as long.
+open); its success closes the breaker, its failure opens it again for twice as long, up
+to `max_cooldown` (30 s by default): a trial goes at least that often, so deliveries
+parked behind the breaker move within that much of the endpoint's recovery (a cap of
+five minutes kept them parked that long after it came back).
 
 Breakers are shared through the store (`store.breakers`): an opening is
 published, and every worker adopts the open breakers it reads, so a dead endpoint costs
 `threshold` failures once, not once per worker. Each worker still sends its own trial
-when the cooldown ends.
+when the cooldown ends; a successful trial releases the deliveries parked behind the
+breaker (they are due at once, on every worker), and a worker that finds the shared
+breaker gone (closed by another's trial) closes its own.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class CircuitBreaker:
     endpoint: str
     threshold: int = 5
     cooldown: float = 10.0
-    max_cooldown: float = 300.0
+    max_cooldown: float = 30.0
     failures: int = 0
     state: str = "closed"  # closed | open | half-open
     open_until: float = 0.0
@@ -57,8 +62,12 @@ class CircuitBreaker:
         return False
 
     def retry_at(self, now: float | None = None) -> float:
-        """When a delivery held back by the open breaker should come back."""
+        """When a delivery held back by the open breaker should come back: when it may
+        send a trial, or a second later while a trial is in flight (a trial that goes
+        through also releases the parked deliveries in the store at once)."""
         now = time.time() if now is None else now
+        if self.state == "half-open":
+            return now + 1.0
         return max(self.open_until, now + 0.5)
 
     def success(self) -> bool:
@@ -74,6 +83,10 @@ class CircuitBreaker:
         """Record a failure; True when this opened the breaker."""
         now = time.time() if now is None else now
         self.failures += 1
+        if self.state == "open":
+            # an attempt started before the opening, failing after it: no news (counted
+            # as one more opening, a burst of 30 such doubled the wait to its cap at once)
+            return False
         if self.state == "half-open" or self.failures >= self.threshold:
             self.current_cooldown = (
                 min(self.max_cooldown, self.current_cooldown * 2)
@@ -104,9 +117,10 @@ class Breakers:
     """The breakers of one process, by endpoint, and what changed since the store last
     heard of them (`opened`, `closed`: the runtime shares them with the other workers)."""
 
-    def __init__(self, threshold: int = 5, cooldown: float = 10.0) -> None:
+    def __init__(self, threshold: int = 5, cooldown: float = 10.0, max_cooldown: float = 30.0) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
+        self.max_cooldown = max(cooldown, max_cooldown)
         self.by_endpoint: dict[str, CircuitBreaker] = {}
         self.opened: dict[str, CircuitBreaker] = {}
         self.closed: set[str] = set()
@@ -121,9 +135,22 @@ class Breakers:
             self.closed.add(breaker.endpoint)
             self.opened.pop(breaker.endpoint, None)
 
+    def closed_elsewhere(self, shared: set[str], now: float | None = None) -> list[str]:
+        """Close the breakers open here that the store no longer holds open (another
+        worker's trial succeeded), unless this worker has an opening still to tell;
+        returns their endpoints. One past its time is left to send its own trial."""
+        now = time.time() if now is None else now
+        closed = []
+        for endpoint, breaker in self.by_endpoint.items():
+            if (breaker.state == "open" and breaker.open_until > now + 0.5
+                    and endpoint not in shared and endpoint not in self.opened):
+                breaker.success()
+                closed.append(endpoint)
+        return closed
+
     def get(self, endpoint: str) -> CircuitBreaker:
         breaker = self.by_endpoint.get(endpoint)
         if breaker is None:
-            breaker = CircuitBreaker(endpoint, self.threshold, self.cooldown)
+            breaker = CircuitBreaker(endpoint, self.threshold, self.cooldown, self.max_cooldown)
             self.by_endpoint[endpoint] = breaker
         return breaker

@@ -79,6 +79,7 @@ class RuntimeConfig:
     delivery_timeout: float = 30.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 10.0
+    breaker_max_cooldown: float = 30.0  # a failed trial doubles the wait up to this: the longest between trials
     breaker_sync: float = 1.0  # how often the shared breakers are read from the store
     max_claims: int = 5  # a message claimed this often without finishing is poison
     run_sources: bool = True

@@ -5,22 +5,25 @@ About once a second, and at once when one of its breakers opens, a worker writes
 openings (endpoint, open until, cooldown) and closings to `fy_breakers`, and reads the
 breakers other workers opened; it adopts those, so it holds its deliveries to that
 endpoint back without spending attempts of its own. A closing (a trial succeeded)
-deletes the row: the endpoint is up for everyone. The cost is one small read per
-second per worker, and a write only when a breaker changes.
+deletes the row: the endpoint is up for everyone, and the deliveries parked behind the
+breaker (pending with "not attempted: circuit open ...") are made due at once, whatever
+worker parked them, instead of waiting out the cooldown they were given. The cost is one
+small read per second per worker, and a write only when a breaker changes.
 """
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from .api import write_transaction
-from .models import Breaker
+from .models import OPEN_DELIVERIES_SQL, Breaker, Delivery
 
 Opening = tuple[str, float, float]  # endpoint, open until, cooldown
+PARKED = "not attempted: circuit open"  # how a delivery held back by a breaker starts its last error
 
 
 def _upsert(connection: Connection, rows: list[dict[str, object]]) -> None:
@@ -47,6 +50,12 @@ def sync(engine: Engine, worker: str, opened: list[Opening], closed: list[str]
     with write_transaction(engine) as connection:
         if closed:
             connection.execute(delete(Breaker).where(Breaker.endpoint.in_(closed)))
+            connection.execute(
+                update(Delivery)
+                .where(Delivery.endpoint.in_(closed), text(OPEN_DELIVERIES_SQL), Delivery.state == "pending",
+                       Delivery.next_at > now, Delivery.last_error.startswith(PARKED, autoescape=True))
+                .values(next_at=now)
+                .execution_options(synchronize_session=False))
         if opened:
             _upsert(connection, [
                 {"endpoint": e, "open_until": u, "cooldown": c, "opened_by": worker,
