@@ -34,7 +34,7 @@ def impact_hash(html: str) -> str:
     return found.group(1)
 
 
-def test_the_list_shows_every_template_with_what_it_gives_and_its_instances(viewer: UiClient) -> None:
+def the_list_shows_every_template_with_what_it_gives_and_its_instances(viewer: UiClient) -> None:
     page = viewer.get("/templates")
     assert page.status_code == 200
     for name in ("plant-mes", "supplier-x12", "supplier-x12-full"):
@@ -46,7 +46,7 @@ def test_the_list_shows_every_template_with_what_it_gives_and_its_instances(view
     assert 'href="/templates"' in page.text  # in the navigation
 
 
-def test_a_template_page_shows_its_parameters_flows_and_instances(viewer: UiClient) -> None:
+def a_template_page_shows_its_parameters_flows_and_instances(viewer: UiClient) -> None:
     page = viewer.get("/templates/supplier-x12-full")
     assert page.status_code == 200
     for parameter in ("partner", "isa_id", "acknowledgment", "plant"):
@@ -60,7 +60,7 @@ def test_a_template_page_shows_its_parameters_flows_and_instances(viewer: UiClie
     assert viewer.get("/templates/no-such-template").status_code == 404
 
 
-def test_editing_needs_an_analyst_and_the_csrf_token(viewer: UiClient, analyst: UiClient, flows: Path) -> None:
+def editing_needs_an_analyst_and_the_csrf_token(viewer: UiClient, analyst: UiClient, flows: Path) -> None:
     text = (flows / "templates" / "plant-mes.yaml").read_text()
     assert viewer.post("/templates/plant-mes/impact", {"text": text}).status_code == 403
     assert viewer.post("/templates/plant-mes", {"text": text}).status_code == 403
@@ -69,7 +69,7 @@ def test_editing_needs_an_analyst_and_the_csrf_token(viewer: UiClient, analyst: 
     assert (flows / "templates" / "plant-mes.yaml").read_text() == text
 
 
-def test_the_impact_lists_every_instance_with_its_changes_and_tests(analyst: UiClient, flows: Path) -> None:
+def the_impact_lists_every_instance_with_its_changes_and_tests(analyst: UiClient, flows: Path) -> None:
     path = flows / "templates" / "plant-mes.yaml"
     old = path.read_text()
     assert "max_backoff" in old or "retry" in old or "jmespath" in old
@@ -82,7 +82,7 @@ def test_the_impact_lists_every_instance_with_its_changes_and_tests(analyst: UiC
     assert path.read_text() == old  # nothing written
 
 
-def test_saving_needs_the_impact_of_that_very_text_and_makes_a_draft(analyst: UiClient, flows: Path) -> None:
+def saving_needs_the_impact_of_that_very_text_and_makes_a_draft(analyst: UiClient, flows: Path) -> None:
     path = flows / "templates" / "supplier-x12-full.yaml"
     old = path.read_text()
     new = old.replace("shipment_id: BSN.BSN02,", "shipment_id: BSN.BSN03,")
@@ -105,7 +105,7 @@ def test_saving_needs_the_impact_of_that_very_text_and_makes_a_draft(analyst: Ui
     assert "template-saved" in audit.text
 
 
-def test_a_broken_template_is_not_saved(analyst: UiClient, flows: Path) -> None:
+def a_broken_template_is_not_saved(analyst: UiClient, flows: Path) -> None:
     path = flows / "templates" / "plant-mes.yaml"
     old = path.read_text()
     broken = old.replace("parameters:", "parameterz:", 1)
@@ -115,7 +115,7 @@ def test_a_broken_template_is_not_saved(analyst: UiClient, flows: Path) -> None:
     assert answer.status_code in (400, 409) and path.read_text() == old
 
 
-def test_instances_look_like_flows_in_the_list_and_on_their_page(viewer: UiClient) -> None:
+def instances_look_like_flows_in_the_list_and_on_their_page(viewer: UiClient) -> None:
     page = viewer.get("/flows")
     rows = {m.group(1): m.group(0) for m in re.finditer(r'<tr>\s*<td><a href="/flows/([a-z0-9-]+)">.*?</tr>', page.text, re.S)}
     for name in ("mx01-supplierz-856", "mx01-supplierz-810", "mx01-supplierz-850", "mx01-mes-production"):
@@ -145,3 +145,20 @@ def test_a_deployed_instance_shows_no_false_change(deployer: UiClient, flows: Pa
     assert row is not None and "draft differs" not in row.group(0) and "never deployed" not in row.group(0)
     other = re.search(r'<tr>\s*<td><a href="/flows/mx01-supplierz-856">.*?</tr>', page.text, re.S)
     assert other is not None and "never deployed" in other.group(0)
+
+
+# One app and one login per role: logging in (Argon2) and the flows list each client
+# loads first are the cost of these tests.
+
+
+def test_a_viewer_reads_templates_and_sees_instances_as_flows(viewer: UiClient, analyst: UiClient, flows: Path) -> None:
+    the_list_shows_every_template_with_what_it_gives_and_its_instances(viewer)
+    a_template_page_shows_its_parameters_flows_and_instances(viewer)
+    instances_look_like_flows_in_the_list_and_on_their_page(viewer)
+    editing_needs_an_analyst_and_the_csrf_token(viewer, analyst, flows)
+
+
+def test_an_analyst_sees_the_impact_and_saves_a_draft(analyst: UiClient, flows: Path) -> None:
+    the_impact_lists_every_instance_with_its_changes_and_tests(analyst, flows)
+    a_broken_template_is_not_saved(analyst, flows)
+    saving_needs_the_impact_of_that_very_text_and_makes_a_draft(analyst, flows)
