@@ -117,6 +117,14 @@ def test_yaml_rename_delete_and_add_keep_the_comments_around_them() -> None:
     assert "# paint shop, since 2025" in edit.text
 
 
+def test_yaml_deleting_the_first_or_last_code_keeps_the_comments_after_it() -> None:
+    text = "# top\nA: a  # first\n# heading of B\nB: b\nC: c\n# the end\n"
+    first = apply_grid("t.yaml", text, [SentRow(1, ["B", "b"]), SentRow(2, ["C", "c"])])
+    assert first.text == "# top\n# heading of B\nB: b\nC: c\n# the end\n"
+    last = apply_grid("t.yaml", text, [SentRow(0, ["A", "a"]), SentRow(1, ["B", "b"])])
+    assert last.text == "# top\nA: a  # first\n# heading of B\nB: b\n# the end\n"
+
+
 def test_yaml_rows_of_several_fields_keep_their_style_and_types() -> None:
     grid = read_grid("plants.yaml", PLANTS)
     assert grid.columns == ["code", "name", "erp"]

@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import CommentMark
 from ruamel.yaml.scalarstring import ScalarString
+from ruamel.yaml.tokens import CommentToken
 
 from flowyard import semdiff
 from flowyard.errors import FlowyardError
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
+from . import fastyaml
 from .flowfiles import flow_paths, read_flow
 from .services import check_table_text
 from .state import UiState
@@ -170,6 +173,20 @@ def _yaml_row(columns: list[str], code: Any, value: Any) -> list[str]:
     return [str(code), _cell(value)]
 
 
+def _round_trip(file_name: str, text: str) -> Any:
+    try:
+        return load_text(text, file_name)
+    except YamlSyntaxError as exc:
+        raise GridUnsupported(f"line {exc.issue.position.line or '?'}: {exc.issue.message}") from None
+
+
+def _yaml_grid(file_name: str, document: Any) -> Grid:
+    codes, notes = _codes(document)
+    columns = _yaml_columns(codes)
+    rows = [_yaml_row(columns, k, v) for k, v in (codes or {}).items()]
+    return Grid(file_name, "yaml", columns, rows, notes)
+
+
 def read_grid(file_name: str, text: str) -> Grid:
     """The table's columns and rows as text cells; GridUnsupported when a grid cannot
     show it (then the text tab edits it)."""
@@ -184,14 +201,8 @@ def read_grid(file_name: str, text: str) -> Grid:
             rows.append(record.cells + [""] * (width - len(record.cells)))
         grid = Grid(file_name, "csv", header, rows)
     else:
-        try:
-            document = load_text(text, file_name)
-        except YamlSyntaxError as exc:
-            raise GridUnsupported(f"line {exc.issue.position.line or '?'}: {exc.issue.message}") from None
-        codes, notes = _codes(document)
-        columns = _yaml_columns(codes)
-        rows = [_yaml_row(columns, k, v) for k, v in (codes or {}).items()]
-        grid = Grid(file_name, "yaml", columns, rows, notes)
+        document = fastyaml.load(text)  # libyaml: the grid needs no comments
+        grid = _yaml_grid(file_name, _round_trip(file_name, text) if document is None else document)
     if len(grid.rows) > MAX_GRID_ROWS:
         raise GridUnsupported(f"the table has {len(grid.rows)} rows, more than the grid shows ({MAX_GRID_ROWS})")
     return grid
@@ -353,11 +364,19 @@ def _delete(codes: CommentedMap, key: Any) -> None:
     keys = list(codes)
     position = keys.index(key)
     del codes[key]
-    if token is None or position == 0:
+    if token is None:
         return
     text = str(token.value)
     rest = text[text.index("\n") + 1:] if "\n" in text else ""
     if not rest.strip():
+        return
+    if position == 0:  # the lines go before the (new) first code
+        column = len(rest) - len(rest.lstrip(" "))
+        if codes.ca.comment is None:
+            codes.ca.comment = [None, []]
+        if codes.ca.comment[1] is None:
+            codes.ca.comment[1] = []
+        codes.ca.comment[1].append(CommentToken(rest[column:], CommentMark(column)))
         return
     previous = keys[position - 1]
     entry = codes.ca.items.setdefault(previous, [None, None, None, None])
@@ -368,15 +387,10 @@ def _delete(codes: CommentedMap, key: Any) -> None:
         entry[2] = token
 
 
-def _apply_yaml(file_name: str, text: str, rows: list[SentRow]) -> tuple[str, dict[int, int]]:
-    try:
-        document = load_text(text, file_name)
-    except YamlSyntaxError as exc:
-        raise GridUnsupported(f"line {exc.issue.position.line or '?'}: {exc.issue.message}") from None
+def _apply_yaml(document: Any, rows: list[SentRow]) -> str:
+    """The document with the grid's rows written into it, dumped (the round trip)."""
     codes, _notes = _codes(document)
     columns = _yaml_columns(codes)
-    if len(columns) != len(rows[0].cells if rows else columns):
-        raise GridOutOfDate("the grid sent does not have the table's columns; reload the page")
     keys = list(codes or {})
     at = _origins(rows, len(keys))
     if codes is None:
@@ -413,20 +427,21 @@ def _apply_yaml(file_name: str, text: str, rows: list[SentRow]) -> tuple[str, di
             if isinstance(value, CommentedMap) and flow:
                 value.fa.set_flow_style()
             codes[row.cells[0]] = value
-    new_text = dump_text(document)
-    # where each code landed, to place the file check's problems at their row
+    return dump_text(document)
+
+
+def _yaml_lines(file_name: str, text: str, rows: list[SentRow]) -> dict[int, int]:
+    """The line of each code in the YAML text -> its row in the grid."""
     line_of: dict[int, int] = {}
     try:
-        written = load_text(new_text, file_name)
-        new_codes, _ = _codes(written)
+        codes, _ = _codes(load_text(text, file_name))
     except (YamlSyntaxError, GridUnsupported):
-        return new_text, line_of
+        return line_of
     index_of = {row.cells[0]: i for i, row in enumerate(rows)}
-    for key in new_codes or {}:
-        line = new_codes.lc.key(key)[0] + 1
+    for key in codes or {}:
         if str(key) in index_of:
-            line_of[line] = index_of[str(key)]
-    return new_text, line_of
+            line_of[codes.lc.key(key)[0] + 1] = index_of[str(key)]
+    return line_of
 
 
 def apply_grid(file_name: str, text: str, rows: list[SentRow]) -> GridEdit:
@@ -441,7 +456,10 @@ def apply_grid(file_name: str, text: str, rows: list[SentRow]) -> GridEdit:
 
 def _apply(file_name: str, text: str, rows: list[SentRow]) -> GridEdit:
     errors = _grid_checks(rows)
-    grid = read_grid(file_name, text)
+    document = None if is_csv(file_name) else _round_trip(file_name, text)
+    grid = read_grid(file_name, text) if document is None else _yaml_grid(file_name, document)
+    if len(grid.rows) > MAX_GRID_ROWS:
+        raise GridUnsupported(f"the table has {len(grid.rows)} rows, more than the grid shows ({MAX_GRID_ROWS})")
     if any(len(r.cells) != len(grid.columns) for r in rows):
         raise GridOutOfDate("the grid sent does not have the table's columns; reload the page")
     at = _origins(rows, len(grid.rows))
@@ -452,12 +470,14 @@ def _apply(file_name: str, text: str, rows: list[SentRow]) -> GridEdit:
         return GridEdit(text, False)
     if errors:
         return GridEdit(text, True, errors)
-    if is_csv(file_name):
+    if document is None:
         new_text, line_of = _apply_csv(text, rows)
     else:
-        new_text, line_of = _apply_yaml(file_name, text, rows)
+        new_text, line_of = _apply_yaml(document, rows), {}
     _table, issues = check_table_text(file_name, new_text)
     edit = GridEdit(new_text, new_text != text)
+    if issues and document is not None:
+        line_of = _yaml_lines(file_name, new_text, rows)
     for issue in issues:
         line = issue.position.line
         if line is not None and line in line_of:
