@@ -92,3 +92,17 @@ def test_850_it8_syntax_notes_are_checked() -> None:
     result = one_set(events(body, "850", "PO", "004010", "00401"))
     assert not result.accepted
     assert ("IT8", "2") in [(p.segment, p.code) for p in result.problems], [p.describe() for p in result.problems]
+
+
+def test_850_destination_quantities_per_line(tmp_path: Path, x12_db: Any) -> None:
+    body = [*PO[:6], "SDQ*EA*92*STORE-1*100*STORE-2*150", "SDQ*EA*92*STORE-3*50", *PO[6:]]  # after IT8, before DTM
+    result = one_set(events(body, "850", "PO", "004010", "00401"))
+    assert result.accepted and not result.problems, result.reasons()
+    first = (result.data or {})["PO1_loop"][0]
+    assert [(s["SDQ03"], s["SDQ04"]) for s in first["SDQ"]] == [("STORE-1", "100"), ("STORE-3", "50")]
+    original, generated = round_trip(result, tmp_path)
+    assert generated == original
+    unpaired = [s if not s.startswith("SDQ*EA*92*STORE-3") else "SDQ*EA*92*STORE-3*50*STORE-4" for s in body]
+    refused = one_set(events(unpaired, "850", "PO", "004010", "00401"))
+    assert not refused.accepted
+    assert [(p.path, p.code) for p in refused.problems] == [("SDQ06", "2")], [p.describe() for p in refused.problems]
