@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from flowyard_ui.tablegrid import GridOutOfDate, GridUnsupported, SentRow, apply
 
 from . import seed
 from .conftest import ORDERS_FLOW, UiClient
+
+ROOT = Path(__file__).resolve().parents[2]
 
 UOM_CSV = """\
 code,value,description
@@ -290,3 +293,14 @@ def test_used_by_lists_the_flows_and_a_saved_grid_is_a_draft_on_the_changes_page
     assert card, "the saved table is not a draft on the changes page"
     assert '<span class="dl del">-PL,pallet</span><span class="dl add">+PL,pallets</span>' in card.group(0)
     assert "uom-orders" in card.group(0)
+
+
+def test_an_instance_that_looks_codes_up_in_a_plant_table_is_listed(analyst: UiClient, flows: Path) -> None:
+    """The table name is rendered from the template (`{{ plant | lower }}-work-centres`)."""
+    shutil.copytree(ROOT / "examples" / "onboarding", flows, dirs_exist_ok=True)
+    page = analyst.get("/tables/de02-work-centres.yaml").text
+    used = page[page.index('class="used-by"'):]
+    assert '<a href="/flows/de02-mes-production">de02-mes-production</a> <span class="tag">instance</span>' in used
+    assert "mx01-mes-production" not in used and "not deployed" in used
+    assert '<input name="c1" value="DE02-CAST" aria-label="value, row 1"' in page
+    assert "<strong>description:</strong> Stuttgart MES resources" in page
