@@ -97,7 +97,7 @@ def test_onboard_a_plant_in_the_browser_and_deploy_it(served: dict[str, Any], tm
         ana.get_by_role("link", name="Onboard", exact=True).click()
         expect(ana.locator("li[data-template='plant-production-confirmations']")).to_contain_text(
             "Shop-floor CSV confirmations of one plant to the ERP")
-        ana.screenshot(path=str(SHOTS / "40-onboard-templates.png"), full_page=True)
+        ana.screenshot(path=str(SHOTS / "60-onboard-templates.png"), full_page=True)
         ana.get_by_role("link", name="Onboard with plant-production-confirmations").click()
         expect(ana.locator("h1")).to_contain_text("Onboard with plant-production-confirmations")
 
@@ -111,7 +111,7 @@ def test_onboard_a_plant_in_the_browser_and_deploy_it(served: dict[str, Any], tm
         ana.get_by_role("button", name="Save as draft").click()
         expect(ana.locator("#onboard-result .refused")).to_contain_text("Not saved, nothing was written")
         expect(plant_error).to_contain_text("does not match the pattern")
-        ana.screenshot(path=str(SHOTS / "41-onboard-refused-at-the-field.png"), full_page=True)
+        ana.screenshot(path=str(SHOTS / "61-onboard-refused-at-the-field.png"), full_page=True)
         assert files_under(flows) == before
 
         # -- right values: the code from the table's pick-list -------------------------------
@@ -123,19 +123,19 @@ def test_onboard_a_plant_in_the_browser_and_deploy_it(served: dict[str, Any], tm
         flow_preview = ana.locator("section[data-flow='de02-production-confirmations']")
         expect(flow_preview).to_contain_text("The flow loads and checks clean.")
         expect(flow_preview.locator(".diagram .node.source")).to_contain_text("file")
-        ana.screenshot(path=str(SHOTS / "42-onboard-preview.png"), full_page=True)
+        ana.screenshot(path=str(SHOTS / "62-onboard-preview.png"), full_page=True)
         ana.get_by_role("button", name="Try the samples").click()
         tried = ana.locator("section.tried")
         expect(tried).to_have_count(1)
         expect(tried.locator(".lane[data-step='one message per row']")).to_be_visible()
         expect(tried).to_contain_text("All steps succeeded")
-        ana.screenshot(path=str(SHOTS / "43-onboard-try.png"), full_page=True)
+        ana.screenshot(path=str(SHOTS / "63-onboard-try.png"), full_page=True)
         ana.get_by_role("button", name="Run the tests").click()
         expect(ana.locator("#onboard-tests-verdict")).to_contain_text("1 of 1 passed")
         assert files_under(flows) == before  # nothing written yet
         ana.get_by_role("button", name="Save as draft").click()
         expect(ana.locator("#onboard-result .saved")).to_contain_text("Saved de02-production-confirmations as a draft")
-        ana.screenshot(path=str(SHOTS / "44-onboard-saved.png"), full_page=True)
+        ana.screenshot(path=str(SHOTS / "64-onboard-saved.png"), full_page=True)
         assert (flows / "de02-production-confirmations.yaml").is_file()
 
         # -- the deployer deploys it through the gate -----------------------------------------
@@ -144,7 +144,7 @@ def test_onboard_a_plant_in_the_browser_and_deploy_it(served: dict[str, Any], tm
         card = dep.locator("article[data-key='de02-production-confirmations.yaml']")
         expect(card).to_contain_text("last saved by ana")
         expect(card.locator(".gate")).to_contain_text("would deploy")
-        dep.screenshot(path=str(SHOTS / "45-onboard-draft-on-changes.png"), full_page=True)
+        dep.screenshot(path=str(SHOTS / "65-onboard-draft-on-changes.png"), full_page=True)
         card.get_by_role("button", name="Deploy de02-production-confirmations.yaml").click()
         expect(dep.locator("#toast")).to_contain_text("Deployed de02-production-confirmations.yaml")
 
