@@ -19,6 +19,7 @@ from typing import Any
 
 from flowyard.errors import DefinitionError, FlowyardError, Issue
 from flowyard.onboarding.onboard import OnboardingError, coerce, onboard, scratch_onboarding, try_samples
+from flowyard.onboarding.render import render_values
 from flowyard.onboarding.template import Template, check_values, code_table, list_templates
 from flowyard.secrets import redactor
 from flowyard.testing import CaseResult
@@ -53,6 +54,10 @@ def find(ui: UiState, key: str) -> Template | None:
     return next((t for t in all_templates(ui) if key_of(ui, t) == key), None)
 
 
+def templates_dir_of(template: Template) -> Path:
+    return template.path.parent.parent
+
+
 def _bodies(template: Template) -> list[Any]:
     """The flow bodies a template gives (one, or a `flows:` list)."""
     many = getattr(template, "flows", None) or template.document.get("flows")
@@ -66,6 +71,7 @@ class Creates:
     """What onboarding with a template makes, from the template itself."""
 
     flows: list[str]
+    examples: list[str]  # the flows' names for the template's example values, when it has them
     tables: list[str]
     partners: list[str]
     tests: list[str]
@@ -81,8 +87,16 @@ def creates(template: Template) -> Creates:
             if isinstance(case, dict) and case.get("name"):
                 tests.append(str(case["name"]))
     keys = [str(k) for k in (template.skeleton or {})]
+    examples: list[str] = []
+    example = template.example_values()
+    if example is not None:
+        try:
+            examples = [r.name for r in rendered_flows(render_values(template, example, templates_dir_of(template) / "x.yaml"))]
+        except (FlowyardError, ValueError, TypeError):
+            examples = []
     return Creates(
         flows=flows,
+        examples=examples,
         tables=[k for k in keys if k.startswith("tables/")],
         partners=[k for k in keys if k.startswith("partners/")],
         tests=tests,
@@ -145,7 +159,7 @@ def fields(template: Template, given: dict[str, str] | None = None) -> list[Fiel
         table = spec.get("x-table")
         if f.enum:
             view.input = "select"
-            view.options = [(_text(v), _text(v)) for v in f.enum]
+            view.options = [(_text(v), _shown(v)) for v in f.enum]
         elif isinstance(table, str):
             view.input = "select"
             view.table = table
@@ -164,6 +178,15 @@ def fields(template: Template, given: dict[str, str] | None = None) -> list[Fiel
             view.input = "number"
         result.append(view)
     return result
+
+
+_BLANKS = {"\t": "tab", " ": "space", "": "(empty)"}
+
+
+def _shown(value: Any) -> str:
+    """An enum value as a select shows it (a tab or a space would look like nothing)."""
+    text = _text(value)
+    return _BLANKS.get(text, text)
 
 
 def _text(value: Any) -> str:
@@ -225,6 +248,8 @@ def read_values(template: Template, data: dict[str, Any], only: str | None = Non
             continue
         if name and name in given:
             errors.setdefault(name, message)
+    order = list(template.properties)
+    errors = dict(sorted(errors.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     if only is None:
         others = [m for p, m, _k in check_values(template, values) if not p or str(p[0]) not in given]
         others = [m for m in others if not m.startswith("missing value for parameter")]
