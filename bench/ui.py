@@ -14,6 +14,7 @@ check, handler, template), with Litestar's test client; the network is not measu
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import re
@@ -211,6 +212,32 @@ def main() -> int:
                 data={"yaml": text, "sample": sample.replace("PO-1", f"PO-{i}"), "sample_name": "s.json"},
                 headers=headers,
             ),
+            args.rounds,
+        )
+        # the mapper's live preview of the last mapping step (its input: the sample run
+        # through the 35 steps before it), one field's expression changed each time
+        last = text.count("jmespath:")
+        mapper_url = f"/flows/bench-orders/mapper/{last}"
+        mapper_page = client.get(mapper_url).text
+        fields: dict[str, list[str]] = {
+            name: [html.unescape(v) for v in re.findall(rf'name="{name}" value="([^"]*)"', mapper_page)]
+            for name in ("path", "kind", "expr", "src")
+        }
+        order_at = fields["path"].index("/order")
+
+        def mapper_preview(i: int, changed_sample: bool = False) -> object:
+            exprs = list(fields["expr"])
+            exprs[order_at] = f"join('-', [order, '{i}'])"
+            posted = {**fields, "expr": exprs, "sample": [sample.replace("PO-1", f"PO-{i}") if changed_sample else sample],
+                      "sample_name": ["s.json"], "base": [""], "many": [""]}
+            response = client.post(f"{mapper_url}/preview", data=posted, headers=headers)
+            assert (f"PO-{i}-{i}" if changed_sample else f"PO-1-{i}") in response.text, response.text[:300]
+            return response
+
+        timed(f"mapper preview, step {last} of {last}, a field changed each time", mapper_preview, args.rounds)
+        timed(
+            f"mapper preview, step {last} of {last}, sample changed each time",
+            lambda i: mapper_preview(i, changed_sample=True),
             args.rounds,
         )
         timed(f"runs page, full ({args.messages} messages)", lambda i: client.get("/runs"), args.rounds)

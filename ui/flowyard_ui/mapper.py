@@ -30,6 +30,7 @@ from flowyard.runner import input_message
 from flowyard.secrets import redactor
 from flowyard.step import OptionError
 from flowyard.store.scratch import scratch_run
+from flowyard.yamlio import YamlSyntaxError, load_text
 
 from . import playground
 
@@ -594,26 +595,43 @@ def _kind(prop: Any, root: dict[str, Any] | None) -> str:
 # -- the page ---------------------------------------------------------------------------
 
 
-def find_step(path: Path, text: str, index: int) -> mapping.MappingStep:
-    from flowyard.yamlio import YamlSyntaxError, load_text
+_steps: OrderedDict[str, list[mapping.MappingStep] | str] = OrderedDict()
+_steps_lock = threading.Lock()
 
+
+def _parsed_steps(path: Path, text: str) -> list[mapping.MappingStep] | str:
+    """The jmespath steps of the text (or why the YAML does not parse), kept for the
+    next previews: the round-trip parse of a long flow is most of a preview's time."""
+    key = hashlib.sha256(f"{path}\0{text}".encode()).hexdigest()
+    with _steps_lock:
+        found = _steps.get(key)
+        if found is not None:
+            _steps.move_to_end(key)
+            return found
     try:
-        document = load_text(text, path.name)
+        result: list[mapping.MappingStep] | str = mapping.jmespath_steps(load_text(text, path.name))
     except YamlSyntaxError as exc:
-        raise MapperError(f"fix the YAML first: line {exc.issue.position.line}: {exc.issue.message}") from exc
-    for step in mapping.jmespath_steps(document):
+        result = f"fix the YAML first: line {exc.issue.position.line}: {exc.issue.message}"
+    with _steps_lock:
+        _steps[key] = result
+        while len(_steps) > 16:
+            _steps.popitem(last=False)
+    return result
+
+
+def find_step(path: Path, text: str, index: int) -> mapping.MappingStep:
+    found = _parsed_steps(path, text)
+    if isinstance(found, str):
+        raise MapperError(found)
+    for step in found:
         if step.index == index:
             return step
     raise MapperError(f"step {index + 1} is not a jmespath step; the mapper maps jmespath steps")
 
 
 def mapping_steps(path: Path, text: str) -> list[mapping.MappingStep]:
-    from flowyard.yamlio import YamlSyntaxError, load_text
-
-    try:
-        return mapping.jmespath_steps(load_text(text, path.name))
-    except YamlSyntaxError:
-        return []
+    found = _parsed_steps(path, text)
+    return [] if isinstance(found, str) else found
 
 
 def view(
