@@ -106,6 +106,7 @@ def test_edit_a_code_table_in_the_grid_and_deploy_it(served: dict[str, Any], chr
         page.evaluate("text => navigator.clipboard.writeText(text)", "KG\tkilogram\r\nBX\tbox\r\n")
         page.keyboard.press("Control+V")
         expect(codes).to_have_count(5)
+        expect(page.locator("#toast")).to_contain_text("Pasted 2 row(s).")
         assert [codes.nth(i).input_value() for i in range(5)] == ["EA", "PL", "CS", "KG", "BX"]
         assert grid.locator("input[name=c1]").nth(4).input_value() == "box"
 

@@ -165,17 +165,29 @@
     if (block.length > 1 && first.join("\t") === names.slice(0, first.length).join("\t")) { block.shift(); }  // a header row
     var at = position(input);
     var tr = at.tr;
+    var left = 0;
     block.forEach(function (cells, n) {
       if (n > 0) { tr = nextRow(tr, 1) || addRow(false); }
       if (!tr) { return; }
       var targets = inputs(tr);
       cells.forEach(function (value, k) {
         var cell = targets[at.col + k];
-        if (cell) { cell.value = value.trim(); }
+        if (cell) { cell.value = value.trim(); } else if (value.trim()) { left += 1; }
       });
     });
     touched();
     focusCell(tr, at.col);
+    var toast = document.getElementById("toast");
+    if (toast) {
+      toast.innerHTML = "";
+      var note = document.createElement("div");
+      note.className = left ? "toast error" : "toast";
+      note.setAttribute("role", left ? "alert" : "status");
+      note.textContent = "Pasted " + block.length + " row(s)" +
+        (left ? "; " + left + " cell(s) beyond the last column were left out." : ".");
+      toast.appendChild(note);
+      setTimeout(function () { note.remove(); }, left ? 10000 : 4000);
+    }
   }
 
   // ---- wiring (delegated: the pane is replaced after a save) ----------------------------
