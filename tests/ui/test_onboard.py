@@ -37,8 +37,9 @@ def flows(flows: Path) -> Path:
     """The UI tests' flows folder with the shipped plant templates and their tables."""
     templates = flows / "templates"
     templates.mkdir()
-    shutil.copy(EXAMPLES / "templates" / "plant-mes.yaml", templates)
-    shutil.copytree(EXAMPLES / "templates" / "plant-mes", templates / "plant-mes")
+    for name in ("plant-mes", "supplier-x12", "supplier-x12-full"):
+        shutil.copy(EXAMPLES / "templates" / f"{name}.yaml", templates)
+        shutil.copytree(EXAMPLES / "templates" / name, templates / name)
     shutil.copy(ROOT / "flows" / "templates" / "plant-production-confirmations.yaml", templates)
     shutil.copytree(ROOT / "flows" / "templates" / "plant-production-confirmations",
                     templates / "plant-production-confirmations")
@@ -203,3 +204,27 @@ def test_an_onboarding_can_be_scripted_with_field_names(client_for: Callable[[st
                           {"plant": "MX09", "plant_name": "Toluca", "shopfloor_name": "QRO"}, htmx=False)
     assert answer.status_code == 200, answer.text
     assert (flows / "mx09-production-confirmations.yaml").is_file()
+
+
+SUPPLIER = {"partner": "supplierq", "partner_name": "Supplier Q", "isa_id": "SUPPLIERQ", "plant": "MX01",
+            "acknowledgment": "none"}
+
+
+def test_a_supplier_in_one_pass_several_flows(analyst: UiClient, flows: Path) -> None:
+    """A template giving several flows: each is previewed with its diagram, its samples
+    tried and its tests run; one save writes the one small instance and the partner profile."""
+    before = files_under(flows)
+    html = analyst.post("/onboard/supplier-x12-full/preview", SUPPLIER).text
+    for suffix in ("856", "810", "850"):
+        assert f'data-flow="mx01-supplierq-{suffix}"' in html, suffix
+    assert html.count("The flow loads and checks clean.") == 3, html
+    assert "partners/supplierq.yaml" in html
+    tests = analyst.post("/onboard/supplier-x12-full/tests", SUPPLIER).text
+    verdict = re.search(r'id="onboard-tests-verdict">\s*(\d+) of (\d+) passed', tests)
+    assert verdict and verdict.group(1) == verdict.group(2), tests
+    tried = analyst.post("/onboard/supplier-x12-full/try", SUPPLIER).text
+    assert {"mx01-supplierq-856", "mx01-supplierq-810", "mx01-supplierq-850"} <= set(re.findall(r"through <code>([^<]+)</code>", tried))
+    assert files_under(flows) == before
+    saved = analyst.post("/onboard/supplier-x12-full/save", SUPPLIER)
+    assert saved.status_code == 200, saved.text
+    assert (flows / "mx01-supplierq.yaml").is_file() and (flows / "partners" / "supplierq.yaml").is_file()

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from flowyard.errors import DefinitionError, FlowyardError, Issue
-from flowyard.onboarding.onboard import OnboardingError, coerce, onboard, scratch_onboarding, try_samples
-from flowyard.onboarding.render import render_values
+from flowyard.onboarding.onboard import OnboardingError, coerce, onboard, scratch_onboarding_flows, try_samples
+from flowyard.onboarding.render import render_values_flows
 from flowyard.onboarding.template import Template, check_values, code_table, list_templates
 from flowyard.secrets import redactor
 from flowyard.testing import CaseResult
@@ -91,7 +91,7 @@ def creates(template: Template) -> Creates:
     example = template.example_values()
     if example is not None:
         try:
-            examples = [r.name for r in rendered_flows(render_values(template, example, templates_dir_of(template) / "x.yaml"))]
+            examples = [r.name for r in render_values_flows(template, example, templates_dir_of(template) / "x.yaml")]
         except (FlowyardError, ValueError, TypeError):
             examples = []
     return Creates(
@@ -290,14 +290,6 @@ class Preview:
         return not self.exists and not any(i.severity == "error" for f in self.flows for i in f.issues)
 
 
-def rendered_flows(rendered: Any) -> list[Any]:
-    """Each flow a rendering gives (a template may give several)."""
-    many = getattr(rendered, "flows", None)
-    if isinstance(many, list | tuple) and many:
-        return list(many)
-    return [rendered]
-
-
 def _rel(ui: UiState, path: Path) -> str:
     try:
         return path.resolve().relative_to(ui.flows_dir.resolve()).as_posix()
@@ -316,11 +308,11 @@ def preview(ui: UiState, template: Template, values: dict[str, Any]) -> Preview:
     done = onboard(template, values, ui.flows_dir, write=False)
     flows = []
     # checked as if saved: in a scratch folder holding the skeleton's files (tables, tests)
-    with scratch_onboarding(template, values, ui.flows_dir.resolve()) as scratch:
-        for r in rendered_flows(scratch):
+    with scratch_onboarding_flows(template, values, ui.flows_dir.resolve()) as scratch:
+        for r in scratch:
             issues = sorted(r.check(), key=lambda i: (i.position.line or 0))
             flows.append(FlowPreview(r.name, "", issues, diagram.build(r.document)))
-    for shown, r in zip(flows, rendered_flows(done.rendered), strict=False):
+    for shown, r in zip(flows, done.flows or [done.rendered], strict=False):
         shown.text = redactor.redact(r.text)
     files = [FilePreview(_rel(ui, p), _show(data), p.exists()) for p, data in sorted(done.files.items())]
     return Preview(done.instance_path.stem, _rel(ui, done.instance_path), done.instance_text,
@@ -344,8 +336,8 @@ def try_steps(ui: UiState, template: Template, values: dict[str, Any]) -> tuple[
     (problems, one run per sample)."""
     tried: list[Tried] = []
     try:
-        with scratch_onboarding(template, values, ui.flows_dir.resolve()) as rendered:
-            for r in rendered_flows(rendered):
+        with scratch_onboarding_flows(template, values, ui.flows_dir.resolve()) as rendered:
+            for r in rendered:
                 if not r.ok:
                     return [str(i) for i in r.issues], []
                 try:
