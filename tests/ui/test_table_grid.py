@@ -19,7 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flowyard_ui.models import AuditEntry
-from flowyard_ui.tablegrid import GridOutOfDate, GridUnsupported, SentRow, apply_grid, read_grid, tables_named
+from flowyard_ui.tablegrid import (
+    MAX_GRID_ROWS,
+    GridOutOfDate,
+    GridUnsupported,
+    SentRow,
+    apply_grid,
+    read_grid,
+    tables_named,
+)
 
 from . import seed
 from .conftest import ORDERS_FLOW, UiClient
@@ -304,3 +312,12 @@ def test_an_instance_that_looks_codes_up_in_a_plant_table_is_listed(analyst: UiC
     assert "mx01-mes-production" not in used and "not deployed" in used
     assert '<input name="c1" value="DE02-CAST" aria-label="value, row 1"' in page
     assert "<strong>description:</strong> Stuttgart MES resources" in page
+
+
+def test_a_grid_larger_than_the_grid_shows_is_refused_before_anything_is_written(analyst: UiClient, flows: Path) -> None:
+    before = (flows / "tables/uom.csv").read_text()
+    count = MAX_GRID_ROWS + 1
+    data = grid_form([[f"C{i}", "x"] for i in range(count)], [""] * count)
+    refused = analyst.post("/tables/uom.csv/grid/save", data)
+    assert refused.status_code == 400 and "more than the grid shows" in refused.text and "Text tab" in refused.text
+    assert (flows / "tables/uom.csv").read_text() == before

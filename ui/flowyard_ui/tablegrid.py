@@ -458,8 +458,9 @@ def _apply(file_name: str, text: str, rows: list[SentRow]) -> GridEdit:
     errors = _grid_checks(rows)
     document = None if is_csv(file_name) else _round_trip(file_name, text)
     grid = read_grid(file_name, text) if document is None else _yaml_grid(file_name, document)
-    if len(grid.rows) > MAX_GRID_ROWS:
-        raise GridUnsupported(f"the table has {len(grid.rows)} rows, more than the grid shows ({MAX_GRID_ROWS})")
+    if max(len(grid.rows), len(rows)) > MAX_GRID_ROWS:
+        count = max(len(grid.rows), len(rows))
+        raise GridUnsupported(f"the table would have {count} rows, more than the grid shows ({MAX_GRID_ROWS})")
     if any(len(r.cells) != len(grid.columns) for r in rows):
         raise GridOutOfDate("the grid sent does not have the table's columns; reload the page")
     at = _origins(rows, len(grid.rows))

@@ -153,8 +153,10 @@ def _grid_edit(path: Path, file_name: str, data: dict[str, list[Any]]) -> tuple[
         grid = tablegrid.read_grid(file_name, text)
         rows = tablegrid.sent_rows(data, len(grid.columns))
         return tablegrid.apply_grid(file_name, text, rows), text
-    except (tablegrid.GridUnsupported, tablegrid.GridOutOfDate) as exc:
+    except tablegrid.GridOutOfDate as exc:
         raise Refused(f"Not saved: {exc}", 409) from exc
+    except tablegrid.GridUnsupported as exc:
+        raise Refused(f"Not saved: {exc}; use the Text tab.") from exc
 
 
 def _result(request: Request[Any, Any, Any], file_name: str, edit: tablegrid.GridEdit, diff: str, **context: Any) -> Template:
