@@ -159,6 +159,13 @@ def test_a_viewer_reads_templates_and_sees_instances_as_flows(viewer: UiClient, 
 
 
 def test_an_analyst_sees_the_impact_and_saves_a_draft(analyst: UiClient, flows: Path) -> None:
+    # "Try it" on one flow of a several-flow instance runs that flow
+    edi = (flows / "tests" / "mx01-supplierz" / "856.edi").read_text()
+    tried = analyst.post("/flows/mx01-supplierz-856/playground/run", {"sample": edi, "sample_name": "856.edi"})
+    assert tried.status_code == 200 and "ASN-77812" in tried.text and "gives 3 flows" not in tried.text
+    po = (flows / "tests" / "mx01-supplierz" / "po-no-lines.json").read_text()
+    tried = analyst.post("/flows/mx01-supplierz-850/playground/run", {"sample": po, "sample_name": "po.json"})
+    assert tried.status_code == 200 and "mandatory segment missing" in tried.text
     the_impact_lists_every_instance_with_its_changes_and_tests(analyst, flows)
     a_broken_template_is_not_saved(analyst, flows)
     saving_needs_the_impact_of_that_very_text_and_makes_a_draft(analyst, flows)

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from flowyard.loader import content_hash
+from flowyard.onboarding.render import select_flow
 from flowyard.secrets import redactor
 from flowyard.store.api import Store
 
@@ -76,6 +77,8 @@ async def run_preview(request: Request[Any, Any, Any], flow: NamedDependency[Flo
         text, sample, sample_name, _ = await _inputs(request, info)
     except ValueError as exc:
         return toast(str(exc), "error", status_code=413)
+    if info.flow is not None:  # one flow of an instance whose template gives several
+        text = select_flow(text, info.flow)
     preview = await off_loop(playground.run, info.path, text, sample, sample_name)
     return page(request, "flows/lanes.html", flow=info, preview=preview)
 
