@@ -110,13 +110,16 @@
     document.querySelectorAll("#grid-table th[data-col]").forEach(function (h) { h.setAttribute("aria-sort", "none"); });
     th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
     var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
-    var sorted = rows().sort(function (a, b) {
-      var x = inputs(a)[col].value, y = inputs(b)[col].value;
+    var keyed = rows().map(function (tr) { return { tr: tr, key: inputs(tr)[col].value }; });
+    keyed.sort(function (a, b) {
+      var x = a.key, y = b.key;
       if (x === "" || y === "") { return (x === "") - (y === ""); }  // empty cells last
       return ascending ? collator.compare(x, y) : collator.compare(y, x);
     });
     var b = body();
-    sorted.forEach(function (tr) { b.appendChild(tr); });
+    var moved = document.createDocumentFragment();
+    keyed.forEach(function (k) { moved.appendChild(k.tr); });
+    b.appendChild(moved);
   }
 
   // ---- moving between cells ----------------------------------------------------------
