@@ -12,6 +12,7 @@ import pytest
 
 from flowyard.x12.acks import ack_set
 from flowyard.x12.document import GroupResult, SetResult, walk
+from flowyard.x12.guides import find_guide
 
 from .conftest import interchange
 from .test_corpus import resolve, round_trip
@@ -106,3 +107,20 @@ def test_850_destination_quantities_per_line(tmp_path: Path, x12_db: Any) -> Non
     refused = one_set(events(unpaired, "850", "PO", "004010", "00401"))
     assert not refused.accepted
     assert [(p.path, p.code) for p in refused.problems] == [("SDQ06", "2")], [p.describe() for p in refused.problems]
+
+
+def test_a_partner_guide_narrows_the_new_segments(tmp_path: Path) -> None:
+    folder = tmp_path / "guides"
+    folder.mkdir()
+    (folder / "850-4010-acme.yaml").write_text(
+        "apiVersion: flowyard/v1\nkind: Guide\nmetadata: {name: 850-4010-acme}\nextends: 850-4010\n"
+        "changes:\n  PO1_loop/IT8: unused\n  PO1_loop/TC2: {max: 1}\n  SDQ01: {codes: [EA]}\n",
+        encoding="utf-8",
+    )
+    guide = find_guide("850-4010-acme", [folder])
+    body = [*PO[:6], "SDQ*CA*92*STORE-1*100", *PO[6:]]
+    text = interchange([("0001", "850", body)], functional_id="PO")
+    (result,) = [e for e in walk(text, lambda _t, _v: guide) if isinstance(e, SetResult)]
+    found = sorted((p.path, p.code) for p in result.problems)
+    assert found == [("IT8", "2"), ("SDQ01", "7"), ("TC2", "5")], [p.describe() for p in result.problems]
+    assert not result.accepted  # TC2 over its maximum rejects; IT8 unused and SDQ01's code alone would be noted
