@@ -236,3 +236,8 @@ def test_generate_writes_an_unguided_set_when_the_partner_accepts_it(tmp_path: P
     assert next(s for s in written if s.id == "GS").get(1) == "PO"  # GS01 from the functional group table
     with pytest.raises(StepError, match="no `segments`"):
         generator(tmp_path, partner="open").process(Message(payload={"ST": {"ST01": "850"}, "BEG": {"BEG01": "00"}}))
+
+
+def test_validation_off_reads_an_unguided_set_and_says_so() -> None:
+    results = [e for e in walk(sample("846-004010"), no_guide, validate=False) if isinstance(e, SetResult)]
+    assert [(r.accepted, r.unguided, r.codes) for r in results] == [(True, True, [])]

@@ -18,8 +18,8 @@ between GS and ST, or after the last SE) are read and kept, never refused.
 
 A set without a guide (`guide` None) is read structurally (see flowyard.x12.shape). With
 `unguided="refuse"` (the default) and validation on it is rejected as not supported
-(AK5/IK5 R 1); with `unguided="accept"` it is accepted and `SetResult.unguided` says no
-guide validated its content.
+(AK5/IK5 R 1); with `unguided="accept"`, or validation off, it is accepted and
+`SetResult.unguided` says no guide validated its content.
 """
 
 from __future__ import annotations
@@ -328,17 +328,16 @@ class _Walker:
                 codes.append("3")
                 result.problems.append(Problem("8", "SE", len(segments), se.line,
                                                f"SE02 {se.get(2).strip()!r} does not match ST02 {control!r}", 2, None, "329", se.get(2).strip(), True))
-        if self.validate:
-            if guide is None:
-                if self.accept_unguided:
-                    result.unguided = True
-                else:
-                    codes.append("1")
-            elif trailer and "6" not in codes:
-                found = validate_set(guide, segments)
-                result.problems.extend(found)
-                if any(p.fatal for p in found):
-                    codes.append("5")
+        if guide is None:  # read structurally; refused as not supported only when validating under "refuse"
+            if self.validate and not self.accept_unguided:
+                codes.append("1")
+            else:
+                result.unguided = True
+        elif self.validate and trailer and "6" not in codes:
+            found = validate_set(guide, segments)
+            result.problems.extend(found)
+            if any(p.fatal for p in found):
+                codes.append("5")
         if self.shape:
             result.data = build(segments, guide)
         if self.summaries:  # what an acknowledgment needs; skipped when none is sent
