@@ -74,6 +74,9 @@ def register(sub: Any) -> None:
                        help="which messages keep step snapshots (default all)")
         p.add_argument("--lease", type=positive_seconds, default=30.0,
                        help="seconds a claim holds without a heartbeat (default 30)")
+        p.add_argument("--stall-after", type=positive_seconds, default=60.0,
+                       help="seconds without progress (event loop, worker threads, claimed work) "
+                       "after which /healthz says unhealthy (default 60)")
         p.add_argument("--text-logs", action="store_true", help="plain log lines, not JSON")
         p.add_argument("--log-file", type=Path, default=None,
                        help="write the JSON logs to this file instead of the terminal")
@@ -130,7 +133,7 @@ def runtime_config(args: argparse.Namespace) -> Any:
     return RuntimeConfig(
         flows_dir=Path(args.flows).resolve(), mode=args.mode, batch=args.batch,
         processors=args.processors, run_sources=not args.no_sources, trace=args.trace,
-        lease_ttl=args.lease,
+        lease_ttl=args.lease, stall_after=args.stall_after,
     )
 
 

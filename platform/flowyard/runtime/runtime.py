@@ -41,6 +41,7 @@ from ..store.x12_control import ControlNumbersStore
 from . import wakeups
 from .delivery import Delivery
 from .flows import LoadedFlow
+from .health import Health
 from .intake import Intake
 from .metrics import Metrics
 from .outcomes import brief
@@ -82,6 +83,7 @@ class RuntimeConfig:
     breaker_max_cooldown: float = 30.0  # a failed trial doubles the wait up to this: the longest between trials
     breaker_sync: float = 1.0  # how often the shared breakers are read from the store
     max_claims: int = 5  # a message claimed this often without finishing is poison
+    stall_after: float = 60.0  # /healthz says unhealthy when the loop, the threads or the work stall this long
     run_sources: bool = True
 
 
@@ -109,6 +111,7 @@ class Runtime:
         self.intake = Intake(self)
         self.processing = Processing(self)
         self.delivery = Delivery(self)
+        self.health = Health(self)
 
     # the parts' state that callers (the server, tests, the UI) look at
     @property
@@ -147,6 +150,7 @@ class Runtime:
                  self.maintenance_loop(), self.delivery.breaker_loop()]
         loops += [self.processing.process_loop(i) for i in range(self.config.processors)]
         self.tasks = [asyncio.create_task(c) for c in loops]
+        self.tasks.append(self.health.start())
         url = wakeups.listening_url(self.engine)
         if url is not None:
             self.listener = asyncio.create_task(wakeups.listen(url, self.wake.set))
@@ -161,6 +165,7 @@ class Runtime:
             return
         self.closing = True
         self.stopping.set()
+        self.health.stop()
         if self.listener is not None:
             self.listener.cancel()
             await asyncio.gather(self.listener, return_exceptions=True)

@@ -9,8 +9,11 @@ body (`max_bytes`): a larger Content-Length is refused before anything is read, 
 chunked body as soon as it passes the limit; Litestar's `request_max_body_size` is the
 ceiling above every flow's.
 
-`/healthz` answers `{"status": "ok"}` to anyone (liveness); the worker id and the list of
-running flows, and `/metrics` altogether, only to a caller that proves who it is: the
+`/healthz` answers `{"status": "ok"}` to anyone (liveness), or `{"status": "unhealthy"}`
+with 503 when the runtime has stalled (`health.Health`: the event loop, the worker
+threads or the claimed work not moving for `stall_after` seconds); the worker id, the
+list of running flows and what stalled, and `/metrics` altogether, only to a caller that
+proves who it is: the
 token of `FLOWYARD_METRICS_TOKEN` (the value, or a `${secret:NAME}`/`${env:NAME}`
 reference) as `Authorization: Bearer TOKEN`, or, in `flowyard serve`, a logged-in UI
 session (the UI app lends `state.session_user` for that).
@@ -111,11 +114,18 @@ NOT_IDENTIFIED = (
 
 
 @get("/healthz")
-async def healthz(request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
-    """Liveness for anyone; the worker and its flows for an identified caller."""
+async def healthz(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[dict[str, Any]]:
+    """Liveness for anyone (503 when the runtime stalled); the worker, its flows and what
+    stalled for an identified caller."""
+    health = getattr(runtime, "health", None)
+    problems: list[str] = health.problems() if health is not None else []
+    status, code = ("unhealthy", 503) if problems else ("ok", 200)
     if not await identified(request):
-        return {"status": "ok"}
-    return {"status": "ok", "worker": runtime.worker, "flows": sorted(runtime.current)}
+        return Response({"status": status}, status_code=code)
+    body: dict[str, Any] = {"status": status, "worker": runtime.worker, "flows": sorted(runtime.current)}
+    if problems:
+        body["problems"] = problems
+    return Response(body, status_code=code)
 
 
 class RuntimeMetrics(Controller):

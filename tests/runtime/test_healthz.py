@@ -1,0 +1,128 @@
+"""/healthz reports a stalled runtime (issue 17 item 2): every worker thread taken, claimed
+work not moving, the event loop held; 503 and {"status": "unhealthy"} for anyone, what
+stalled only for a caller with the metrics token. A real runtime on SQLite behind the
+real app; `stall_after` scaled down to a second."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from rthelp import HTTP_TARGET, RecordingServer, order, runtime_for, until, write_flow
+
+from flowyard.message import Message
+from flowyard.operations.snapshots import take
+from flowyard.runtime.runtime import Runtime, RuntimeConfig
+from flowyard.runtime.server import create_app
+from flowyard.store.api import Store
+
+TOKEN = "health-token-5f1e2d"
+SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def metrics_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWYARD_METRICS_TOKEN", TOKEN)
+
+
+def config(flows: Path, **kw: object) -> RuntimeConfig:
+    base: dict[str, object] = dict(flows_dir=flows, rescan=0.2, idle_poll=0.05, lease_ttl=30.0, grace=5.0,
+                                   run_sources=False, stall_after=1.0)
+    base.update(kw)
+    return RuntimeConfig(**base)  # type: ignore[arg-type]
+
+
+class Probe:
+    def __init__(self, client: AsyncTestClient[Any]) -> None:
+        self.client = client
+
+    async def bare(self) -> tuple[int, Any]:
+        answer = await self.client.get("/healthz")
+        return answer.status_code, answer.json()
+
+    async def detail(self) -> tuple[int, Any]:
+        answer = await self.client.get("/healthz", headers=SCRAPER)
+        return answer.status_code, answer.json()
+
+
+async def wait_for(probe: Probe, status: str, timeout: float = 20) -> tuple[int, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        code, body = await probe.detail()
+        if body["status"] == status:
+            return code, body
+        assert time.monotonic() < deadline, f"/healthz still says {body} after {timeout}s"
+        await asyncio.sleep(0.2)
+
+
+async def started(store: Store, flows: Path, **kw: object) -> AsyncIterator[tuple[Runtime, Probe]]:
+    runtime = runtime_for(store, config(flows, **kw))
+    await runtime.start()
+    try:
+        async with AsyncTestClient(create_app(runtime)) as client:
+            yield runtime, Probe(client)
+    finally:
+        await runtime.stop()
+
+
+async def test_every_worker_thread_taken_is_unhealthy_until_one_is_free(
+        tmp_path: Path, sqlite_store: Store) -> None:
+    flows = tmp_path / "flows"
+    write_flow(flows)
+    release = threading.Event()
+    async for _runtime, probe in started(sqlite_store, flows):
+        assert await probe.bare() == (200, {"status": "ok"})
+        loop = asyncio.get_running_loop()
+        held = [loop.run_in_executor(None, release.wait, 30) for _ in range(64)]  # more than the pool
+        try:
+            code, body = await wait_for(probe, "unhealthy")
+            assert code == 503
+            assert any("every worker thread is busy" in p for p in body["problems"])
+            assert await probe.bare() == (503, {"status": "unhealthy"})  # no detail without the token
+        finally:
+            release.set()
+            await asyncio.gather(*held)
+        code, body = await wait_for(probe, "ok")
+        assert code == 200 and "problems" not in body and body["flows"] == ["orders"]
+
+
+async def test_claimed_work_that_does_not_move_is_unhealthy(
+        tmp_path: Path, sqlite_store: Store, http_target: RecordingServer) -> None:
+    flows = tmp_path / "flows"
+    path = write_flow(flows, targets=HTTP_TARGET.format(url=http_target.url, timeout="20s", attempts=3))
+    version = take(path).version
+    http_target.delay = 4.0  # one delivery hangs far past stall_after (1 s)
+    async for runtime, probe in started(sqlite_store, flows, delivery_timeout=20.0):
+        sqlite_store.accept_many([Message(payload=order(1), content_type="application/json",
+                                          flow="orders", flow_version=version)])
+        code, body = await wait_for(probe, "unhealthy")
+        assert code == 503 and any("claimed message" in p and "made no progress" in p for p in body["problems"])
+        await until(lambda: sqlite_store.count_messages(state="done") == 1, what="the slow delivery done")
+        code, body = await wait_for(probe, "ok")
+        assert code == 200 and runtime.health.problems() == []
+
+
+async def test_a_held_event_loop_is_logged_with_where_it_is_held(
+        tmp_path: Path, sqlite_store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    flows = tmp_path / "flows"
+    write_flow(flows)
+    caplog.set_level(logging.ERROR, logger="flowyard.runtime")
+
+    def a_step_that_never_yields() -> None:
+        time.sleep(2.5)  # the event loop's thread, held
+
+    async for runtime, probe in started(sqlite_store, flows):
+        await asyncio.sleep(0.6)  # the pulse has turned
+        a_step_that_never_yields()
+        assert runtime.health.problems() and "the event loop did not turn" in runtime.health.problems()[0]
+        await asyncio.sleep(0.6)
+        assert (await probe.bare()) == (200, {"status": "ok"})  # turning again
+    assert "the event loop has not turned for" in caplog.text
+    assert "a_step_that_never_yields" in caplog.text  # where it was held
