@@ -299,3 +299,36 @@ def write_expression(text: str, file: str, index: int, expression: str) -> str:
         item["jmespath"] = value
     assert isinstance(steps, CommentedSeq | list)
     return dump_text(document)
+
+
+def field_changes(old: str, new: str) -> list[str] | None:
+    """The fields `new` added, removed or changed against `old`, nested ones named by
+    their dotted path (`supplier.id`); None when either is not an object-building
+    expression."""
+    try:
+        a, b = parse(old).shape, parse(new).shape
+    except Unrepresentable:
+        return None
+    out: list[str] = []
+
+    def compare(before: Shape, after: Shape, prefix: str) -> None:
+        if (before.source, before.many) != (after.source, after.many):
+            what = f"{prefix.rstrip('.')!r}" if prefix else "the mapping"
+            out.append(f"{what} now reads from {after.source or 'the whole input'!r}")
+        for f in after.fields:
+            was = before.field_named(f.key)
+            name = prefix + f.key
+            if was is None:
+                shown = f.expression if f.nested is None else f"{len(f.nested.fields)} field(s)"
+                out.append(f"field {name!r} added ({' '.join(shown.split())})")
+            elif f.nested is not None and was.nested is not None:
+                compare(was.nested, f.nested, name + ".")
+            elif " ".join(f.expression.split()) != " ".join(was.expression.split()):
+                out.append(f"field {name!r} changed from {' '.join(was.expression.split())!r} to {' '.join(f.expression.split())!r}")
+        out.extend(f"field {prefix + f.key!r} removed" for f in before.fields if after.field_named(f.key) is None)
+        kept = [f.key for f in after.fields if before.field_named(f.key) is not None]
+        if kept != [f.key for f in before.fields if after.field_named(f.key) is not None]:
+            out.append(f"fields of {prefix.rstrip('.') or 'the mapping'!r} reordered")
+
+    compare(a, b, "")
+    return out

@@ -116,3 +116,16 @@ def test_writing_a_step_keeps_the_comments_around_it() -> None:
     assert out.endswith("  - json.render: {}\ntargets:\n  - file: {path: out}  # the outbox\n")
     with pytest.raises(ValueError, match="not a jmespath step"):
         mapping.write_expression(text, "t.yaml", 1, "{}")
+
+
+def test_field_changes_name_nested_fields() -> None:
+    old = "{a: x, s: {id: ISA06, q: ISA05}, items: lines[].{n: n}}"
+    new = "{\n  a: x,\n  s: {id: ISA06, q: ISA05 || 'ZZ'},\n  items: lines[].{n: n, u: u},\n  b: y\n}\n"
+    assert mapping.field_changes(old, new) == [
+        "field 's.q' changed from 'ISA05' to \"ISA05 || 'ZZ'\"",
+        "field 'items.u' added (u)",
+        "field 'b' added (y)",
+    ]
+    assert mapping.field_changes(old, old.replace("{a: x, ", "{")) == ["field 'a' removed"]
+    assert mapping.field_changes("DespatchAdvice.{a: ID}", "{a: ID}") == ["the mapping now reads from 'the whole input'"]
+    assert mapping.field_changes("a | b", "{a: x}") is None

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Template
 
-from flowyard import semdiff
+from flowyard import mapping
 from flowyard.errors import FlowyardError
 from flowyard.loader import content_hash
 
@@ -155,7 +155,7 @@ async def mapper_save(
         return toast(exc.text, "error", status_code=exc.status_code)
     new = flow.path.read_text(encoding="utf-8")
     step = mapper.find_step(flow.path, flow.text, index - 1)
-    fields = semdiff.mapping_changes(step.expression, expression) or []
+    fields = mapping.field_changes(step.expression, expression) or []
     return page(
         request,
         "mapper/saved.html",
