@@ -38,9 +38,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(tmp_path: Path, flows: Path) -> Iterator[dict[str, Any]]:
+def serving(tmp_path: Path, flows: Path, start_timeout: float = 60) -> Iterator[dict[str, Any]]:
     """Run `flowyard serve` on `flows` until the block ends; yields the base URL, the
-    flows folder, the one-time password and the log file."""
+    flows folder, the one-time password and the log file. `start_timeout`: seconds to
+    wait for it to answer (it deploys the folder's flows first)."""
     port = free_port()
     env = {**os.environ, "FLOWYARD_DATA_DIR": str(tmp_path / "data")}
     env.pop("FLOWYARD_DATABASE_URL", None)
@@ -52,7 +53,7 @@ def serving(tmp_path: Path, flows: Path) -> Iterator[dict[str, Any]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{base}/login", timeout=1).status_code == 200:
