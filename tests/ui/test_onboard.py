@@ -8,6 +8,7 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,3 +229,20 @@ def test_a_supplier_in_one_pass_several_flows(analyst: UiClient, flows: Path) ->
     saved = analyst.post("/onboard/supplier-x12-full/save", SUPPLIER)
     assert saved.status_code == 200, saved.text
     assert (flows / "mx01-supplierq.yaml").is_file() and (flows / "partners" / "supplierq.yaml").is_file()
+
+
+def test_a_deployer_deploys_the_onboarded_supplier_through_the_gate(analyst: UiClient, deployer: UiClient, app: Any) -> None:
+    assert analyst.post("/onboard/supplier-x12-full/save", SUPPLIER).status_code == 200
+    assert analyst.post("/changes/deploy", {"key": "mx01-supplierq.yaml", "version": "", "note": ""}).status_code == 403
+    page = deployer.get("/changes").text
+    card = re.search(r"<article[^>]*data-key=.mx01-supplierq.yaml.*?</article>", page, re.S)
+    assert card, page
+    version = re.search(r'name="version" value="([^"]+)"', card.group(0))
+    assert version
+    done = deployer.post("/changes/deploy", {"key": "mx01-supplierq.yaml", "version": version.group(1), "note": "go live"})
+    assert done.status_code == 200, done.text
+    toast = re.search(r'<div id="toast".*', done.text, re.S)
+    assert toast and "Deployed mx01-supplierq.yaml" in toast.group(0), done.text[-600:]
+    deployed = {f.flow for f in app.state.ui.store.flows() if f.version}
+    assert {"mx01-supplierq-856", "mx01-supplierq-810", "mx01-supplierq-850"} <= deployed  # one deployment per flow
+    assert "mx01-supplierq.yaml" not in re.sub(r'<div id="toast".*', "", deployer.get("/changes").text, flags=re.S)
