@@ -145,6 +145,17 @@ def test_a_deployed_instance_shows_no_false_change(deployer: UiClient, flows: Pa
     assert row is not None and "draft differs" not in row.group(0) and "never deployed" not in row.group(0)
     other = re.search(r'<tr>\s*<td><a href="/flows/mx01-supplierz-856">.*?</tr>', page.text, re.S)
     assert other is not None and "never deployed" in other.group(0)
+    # a template change that breaks the deployed flow's tests: saved as a draft, refused at deploy
+    path = flows / "templates" / "supplier-x12-full.yaml"
+    path.write_text(path.read_text().replace("invoice_number: BIG.BIG02,", "invoice_number: BIG.BIG03,"))
+    changes = deployer.get("/changes")
+    assert "templates/supplier-x12-full.yaml" in changes.text
+    deployer.refresh_token("/changes")
+    refused = deployer.post("/changes/deploy", {"key": "templates/supplier-x12-full.yaml", "version": content_hash(path.read_text()), "note": "x"})
+    assert "an invoice with two lines" in refused.text and "Deployed" not in refused.text, refused.text
+    assert refused.status_code >= 400
+    page = deployer.get("/flows/mx01-supplierz-810")
+    assert "deploy refused" in page.text or "refused" in page.text
 
 
 # One app and one login per role: logging in (Argon2) and the flows list each client
@@ -169,3 +180,4 @@ def test_an_analyst_sees_the_impact_and_saves_a_draft(analyst: UiClient, flows: 
     the_impact_lists_every_instance_with_its_changes_and_tests(analyst, flows)
     a_broken_template_is_not_saved(analyst, flows)
     saving_needs_the_impact_of_that_very_text_and_makes_a_draft(analyst, flows)
+

@@ -249,7 +249,8 @@ class Changes:
         draft = self._draft(key, version)
         try:
             if draft.kind == "flow":
-                done = [deployments.deploy(self.ui.store, draft.path, who=self.me.username, note=note)]
+                # every flow of the file (several for an instance whose template gives several)
+                done = deployments.deploy_file(self.ui.store, draft.path, who=self.me.username, note=note)
             else:
                 done = deployments.deploy_paths(self.ui.store, [draft.path.resolve()], who=self.me.username, note=note)
         except deployments.DeployRefused as exc:
