@@ -35,6 +35,7 @@
   }
   function unmark(input, source) {
     var td = input.parentNode;
+    if (!td.classList.contains("bad")) { return; }  // the common case, without a query
     var note = td.querySelector(".cell-msg");
     if (!note || (source && note.getAttribute("data-source") !== source)) { return; }
     note.remove();
@@ -46,24 +47,24 @@
 
   // empty and duplicate codes, as you type (the server checks again on save)
   function checkCodes() {
+    var b = body();
+    if (!b) { return; }
+    var codes = b.querySelectorAll("input[name=c0]");
     var seen = {};
-    var all = rows();
-    all.forEach(function (tr) {
-      var cells = inputs(tr);
-      var code = cells[0].value.trim();
-      if (code) { (seen[code] = seen[code] || []).push(cells[0]); }
-    });
-    all.forEach(function (tr) {
-      var cells = inputs(tr);
-      var code = cells[0].value.trim();
-      var filled = cells.some(function (c) { return c.value.trim() !== ""; });
-      unmark(cells[0], "typing");
-      if (!code && filled) {
-        mark(cells[0], "empty code: every row needs a code", "typing");
-      } else if (code && seen[code].length > 1) {
-        mark(cells[0], "code '" + code + "' appears twice", "typing");
+    var i, code;
+    for (i = 0; i < codes.length; i++) {
+      code = codes[i].value.trim();
+      if (code) { seen[code] = (seen[code] || 0) + 1; }
+    }
+    for (i = 0; i < codes.length; i++) {
+      code = codes[i].value.trim();
+      unmark(codes[i], "typing");
+      if (code && seen[code] > 1) {
+        mark(codes[i], "code '" + code + "' appears twice", "typing");
+      } else if (!code && inputs(codes[i].closest("tr")).some(function (c) { return c.value.trim() !== ""; })) {
+        mark(codes[i], "empty code: every row needs a code", "typing");
       }
-    });
+    }
   }
 
   function changed(tr) {
@@ -224,7 +225,11 @@
     if (!(t instanceof HTMLInputElement) || !t.closest("#grid-pane")) { return; }
     if (t.id === "grid-filter") { filter(); return; }
     clearServerMarks();  // the last save's problems are out of date once the grid changes
-    touched();
+    dirty = true;
+    var tr = t.closest("tr");
+    tr.classList.toggle("changed", changed(tr));
+    var code = tr.querySelector("input[name=c0]");
+    if (t === code || !code.value.trim() || tr.querySelector("td.bad")) { checkCodes(); }  // a code, a row without one, or one marked
   });
 
   document.addEventListener("keydown", function (e) {
