@@ -109,6 +109,9 @@ def test_edit_a_code_table_in_the_grid_and_deploy_it(served: dict[str, Any], chr
         expect(page.locator("#toast")).to_contain_text("Pasted 2 row(s).")
         assert [codes.nth(i).input_value() for i in range(5)] == ["EA", "PL", "CS", "KG", "BX"]
         assert grid.locator("input[name=c1]").nth(4).input_value() == "box"
+        expect(codes.nth(3)).to_be_focused()  # where the paste began
+        page.keyboard.press("ArrowUp")
+        expect(codes.nth(2)).to_be_focused()
 
         # -- sort and filter: views only ---------------------------------------------------------
         page.locator(".grid-sort[data-col='0']").click()

@@ -1,6 +1,6 @@
 /* Code tables as a grid (templates/tables/grid_pane.html): add and delete rows, sort and
-   filter the view, paste rows copied from a spreadsheet (tab-separated), Tab / Enter to
-   move between cells, empty and duplicate codes marked at their cell as you type, and
+   filter the view, paste rows copied from a spreadsheet (tab-separated), Tab / Enter /
+   the up and down arrows to move between cells, empty and duplicate codes marked at their cell as you type, and
    the server's problems placed at their cell after "Review changes" or "Save as draft".
    The grid is a form of plain inputs (`row`, `c0`...`cN` per row), so what is posted is
    what is on screen. No framework; htmx 2.x and 4.x. */
@@ -180,7 +180,7 @@
       });
     });
     touched();
-    focusCell(tr, at.col);
+    focusCell(at.tr, at.col);  // where the paste began, as a spreadsheet keeps it
     var toast = document.getElementById("toast");
     if (toast) {
       toast.innerHTML = "";
@@ -238,9 +238,15 @@
       if (t instanceof HTMLInputElement && t.id === "grid-filter" && e.key === "Enter") { e.preventDefault(); }
       return;
     }
-    if (e.key !== "Enter" || e.altKey || e.ctrlKey || e.metaKey) { return; }
-    e.preventDefault();  // Enter moves down a row; it never submits the form
+    if (e.altKey || e.ctrlKey || e.metaKey) { return; }
     var at = position(t);
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      var row = nextRow(at.tr, e.key === "ArrowDown" ? 1 : -1);
+      if (row) { e.preventDefault(); focusCell(row, at.col); }
+      return;
+    }
+    if (e.key !== "Enter") { return; }
+    e.preventDefault();  // Enter moves down a row; it never submits the form
     var target = nextRow(at.tr, e.shiftKey ? -1 : 1);
     if (!target && !e.shiftKey) { target = addRow(false); }
     if (target) { focusCell(target, at.col); }
