@@ -3,6 +3,7 @@ latencies (nearest rank) in the store, and shown on the server-rendered page."""
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,13 +11,14 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from flowyard.store import figures as queries
 from flowyard.store.database import make_engine
 from flowyard.store.migrations import upgrade
-from flowyard.store.models import StoredMessage
+from flowyard.store.models import DeadLetter, StoredMessage
+from flowyard.store.window import MessageWindow
 
 from .conftest import UiClient
 
@@ -135,3 +137,114 @@ def test_the_dashboard_shows_p50_and_p95_per_tile_and_flow(app: Litestar, viewer
     assert "<td>2.00 s</td><td>2.00 s</td><td>20</td>" in confirmations[: confirmations.index("</tr>")]
     de02 = text[text.index('aria-label="DE02 WMS"') :]
     assert "300.0 ms / 300.0 ms" in de02[: de02.index("</section>")]
+
+
+# -- the dashboard's window, kept between refreshes ---------------------------------------
+
+
+def _truth(engine: Engine, since: float) -> dict[str, Any]:
+    """The figures computed the plain way, from every row (the oracle)."""
+    m = StoredMessage
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    latencies: dict[tuple[str, str, str], list[float]] = {}
+    opened: dict[tuple[str, str, str], int] = {}
+    with engine.connect() as c:
+        for flow, plant, partner, state, created, finished in c.execute(
+            select(m.flow, m.plant, m.partner, m.state, m.created_at, m.finished_at)
+        ):
+            key = (flow, plant or "", partner or "")
+            if state in ("received", "delivering"):
+                opened[key] = opened.get(key, 0) + 1
+            if created < since:
+                continue
+            got = counts.setdefault(key, [0, 0, 0])
+            got[0] += 1
+            got[1] += state == "done"
+            got[2] += state == "dead"
+            if state == "done":
+                latencies.setdefault(key, []).append(finished - created)
+    return {"counts": counts, "latencies": {k: sorted(v) for k, v in latencies.items()}, "open": opened}
+
+
+def _window_figures(window: MessageWindow, since: float) -> dict[str, Any]:
+    got = window.figures(since)
+    return {
+        "counts": {k: [got.received[k], got.done[k], got.dead[k]] for k in got.received},
+        "latencies": {k: v for k, v in got.latencies.items() if v},
+        "open": window.open_counts(),
+    }
+
+
+def _churn(engine: Engine, rng: random.Random, now: float) -> None:
+    """A round of what a store sees: new messages, some finishing, some dying, a dead one
+    sent again and done, one stored late with an old created_at, one deleted."""
+    m = StoredMessage
+    rows: list[tuple[str, str, str, str, float | None, float]] = []
+    for _ in range(rng.randint(1, 12)):
+        state = rng.choice(["received", "received", "delivering", "done", "dead", "dropped"])
+        rows.append((rng.choice(["orders", "asn"]), rng.choice(["MX01", "DE02"]), "ERP", state,
+                     rng.uniform(0.01, 5) if state in ("done", "dead", "dropped") else None, rng.uniform(0, 30)))
+    rows.append(("orders", "MX01", "ERP", "done", 0.5, rng.uniform(600, 7200)))  # a straggler
+    _messages(engine, rows)
+    with engine.begin() as c:
+        open_ids = list(c.scalars(select(m.id).where(m.state.in_(("received", "delivering")))))
+        for id_ in rng.sample(open_ids, min(len(open_ids), 4)):
+            state = rng.choice(["done", "dead", "delivering"])
+            c.execute(update(m).where(m.id == id_).values(
+                state=state, finished_at=None if state == "delivering" else now + rng.uniform(0, 2)))
+        dead_ids = list(c.scalars(select(m.id).where(m.state == "dead")))
+        for id_ in rng.sample(dead_ids, min(len(dead_ids), 2)):  # resent, and done before the next look
+            c.execute(update(m).where(m.id == id_).values(state=rng.choice(["delivering", "done"]),
+                                                          finished_at=now + 1))
+        done_ids = list(c.scalars(select(m.id).where(m.state == "done")))
+        if done_ids:
+            c.execute(delete(m).where(m.id == rng.choice(done_ids)))
+
+
+def _check_window_keeps_up(engine: Engine) -> None:
+    rng = random.Random(7)
+    _known(engine)
+    window = MessageWindow(engine)
+    for round_ in range(25):
+        now = time.time()
+        _churn(engine, rng, now)
+        window.refresh(now)
+        for hours in (6, 24, 72):
+            since = now - hours * 3600
+            assert _window_figures(window, since) == _truth(engine, since), (round_, hours)
+    fresh = MessageWindow(engine)
+    fresh.refresh()
+    assert fresh.finished_since(0) == window.finished_since(0)
+
+
+def test_the_dashboards_window_keeps_up_with_every_change_on_sqlite(app: Litestar) -> None:
+    _check_window_keeps_up(app.state.ui.engine)
+
+
+def test_the_dashboards_window_keeps_up_with_every_change_on_postgresql(pg_engine: Engine) -> None:
+    _check_window_keeps_up(pg_engine)
+
+
+def test_the_windows_open_dead_letters_follow_new_and_closed_ones(app: Litestar) -> None:
+    engine = app.state.ui.engine
+    _messages(engine, [("orders", "MX01", "ERP", "dead", 1.0, 300), ("asn", "DE02", "WMS", "dead", 1.0, 200)])
+    with engine.connect() as c:
+        ids = dict(c.execute(select(StoredMessage.flow, StoredMessage.id)).all())
+    now = time.time()
+
+    def letter(flow: str, age: float) -> dict[str, Any]:
+        return {"message_id": ids[flow], "flow": flow, "kind": "step", "reason": "boom", "input": b"{}",
+                "status": "open", "created_at": now - age}
+
+    window = MessageWindow(engine)
+    assert window.open_dead_letters() == {}
+    with engine.begin() as c:
+        c.execute(insert(DeadLetter), [letter("orders", 250), letter("orders", 100)])
+    assert window.open_dead_letters() == {("orders", "MX01", "ERP"): (2, pytest.approx(now - 250))}
+    with engine.begin() as c:  # the oldest replayed and a new failure in another flow, at once
+        c.execute(update(DeadLetter).where(DeadLetter.created_at < now - 200).values(status="replayed"))
+        c.execute(insert(DeadLetter), [letter("asn", 50)])
+    assert window.open_dead_letters() == {
+        ("orders", "MX01", "ERP"): (1, pytest.approx(now - 100)),
+        ("asn", "DE02", "WMS"): (1, pytest.approx(now - 50)),
+    }

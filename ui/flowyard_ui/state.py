@@ -16,6 +16,7 @@ from litestar.params import FromPath
 from sqlalchemy.engine import Engine
 
 from flowyard.store.api import Store
+from flowyard.store.window import MessageWindow
 
 from .auth import CurrentUser
 from .flowfiles import FlowFile, FlowFileError, find_flow
@@ -29,6 +30,7 @@ class UiState:
     secure_cookies: bool = True
     git_branch_prefix: str = "flowyard"
     _store: Store | None = field(default=None, repr=False)
+    _window: MessageWindow | None = field(default=None, repr=False)
 
     @property
     def tables_dir(self) -> Path:
@@ -42,6 +44,13 @@ class UiState:
             runtime_store = getattr(self.runtime, "store", None)
             self._store = runtime_store if isinstance(runtime_store, Store) else Store(engine=self.engine)
         return self._store
+
+    @property
+    def message_window(self) -> MessageWindow:
+        """The dashboard's figures of the last 72 hours, kept between its refreshes."""
+        if self._window is None:
+            self._window = MessageWindow(self.engine)
+        return self._window
 
 
 def provide_ui(state: State) -> UiState:

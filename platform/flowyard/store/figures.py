@@ -11,13 +11,14 @@ from datetime import timedelta
 from typing import Any
 
 import jmespath
-from sqlalchemy import Text, case, cast, func, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..options import parse_duration
 from ..options import spoken_duration as age
-from .models import OPEN_STATES, DeadLetter, MessageTrace, StoredMessage
+from .models import OPEN_STATES, MessageTrace, StoredMessage
+from .window import MessageWindow, WindowFigures
 
 
 @dataclass
@@ -141,41 +142,43 @@ def _nearest_rank(ordered: list[float]) -> dict[int, float]:
     return {q: float(ordered[(n * q + 99) // 100 - 1]) for q in PERCENTILES}
 
 
-def latency_percentiles(engine: Engine, since: float) -> Percentiles:
-    """p50 and p95 of the latency (received to finished) of the messages done since
-    `since`. One indexed range read of the latencies, sorted here: percentiles do not
-    add up, so each flow and each tile needs its own sorted list, and two window-function
-    queries cost SQLite several times more than this for 100,000 messages."""
-    m = StoredMessage
-    by_flow: defaultdict[tuple[str, str, str], list[float]] = defaultdict(list)
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(m.flow, m.plant, m.partner, m.finished_at - m.created_at).where(
-                m.state == "done", m.created_at >= since, m.finished_at.is_not(None)
-            )
-        )
-        for flow, plant, partner, latency in rows:
-            if latency is not None:
-                by_flow[(flow, plant or "", partner or "")].append(latency)
-    by_tile: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
-    for (_flow, plant, partner), values in by_flow.items():
-        by_tile[(plant, partner)] += values
+def percentiles_of(window: WindowFigures) -> Percentiles:
+    """p50 and p95 per flow, and per tile over all the tile's messages (percentiles do
+    not add up, so each tile needs its own sorted list)."""
     result = Percentiles()
-    for key, values in by_flow.items():
-        values.sort()
-        result.by_flow[key] = _nearest_rank(values)
+    by_tile: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    for key, values in window.latencies.items():
+        if values:
+            result.by_flow[key] = _nearest_rank(values)
+            by_tile[(key[1], key[2])] += values
     for tile, values in by_tile.items():
         values.sort()
         result.by_tile[tile] = _nearest_rank(values)
     return result
 
 
+def _window(engine: Engine, since: float, now: float, window: MessageWindow | None) -> MessageWindow:
+    """The dashboard's own window, brought up to date, or a new one read once."""
+    if window is None:
+        window = MessageWindow(engine, horizon=now - since)
+    window.refresh(now)
+    return window
+
+
+def latency_percentiles(engine: Engine, since: float, window: MessageWindow | None = None) -> Percentiles:
+    """p50 and p95 of the latency (received to finished) of the messages done since
+    `since`, nearest rank."""
+    now = time.time()
+    return percentiles_of(_window(engine, since, now, window).figures(since))
+
+
 def flow_figures(
-    engine: Engine, hours: int = 24, now: float | None = None, percentiles: Percentiles | None = None
-) -> list[FlowFigures]:
-    """Per flow, plant and partner over the last `hours`: counts, latency (p50, p95 from
-    `percentiles`, read here when not given), backlog, open dead letters and the age of
-    the oldest, and messages per hour."""
+    engine: Engine, hours: int = 24, now: float | None = None, window: MessageWindow | None = None
+) -> tuple[list[FlowFigures], Percentiles]:
+    """Per flow, plant and partner over the last `hours`: counts, latency (max, p50,
+    p95), backlog, open dead letters and the age of the oldest, and messages per hour;
+    with the percentiles per tile. `window` (kept by the caller between calls) reads
+    only what changed since its last call."""
     now = now or time.time()
     since = now - hours * 3600
     m = StoredMessage
@@ -187,56 +190,33 @@ def flow_figures(
             figures[key] = FlowFigures(flow, plant or "", partner or "", hourly=[0] * hours)
         return figures[key]
 
+    window = _window(engine, since, now, window)
+    counted = window.figures(since, bars=hours)
+    for key, received in counted.received.items():
+        f = get(*key)
+        f.received = received
+        f.done = counted.done.get(key, 0)
+        f.dead = counted.dead.get(key, 0)
+        f.latency_max = counted.latency_max.get(key)
+        f.hourly = counted.hourly.get(key) or [0] * hours
+    for key, count in window.open_counts().items():
+        get(*key).backlog = count
     with Session(engine) as db:
-        # one scan of the window: counts and the slowest per hour, summed up here
-        latency = m.finished_at - m.created_at
-        hour = func.floor((m.created_at - since) / 3600)
-        rows = db.execute(
-            select(
-                m.flow,
-                m.plant,
-                m.partner,
-                hour,
-                func.count(),
-                func.sum(case((m.state == "done", 1), else_=0)),
-                func.sum(case((m.state == "dead", 1), else_=0)),
-                func.max(case((m.state == "done", latency), else_=None)),
-            )
-            .where(m.created_at >= since)
-            .group_by(m.flow, m.plant, m.partner, hour)
-        )
-        for flow, plant, partner, bucket, count, done, dead, longest in rows:
-            f = get(flow, plant, partner)
-            f.received += int(count)
-            f.done += int(done or 0)
-            f.dead += int(dead or 0)
-            if longest is not None and (f.latency_max is None or float(longest) > f.latency_max):
-                f.latency_max = float(longest)
-            index = int(bucket or 0)
-            if 0 <= index < hours:
-                f.hourly[index] += int(count)
-        for flow, plant, partner, count in db.execute(
+        for flow, plant, partner, count in db.execute(  # open for longer than the window keeps
             select(m.flow, m.plant, m.partner, func.count())
-            .where(m.state.in_(OPEN_STATES))
+            .where(m.state.in_(OPEN_STATES), m.created_at < now - window.horizon)
             .group_by(m.flow, m.plant, m.partner)
         ):
-            get(flow, plant, partner).backlog = int(count)
-        d = DeadLetter
-        for flow, plant, partner, count, oldest in db.execute(
-            select(d.flow, m.plant, m.partner, func.count(), func.min(d.created_at))
-            .join(m, m.id == d.message_id)
-            .where(d.status == "open")
-            .group_by(d.flow, m.plant, m.partner)
-        ):
-            f = get(flow, plant, partner)
-            f.open_dead_letters = int(count)
-            f.oldest_failure_age = now - float(oldest)
-    if percentiles is None:
-        percentiles = latency_percentiles(engine, since)
+            get(flow, plant, partner).backlog += int(count)
+    for key, (count, oldest) in window.open_dead_letters().items():
+        f = get(*key)
+        f.open_dead_letters = count
+        f.oldest_failure_age = now - oldest
+    percentiles = percentiles_of(counted)
     for (flow, plant, partner), values in percentiles.by_flow.items():
         f = get(flow, plant, partner)
         f.latency_p50, f.latency_p95 = values.get(50), values.get(95)
-    return sorted(figures.values(), key=lambda f: (f.plant, f.partner, f.flow))
+    return sorted(figures.values(), key=lambda f: (f.plant, f.partner, f.flow)), percentiles
 
 
 def tiles(

@@ -47,11 +47,10 @@ def slas(state: UiState) -> dict[str, dict[str, Any]]:
 
 def build(state: UiState, hours: int) -> dict[str, Any]:
     now = time.time()
-    percentiles = queries.latency_percentiles(state.engine, now - hours * 3600)
-    figures = queries.flow_figures(state.engine, hours, now, percentiles)
+    figures, percentiles = queries.flow_figures(state.engine, hours, now, state.message_window)
     thresholds = slas(state)
     tiles = queries.tiles(figures, thresholds, hours, percentiles)
-    overview = state.store.dashboard(recent_failures=8)
+    overview = state.store.overview(state.message_window, recent_failures=8)
     acks = overdue.summary(state.engine)
     stale = drafts.stale_workers(overview.workers)
     return {"tiles": tiles, "overview": overview, "hours": hours, "slas": thresholds, "acks": acks,
