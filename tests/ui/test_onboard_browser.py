@@ -3,11 +3,14 @@ with `flowyard users add`; an analyst onboards a new plant from a template by cl
 and typing values only (no YAML), sees a wrong value refused at its field with nothing
 written, previews, tries the samples, runs the tests and saves a draft; a deployer
 deploys it from the changes page through the gate; the template's sample input dropped
-into the plant's folder comes out as the ERP's files. Screenshots go to
+into the plant's folder comes out as the ERP's files. Then a new X12 supplier in one
+pass (supplier-x12-full: three flows from one small instance), deployed the same way,
+its sample ship notice dropped in and the shipment out. Screenshots go to
 test-artifacts/screenshots/.
 
-The template is plant-production-confirmations (flows/templates/), whose flow writes
-files; plant-mes delivers to the plant MES over HTTPS, which this test has no server for.
+The plant's template is plant-production-confirmations (flows/templates/), whose flow
+writes files; plant-mes delivers to the plant MES over HTTPS, which this test has no
+server for.
 """
 
 from __future__ import annotations
@@ -27,18 +30,24 @@ import pytest
 from .serving import CHROMIUM_ARGS, FLOWYARD, ROOT, SHOTS, serving
 
 PASSWORD = "a long password 16"
+EXAMPLES = ROOT / "examples" / "onboarding"
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    flows = tmp_path / "flows"
+    # two levels down: the plant template's paths start "../data", the supplier's "../../data"
+    flows = tmp_path / "site" / "flows"
     (flows / "templates").mkdir(parents=True)
     (flows / "tables").mkdir()
     shutil.copy(ROOT / "flows" / "templates" / "plant-production-confirmations.yaml", flows / "templates")
     shutil.copytree(ROOT / "flows" / "templates" / "plant-production-confirmations",
                     flows / "templates" / "plant-production-confirmations")
+    for name in ("supplier-x12", "supplier-x12-full"):
+        shutil.copy(EXAMPLES / "templates" / f"{name}.yaml", flows / "templates")
+        shutil.copytree(EXAMPLES / "templates" / name, flows / "templates" / name)
     for table in ("plant-codes.yaml", "erp-uom.csv"):
         shutil.copy(ROOT / "flows" / "tables" / table, flows / "tables")
+    shutil.copy(EXAMPLES / "tables" / "uom.csv", flows / "tables")
     with serving(tmp_path, flows) as served:
         yield served
 
@@ -149,8 +158,8 @@ def test_onboard_a_plant_in_the_browser_and_deploy_it(served: dict[str, Any], tm
         expect(dep.locator("#toast")).to_contain_text("Deployed de02-production-confirmations.yaml")
 
         # -- the template's sample, dropped into the plant's folder, reaches the ERP's --------
-        inbox = tmp_path / "data" / "inbox" / "de02-production-confirmations"
-        outbox = tmp_path / "data" / "outbox" / "erp" / "confirmations"
+        inbox = flows.parent / "data" / "inbox" / "de02-production-confirmations"
+        outbox = flows.parent / "data" / "outbox" / "erp" / "confirmations"
         inbox.mkdir(parents=True, exist_ok=True)
         shutil.copy(flows / "tests" / "de02-production-confirmations" / "confirmations.csv", inbox / "shift-1.csv")
         deadline = time.monotonic() + 60
@@ -161,4 +170,47 @@ def test_onboard_a_plant_in_the_browser_and_deploy_it(served: dict[str, Any], tm
         first = json.loads(written[0].read_text())
         assert first["plant"] == "DE02" and first["uom"] == "EA" and first["order_id"] == "5120"
         assert not list(outbox.glob("conf-4711-*"))  # another plant's row stays out
+
+        # -- a new X12 supplier in one pass: three flows from one small instance --------------
+        ana.goto(f"{base}/onboard")
+        ana.get_by_role("link", name="Onboard with supplier-x12-full").click()
+        ana.locator("#f-partner").fill("supplierq")
+        ana.locator("#f-partner_name").fill("Supplier Q")
+        ana.locator("#f-isa_id").fill("SUPPLIER Q")  # a space: refused at the field
+        expect(ana.locator("#err-isa_id")).to_contain_text("does not match the pattern")
+        ana.locator("#f-isa_id").fill("SUPPLIERQ")
+        expect(ana.locator("#err-isa_id")).to_be_hidden()
+        ana.locator("#f-plant").fill("MX01")
+        ana.locator("#f-acknowledgment").select_option("none")
+        ana.get_by_role("button", name="Preview").click()
+        for suffix in ("856", "810", "850"):
+            expect(ana.locator(f"section[data-flow='mx01-supplierq-{suffix}']")).to_contain_text("checks clean")
+        ana.screenshot(path=str(SHOTS / "66-onboard-supplier-preview.png"), full_page=True)
+        ana.get_by_role("button", name="Run the tests").click()
+        verdict = ana.locator("#onboard-tests-verdict")
+        expect(verdict).to_contain_text("passed")
+        passed, total = re.findall(r"\d+", verdict.inner_text())[:2]
+        assert passed == total and int(total) >= 4, verdict.inner_text()
+        ana.get_by_role("button", name="Save as draft").click()
+        expect(ana.locator("#onboard-result .saved")).to_contain_text("Saved mx01-supplierq as a draft")
+        assert (flows / "partners" / "supplierq.yaml").is_file()
+        dep.goto(f"{base}/changes")
+        cards = dep.locator("article[data-key='mx01-supplierq.yaml']")  # a card per flow of the file
+        expect(cards).to_have_count(3)
+        for n in range(3):
+            expect(cards.nth(n).locator(".gate")).to_contain_text("would deploy")
+        card = cards.first
+        card.get_by_role("button", name="Deploy mx01-supplierq.yaml").click()
+        expect(dep.locator("#toast")).to_contain_text("Deployed mx01-supplierq.yaml")
+        ship_in = tmp_path / "data" / "inbox" / "supplierq" / "856"
+        ship_out = tmp_path / "data" / "outbox" / "mx01" / "shipments"
+        ship_in.mkdir(parents=True, exist_ok=True)
+        shutil.copy(flows / "tests" / "mx01-supplierq" / "856.edi", ship_in / "asn-1.edi")
+        deadline = time.monotonic() + 60
+        while not list(ship_out.glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        shipped = list(ship_out.glob("*"))
+        assert len(shipped) == 1, list((tmp_path / "data").rglob("*"))
+        expected = json.loads((flows / "tests" / "mx01-supplierq" / "856.expected.json").read_text())
+        assert json.loads(shipped[0].read_text()) == expected
         browser.close()
