@@ -189,7 +189,10 @@ class SetResult:
         return self.segments[0].line
 
     def reasons(self) -> list[str]:
-        out = [f"transaction set {self.transaction} {self.control_number}: {SET_CODES.get(c, c)}" for c in self.codes if c != "5"]
+        out = [f"transaction set {self.transaction} {self.control_number}: {SET_CODES.get(c, c)}"
+               + (f" (no guide for {self.transaction} version {self.group.version or '?'}; a partner profile with "
+                  f"`unguided: accept` reads it structurally)" if c == "1" and self.guide is None else "")
+               for c in self.codes if c != "5"]
         out.extend(p.describe() for p in self.problems)
         return out
 
