@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,19 @@ def _crash(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     )
 
 
+def _read_dashboard_window(state: UiState) -> None:
+    """Read the dashboard's window (the last 72 hours: a second or more at 100,000
+    messages) in the background at start, rather than in the first dashboard request."""
+
+    def read() -> None:
+        try:
+            state.message_window.refresh()
+        except Exception:  # the store may not be there yet; the dashboard reads it then
+            logging.getLogger(__name__).debug("could not read the dashboard's window at start", exc_info=True)
+
+    threading.Thread(target=read, name="dashboard-window", daemon=True).start()
+
+
 def create_app(
     runtime: Any = None,
     *,
@@ -203,7 +217,7 @@ def create_app(
         state=None,
         debug=debug,
         openapi_config=None,
-        on_startup=[freeze_startup_objects],
+        on_startup=[freeze_startup_objects, functools.partial(_read_dashboard_window, state)],
     )
     app.state.ui = state
     # for the runtime's /healthz and /metrics: is this cookie a logged-in session?
