@@ -68,6 +68,7 @@ def test_the_list_shows_each_template_and_what_it_creates(analyst: UiClient) -> 
     assert 'href="/onboard/plant-mes"' in html and "A plant&#39;s MES production orders and confirmations" in html
     assert "{{ plant | lower }}-mes-production" in html  # the flow it creates
     assert "(e.g. mx01-mes-production)" in html  # named for the template's example values
+    assert "(e.g. mx01-supplierx-856, mx01-supplierx-810, mx01-supplierx-850)" in html  # one template, three flows
     assert "tables/{{ plant | lower }}-work-centres.yaml" in html
     assert "a released order goes to the MES" in html  # its tests
     assert 'href="/onboard/plant-production-confirmations"' in html

@@ -19,7 +19,7 @@ from typing import Any
 
 from flowyard.errors import DefinitionError, FlowyardError, Issue
 from flowyard.onboarding.onboard import OnboardingError, coerce, onboard, scratch_onboarding_flows, try_samples
-from flowyard.onboarding.render import render_values_flows
+from flowyard.onboarding.render import default_instance_name, render_values_flows
 from flowyard.onboarding.template import Template, check_values, code_table, list_templates
 from flowyard.secrets import redactor
 from flowyard.testing import CaseResult
@@ -91,7 +91,9 @@ def creates(template: Template) -> Creates:
     example = template.example_values()
     if example is not None:
         try:
-            examples = [r.name for r in render_values_flows(template, example, templates_dir_of(template) / "x.yaml")]
+            where = templates_dir_of(template) / "x.yaml"
+            name = default_instance_name(template, example, where)
+            examples = [r.name for r in render_values_flows(template, example, where, name)]
         except (FlowyardError, ValueError, TypeError):
             examples = []
     return Creates(
