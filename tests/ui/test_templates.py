@@ -170,6 +170,7 @@ def test_a_viewer_reads_templates_and_sees_instances_as_flows(viewer: UiClient, 
 
 
 def test_an_analyst_sees_the_impact_and_saves_a_draft(analyst: UiClient, flows: Path) -> None:
+    the_editor_checks_every_flow_of_an_instance(analyst)
     # "Try it" on one flow of a several-flow instance runs that flow
     edi = (flows / "tests" / "mx01-supplierz" / "856.edi").read_text()
     tried = analyst.post("/flows/mx01-supplierz-856/playground/run", {"sample": edi, "sample_name": "856.edi"})
@@ -181,3 +182,9 @@ def test_an_analyst_sees_the_impact_and_saves_a_draft(analyst: UiClient, flows: 
     a_broken_template_is_not_saved(analyst, flows)
     saving_needs_the_impact_of_that_very_text_and_makes_a_draft(analyst, flows)
 
+
+
+def the_editor_checks_every_flow_of_an_instance(analyst: UiClient) -> None:
+    page = analyst.get("/flows/mx01-supplierz-856/edit")
+    assert page.status_code == 200
+    assert "gives 3 flows" not in page.text and "No problems" in page.text

@@ -16,7 +16,7 @@ from litestar.response import Template
 from flowyard import registry, schema_gen
 from flowyard.definitions import kind_of
 from flowyard.errors import DefinitionError, FlowyardError, Issue, Position
-from flowyard.loader import content_hash, load_flow
+from flowyard.loader import content_hash, load_flows
 from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
 from .. import auth, diagram, forms, gitops
@@ -41,9 +41,9 @@ def _yaml_of(data: dict[str, Any]) -> str:
 def check(path: Path, text: str) -> dict[str, Any]:
     """Issues (sorted by line) and the diagram for the text being edited; the YAML is
     parsed once, with the fast parse (comments are not needed here)."""
-    if kind_of(text) not in (None, "Flow"):  # an instance or other kind that renders to a flow
+    if kind_of(text) not in (None, "Flow"):  # an instance or other kind that renders to a flow (or several)
         try:
-            load_flow(path, text)
+            load_flows(path, text)
             found: list[Any] = []
         except DefinitionError as exc:
             found = list(exc.issues)
