@@ -96,3 +96,16 @@ def test_marks_wrong_types_required_and_values_inside_lists() -> None:
     assert by_path["/items/sku"].shown == '"A-1"' and by_path["/items/sku"].context == "lines[]."
     assert view.problems == 3
     assert "items: lines[].{\n    sku: s\n  }" in view.expression
+
+
+def test_a_mapping_from_a_base_reads_its_fields_there() -> None:
+    text = "DespatchAdvice.{\n  shipment_id: ID,\n  lines: DespatchLine[].{qty: to_number(Qty)}\n}\n"
+    step = mapping.MappingStep(0, "ubl", text, mapping.parse(text))
+    assert step.mapping is not None
+    shape = step.mapping.shape
+    data = {"DespatchAdvice": {"ID": "DA-1", "DespatchLine": [{"Qty": "4"}]}}
+    view = mapper.build_view(step, mapper.rows_of(step.mapping), data, "", None, "", None, shape.source, shape.many)
+    by_path = {r.path: r for r in view.rows}
+    assert by_path["/shipment_id"].context == "DespatchAdvice." and by_path["/shipment_id"].shown == '"DA-1"'
+    assert by_path["/lines/qty"].context == "DespatchAdvice.DespatchLine[]." and by_path["/lines/qty"].shown == "4"
+    assert view.expression == text  # unchanged: the very text
