@@ -234,6 +234,7 @@ LOOKUP_FLOW = ORDERS_FLOW.replace("erp-orders", "uom-orders").replace(
 def test_the_page_shows_the_grid_and_the_viewer_only_reads(viewer: UiClient) -> None:
     page = viewer.get("/tables/uom.csv").text
     assert 'id="grid-table"' in page and 'aria-selected="true">Grid' in page
+    assert re.search(r'<div id="table-check"[^>]*><p class="ok">Valid: 2 code\(s\)', page)  # the file's state, as the text tab says it
     assert re.search(r'<input name="c1" value="pallet" aria-label="value, row 2"[^>]* readonly>', page)
     assert 'id="grid-save"' not in page and 'id="grid-add"' not in page and "grid-new-row" not in page
     assert "Read only" in page
