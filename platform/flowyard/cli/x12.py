@@ -87,7 +87,7 @@ def handle_parse(args: argparse.Namespace) -> int:
     try:
         for event in walk(data, _resolver(args), validate=not args.no_validate, unguided=args.unguided):
             if isinstance(event, (GroupResult, InterchangeResult)):
-                for finding in envelope_findings(event):
+                for finding in envelope_findings(event, unread=False):  # a refusal is printed below
                     invalid += 1
                     print(f"{args.file}: {finding}", file=sys.stderr)
             elif isinstance(event, SetResult):

@@ -240,9 +240,11 @@ class InterchangeResult:
     cause: str | None = None  # the reader's refusal, when the interchange was not read to its end
 
 
-def envelope_findings(event: GroupResult | InterchangeResult) -> list[str]:
+def envelope_findings(event: GroupResult | InterchangeResult, *, unread: bool = True) -> list[str]:
     """What the group's or interchange's envelope checks found, one sentence each, with the
-    line: the same findings the 997/999 (AK9 codes) or TA1 (TA105 notes) carry."""
+    line: the same findings the 997/999 (AK9 codes) or TA1 (TA105 notes) carry. `unread`
+    False leaves out why an interchange was not read to its end (for a caller that reports
+    the reader's error itself)."""
     out: list[str] = []
     if isinstance(event, GroupResult):
         gs = event.group.gs
@@ -264,6 +266,8 @@ def envelope_findings(event: GroupResult | InterchangeResult) -> list[str]:
     head = f"interchange {info.control_number or '?'} from {info.sender} (ISA line {info.isa.line})"
     iea = event.iea
     for note in event.notes:
+        if note in UNREAD_NOTES and not unread:
+            continue
         if note == "001" and iea is not None:
             out.append(f"{head}: IEA02 {iea.get(2).strip()!r} does not match ISA13 {info.control_number!r} (IEA line {iea.line})")
         elif note == "021" and iea is not None:
