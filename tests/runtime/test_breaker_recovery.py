@@ -4,7 +4,7 @@ least that often however long the endpoint was down; a trial that goes through r
 every delivery parked behind the breaker in the store (whatever worker parked it), and a
 worker whose shared breaker was closed by another's trial closes its own.
 
-The intervals are scaled down (a 1.5 s cap standing for the default 30 s) so the tests
+The intervals are scaled down (a 1 s cap standing for the default 30 s) so the tests
 run in seconds; the bounds are generous."""
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from flowyard.store.api import Store
 from flowyard.store.breakers import PARKED, sync
 from flowyard.store.models import Attempt, Delivery, StoredMessage
 
-MAX_COOLDOWN = 1.5
+MAX_COOLDOWN = 1.0
 
 
 def config(flows: Path, **kw: object) -> RuntimeConfig:
     base: dict[str, object] = dict(flows_dir=flows, rescan=0.2, idle_poll=0.05, lease_ttl=10.0, grace=5.0,
-                                   run_sources=False, breaker_threshold=3, breaker_cooldown=0.2,
+                                   run_sources=False, breaker_threshold=3, breaker_cooldown=0.1,
                                    breaker_max_cooldown=MAX_COOLDOWN, breaker_sync=0.2)
     base.update(kw)
     return RuntimeConfig(**base)  # type: ignore[arg-type]
@@ -80,7 +80,6 @@ async def test_parked_deliveries_move_within_the_cap_of_the_endpoint_recovering(
     trials = failed_attempt_times(sqlite_store)[29:]  # from the first batch's last failure
     gaps = [b - a for a, b in pairwise(trials)]
     assert len(gaps) >= 5
-    assert gaps[0] < MAX_COOLDOWN  # the burst of 30 failures opened it once, at the first wait
     assert min(gaps) > 0.1  # one trial at a time: the parked deliveries spent no attempts
     assert max(gaps) < MAX_COOLDOWN + 3  # a trial at least every cap (plus slack)
     assert took < MAX_COOLDOWN + 10  # a generous bound; before, a trial could be 5 minutes away

@@ -1,6 +1,7 @@
 """Bounded XML work (issue 17 item 3): an XSLT transform stops at its time limit (its
 worker process is killed, so no core keeps burning), and a document of more elements
-than `max_elements` is refused before its tree is built."""
+than `max_elements` is refused before its tree is built. (The runaway stylesheets of the
+issue through the real command: tests/hostile/test_xml_bounds.py.)"""
 
 from __future__ import annotations
 
@@ -24,19 +25,6 @@ DEDUPE_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/
     <skus><xsl:for-each select="//line[not(@sku = preceding::line/@sku)]">
       <sku><xsl:value-of select="@sku"/></sku></xsl:for-each></skus>
   </xsl:template>
-</xsl:stylesheet>
-"""
-
-# a recursion that doubles at each level: 2^40 calls, never deeper than 40
-RECURSION_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
-  <xsl:template name="f"><xsl:param name="n"/>
-    <xsl:if test="$n > 0">
-      <xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>
-      <xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>
-    </xsl:if>
-  </xsl:template>
-  <xsl:template match="/"><r><xsl:call-template name="f"><xsl:with-param name="n" select="40"/>
-  </xsl:call-template></r></xsl:template>
 </xsl:stylesheet>
 """
 
@@ -72,21 +60,6 @@ def only_error(result: RunResult) -> str:
     return str(result.failures[0].error)
 
 
-@pytest.mark.parametrize("xsl, payload", [(DEDUPE_XSL, lines(20_000)), (RECURSION_XSL, b"<r/>")],
-                         ids=["dedupe over 20,000 lines", "doubling recursion"])
-def test_a_transform_past_its_time_limit_is_stopped_and_its_worker_killed(
-        run_steps: RunSteps, xsl: str, payload: bytes) -> None:
-    before = workers()
-    started = time.monotonic()
-    error = only_error(run_steps("  - xml.xslt: {stylesheet: slow.xsl, time_limit: 1}", payload,
-                                 **{"slow.xsl": xsl}))
-    elapsed = time.monotonic() - started
-    assert "the stylesheet ran longer than its time limit of 1s (option time_limit) and was stopped" in error
-    assert "xml.xslt" in error  # the step is named
-    assert elapsed < 15  # the limit plus generous slack (unbounded: minutes)
-    assert workers() - before == set()  # the worker was killed, not left running
-
-
 def test_a_worker_serves_many_documents_and_a_killed_one_is_replaced(
         run_steps: RunSteps, write_flow: Callable[..., Path]) -> None:
     from flowyard.engine import Pipeline
@@ -108,8 +81,12 @@ def test_a_worker_serves_many_documents_and_a_killed_one_is_replaced(
     assert len(pids) == 1
     assert run(lines(20)).outputs[0].payload.count(b"<sku>") == 20
     assert workers() == pids  # the same worker, kept between messages
-    assert "time limit of 1s" in only_error(run(lines(20_000)))
-    assert not workers() & pids
+    started = time.monotonic()
+    stopped = only_error(run(lines(20_000)))  # unbounded: 25 s on this machine under load
+    assert time.monotonic() - started < 1 + 10  # the limit plus generous slack
+    assert "the stylesheet ran longer than its time limit of 1s (option time_limit) and was stopped" in stopped
+    assert "xml.xslt" in stopped  # the step is named
+    assert not workers() & pids  # killed, not left burning a core
     assert run(lines(7)).outputs[0].payload.count(b"<sku>") == 7  # a fresh worker
     bad = only_error(run(b"<order><line></order>"))
     assert "not well-formed" in bad and "line 1" in bad  # the worker's parse error, with its place
