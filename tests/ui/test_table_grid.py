@@ -307,10 +307,15 @@ def test_used_by_lists_the_flows_and_a_saved_grid_is_a_draft_on_the_changes_page
 def test_an_instance_that_looks_codes_up_in_a_plant_table_is_listed(analyst: UiClient, flows: Path) -> None:
     """The table name is rendered from the template (`{{ plant | lower }}-work-centres`)."""
     shutil.copytree(ROOT / "examples" / "onboarding", flows, dirs_exist_ok=True)
+    (flows / "templates" / "plant-pick.yaml").write_text(
+        "apiVersion: flowyard/v1\nkind: Template\nmetadata: {name: plant-pick}\n"
+        "parameters:\n  type: object\n  properties:\n    work_centre: {type: string, x-table: de02-work-centres}\n"
+    )
     page = analyst.get("/tables/de02-work-centres.yaml").text
     used = page[page.index('class="used-by"'):]
     assert '<a href="/flows/de02-mes-production">de02-mes-production</a> <span class="tag">instance</span>' in used
     assert "mx01-mes-production" not in used and "not deployed" in used
+    assert '<a href="/templates/plant-pick">plant-pick</a> <span class="tag">template</span>' in used  # its pick-list
     assert '<input name="c1" value="DE02-CAST" aria-label="value, row 1"' in page
     assert "<strong>description:</strong> Stuttgart MES resources" in page
 

@@ -9,7 +9,8 @@ written back into the file with the smallest change.
   the file. CSV stays CSV; YAML goes through ruamel's round trip, so its comments, key
   order and quoting stay. The result is checked the way lookups load a table
   (`services.check_table_text`), and every problem is placed at its row and cell.
-- `used_by` lists the flows (and instances, rendered) that look codes up in a table.
+- `used_by` lists the flows (and instances, rendered) that look codes up in a table, and
+  the templates whose parameters take its codes.
 """
 
 from __future__ import annotations
@@ -495,7 +496,7 @@ def _apply(file_name: str, text: str, rows: list[SentRow]) -> GridEdit:
 class UsedBy:
     flow: str  # the flow's name
     file: str  # its file under the flows folder
-    kind: str  # Flow | FlowInstance
+    kind: str  # Flow | FlowInstance | Template
     how: str  # lookup step, jmespath/jinja lookup()
     deployed: bool  # deployed and enabled
     holds_this: bool  # the deployed version holds the table as it is now (False: a draft awaits)
@@ -587,6 +588,37 @@ def used_by(ui: UiState, file_name: str) -> list[UsedBy]:
             snapshot = ui.store.snapshot(info.name, state.version)
             holds = snapshot is not None and snapshot.files.get(rel) == current
         found.append(UsedBy(info.name, info.rel, info.kind, how, running, holds))
+    return found + _templates_using(flows_dir, name)
+
+
+def _templates_using(flows_dir: Path, name: str) -> list[UsedBy]:
+    """Templates with a parameter whose values must be codes of the table (`x-table`:
+    the onboarding form's pick-list)."""
+    folder = flows_dir / "templates"
+    found = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        try:
+            text = path.read_text(encoding="utf-8")
+            document = fastyaml.load(text)
+            document = load_text(text, path.name) if document is None else document
+        except (OSError, UnicodeDecodeError, YamlSyntaxError):
+            continue
+        if name in _x_tables(document):
+            meta = document.get("metadata") if isinstance(document, dict) else None
+            title = str(meta.get("name") or path.stem) if isinstance(meta, dict) else path.stem
+            found.append(UsedBy(title, path.relative_to(flows_dir).as_posix(), "Template",
+                                "pick-list of a parameter (x-table)", False, False))
     return found
+
+
+def _x_tables(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        names = {str(node["x-table"])} if isinstance(node.get("x-table"), str) else set()
+        for value in node.values():
+            names |= _x_tables(value)
+        return names
+    if isinstance(node, list):
+        return set().union(*(_x_tables(v) for v in node)) if node else set()
+    return set()
 
 
