@@ -76,6 +76,22 @@ def test_add_from_stdin_list_set_role_disable(store: str) -> None:
     assert entry["name"] == "maria" and entry["role"] == "deployer" and entry["active"] is False
     enabled = users(store, "enable", "maria")
     assert enabled.stdout.strip() == "maria: enabled"
+    # each change is in the UI's audit log, by the login name that ran the command
+    from flowyard.store.audit import AuditEntry
+
+    engine = create_engine(store)
+    try:
+        with Session(engine) as db:
+            entries = [(e.action, e.target, e.detail, e.username) for e in db.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    finally:
+        engine.dispose()
+    assert [e[:3] for e in entries] == [
+        ("user-created", "maria", "role analyst"),
+        ("user-changed", "maria", "role analyst -> deployer"),
+        ("user-changed", "maria", "deactivated"),
+        ("user-changed", "maria", "activated"),
+    ]
+    assert all(e[3].endswith("(flowyard users)") for e in entries)
 
 
 def test_the_ui_logs_in_with_an_account_the_cli_made(store: str, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""The audit log: every change and deployment, by whom, shown in the UI.
-
-Details pass through the secret redactor before they are stored.
+"""The audit log: every change and deployment, by whom, shown in the UI. The table and
+`record` are the store's (`flowyard.store.audit`: `flowyard users` records there too);
+details pass through the secret redactor before they are stored.
 """
 
 from __future__ import annotations
@@ -11,22 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from flowyard.secrets import redactor
+from flowyard.store.audit import AuditEntry, record
 
-from .models import AuditEntry
-
-
-def record(engine: Engine, username: str, action: str, target: str = "", detail: str = "") -> None:
-    with Session(engine) as db:
-        db.add(
-            AuditEntry(
-                username=username,
-                action=action,
-                target=target[:300],
-                detail=redactor.redact(detail)[:20000],
-            )
-        )
-        db.commit()
+__all__ = ["AuditEntry", "latest", "recent", "record"]
 
 
 def recent(

@@ -1,5 +1,6 @@
-"""The UI's own tables: the audit log (users and login sessions are the store's,
-`flowyard.store.users`, re-exported here).
+"""The UI's tables, re-exported from the store (users and login sessions:
+`flowyard.store.users`; the audit log: `flowyard.store.audit`), which `flowyard users`
+uses too; and the index the runs page needs.
 
 Declared on the shared `flowyard.store.database.Base` so the store's migrations create them with
 the runtime's tables. Table names are part of the migrations: do not rename them.
@@ -7,30 +8,15 @@ the runtime's tables. Table names are part of the migrations: do not rename them
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, String, Text
+from sqlalchemy import Index
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Mapped, mapped_column
 
-from flowyard.store.database import Base
+from flowyard.store.audit import AuditEntry
 from flowyard.store.users import ROLES, UiSession, User, aware, utcnow
 
 __all__ = ["ROLES", "AuditEntry", "UiSession", "User", "aware", "ensure_indexes", "utcnow"]
-
-
-class AuditEntry(Base):
-    """Who changed what, when: every save, deployment, replay, table edit and user change."""
-
-    __tablename__ = "ui_audit"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    username: Mapped[str] = mapped_column(String(100), index=True)
-    action: Mapped[str] = mapped_column(String(50), index=True)
-    target: Mapped[str] = mapped_column(String(300), default="")
-    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 def _messages_by_time() -> Index | None:

@@ -87,6 +87,13 @@ def _engine() -> Any:
     return get_engine()
 
 
+def _audit(engine: Any, action: str, target: str, detail: str) -> None:
+    """The change in the UI's audit log, by the login name that ran the command."""
+    from ..store import audit
+
+    audit.record(engine, f"{getpass.getuser()} (flowyard users)", action, target, detail)
+
+
 def handle_add(args: argparse.Namespace) -> int:
     from ..store import users
 
@@ -94,10 +101,12 @@ def handle_add(args: argparse.Namespace) -> int:
         users.check_username(args.name)
         users.check_role(args.role)
         password = read_password(args.password_file)
-        users.create_user(_engine(), args.name, password, args.role, display_name=args.display_name,
+        engine = _engine()
+        users.create_user(engine, args.name, password, args.role, display_name=args.display_name,
                           must_change=args.must_change)
     except (ValueError, users.UserError) as exc:
         return _fail(str(exc))
+    _audit(engine, "user-created", args.name.strip(), f"role {args.role}")
     print(f"added {args.name.strip()} ({args.role})")
     return 0
 
@@ -133,10 +142,13 @@ def handle_list(args: argparse.Namespace) -> int:
 def handle_set_role(args: argparse.Namespace) -> int:
     from ..store import users
 
+    engine = _engine()
     try:
-        old = users.set_role(_engine(), args.name, args.role)
+        old = users.set_role(engine, args.name, args.role)
     except users.UserError as exc:
         return _fail(str(exc))
+    if old != args.role:
+        _audit(engine, "user-changed", args.name, f"role {old} -> {args.role}")
     print(f"{args.name}: role {old} -> {args.role}" if old != args.role else f"{args.name}: already {args.role}")
     return 0
 
@@ -144,10 +156,13 @@ def handle_set_role(args: argparse.Namespace) -> int:
 def _set_active(name: str, active: bool) -> int:
     from ..store import users
 
+    engine = _engine()
     try:
-        changed = users.set_active(_engine(), name, active)
+        changed = users.set_active(engine, name, active)
     except users.UserError as exc:
         return _fail(str(exc))
+    if changed:
+        _audit(engine, "user-changed", name, "activated" if active else "deactivated")
     word = "enabled" if active else "disabled"
     print(f"{name}: {word}" if changed else f"{name}: already {word}")
     return 0
