@@ -106,3 +106,17 @@ def test_a_map_of_mixed_plain_values_keeps_their_types() -> None:
         view, {"opt.parameters.key": ["plant", "limit", "code"], "opt.parameters.value": ["MX01", "3", "'007'"]}
     )
     assert dict(values["parameters"]) == {"plant": "MX01", "limit": 3, "code": "007"}
+
+
+def test_expression_fields_name_their_language_for_the_editor(analyst: UiClient) -> None:
+    from flowyard import registry
+
+    def languages(kind: str) -> dict[str, str]:
+        return {f.name: f.language for f in forms.fields_for(registry.step_class(kind).Options, {}) if f.language}
+
+    assert languages("jmespath") == {"expression": "jmespath"}
+    assert languages("filter") == {"expression": "jmespath"}
+    assert languages("jinja") == {"template": "jinja"}
+    text = CSV_FLOW.replace("- json.render: {}", "- jmespath: \"[?qty > `0`]\"\n  - json.render: {}")
+    page = analyst.post("/flows/erp-orders/form", {"yaml": text}).text
+    assert re.search(r'<textarea name="opt.expression"[^>]*data-code-expression="jmespath"', page)

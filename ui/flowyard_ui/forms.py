@@ -44,6 +44,7 @@ class FieldView:
     rows: list[tuple[str, str]] = field(default_factory=list)  # list: (item, ""); map: (key, value)
     item_choices: list[str] = field(default_factory=list)  # the values an item may take (an enum)
     item_types: list[str] = field(default_factory=list)
+    language: str = ""  # jmespath | jinja: the expression language of a text field (highlighted in the browser)
 
 
 Submitted = Mapping[str, str | list[str]]
@@ -179,9 +180,19 @@ def fields_for(model: type[BaseModel], values: dict[str, Any]) -> list[FieldView
                 rows=rows,
                 item_choices=_enum(item),
                 item_types=[t for t in _types(item) if t != "null"],
+                language=_language(name, str(prop.get("description") or "")) if widget == "textarea" else "",
             )
         )
     return views
+
+
+def _language(name: str, description: str) -> str:
+    """The expression language an option is written in, from its name and description."""
+    if "jinja" in description.lower() or name == "template":
+        return "jinja"
+    if "jmespath" in description.lower() or name in ("expression", "condition", "when"):
+        return "jmespath"
+    return ""
 
 
 def _common(item: dict[str, Any], keys: tuple[str, ...], role: str) -> list[FieldView]:

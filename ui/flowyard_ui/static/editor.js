@@ -307,11 +307,64 @@ function jmespathKeys(schema) {
   return keys;
 }
 
+const MARKS = {};
+JMES_CLASSES.concat(["cm-jinja", "cm-jinja-delim"]).forEach((c) => { MARKS[c] = CM.Decoration.mark({ class: c }); });
+
+function markJmes(ranges, at, text) {
+  JMES_TOKENS.lastIndex = 0;
+  let t;
+  while ((t = JMES_TOKENS.exec(text))) {
+    const group = t.slice(1).findIndex((g) => g !== undefined);
+    if (group >= 0) { ranges.push([at + t.index, at + t.index + t[0].length, JMES_CLASSES[group]]); }
+  }
+}
+
+function markJinja(ranges, at, text) {
+  JINJA.lastIndex = 0;
+  let j;
+  while ((j = JINJA.exec(text))) {
+    const s = at + j.index;
+    ranges.push([s, s + j[1].length, "cm-jinja-delim"]);
+    if (j[2].length) { ranges.push([s + j[1].length, s + j[1].length + j[2].length, "cm-jinja"]); }
+    ranges.push([s + j[1].length + j[2].length, s + j[0].length, "cm-jinja-delim"]);
+  }
+}
+
+function decorationsOf(ranges) {
+  ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const builder = new CM.RangeSetBuilder();
+  let last = -1;
+  for (const [f, t, c] of ranges) {
+    if (f < last || f >= t) { continue; }
+    builder.add(f, t, MARKS[c]);
+    last = t;
+  }
+  return builder.finish();
+}
+
+function highlighter(build) {
+  return CM.ViewPlugin.fromClass(class {
+    constructor(view) { this.decorations = build(view); }
+    update(u) { if (u.docChanged || u.viewportChanged) { this.decorations = build(u.view); } }
+  }, { decorations: (v) => v.decorations });
+}
+
+/* An expression field of the form view: all JMESPath, or a Jinja template. */
+function expressionHighlight(language) {
+  return highlighter((view) => {
+    const ranges = [];
+    for (const { from, to } of view.visibleRanges) {
+      const text = view.state.sliceDoc(from, to);
+      if (language === "jmespath") { markJmes(ranges, from, text); } else { markJinja(ranges, from, text); }
+    }
+    return decorationsOf(ranges);
+  });
+}
+
 function overlay(area) {
   let jmesKeys = jmespathKeys(null);
   loadSchema(area.dataset.schema).then((s) => { if (s) { jmesKeys = jmespathKeys(s); } });
-  const mark = {};
-  JMES_CLASSES.concat(["cm-jinja", "cm-jinja-delim"]).forEach((c) => { mark[c] = CM.Decoration.mark({ class: c }); });
+  const jmes = markJmes;
 
   function build(view) {
     const ranges = [];
@@ -342,36 +395,10 @@ function overlay(area) {
             }
           }
         }
-        if (n >= first) {
-          JINJA.lastIndex = 0;
-          let j;
-          while ((j = JINJA.exec(text))) {
-            const s = line.from + j.index;
-            ranges.push([s, s + j[1].length, "cm-jinja-delim"]);
-            if (j[2].length) { ranges.push([s + j[1].length, s + j[1].length + j[2].length, "cm-jinja"]); }
-            ranges.push([s + j[1].length + j[2].length, s + j[0].length, "cm-jinja-delim"]);
-          }
-        }
+        if (n >= first) { markJinja(ranges, line.from, text); }
       }
     }
-    ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-    const builder = new CM.RangeSetBuilder();
-    let last = -1;
-    for (const [f, t, c] of ranges) {
-      if (f < last || f >= t) { continue; }
-      builder.add(f, t, mark[c]);
-      last = t;
-    }
-    return builder.finish();
-  }
-
-  function jmes(ranges, at, text) {
-    JMES_TOKENS.lastIndex = 0;
-    let t;
-    while ((t = JMES_TOKENS.exec(text))) {
-      const group = t.slice(1).findIndex((g) => g !== undefined);
-      if (group >= 0) { ranges.push([at + t.index, at + t.index + t[0].length, JMES_CLASSES[group]]); }
-    }
+    return decorationsOf(ranges);
   }
 
   function isUnderKeys(doc, n, indent) {
@@ -385,10 +412,7 @@ function overlay(area) {
     return false;
   }
 
-  return CM.ViewPlugin.fromClass(class {
-    constructor(view) { this.decorations = build(view); }
-    update(u) { if (u.docChanged || u.viewportChanged) { this.decorations = build(u.view); } }
-  }, { decorations: (v) => v.decorations });
+  return highlighter(build);
 }
 
 // ---- problems from the server's check -----------------------------------------------------
@@ -500,8 +524,41 @@ function attach(area) {
   if (gutter) { gutter.hidden = true; }
 }
 
+function labelOf(area) {
+  const label = area.closest("label");
+  const text = label && label.firstChild ? label.firstChild.textContent.trim() : "";
+  return area.getAttribute("aria-label") || text || area.name;
+}
+
+/* An expression field of the form view (data-code-expression: jmespath or jinja): a small
+   editor with that language highlighted, writing into its textarea, which the form sends. */
+function attachExpression(area) {
+  if (area.dataset.codeEditorOn) { return; }
+  area.dataset.codeEditorOn = "1";
+  const host = document.createElement("div");
+  host.className = "code-expression";
+  host.style.cssText = "border:1px solid #cbd5e1;border-radius:4px;background:#fff;max-height:16em;overflow:auto;";
+  area.insertAdjacentElement("afterend", host);
+  const extensions = [
+    CM.history(), CM.drawSelection(), CM.bracketMatching(), CM.closeBrackets(), CM.highlightSpecialChars(),
+    CM.EditorView.lineWrapping, expressionHighlight(area.dataset.codeExpression), theme,
+    CM.keymap.of([...CM.closeBracketsKeymap, ...CM.defaultKeymap, ...CM.historyKeymap]),
+    CM.EditorView.contentAttributes.of({ "aria-label": labelOf(area), spellcheck: "false" }),
+    CM.EditorView.updateListener.of((u) => {
+      if (!u.docChanged) { return; }
+      area.value = u.state.doc.toString();
+      area.dispatchEvent(new Event("input", { bubbles: true }));
+    }),
+  ];
+  if (area.placeholder) { extensions.push(CM.placeholder(area.placeholder)); }
+  if (area.readOnly) { extensions.push(CM.EditorState.readOnly.of(true), CM.EditorView.editable.of(false)); }
+  new CM.EditorView({ state: CM.EditorState.create({ doc: area.value, extensions }), parent: host });
+  area.hidden = true;
+}
+
 function wireAll() {
   document.querySelectorAll("textarea[data-code-editor]").forEach(attach);
+  document.querySelectorAll("textarea[data-code-expression]").forEach(attachExpression);
   showProblems();
 }
 
