@@ -229,12 +229,6 @@ def render(mapping: Mapping) -> str:
     return _render_shape(shape, 0) + "\n"
 
 
-def set_nested(shape: Shape, source: str, many: bool) -> Shape:
-    """A copy of `shape` as the object built from `source` (written `source.{...}`, or
-    one per element when `many`)."""
-    return Shape(shape.fields, source, many, shape.original if (source, many) == (shape.source, shape.many) else "", shape.parsed)
-
-
 # -- the mapping steps of a flow file ---------------------------------------------------
 
 

@@ -43,7 +43,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .database import Base
 
 MESSAGE_STATES = ("received", "processing", "delivering", "done", "dead", "dropped")
-DELIVERY_STATES = ("pending", "sending", "done", "dead")
 OPEN_STATES = ("received", "processing", "delivering")
 CLAIMABLE_STATES = ("received", "processing")  # stored `processing`: rows of a store before 0008
 CLAIMABLE_SQL = "state IN ('received', 'processing')"  # what a claim looks at (a lease may have lapsed)
