@@ -92,6 +92,38 @@ def test_a_worker_serves_many_documents_and_a_killed_one_is_replaced(
     assert "not well-formed" in bad and "line 1" in bad  # the worker's parse error, with its place
 
 
+# a string that doubles 40 times: a terabyte, asked for a few seconds in
+GROWING_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:template name="grow"><xsl:param name="s"/><xsl:param name="n"/>
+    <xsl:choose><xsl:when test="$n > 0"><xsl:call-template name="grow">
+      <xsl:with-param name="s" select="concat($s, $s)"/><xsl:with-param name="n" select="$n - 1"/>
+    </xsl:call-template></xsl:when><xsl:otherwise><xsl:value-of select="string-length($s)"/></xsl:otherwise>
+    </xsl:choose></xsl:template>
+  <xsl:template match="/"><r><xsl:call-template name="grow"><xsl:with-param name="s" select="'ab'"/>
+    <xsl:with-param name="n" select="/r/@n"/></xsl:call-template></r></xsl:template>
+</xsl:stylesheet>
+"""
+
+
+def test_a_transform_past_its_memory_limit_fails_and_the_next_one_runs(
+        run_steps: RunSteps, write_flow: Callable[..., Path]) -> None:
+    from flowyard.engine import Pipeline
+    from flowyard.loader import load_flow
+    from flowyard.message import Message
+
+    flow_file = write_flow(
+        "apiVersion: flowyard/v1\nkind: Flow\nmetadata: {name: x}\nsource: {file: {path: in}}\n"
+        "steps:\n  - xml.xslt: {stylesheet: grow.xsl, max_memory: 200MB}\n"
+        "targets:\n  - file: {path: out}\n", **{"grow.xsl": GROWING_XSL})
+    pipeline = Pipeline(load_flow(flow_file))
+    started = time.monotonic()
+    error = only_error(pipeline.run(Message(b'<r n="40"/>', content_type="application/xml")))
+    assert "the transform needed more memory than its limit (option max_memory: 200 MB)" in error
+    assert time.monotonic() - started < 30
+    ok = pipeline.run(Message(b'<r n="3"/>', content_type="application/xml"))
+    assert b"<r>16</r>" in ok.outputs[0].payload  # a fresh worker
+
+
 def test_errors_inside_the_worker_read_as_before(run_steps: RunSteps) -> None:
     terminate = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
       <xsl:template match="/"><xsl:message terminate="yes">no lines in <xsl:value-of select="name(/*)"/>

@@ -80,6 +80,7 @@ class Stylesheet:
     folder: str
     limits: Any  # security.XmlLimits
     parameters: tuple[tuple[str, str | int | float | bool], ...]
+    max_memory: int | None = None  # the worker's address space, in bytes
 
 
 class Worker:
@@ -174,13 +175,24 @@ class IsolatedXslt:
             worker.kill()
             code = worker.process.returncode
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-            raise StepError(f"the XSLT worker process ended while transforming ({how}); out of memory?") from None
-        self._give_back(worker)
+            raise StepError(f"the XSLT worker process ended while transforming ({how}){self._memory_hint()}") from None
         if answer[0] == "ok":
+            self._give_back(worker)
             result: bytes = answer[1]
             return result
-        _kind, message, where, details = answer
+        kind, message, where, details = answer
+        if kind == "memory":  # a worker that ran out of memory is not trusted again
+            worker.kill()
+            raise StepError(f"the transform needed more memory than its limit{self._memory_hint(False)}")
+        self._give_back(worker)
         raise StepError(message, where=InputLocation(*where) if where else None, details=details)
+
+    def _memory_hint(self, question: bool = True) -> str:
+        limit = self.stylesheet.max_memory
+        if limit is None:
+            return "; out of memory?" if question else ""
+        shown = f"{limit / 1e9:g} GB" if limit >= 1e9 else f"{limit / 1e6:g} MB"
+        return f"{'; out of memory? ' if question else ' '}(option max_memory: {shown})"
 
     def close(self) -> None:
         with self.lock:
@@ -204,6 +216,10 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         stylesheet: Stylesheet = _read(fd, None)
     except WorkerGone:
         return
+    if stylesheet.max_memory is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (stylesheet.max_memory, stylesheet.max_memory))
     try:
         parser, resolver = make_parser(Path(stylesheet.folder))
         transform = etree.XSLT(etree.parse(stylesheet.path, parser), access_control=xslt_access_control())
@@ -232,6 +248,8 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                 raise StepError(f"stylesheet {name}: {exc}") from exc
             except etree.XSLTApplyError as exc:
                 details = log_lines(transform.error_log)
+                if any("memory" in line.lower() for line in [str(exc), *details]) or _near(stylesheet.max_memory):
+                    raise MemoryError from exc  # libxslt reports a failed allocation as whatever failed with it
                 raise StepError(f"stylesheet {name} failed: {exc}{refusals(resolver)}", details=details) from exc
             answer: tuple[Any, ...] = ("ok", bytes(result))
         except StepError as exc:
@@ -239,8 +257,22 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             place = (where.line, where.column, where.path, where.segment) if where else None
             answer = ("error", exc.message, place, exc.details)
         except MemoryError:
-            answer = ("error", "the transform ran out of memory", None, [])
+            answer = ("memory", "", None, [])
         _write(stdout, answer)
+
+
+def _near(limit: int | None) -> bool:
+    """Has this process come within 10% of its address-space limit?"""
+    if limit is None:
+        return False
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("VmPeak:"):
+            return int(line.split()[1]) * 1024 >= limit * 0.9
+    return False
 
 
 def main() -> None:

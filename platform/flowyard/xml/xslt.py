@@ -13,7 +13,7 @@ from ..message import Message
 from ..step import FlowContext, OptionError, Step
 from .common import flow_file, log_lines, refusals
 from .isolated import IsolatedXslt, Stylesheet
-from .options import LimitOptions
+from .options import ByteSize, LimitOptions
 from .security import AccessRefused, check_size, make_parser, open_payload, xslt_access_control
 
 _METHOD_TYPES = {"xml": "application/xml", "html": "text/html", "text": "text/plain"}
@@ -32,6 +32,12 @@ class XmlXsltOptions(LimitOptions):
         le=3600,
         description="longest transform of one document, in seconds (parsing included); past it the "
         "transform's worker process is killed and the message fails",
+    )
+    max_memory: ByteSize = Field(
+        "2GB",
+        validate_default=True,
+        description="most memory the transform's worker process may hold (its address space), e.g. 500MB; "
+        "a transform that needs more fails the message",
     )
 
 
@@ -68,7 +74,8 @@ class XmlXslt(Step):
         self.limits = options.limits()
         self.content_type = options.content_type or self._output_type(document)
         self.name = options.stylesheet
-        stylesheet = Stylesheet(str(path), str(context.base_dir), self.limits, tuple(options.parameters.items()))
+        stylesheet = Stylesheet(str(path), str(context.base_dir), self.limits, tuple(options.parameters.items()),
+                                options.max_memory)
         self.isolated = IsolatedXslt(stylesheet, options.time_limit)  # workers start on first use
         weakref.finalize(self, self.isolated.close)
 
