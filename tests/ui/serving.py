@@ -63,9 +63,14 @@ def serving(tmp_path: Path, flows: Path, start_timeout: float = 60) -> Iterator[
             if process.poll() is not None:
                 break
             time.sleep(0.3)
-        log.seek(0)
-        output = log.read()
-        found = re.search(r"one-time password[^\n]*\n\|\s+(\S+)", output)  # the line under it, framed
+        found = None
+        while True:  # the password is printed last, maybe after /login first answers
+            log.seek(0)
+            output = log.read()
+            found = re.search(r"one-time password[^\n]*\n\|\s+(\S+)", output)  # the line under it, framed
+            if found or process.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert found, f"flowyard serve printed no one-time password:\n{output[-3000:]}"
         yield {"base": base, "flows": flows, "password": found.group(1), "log": log_path}
     finally:
