@@ -75,12 +75,13 @@ def test_a_worker_serves_many_documents_and_a_killed_one_is_replaced(
     def run(payload: bytes) -> RunResult:
         return pipeline.run(Message(payload, content_type="application/xml"))
 
+    before = workers()  # other tests' steps may not be collected yet
     first = run(lines(10))
     assert first.outputs[0].payload.count(b"<sku>") == 10
-    pids = workers()
+    pids = workers() - before
     assert len(pids) == 1
     assert run(lines(20)).outputs[0].payload.count(b"<sku>") == 20
-    assert workers() == pids  # the same worker, kept between messages
+    assert workers() - before == pids  # the same worker, kept between messages
     started = time.monotonic()
     stopped = only_error(run(lines(20_000)))  # unbounded: 25 s on this machine under load
     assert time.monotonic() - started < 1 + 10  # the limit plus generous slack
@@ -122,6 +123,42 @@ def test_a_transform_past_its_memory_limit_fails_and_the_next_one_runs(
     assert time.monotonic() - started < 30
     ok = pipeline.run(Message(b'<r n="3"/>', content_type="application/xml"))
     assert b"<r>16</r>" in ok.outputs[0].payload  # a fresh worker
+
+
+class Stopped(Exception):
+    """What a message's budget raises in the thread of a step that went over."""
+
+
+def test_a_transform_stopped_from_outside_kills_its_worker(tmp_path: Path) -> None:
+    """A budget stops a step by raising in its thread (PyThreadState_SetAsyncExc): the
+    wait for the worker gives way within a slice and the worker goes with it."""
+    import ctypes
+    import threading
+
+    from flowyard.xml.isolated import IsolatedXslt, Stylesheet
+
+    (tmp_path / "dedupe.xsl").write_text(DEDUPE_XSL)
+    isolated = IsolatedXslt(Stylesheet(str(tmp_path / "dedupe.xsl"), str(tmp_path), XmlLimits(), ()), 60.0)
+    before = workers()  # other tests' steps may not be collected yet
+    isolated.transform(lines(3))  # the worker is up
+    pids = workers() - before
+    assert len(pids) == 1
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            isolated.transform(lines(30_000))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.5)  # the transform is under way in the worker
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0), ctypes.py_object(Stopped))
+    thread.join(10)
+    assert not thread.is_alive() and isinstance(outcome[0], Stopped)
+    assert not workers() & pids  # killed with the step, not left burning until its own limit
+    isolated.close()
 
 
 def test_errors_inside_the_worker_read_as_before(run_steps: RunSteps) -> None:

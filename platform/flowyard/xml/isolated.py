@@ -55,9 +55,12 @@ def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes:
     left = size
     while left:
         if deadline is not None:
-            wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
-                raise TimeoutError
+            while True:  # in slices: an exception sent to this thread (a budget's stop) gets in
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    raise TimeoutError
+                if select.select([fd], [], [], min(wait, 0.1))[0]:
+                    break
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
             raise WorkerGone("the worker ended")
@@ -176,6 +179,9 @@ class IsolatedXslt:
             code = worker.process.returncode
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
             raise StepError(f"the XSLT worker process ended while transforming ({how}){self._memory_hint()}") from None
+        except BaseException:  # stopped from outside (the message's budget, a shutdown): so is the transform
+            worker.kill()
+            raise
         if answer[0] == "ok":
             self._give_back(worker)
             result: bytes = answer[1]
