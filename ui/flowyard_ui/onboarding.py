@@ -244,7 +244,8 @@ def read_values(template: Template, data: dict[str, Any], only: str | None = Non
             given[f.name] = ""
             continue
         values[f.name] = coerce(spec, text)
-    for path, message, _at_key in check_values(template, values):
+    problems = check_values(template, values)
+    for path, message, _at_key in problems:
         name = str(path[0]) if path else ""
         if only is not None and name != only:
             continue
@@ -253,7 +254,7 @@ def read_values(template: Template, data: dict[str, Any], only: str | None = Non
     order = list(template.properties)
     errors = dict(sorted(errors.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     if only is None:
-        others = [m for p, m, _k in check_values(template, values) if not p or str(p[0]) not in given]
+        others = [m for p, m, _k in problems if not p or str(p[0]) not in given]
         others = [m for m in others if not m.startswith("missing value for parameter")]
     else:
         others = []
