@@ -156,7 +156,7 @@ class Delivery:
             except Exception as exc:  # a connector bug must not lose the message
                 error = f"unexpected error: {type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - began
-        self.runtime.health.delivered()
+        self.runtime.health.progressed()
         self.runtime.metrics.child(self.runtime.metrics.delivery_seconds, flow, t.spec.name).observe(seconds)
         # no NUL: an error may quote a binary answer, and PostgreSQL text cannot hold one
         error = redactor.redact(error).replace("\x00", "\ufffd") if error else None

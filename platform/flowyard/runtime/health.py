@@ -11,8 +11,8 @@ held by a step. `Health` watches, twice a second and on a thread of its own:
 - the worker threads: a no-op handed to the default executor, timed; one that has
   waited `stall_after` means every thread is busy;
 - the work: a message or a delivery claimed here for `stall_after` seconds while no
-  delivery attempt ended; accepted messages waiting `stall_after` seconds without a
-  group commit.
+  delivery attempt ended (nor a message, where processing reports each one through
+  `progressed`); accepted messages waiting `stall_after` seconds without a group commit.
 
 `problems()` lists what is wrong now (empty: healthy). It costs a task turn and a
 thread hand-off every half second.
@@ -47,7 +47,7 @@ class Health:
         now = time.monotonic()
         self.pulse_at = now  # the last turn of the event loop seen
         self.probe_since: float | None = None  # a no-op waiting for a worker thread since
-        self.delivered_at = now  # the last delivery attempt that ended
+        self.progress_at = now  # the last delivery attempt that ended, or message that finished
         self.stored_at = now  # the last group commit of accepted messages
         self.waiting_since: float | None = None  # accepts waiting for their commit since
         self.claimed: dict[tuple[str, Any], float] = {}  # a message or delivery here -> since
@@ -56,8 +56,11 @@ class Health:
         self.watchdog: threading.Thread | None = None
 
     # -- what the parts report ------------------------------------------------------
-    def delivered(self) -> None:
-        self.delivered_at = time.monotonic()
+    def progressed(self) -> None:
+        """A delivery attempt ended (the delivery part calls this), or a message finished
+        its steps (processing may call it, so that a long batch of slow but moving
+        messages is not taken for a stall)."""
+        self.progress_at = time.monotonic()
 
     def stored(self, _batch: Any = None) -> None:
         self.stored_at = time.monotonic()
@@ -65,6 +68,7 @@ class Health:
     # -- watching -------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
         self.loop_thread = threading.get_ident()
+        self.pulse_at = self.progress_at = self.stored_at = time.monotonic()
         self.runtime.intake.writer.on_commit.append(self.stored)
         self.watchdog = threading.Thread(target=self.watch_loop, name="flowyard-watchdog", daemon=True)
         self.watchdog.start()
@@ -125,12 +129,12 @@ class Health:
             found.append(f"the event loop did not turn for {held:.0f} s")
         if self.probe_since is not None and now - self.probe_since > limit:
             found.append(f"every worker thread is busy: a no-op has waited {now - self.probe_since:.0f} s for one")
-        if self.claimed and now - self.delivered_at > limit:
+        if self.claimed and now - self.progress_at > limit:
             oldest = min(self.claimed.values())
             if now - oldest > limit:
                 kinds = sorted({kind for kind, _ in self.claimed})
                 found.append(f"{len(self.claimed)} claimed {' and '.join(k + 's' for k in kinds)} made no "
-                             f"progress for {now - oldest:.0f} s (no delivery attempt ended meanwhile)")
+                             f"progress for {now - oldest:.0f} s (nothing ended meanwhile)")
         if self.waiting_since is not None and now - max(self.waiting_since, self.stored_at) > limit:
             found.append(f"accepted messages have waited {now - max(self.waiting_since, self.stored_at):.0f} s "
                          "to be stored")
