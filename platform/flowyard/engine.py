@@ -8,6 +8,7 @@ StepError naming the step; nothing a step raises escapes as a crash.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .budget import BudgetExceeded
 from .errors import InputLocation, StepError
 from .expressions import truthy
 from .flow import ConnectorSpec, Flow, StepSpec
@@ -69,6 +71,10 @@ def condition_input(message: Message) -> Any:
     return {"message": message.metadata()}
 
 
+class _Stopped(BaseException):
+    """A step over the message's budget was stopped: unwinds every split at once."""
+
+
 class _Stage:
     """One step as the hot loop needs it: what `StepSpec` and the step say, looked up
     once when the pipeline is built instead of on every message."""
@@ -95,7 +101,8 @@ class Pipeline:
         message.flow = message.flow or self.flow.name
         message.flow_version = message.flow_version or self.flow.version
         result = RunResult()
-        self._run_from(0, message, result, tracer)
+        with contextlib.suppress(_Stopped):  # over its budget: what it gave so far stays
+            self._run_from(0, message, result, tracer)
         return result
 
     def _run_from(self, start: int, message: Message, result: RunResult, tracer: Tracer | None) -> None:
@@ -128,6 +135,11 @@ class Pipeline:
                 exc.step, exc.step_index = stage.spec.name, k
                 result.failures.append(Failure(message, exc))
                 return
+            except BudgetExceeded as exc:  # the watchdog stopped this step (flowyard.budget)
+                error = StepError(exc.reason(stage.spec.name))
+                error.step, error.step_index = stage.spec.name, k
+                result.failures.append(Failure(message, error))
+                raise _Stopped from None  # the whole message stops, not only this part of it
             except Exception as exc:  # a bug or an unexpected library error: keep the message
                 log.exception("step %s failed unexpectedly", stage.spec.name)
                 error = StepError(f"unexpected error: {type(exc).__name__}: {exc}")
@@ -156,11 +168,14 @@ class Pipeline:
                     outputs.append(part)
                 else:
                     run_from(nxt, part, result, tracer)
-        except StepError as exc:  # a generator failing midway: what it gave so far goes on
-            exc.step, exc.step_index = spec.name, i
+        except (StepError, BudgetExceeded) as exc:  # a generator failing midway: what it gave so far goes on
+            error = exc if isinstance(exc, StepError) else StepError(exc.reason(spec.name))
+            error.step, error.step_index = spec.name, i
             # the input of the splitting step is the dead letter (a replay redoes the split)
             failed = parent if parent is not None else Message(payload=b"", flow=self.flow.name)
-            result.failures.append(Failure(failed, exc))
+            result.failures.append(Failure(failed, error))
+            if not isinstance(exc, StepError):
+                raise _Stopped from None
 
 
 def target_applies(target: ConnectorSpec, message: Message) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field
 
+from .budget import Budget
 from .errors import Position
 from .options import Duration, Options
 
@@ -46,7 +47,8 @@ class FlowTest(Options):
     source: dict[str, Any] = Field(default_factory=dict, description="source metadata the input arrives with (file name, topic, headers)")
 
 
-TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "source", "steps", "targets", "tests", "keys", "sla")
+TOP_LEVEL_KEYS = ("apiVersion", "kind", "metadata", "source", "steps", "targets", "tests", "keys", "sla",
+                  "budget")
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Flow:
     version: str
     keys: dict[str, str] = field(default_factory=dict)
     sla: dict[str, Any] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)  # unset parts: the runtime's defaults
     document: Any = None  # the round-trip YAML document, for saving with comments kept
     text: str = ""
 

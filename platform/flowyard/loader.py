@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from . import registry
+from .budget import Budget
 from .connector import Connector, guess_content_type
 from .definitions.grammar import (
     SOURCE_COMMON_KEYS,
@@ -149,6 +150,7 @@ class FlowLoader:
         targets = self.load_targets(document)
         tests = self.load_tests(document)
         keys = self.load_keys(document)
+        budget = self.load_budget(document)
         if source is not None and steps is not None:
             self.check_payload_kinds(source, steps)
         if self.issues.errors or metadata is None or source is None or steps is None or targets is None:
@@ -163,10 +165,22 @@ class FlowLoader:
             tests=tests,
             keys=keys,
             sla=to_plain(document.get("sla") or {}),
+            budget=budget,
             version=content_hash(self.text),
             document=document,
             text=self.text,
         )
+
+    def load_budget(self, document: CommentedMap) -> Budget:
+        node = document.get("budget")
+        if node is None:
+            return Budget()
+        if not isinstance(node, CommentedMap):
+            self.error("budget must be a mapping such as {time: 30s, memory: 1GB}",
+                       value_position(document, "budget"))
+            return Budget()
+        parsed: Budget | None = self.validate_model(Budget, node, to_plain(node))
+        return parsed or Budget()
 
     def load_metadata(self, document: CommentedMap) -> Metadata | None:
         node = document.get("metadata")

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import registry
+from .budget import Budget
 from .flow import API_VERSION, FlowTest, Metadata, RetryPolicy
 
 
@@ -105,6 +106,7 @@ def flow_schema(ref: Callable[[type[BaseModel]], dict[str, Any]]) -> dict[str, A
             "tests": {"type": "array", "items": ref(FlowTest)},
             "keys": {"type": "object", "additionalProperties": {"type": "string"}, "description": "business keys: name -> JMESPath over the parsed data, searchable in the UI"},
             "sla": {"type": "object", "description": "thresholds that turn the flow's dashboard tile red"},
+            "budget": ref(Budget),
         },
     }
 

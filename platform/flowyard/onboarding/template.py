@@ -131,6 +131,7 @@ class TemplateFlowBody(Options):
     tests: list[FlowTest] = pydantic.Field(default_factory=list, description="test cases every instance runs; paths may use `{{ instance_name }}`")
     keys: dict[str, str] = pydantic.Field(default_factory=dict, description="business keys: name -> JMESPath over the parsed data")
     sla: dict[str, Any] = pydantic.Field(default_factory=dict, description="thresholds that turn the flow's dashboard tile red")
+    budget: dict[str, Any] = pydantic.Field(default_factory=dict, description="time and memory a message may spend in the steps, as in a flow")
 
 
 class TemplateDefinition(Options):

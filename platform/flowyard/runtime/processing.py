@@ -1,23 +1,33 @@
 """Processing: claim stored messages under a lease, run the flow's steps, make each
 output's first delivery attempt, then commit everything of the batch in one fenced
-transaction (a lapsed lease's results are refused: another worker has the batch)."""
+transaction (a lapsed lease's results are refused: another worker has the batch).
+
+A batch's steps run on a thread of their own (`StepRun`), never on the event loop, so a
+slow step holds back neither intake, deliveries, other flows nor a SIGTERM; each message
+runs within its flow's budget (`flowyard.budget`): the watchdog stops a step over it and
+the message becomes a dead letter at once. A step stuck in a call that cannot be
+interrupted is given up: its message is dead-lettered, its thread abandoned (a daemon
+thread) and the rest of the batch runs on a new thread."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..engine import RunResult, target_applies
+from ..budget import BudgetExceeded, Watch
+from ..engine import Failure, RunResult, target_applies
+from ..errors import StepError
 from ..flow import StepSpec
 from ..message import Message
 from ..secrets import redactor
 from ..store import queue
-from ..store.records import TraceStep
+from ..store.records import DeliveryRow, TraceStep
 from .delivery import FirstSend
-from .flows import LoadedFlow
+from .flows import LoadedFlow, LoadedTarget
 from .logs import fields
 from .outcomes import brief, dead_row, delivery_row, final_state
 from .snapshots import snapshot_text
@@ -28,6 +38,65 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 log = logging.getLogger("flowyard.runtime")
+
+# what the step thread hands back for one message: its outcome, and the first delivery
+# attempts to make (target, delivery row, output, trace), made on the event loop
+Pending = tuple[LoadedTarget, DeliveryRow, Message, list[Any]]
+Ran = tuple[queue.ProcessOutcome, list[Pending]]
+
+
+class StepRun:
+    """One batch's steps on a daemon thread; `done` resolves on the event loop when the
+    thread has run them all, or when the watchdog gives up a message stuck in a call that
+    cannot be interrupted (`stuck`: its index in the batch and its watch; the thread is then
+    abandoned, and what it ran before stays in `results`)."""
+
+    def __init__(self, processing: Processing, claimed: list[queue.ClaimedMessage]) -> None:
+        self.processing = processing
+        self.claimed = claimed
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self.results: list[Ran] = []
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.current: Watch | None = None  # the message the thread runs now
+        self.stuck: tuple[int, Watch] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self.run, name="flowyard-steps", daemon=True)
+
+    def run(self) -> None:
+        try:
+            for c in self.claimed:
+                ran = self.processing.run_steps(c, self)
+                with self.lock:
+                    if self.abandoned:
+                        return
+                    self.results.append(ran)
+        except BaseException as exc:  # a bug: the event loop side raises it
+            self.error = exc
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (exit)
+                self.loop.call_soon_threadsafe(self.finish)
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def on_stuck(self, watch: Watch) -> None:  # on the watchdog's thread
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.give_up, watch)
+
+    def give_up(self, watch: Watch) -> None:
+        with self.lock:
+            if self.abandoned or self.done.done() or self.current is not watch:
+                return  # it gave way after all
+            self.abandoned = True
+            self.stuck = (len(self.results), watch)
+        self.done.set_result(None)
+
+    def abandon(self) -> None:
+        with self.lock:
+            self.abandoned = True
 
 
 class Processing:
@@ -57,13 +126,36 @@ class Processing:
             finally:
                 self.runtime.working_messages -= ids
 
+    async def run_batch(self, claimed: list[queue.ClaimedMessage]) -> list[Ran]:
+        """Run the batch's steps off the event loop (see `StepRun`)."""
+        results: list[Ran] = []
+        todo = claimed
+        while todo:
+            run = StepRun(self, todo)
+            run.thread.start()
+            try:
+                await asyncio.shield(run.done)
+            except asyncio.CancelledError:  # stopping: the thread runs no further message
+                run.abandon()
+                raise
+            if run.error is not None:
+                raise run.error
+            results.extend(run.results)
+            if run.stuck is None:
+                break
+            index, watch = run.stuck
+            results.append((self.stopped_outcome(todo[index], watch), []))
+            todo = todo[index + 1:]
+        return results
+
     async def process_batch(self, claimed: list[queue.ClaimedMessage]) -> None:
         outcomes = []
         sends: list[FirstSend] = []
-        for c in claimed:
-            outcome, pending = self.run_steps(c)
+        first_attempt = self.runtime.delivery.first_attempt
+        for outcome, pending in await self.run_batch(claimed):
             outcomes.append(outcome)
-            sends.extend(pending)
+            sends += [(t, first_attempt(outcome, row, out, t, compact))
+                      for t, row, out, compact in pending]
         if sends:
             await self.runtime.delivery.send_first(sends)
         for o in outcomes:
@@ -88,9 +180,27 @@ class Processing:
             else:
                 self.runtime.metrics.message_finished(o.message.flow, labels, o.state)
 
-    def run_steps(self, c: queue.ClaimedMessage) -> tuple[queue.ProcessOutcome, list[FirstSend]]:
-        """Run the steps of one claimed message; returns the outcome to commit and the
-        first delivery attempts to make."""
+    def stopped_outcome(self, c: queue.ClaimedMessage, watch: Watch) -> queue.ProcessOutcome:
+        """A message whose step was over its budget and did not give way: a dead letter."""
+        reason = redactor.redact(f"step {watch.step!r}: {watch.reason()}" if watch.step
+                                 else watch.reason())
+        reason += " (it did not give way: stuck in a call that cannot be interrupted)"
+        outcome = queue.ProcessOutcome(message=c, state="done", error=reason,
+                                       error_step=watch.step)
+        outcome.dead_letters.append(dead_row(c, "step", reason, watch.step, c.payload,
+                                             c.content_type, []))
+        log.warning("message %s failed at step %s: %s", c.id, watch.step, reason,
+                    extra={"message_id": c.id, "flow": c.flow, "step": watch.step})
+        return outcome
+
+    def budget_of(self, loaded: LoadedFlow) -> tuple[float, int]:
+        budget, config = loaded.flow.budget, self.runtime.config
+        seconds = budget.time.total_seconds() if budget.time is not None else config.budget_time
+        return seconds, budget.memory if budget.memory is not None else config.budget_memory
+
+    def run_steps(self, c: queue.ClaimedMessage, run: StepRun | None = None) -> Ran:
+        """Run the steps of one claimed message within its flow's budget (on the step
+        thread); returns the outcome to commit and the first delivery attempts to make."""
         outcome = queue.ProcessOutcome(message=c, state="done")
         started = time.time()
         message = Message(payload=c.payload, content_type=c.content_type, id=c.id,
@@ -116,8 +226,21 @@ class Processing:
         traces: list[TraceStep] = []
         tracer = (self.tracer_for(c, loaded, traces)
                   if self.runtime.config.trace != "none" or tracing_enabled() else None)
-        with span("message", flow=c.flow, message_id=c.id, correlation_id=c.correlation_id):
-            result: RunResult = loaded.pipeline.run(message, tracer)
+        seconds, memory = self.budget_of(loaded)
+        watchdog = self.runtime.watchdog
+        watch = watchdog.begin(c.id, seconds, memory, run.on_stuck if run is not None else None)
+        if run is not None:
+            run.current = watch
+        try:
+            try:
+                with span("message", flow=c.flow, message_id=c.id, correlation_id=c.correlation_id):
+                    result: RunResult = loaded.pipeline.run(message, tracer)
+            finally:
+                watchdog.end(watch)
+        except BudgetExceeded as exc:  # landed between two steps, not inside one
+            error = StepError(exc.reason(watch.step))
+            error.step = watch.step
+            result = RunResult(failures=[Failure(message, error)])
         if not result.ok:  # a success shows in the traces and deliveries already
             outcome.attempts.append({
                 "message_id": c.id, "kind": "process", "number": c.attempt + 1,
@@ -145,7 +268,7 @@ class Processing:
                        or (self.runtime.config.trace == "failed" and result.failures)):
             outcome.traces = [{"message_id": c.id, "steps": traces, "at": traces[0]["at"]}]
         only = set(c.headers.get("only_targets") or []) if c.headers else set()
-        sends: list[FirstSend] = []
+        sends: list[Pending] = []
         outcome.outputs = len(result.outputs)
         for index, out in enumerate(result.outputs):
             for t in loaded.targets:
@@ -155,7 +278,7 @@ class Processing:
                     continue
                 row = delivery_row(c, index, out, t)
                 outcome.deliveries.append(row)
-                sends.append((t, self.runtime.delivery.first_attempt(outcome, row, out, t, compact)))
+                sends.append((t, row, out, compact))
         return outcome, sends
 
     def tracer_for(self, c: queue.ClaimedMessage, loaded: LoadedFlow,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..budget import DEFAULT_MEMORY, DEFAULT_TIME, Watchdog
 from ..message import Message
 from ..secrets import Secrets
 from ..services import Services
@@ -84,6 +85,10 @@ class RuntimeConfig:
     breaker_sync: float = 1.0  # how often the shared breakers are read from the store
     max_claims: int = 5  # a message claimed this often without finishing is poison
     stall_after: float = 60.0  # /healthz says unhealthy when the loop, the threads or the work stall this long
+    # what a message may spend in a flow's steps when the flow's `budget:` does not say
+    # (flowyard.budget): over it, the step is stopped and the message is a dead letter
+    budget_time: float = DEFAULT_TIME
+    budget_memory: int = DEFAULT_MEMORY
     run_sources: bool = True
 
 
@@ -112,6 +117,7 @@ class Runtime:
         self.processing = Processing(self)
         self.delivery = Delivery(self)
         self.health = Health(self)
+        self.watchdog = Watchdog()  # stops a step over its message's budget
 
     # the parts' state that callers (the server, tests, the UI) look at
     @property
@@ -151,6 +157,7 @@ class Runtime:
         loops += [self.processing.process_loop(i) for i in range(self.config.processors)]
         self.tasks = [asyncio.create_task(c) for c in loops]
         self.tasks.append(self.health.start())
+        self.watchdog.start()
         url = wakeups.listening_url(self.engine)
         if url is not None:
             self.listener = asyncio.create_task(wakeups.listen(url, self.wake.set))
@@ -190,6 +197,7 @@ class Runtime:
             log.warning("could not hand back leased work (it returns when leases lapse): %s",
                         exc)
         await self.flows.close()
+        self.watchdog.stop()
         self.intake.locks.drop_all()
         self.stopped.set()
 

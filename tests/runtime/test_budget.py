@@ -1,0 +1,130 @@
+"""Issue 17 item 1: every message runs within its flow's budget. A step that loops (a
+JMESPath expression that doubles a list twelve times, then looks at each of its four
+million items in Python) or that eats memory is stopped, its message dead-lettered at
+once with "exceeded its time/memory budget in step X", while another flow's messages keep
+flowing (the steps run off the event loop) and the hog's batch neighbours are processed."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rthelp import order, runtime_for, until, write_flow
+
+from flowyard.budget import Budget, parse_size
+from flowyard.runtime.runtime import RuntimeConfig
+from flowyard.store.api import Store
+
+# 1,000 items doubled 12 times, then a Python-level filter over each of the 4 million:
+# about a minute of pure Python on this machine, with little memory (32 MB of pointers)
+SPIN = "a" + " | [@,@][]" * 12 + " | [?to_string(@) == 'x'] | length(@)"
+# 100 items doubled 24 times: 13 GB if nothing stops it
+EAT = "a" + " | [@,@][]" * 24 + " | length(@)"
+
+HOG = """\
+apiVersion: flowyard/v1
+kind: Flow
+metadata: {{name: {name}}}
+budget: {budget}
+source:
+  file: {{path: hog-in, pattern: "*.json", poll: 50ms, settle: 0s}}
+steps:
+  - json.parse: {{}}
+  - name: spin
+    jmespath: "{expression}"
+targets:
+  - file: {{path: hog-out}}
+"""
+
+
+def config(flows: Path, **kw: object) -> RuntimeConfig:
+    base: dict[str, object] = dict(flows_dir=flows, rescan=0.2, idle_poll=0.05, lease_ttl=30.0,
+                                   grace=5.0)
+    base.update(kw)
+    return RuntimeConfig(**base)  # type: ignore[arg-type]
+
+
+def write_hog(flows: Path, budget: str, expression: str, name: str = "hog") -> Path:
+    (flows / "hog-in").mkdir(parents=True, exist_ok=True)
+    path = flows / f"{name}.yaml"
+    path.write_text(HOG.format(name=name, budget=budget, expression=expression), encoding="utf-8")
+    return path
+
+
+def attempt_seconds(store: Store, message_id: str) -> float:
+    detail = store.message(message_id)
+    assert detail is not None
+    [process] = [a for a in detail.attempts if a.kind == "process"]
+    return float(process.duration)
+
+
+def test_budget_options_are_typed() -> None:
+    assert Budget.model_validate({"time": "2s", "memory": "256MB"}).memory == 256_000_000
+    assert parse_size("1GiB") == 1024 ** 3 and parse_size(4096) == 4096
+    for bad in ("lots", 0, "-1MB"):
+        try:
+            Budget.model_validate({"memory": bad})
+        except ValueError as exc:
+            assert "size" in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} accepted as a memory budget")
+
+
+async def test_a_looping_step_is_stopped_at_its_budget_while_another_flow_flows(
+        tmp_path: Path, sqlite_store: Store) -> None:
+    flows = tmp_path / "flows"
+    write_flow(flows)  # "orders": json.parse, jmespath, jinja, file target
+    write_hog(flows, "{time: 4s}", SPIN)
+    runtime = runtime_for(sqlite_store, config(flows))
+    await runtime.start()
+    try:
+        (flows / "hog-in" / "loop.json").write_text(json.dumps({"a": list(range(1000))}))
+        await until(lambda: runtime.watchdog.running, what="the hog running its steps")
+        hog_started = time.monotonic()
+        # meanwhile another flow's messages go through, one after the other
+        latencies = []
+        for n in range(5):
+            written = time.monotonic()
+            (flows / "inbox" / f"o{n}.json").write_bytes(order(n))
+            await until(lambda n=n: list((flows / "out").glob("*.json"))[n:], every=0.02,
+                        what=f"order {n} delivered")
+            latencies.append(time.monotonic() - written)
+        assert not sqlite_store.dead_letters(), "the orders went through while the hog still ran"
+        assert time.monotonic() - hog_started < 4.0
+        # a loop on the event loop would have held every order for the hog's whole minute
+        assert max(latencies) < 2.0, latencies
+        [dead] = await until(lambda: sqlite_store.dead_letters(with_input=True), timeout=30,
+                             what="the hog dead-lettered")
+    finally:
+        await runtime.stop()
+    assert dead.flow == "hog" and dead.kind == "step" and dead.step == "spin"
+    assert "exceeded its time budget in step spin (4s)" in dead.reason
+    assert json.loads(dead.input_text) == {"a": list(range(1000))}  # as it entered the step
+    # stopped within its budget plus a second (the runtime's own measure of the steps)
+    assert 4.0 <= attempt_seconds(sqlite_store, dead.message_id) < 5.0
+    [hog] = sqlite_store.list_messages(flow="hog")
+    assert hog.state == "dead"  # on the first occurrence: one claim, no retry
+    assert sqlite_store.count_messages(state="done") == 5
+    assert runtime.watchdog.stopped == 1 and runtime.watchdog.abandoned == 0
+
+
+async def test_a_memory_hungry_step_is_stopped_and_its_batch_goes_on(
+        tmp_path: Path, sqlite_store: Store) -> None:
+    flows = tmp_path / "flows"
+    write_hog(flows, "{memory: 50MB}", EAT)
+    (flows / "hog-in" / "eat.json").write_text(json.dumps({"a": list(range(100))}))
+    (flows / "hog-in" / "small.json").write_text(json.dumps({"a": []}))
+    runtime = runtime_for(sqlite_store, config(flows, processors=1))
+    await runtime.start()
+    try:
+        [dead] = await until(lambda: sqlite_store.dead_letters(), timeout=30,
+                             what="the hungry message dead-lettered")
+        # its neighbour (nothing to double) runs the same steps within the budget
+        await until(lambda: sqlite_store.count_messages(state="done") == 1, timeout=30,
+                    what="the other message done")
+    finally:
+        await runtime.stop()
+    assert dead.step == "spin" and "exceeded its memory budget in step spin (50MB)" in dead.reason
+    assert sqlite_store.count_messages(state="dead") == 1
+    assert runtime.watchdog.abandoned == 0
