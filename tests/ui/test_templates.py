@@ -140,7 +140,11 @@ def instances_look_like_flows_in_the_list_and_on_their_page(viewer: UiClient) ->
 def test_a_deployed_instance_shows_no_false_change(deployer: UiClient, flows: Path) -> None:
     answer = deployer.post("/flows/mx01-supplierz-810/deploy", {"note": "go live"})
     assert answer.status_code in (200, 303), answer.text
+    answer = deployer.post("/flows/mx01-mes-production/deploy", {"note": "go live"})
+    assert answer.status_code in (200, 303), answer.text
     page = deployer.get("/flows")
+    mes = re.search(r'<tr>\s*<td><a href="/flows/mx01-mes-production">.*?</tr>', page.text, re.S)
+    assert mes is not None and "draft differs" not in mes.group(0) and "never deployed" not in mes.group(0)
     row = re.search(r'<tr>\s*<td><a href="/flows/mx01-supplierz-810">.*?</tr>', page.text, re.S)
     assert row is not None and "draft differs" not in row.group(0) and "never deployed" not in row.group(0)
     other = re.search(r'<tr>\s*<td><a href="/flows/mx01-supplierz-856">.*?</tr>', page.text, re.S)
@@ -150,6 +154,8 @@ def test_a_deployed_instance_shows_no_false_change(deployer: UiClient, flows: Pa
     path.write_text(path.read_text().replace("invoice_number: BIG.BIG02,", "invoice_number: BIG.BIG03,"))
     changes = deployer.get("/changes")
     assert "templates/supplier-x12-full.yaml" in changes.text
+    row = re.search(r'<tr>\s*<td><a href="/flows/mx01-supplierz-810">.*?</tr>', deployer.get("/flows").text, re.S)
+    assert row is not None and "draft differs" in row.group(0)  # the template it uses changed
     deployer.refresh_token("/changes")
     refused = deployer.post("/changes/deploy", {"key": "templates/supplier-x12-full.yaml", "version": content_hash(path.read_text()), "note": "x"})
     assert "an invoice with two lines" in refused.text and "Deployed" not in refused.text, refused.text
