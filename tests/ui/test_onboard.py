@@ -101,6 +101,9 @@ def test_the_form_is_generated_from_the_parameters(analyst: UiClient) -> None:
     html = analyst.get("/onboard/plant-drop").text
     assert re.search(r'name="erp_token"[^>]*placeholder="\$\{secret:NAME\}"', html, re.S)
     assert analyst.get("/onboard/no-such-template").status_code == 404
+    # values in the address fill the form (a link can start an onboarding)
+    html = analyst.get("/onboard/plant-mes?plant=CZ03&confirmations=final-only").text
+    assert 'name="plant" value="CZ03"' in html and '<option value="final-only" selected>' in html
 
 
 def test_a_field_is_checked_as_it_is_typed(analyst: UiClient) -> None:
