@@ -5,6 +5,7 @@ that breaks one of them is refused by the deploy gate."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,15 @@ def test_a_template_change_breaking_an_instance_is_refused_by_the_gate(onboardin
     template_path.write_text(old_text.replace("# the 997/999 x12.parse gives", "# the 997 or 999 x12.parse gives"))
     done = deployments.deploy_paths(s, [template_path], who="dee")
     assert {d.flow for d in done} >= set(NAMES)
+
+
+def test_first_start_seeds_every_flows_samples(tmp_path: Path) -> None:
+    from flowyard.runtime.cli import seed_samples
+
+    from .conftest import ONBOARDING
+
+    flows = tmp_path / "plant" / "flows"
+    shutil.copytree(ONBOARDING, flows)
+    copied = {p.relative_to(tmp_path).as_posix() for p in seed_samples(flows)}
+    assert "data/inbox/supplierz/856/856.edi" in copied and "data/inbox/supplierz/810/810.edi" in copied
+    assert "data/outbox/erp/po-supplierz/po-no-lines.json" in copied

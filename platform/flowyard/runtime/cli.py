@@ -141,26 +141,27 @@ def seed_samples(flows_dir: Path) -> list[Path]:
     """First start: copy each file-source flow's test inputs into its source folder, so
     the runtime has real work to show."""
     from ..definitions.kinds import flow_files
-    from ..loader import load_flow
+    from ..loader import load_flows
 
     copied = []
     for path in flow_files(flows_dir):
         try:
-            flow = load_flow(path)
+            flows = load_flows(path)  # several for an instance whose template gives several
         except FlowyardError:
             continue
-        if flow.source.kind != "file":
-            continue
-        inbox = (path.parent / flow.source.options.path).resolve()
-        for test in flow.tests:
-            sample = (path.parent / test.input).resolve()
-            if not sample.is_file():
+        for flow in flows:
+            if flow.source.kind != "file":
                 continue
-            inbox.mkdir(parents=True, exist_ok=True)
-            target = inbox / sample.name
-            if not target.exists():
-                shutil.copyfile(sample, target)
-                copied.append(target)
+            inbox = (path.parent / flow.source.options.path).resolve()
+            for test in flow.tests:
+                sample = (path.parent / test.input).resolve()
+                if not sample.is_file():
+                    continue
+                inbox.mkdir(parents=True, exist_ok=True)
+                target = inbox / sample.name
+                if not target.exists():
+                    shutil.copyfile(sample, target)
+                    copied.append(target)
     return copied
 
 
