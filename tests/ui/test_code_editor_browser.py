@@ -86,6 +86,12 @@ def test_the_code_editor_underlines_completes_and_the_form_edits_a_map(served: d
         page.keyboard.type("indnt: 4")
         underline = page.locator(".cm-lintRange-error")
         expect(underline).to_have_text("indnt")
+        # the problem list's line button puts the editor's cursor on the problem
+        line = FLOW.splitlines().index("  - json.render: {}") + 1
+        page.locator(".cm-line", has_text="csv.parse").click()
+        page.locator("#issues").get_by_role("button", name=f"line {line}:").click()
+        at = "(v => { const h = v.state.selection.main.head; const l = v.state.doc.lineAt(h); return [l.number, h - l.from + 1]; })"
+        assert page.evaluate(f"{at}(flowyardEditor.view('yaml'))") == [line, 19]
         underline.hover()
         tooltip = page.locator(".cm-tooltip-lint")
         expect(tooltip).to_contain_text("unknown option 'indnt'; did you mean 'indent'?")
