@@ -97,7 +97,8 @@ def round_trip(result: SetResult, tmp_path: Path) -> tuple[list[Any], list[Any]]
         "validate": result.guide is not None,
     })
     step = X12Generate(options, FlowContext(flow_file=tmp_path / "flow.yaml"))
-    out = step.process(Message(payload=result.data))
+    data = {**(result.data or {}), "group": result.group.as_data()}  # as x12.parse gives it
+    out = step.process(Message(payload=data))
     generated = [normalised(s) for s in read_segments(out.payload)]
     start = next(i for i, s in enumerate(generated) if s[0] == "ST")
     end = next(i for i, s in enumerate(generated) if s[0] == "SE")

@@ -241,3 +241,14 @@ def test_generate_writes_an_unguided_set_when_the_partner_accepts_it(tmp_path: P
 def test_validation_off_reads_an_unguided_set_and_says_so() -> None:
     results = [e for e in walk(sample("846-004010"), no_guide, validate=False) if isinstance(e, SetResult)]
     assert [(r.accepted, r.unguided, r.codes) for r in results] == [(True, True, [])]
+
+
+def test_generate_refuses_a_set_of_no_known_functional_group_before_drawing_numbers(tmp_path: Path, x12_db: Any) -> None:
+    partner(tmp_path, "open", "accept", isa12="00602", gs08="006020")
+    data = {"ST": {"ST01": "000"}, "segments": [{"id": "ZZZ", "ZZZ01": "1"}]}
+    with pytest.raises(StepError, match="no functional group"):
+        generator(tmp_path, partner="open").process(Message(payload=data))
+    out = generator(tmp_path, partner="open").process(Message(payload=(sets_of(sample("850-006020"))[0].data)))
+    assert out.headers["x12.interchange"] == "000000001", "the refused set spent no control number"
+    read_back = generator(tmp_path, partner="open").process(Message(payload={**data, "group": {"GS01": "ZZ"}}))
+    assert next(s for s in read_segments(read_back.payload) if s.id == "GS").get(1) == "ZZ"  # the group it was read in

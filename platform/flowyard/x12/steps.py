@@ -385,12 +385,17 @@ class X12Generate(Step):
         convention = str(st.get("ST03")) if st.get("ST03") else None
         if self.options.validate_ and guide is not None:
             self._validate(transaction, body, convention, guide)
+        group_data = data.get("group")
+        read_gs01 = str(group_data.get("GS01") or "") if isinstance(group_data, dict) else ""  # the group it was read in
+        functional_id = (guide.functional_group if guide and guide.functional_group else group_of(transaction) or read_gs01)
+        if not functional_id:
+            raise StepError(f"no functional group (GS01) is known for transaction set {transaction}: name a guide with "
+                            f"`functional_group:` for it, or give group.GS01 in the data", where=InputLocation(path="group.GS01"))
         numbers = self.context.services.control_numbers()
         isa_control = numbers.next_number(self.partner_key, "ISA")
         gs_control = numbers.next_number(self.partner_key, "GS")
         st_control = f"{numbers.next_number(self.partner_key, 'ST'):04d}"
         when = now()
-        functional_id = (guide.functional_group if guide and guide.functional_group else group_of(transaction) or "")
         group = GroupOut(functional_id, self.gs_sender, self.gs_receiver, gs_control, self.version,
                          [st_se(transaction, st_control, body, self.seps, convention)])
         isa = isa_segment(self.sender, self.receiver, isa_control, self.isa_version, self.usage, self.seps, when)
