@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..budget import parse_size
 from ..errors import FlowyardError
 from ..heap import freeze_startup_objects
 from ..options import parse_duration
@@ -77,6 +78,15 @@ def register(sub: Any) -> None:
         p.add_argument("--stall-after", type=positive_seconds, default=60.0,
                        help="seconds without progress (event loop, worker threads, claimed work) "
                        "after which /healthz says unhealthy (default 60)")
+        p.add_argument("--grace", type=positive_seconds, default=20.0,
+                       help="seconds a SIGTERM leaves in-flight batches to finish before the "
+                       "process exits, whatever a step is doing (default 20)")
+        p.add_argument("--budget-time", type=positive_seconds, default=None,
+                       help="the longest a message may take in a flow's steps when the flow's "
+                       "budget: does not say (default 30)")
+        p.add_argument("--budget-memory", type=parse_size, default=None,
+                       help="the most the process may grow while a message runs in a flow's "
+                       "steps when the flow's budget: does not say (256MB, 2GB; default 1GB)")
         p.add_argument("--text-logs", action="store_true", help="plain log lines, not JSON")
         p.add_argument("--log-file", type=Path, default=None,
                        help="write the JSON logs to this file instead of the terminal")
@@ -133,7 +143,9 @@ def runtime_config(args: argparse.Namespace) -> Any:
     return RuntimeConfig(
         flows_dir=Path(args.flows).resolve(), mode=args.mode, batch=args.batch,
         processors=args.processors, run_sources=not args.no_sources, trace=args.trace,
-        lease_ttl=args.lease, stall_after=args.stall_after,
+        lease_ttl=args.lease, stall_after=args.stall_after, grace=args.grace,
+        **({"budget_time": args.budget_time} if args.budget_time else {}),
+        **({"budget_memory": args.budget_memory} if args.budget_memory else {}),
     )
 
 
