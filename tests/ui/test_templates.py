@@ -177,6 +177,9 @@ def test_a_viewer_reads_templates_and_sees_instances_as_flows(viewer: UiClient, 
 
 def test_an_analyst_sees_the_impact_and_saves_a_draft(analyst: UiClient, flows: Path) -> None:
     the_editor_checks_every_flow_of_an_instance(analyst)
+    ran = analyst.post("/flows/mx01-supplierz-850/tests")  # the 850 flow's own two cases
+    assert ran.status_code == 200 and "gives 3 flows" not in ran.text
+    assert "an order without lines breaks the 850 guide" in ran.text and "a ship notice" not in ran.text
     # "Try it" on one flow of a several-flow instance runs that flow
     edi = (flows / "tests" / "mx01-supplierz" / "856.edi").read_text()
     tried = analyst.post("/flows/mx01-supplierz-856/playground/run", {"sample": edi, "sample_name": "856.edi"})

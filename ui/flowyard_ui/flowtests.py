@@ -81,7 +81,7 @@ def last(ui: UiState, info: FlowFile, version: str | None) -> TestStatus | None:
 
 def run(ui: UiState, info: FlowFile, who: str) -> TestStatus:
     """Run the flow's tests now, as the deploy gate would, and keep the result."""
-    snapshot = taken(info.path)
+    snapshot = taken(info.path, info.flow)  # one flow of a several-flow instance: its own
     folder = f"{ui.flows_dir.resolve()}/"
     if isinstance(snapshot, str):
         status = TestStatus("", time.time(), who, problems=[snapshot.replace(folder, "")])
