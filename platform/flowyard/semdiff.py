@@ -24,6 +24,7 @@ from .definitions import grammar
 from .definitions.grammar import STEP_COMMON_KEYS, TARGET_COMMON_KEYS
 from .definitions.kinds import find_kind
 from .errors import DefinitionError, FlowyardError
+from .mapping import field_changes
 from .secrets import redactor
 from .yamlio import YamlSyntaxError, load_text, to_plain
 
@@ -63,62 +64,13 @@ def changed_text(old: Any, new: Any) -> str:
     return f"changed from {show(old)} to {show(new)}"
 
 
-def split_mapping(expression: str) -> dict[str, str] | None:
-    """The fields of a top-level JMESPath multiselect hash `{a: x, b: y}`, as text; None
-    when the expression is something else."""
-    text = expression.strip()
-    if not (text.startswith("{") and text.endswith("}")):
-        return None
-    body = text[1:-1]
-    parts: list[str] = []
-    depth = 0
-    quote = ""
-    start = 0
-    for i, ch in enumerate(body):
-        if quote:
-            if ch == quote and body[i - 1] != "\\":
-                quote = ""
-            continue
-        if ch in "'\"`":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(body[start:i])
-            start = i + 1
-    parts.append(body[start:])
-    fields: dict[str, str] = {}
-    for part in parts:
-        if not part.strip():
-            continue
-        key, sep, value = part.partition(":")
-        if not sep:
-            return None
-        fields[key.strip().strip('"')] = " ".join(value.split())
-    return fields
-
-
-def mapping_changes(old: str, new: str) -> list[str] | None:
-    a, b = split_mapping(old), split_mapping(new)
-    if a is None or b is None:
-        return None
-    out = [f"field {k!r} added ({b[k]})" for k in b if k not in a]
-    out += [f"field {k!r} removed" for k in a if k not in b]
-    out += [f"field {k!r} changed from {a[k]!r} to {b[k]!r}" for k in a if k in b and a[k] != b[k]]
-    if not out and list(a) != list(b):
-        out.append("fields reordered")
-    return out
-
-
 def dict_changes(old: Any, new: Any, label: str = "option") -> list[str]:
     """Sentences for the differences of two option mappings (recursing into mappings)."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         if old == new:
             return []
         if isinstance(old, str) and isinstance(new, str):
-            fields = mapping_changes(old, new)
+            fields = field_changes(old, new)
             if fields is not None:
                 return [f"mapping: {f}" for f in fields] or ["mapping layout changed"]
         return [f"{label} {changed_text(old, new)}"]
@@ -134,7 +86,7 @@ def dict_changes(old: Any, new: Any, label: str = "option") -> list[str]:
             if isinstance(old[key], dict) and isinstance(new[key], dict):
                 out.extend(dict_changes(old[key], new[key], f"{label} {key!r}:"))
                 continue
-            fields = mapping_changes(old[key], new[key]) if isinstance(old[key], str) and isinstance(new[key], str) else None
+            fields = field_changes(old[key], new[key]) if isinstance(old[key], str) and isinstance(new[key], str) else None
             if fields is not None:
                 out.extend(f"mapping {key!r}: {f}" for f in fields)
             else:

@@ -11,7 +11,7 @@ import pytest
 
 from flowyard.cli import main
 from flowyard.onboarding.impact import impact_since, instance_files, template_change_impact
-from flowyard.semdiff import compare, split_mapping
+from flowyard.semdiff import compare, dict_changes
 from flowyard.yamlio import load_text, to_plain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,10 +72,17 @@ def test_connectors_targets_retry_and_metadata() -> None:
     assert any("connector changed from 'file' to 'sftp'" in s for s in sentences(FLOW, swapped))
 
 
-def test_split_mapping_respects_nesting_and_quotes() -> None:
-    fields = split_mapping("{a: x, b: f(y, `1`), c: 'p, q', d: items[].{e: f, g: h}}")
-    assert fields == {"a": "x", "b": "f(y, `1`)", "c": "'p, q'", "d": "items[].{e: f, g: h}"}
-    assert split_mapping("items[0]") is None
+def test_a_mappings_changes_are_named_field_by_field_nested_ones_by_their_path() -> None:
+    old = "{a: x, b: f(y, `1`), c: 'p, q', d: items[].{e: f, g: h}}"
+    new = "{a: x, b: f(y, `2`), c: 'p, q', d: items[].{e: f, g: upper(h), k: k}}"
+    out = dict_changes({"jmespath": old}, {"jmespath": new})
+    assert out == [
+        "mapping 'jmespath': field 'b' changed from 'f(y, `1`)' to 'f(y, `2`)'",
+        "mapping 'jmespath': field 'd.g' changed from 'h' to 'upper(h)'",
+        "mapping 'jmespath': field 'd.k' added (k)",
+    ]
+    assert dict_changes({"jmespath": "items[0]"}, {"jmespath": "items[1]"}) == [
+        "option 'jmespath' changed from 'items[0]' to 'items[1]'"]
 
 
 def test_diff_command_words_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
