@@ -98,3 +98,11 @@ def test_the_edit_page_carries_the_first_problems(analyst: UiClient, flows: Path
     (flows / "erp-orders.yaml").write_text(ORDERS_FLOW.replace("json.render", "json.rendr"), encoding="utf-8")
     page = analyst.get("/flows/erp-orders/edit").text
     assert [d["suggestion"] for d in _issue_data(page)] == ["json.render"]
+
+
+def test_a_problem_quoting_markup_cannot_close_the_data_script(viewer: UiClient) -> None:
+    hostile = ORDERS_FLOW.replace("json.render: {}", '"</script><img src=x onerror=alert(1)>": {}')
+    text = viewer.post("/flows/erp-orders/check", {"yaml": hostile}).text
+    found = re.search(r'id="issue-data" data-for="yaml">(.*?)</script>', text, re.S)
+    assert found and "<" not in found.group(1)  # escaped inside the JSON (\u003c)
+    assert any("</script><img" in d["message"] for d in _issue_data(text))

@@ -131,7 +131,10 @@ def test_the_code_editor_underlines_completes_and_the_form_edits_a_map(served: d
         expect(offered.locator(".cm-completionLabel")).to_have_text(["sort_keys"])
         page.wait_for_timeout(200)
         page.keyboard.press("Enter")
+        page.keyboard.press("Control+Space")  # a boolean option's values
+        expect(offered.locator(".cm-completionLabel")).to_have_text(["false", "true"])  # sorted
         page.keyboard.type("true")
+        page.keyboard.press("Escape")
         expect(page.locator("#yaml")).to_have_value(re.compile(r"- json.render: \{indent: 4, sort_keys: true\}"))
         expect(page.locator("#issues")).to_contain_text("No problems")
 
