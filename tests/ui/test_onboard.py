@@ -88,6 +88,7 @@ def test_the_form_is_generated_from_the_parameters(analyst: UiClient) -> None:
     for name in ("plant", "plant_name", "mes_url", "erp_url", "shift_start", "utc_offset", "confirmations"):
         assert f'name="{name}"' in html, name
     assert 'pattern="[A-Z]{2}[0-9]{2}"' in html  # checked by the browser too
+    assert 'pattern="[+\\-][0-9]{2}:[0-9]{2}"' in html  # as the browser's `v` flag wants it: `[+-]` is an error there
     assert 'name="shift_start" value="06:00"' in html  # defaults filled in
     assert "ERP plant code, two letters and two digits (MX01)" in html  # help from the description
     select = re.search(r'<select id="f-confirmations" name="confirmations".*?</select>', html, re.S)

@@ -174,7 +174,12 @@ def test_onboard_a_plant_in_the_browser_and_deploy_it(served: dict[str, Any], tm
         # -- a new X12 supplier in one pass: three flows from one small instance --------------
         ana.goto(f"{base}/onboard")
         ana.get_by_role("link", name="Onboard with supplier-x12-full").click()
-        ana.locator("#f-partner").fill("supplierq")
+        partner = ana.locator("#f-partner")  # pattern ^[a-z][a-z0-9-]{1,30}$: the browser checks it too
+        partner.fill("supplier q")
+        assert partner.evaluate("e => e.validity.patternMismatch") is True
+        partner.fill("supplier-q2")
+        assert partner.evaluate("e => e.validity.patternMismatch") is False
+        partner.fill("supplierq")
         ana.locator("#f-partner_name").fill("Supplier Q")
         ana.locator("#f-isa_id").fill("SUPPLIER Q")  # a space: refused at the field
         expect(ana.locator("#err-isa_id")).to_contain_text("does not match the pattern")

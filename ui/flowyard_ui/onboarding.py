@@ -130,14 +130,56 @@ def is_secret(name: str, spec: dict[str, Any]) -> bool:
     return bool(spec.get("x-secret")) or spec.get("format") in ("secret", "secret-ref") or name.endswith(SECRET_NAMES)
 
 
+_CLASS_RESERVED = set("()[{}/|")
+
+
+def _v_mode(pattern: str) -> str:
+    """A Python pattern as the HTML pattern attribute reads it (JavaScript's `v` flag):
+    inside a character class a literal `-` at either end, and `( ) [ { } / |`, must be
+    escaped there (`[+-]` is a syntax error, which the browser ignores)."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if not in_class:
+            if c == "[":
+                in_class = True
+                out.append(c)
+                if pattern.startswith("^", i + 1):
+                    out.append("^")
+                    i += 1
+                if pattern.startswith("-", i + 1):
+                    out.append("\\-")
+                    i += 1
+            else:
+                out.append(c)
+        elif c == "]":
+            in_class = False
+            out.append(c)
+        elif c == "-" and pattern.startswith("]", i + 1):
+            out.append("\\-")
+        elif c in _CLASS_RESERVED:
+            out.append("\\" + c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def _html_pattern(pattern: str | None) -> str | None:
-    """The browser checks the whole value against `pattern`: strip the anchors."""
+    """The browser checks the whole value against `pattern`: strip the anchors, and
+    escape what its `v`-flag regular expressions want escaped."""
     if not pattern:
         return None
     inner = pattern.removeprefix("^")
     if inner.endswith("$") and not inner.endswith("\\$"):
         inner = inner[:-1]
-    return inner
+    return _v_mode(inner)
 
 
 def fields(template: Template, given: dict[str, str] | None = None) -> list[FieldView]:
