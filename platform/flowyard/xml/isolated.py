@@ -117,7 +117,8 @@ class Worker:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        self.stdin.close()
+        with contextlib.suppress(OSError):  # what is still buffered for it has nowhere to go
+            self.stdin.close()
         if self.process.stdout is not None:
             self.process.stdout.close()
 
