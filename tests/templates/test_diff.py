@@ -11,6 +11,8 @@ import pytest
 
 from flowyard.cli import main
 from flowyard.onboarding.impact import impact_since, instance_files, template_change_impact
+from flowyard.onboarding.render import render_instance_flows
+from flowyard.onboarding.template import load_instance_file
 from flowyard.semdiff import compare, dict_changes
 from flowyard.yamlio import load_text, to_plain
 
@@ -214,8 +216,10 @@ def test_the_first_commit_compares_with_an_empty_tree(unborn: Path, capsys: pyte
     assert code == 0, out + err
     assert "no commits yet: comparing with an empty tree instead of HEAD (every instance is new)" in err
     heads = [line for line in out.splitlines() if line.startswith("== ")]
-    assert len(heads) == len(instance_files([unborn])) >= 3
+    flows = sum(len(render_instance_flows(load_instance_file(p))) for p in instance_files([unborn]))  # one per flow
+    assert len(heads) == flows > len(instance_files([unborn])) >= 3
     assert all(head.endswith(": new since an empty tree") for head in heads), heads
+    assert any("(mx01-supplierz: flow mx01-supplierz-850," in head for head in heads), heads
     assert out.count("  PASS test ") >= 3 and "FAIL" not in out  # the tests of every instance ran
     assert "unknown git revision" not in err
 

@@ -126,8 +126,8 @@ def test_a_template_change_breaking_an_instance_is_refused_by_the_gate(onboardin
     old_text = template_path.read_text()
     new_text = old_text.replace("shipment_id: BSN.BSN02,", "shipment_id: BSN.BSN03,")
     impacts = template_change_impact(template_path, new_text, [onboarding])
-    by_name = {i.name: i for i in impacts}
-    assert "mx01-supplierz" in by_name and not by_name["mx01-supplierz"].ok
+    failing = [i.flow for i in impacts if not i.ok]
+    assert failing == ["mx01-supplierz-856"]
     template_path.write_text(new_text)
     with pytest.raises(DeployRefused) as refused:
         deployments.deploy_paths(s, [template_path], who="dee")
@@ -149,3 +149,15 @@ def test_first_start_seeds_every_flows_samples(tmp_path: Path) -> None:
     copied = {p.relative_to(tmp_path).as_posix() for p in seed_samples(flows)}
     assert "data/inbox/supplierz/856/856.edi" in copied and "data/inbox/supplierz/810/810.edi" in copied
     assert "data/outbox/erp/po-supplierz/po-no-lines.json" in copied
+
+
+def test_the_impact_of_a_template_change_covers_every_flow_of_an_instance(onboarding: Path) -> None:
+    template_path = onboarding / "templates" / "supplier-x12-full.yaml"
+    new_text = template_path.read_text().replace("BEG01: '00'", "BEG01: '05'")  # the 850, the last flow
+    impacts = [i for i in template_change_impact(template_path, new_text, [onboarding]) if i.name == "mx01-supplierz"]
+    assert [i.flow for i in impacts] == NAMES
+    by_flow = {i.flow: i for i in impacts}
+    assert not by_flow["mx01-supplierz-856"].changed and not by_flow["mx01-supplierz-810"].changed
+    changed = by_flow["mx01-supplierz-850"]
+    assert changed.changed and any("BEG01" in str(c) for c in changed.changes), changed.changes
+    assert len(changed.tests) == 2 and changed.label == "mx01-supplierz: flow mx01-supplierz-850"

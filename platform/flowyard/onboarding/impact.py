@@ -18,6 +18,7 @@ template body and the instance).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import sys
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ..secrets import redactor
 from ..semdiff import Change, compare, git_base, git_root, git_show
 from ..testing import CaseResult, run_tests
 from ..yamlio import to_plain
-from .render import Rendered, render_instance
+from .render import Rendered, render_instance, render_instance_flows
 from .template import (
     FlowInstance,
     Template,
@@ -50,6 +51,12 @@ class InstanceImpact:
     changes: list[Change] = field(default_factory=list)
     error: str | None = None
     tests: list[CaseResult] = field(default_factory=list)
+    flow: str | None = None  # of an instance whose template gives several flows: which one
+
+    @property
+    def label(self) -> str:
+        """The instance, and the flow of it when it gives several."""
+        return f"{self.name}: flow {self.flow}" if self.flow else self.name
 
     @property
     def changed(self) -> bool:
@@ -71,11 +78,29 @@ def instance_files(paths: list[Path]) -> list[Path]:
     return files_of_kind(paths, "FlowInstance")
 
 
-def _render(instance: FlowInstance, template: Template | None) -> Rendered:
-    rendered = render_instance(instance, template)
-    if not rendered.ok:
-        raise DefinitionError(rendered.issues)
-    return rendered
+def _render(instance: FlowInstance, template: Template | None) -> list[Rendered]:
+    """Every flow the instance renders to (several when its template gives several)."""
+    flows = [render_instance(instance, template)] if instance.flow is not None else render_instance_flows(instance, template)
+    for rendered in flows:
+        if not rendered.ok:
+            raise DefinitionError(rendered.issues)
+    return flows
+
+
+def _compare(results: list[InstanceImpact], base: InstanceImpact, old: list[Rendered], new: list[Rendered], run: bool) -> None:
+    """One impact per flow of the new version (paired with the old one by name), and one
+    per flow the new version no longer gives."""
+    several = len(old) > 1 or len(new) > 1
+    before = {r.name: r for r in old}
+    for rendered in new:
+        previous = before.pop(rendered.name, None)
+        impact = InstanceImpact(base.path, base.name, base.template, previous.text if previous else None, None,
+                                flow=rendered.name if several else None)
+        results.append(impact)
+        _finish(impact, rendered, to_plain(previous.document) if previous else None, run)
+    for name, gone in before.items():
+        results.append(InstanceImpact(base.path, base.name, base.template, gone.text, None, flow=name,
+                                      error=f"the new version no longer gives the flow {name}"))
 
 
 def _finish(impact: InstanceImpact, new: Rendered | None, old_plain: object, run: bool) -> InstanceImpact:
@@ -102,7 +127,6 @@ def impact_since(rev: str, paths: list[Path], run: bool = True) -> list[Instance
     for path in instance_files(paths):
         impact = InstanceImpact(path, path.stem, "?", None, None)
         results.append(impact)
-        old_plain: object = None
         try:
             instance = load_instance_file(path)
             impact.name, impact.template = instance.name, str(instance.template)
@@ -112,20 +136,21 @@ def impact_since(rev: str, paths: list[Path], run: bool = True) -> list[Instance
             continue
         old_instance_text = git_show(base, path.resolve()) if base is not None else None
         old_template_text = git_show(base, template.path.resolve()) if base is not None and template.path.resolve().is_relative_to(root) else None
+        old: list[Rendered] = []
         if old_instance_text is not None and old_template_text is not None:
             try:
                 old_instance, _issues = parse_instance(path, old_instance_text)
                 if old_instance is not None:
                     old = _render(old_instance, load_template(template.path, old_template_text))
-                    impact.old_text, old_plain = old.text, to_plain(old.document)
             except (DefinitionError, FlowyardError):
-                impact.old_text = None  # it did not render then; everything is new
+                old = []  # it did not render then; everything is new
         try:
             new = _render(instance, template)
         except DefinitionError as exc:
             impact.error = str(exc)
             continue
-        _finish(impact, new, old_plain, run)
+        results.remove(impact)
+        _compare(results, impact, old, new, run)
     return results
 
 
@@ -143,19 +168,16 @@ def template_change_impact(template_path: Path, new_text: str, paths: list[Path]
         if instance.template.name not in (current.name, new_template.name):
             continue
         impact = InstanceImpact(path, instance.name, str(instance.template), None, None)
-        results.append(impact)
-        old_plain: object = None
-        try:
+        old: list[Rendered] = []
+        with contextlib.suppress(DefinitionError):
             old = _render(instance, current)
-            impact.old_text, old_plain = old.text, to_plain(old.document)
-        except DefinitionError:
-            pass
         try:
             new = _render(instance, new_template)
         except DefinitionError as exc:
             impact.error = str(exc)
+            results.append(impact)
             continue
-        _finish(impact, new, old_plain, run)
+        _compare(results, impact, old, new, run)
     return results
 
 
@@ -178,7 +200,7 @@ def main(rev: str, paths: list[Path] | None, run_tests: bool = True, text: bool 
         if not impact.changed and impact.error is None:
             unchanged += 1
             continue
-        head = f"== {impact.path} ({impact.name}, template {impact.template})"
+        head = f"== {impact.path} ({impact.label}, template {impact.template})"
         if impact.old_text is None and impact.new_text is not None:
             head += ": new since " + since
         print(head)
