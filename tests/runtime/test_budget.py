@@ -7,12 +7,13 @@ flowing (the steps run off the event loop) and the hog's batch neighbours are pr
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
 from rthelp import order, runtime_for, until, write_flow
 
-from flowyard.budget import Budget, parse_size
+from flowyard.budget import Budget, BudgetExceeded, Watch, Watchdog, parse_size
 from flowyard.runtime.runtime import RuntimeConfig
 from flowyard.store.api import Store
 
@@ -128,3 +129,39 @@ async def test_a_memory_hungry_step_is_stopped_and_its_batch_goes_on(
     assert dead.step == "spin" and "exceeded its memory budget in step spin (50MB)" in dead.reason
     assert sqlite_store.count_messages(state="dead") == 1
     assert runtime.watchdog.abandoned == 0
+
+
+def test_a_thread_stuck_in_one_c_call_is_given_up_and_stopped_when_the_call_returns() -> None:
+    """`time.sleep` is one C call: the stop waits for it, so the watchdog reports the
+    message stuck (the runtime then dead-letters it and abandons the thread); when the
+    call returns, the stop lands and the thread goes no further."""
+    watchdog = Watchdog(every=0.05, stuck_after=0.3)
+    watchdog.start()
+    stuck: list[Watch] = []
+    events: list[str] = []
+
+    def step() -> None:
+        watch = watchdog.begin("m1", 0.2, 0, stuck.append)
+        try:
+            time.sleep(1.5)
+            events.append("went on after the call")  # never: the stop lands first
+        except BudgetExceeded as exc:
+            events.append(exc.reason("sleepy"))
+        finally:
+            watchdog.end(watch)
+
+    thread = threading.Thread(target=step, daemon=True)
+    began = time.monotonic()
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not stuck and time.monotonic() < deadline:
+            time.sleep(0.02)
+        given_up = time.monotonic() - began
+        thread.join(10)
+    finally:
+        watchdog.stop()
+    assert [w.key for w in stuck] == ["m1"] and stuck[0].stuck
+    assert given_up < 1.5, given_up  # before the call returned
+    assert events == ["exceeded its time budget in step sleepy (0.2s); the step was stopped"]
+    assert watchdog.abandoned == 1 and watchdog.running == []
