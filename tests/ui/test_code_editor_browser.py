@@ -148,6 +148,7 @@ def test_the_code_editor_underlines_completes_and_the_form_edits_a_map(served: d
         expression = page.locator("#form-pane fieldset", has_text="step 2: jmespath").locator(".code-expression")
         expect(expression.locator(".cm-jp-literal")).to_have_text(["`0`"])
         expect(expression.locator(".cm-jp-function")).to_have_count(0)
+        expect(page.locator("#form-pane textarea[name='opt.expression']").first).to_be_hidden()  # the editor instead
         csv_form = page.locator("#form-pane fieldset", has_text="step 1: csv.parse")
         types = csv_form.get_by_role("group", name="types")
         expect(types.get_by_label("types name")).to_have_value("qty")

@@ -554,6 +554,7 @@ function attachExpression(area) {
   if (area.readOnly) { extensions.push(CM.EditorState.readOnly.of(true), CM.EditorView.editable.of(false)); }
   new CM.EditorView({ state: CM.EditorState.create({ doc: area.value, extensions }), parent: host });
   area.hidden = true;
+  area.style.display = "none";  // the form's textarea style would show it despite `hidden`
 }
 
 function wireAll() {
