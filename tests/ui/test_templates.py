@@ -92,6 +92,7 @@ def saving_needs_the_impact_of_that_very_text_and_makes_a_draft(analyst: UiClien
     assert path.read_text() == old
     impact = analyst.post("/templates/supplier-x12-full/impact", {"text": new})
     assert 'data-instance="mx01-supplierz"' in impact.text and 'data-failing="1"' in impact.text
+    assert "Impact on 1 instance(s) (3 flows): 1 changed, 1 failing" in impact.text
     assert "FAIL</span> a ship notice with two cartons" in impact.text
     assert "shipment_id" in impact.text  # the semantic change of the rendered flow
     assert "deploy gate refuses" in impact.text

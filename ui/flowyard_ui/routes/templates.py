@@ -141,6 +141,10 @@ class Impact:
     problems: list[str]  # the edited template itself does not load
 
     @property
+    def instance_count(self) -> int:
+        return len({i.path for i in self.instances})
+
+    @property
     def failing(self) -> list[InstanceImpact]:
         return [i for i in self.instances if not i.ok]
 
