@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 import time
+from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from ..budget import BudgetExceeded, Watch
@@ -45,8 +46,27 @@ Pending = tuple[LoadedTarget, DeliveryRow, Message, list[Any]]
 Ran = tuple[queue.ProcessOutcome, list[Pending]]
 
 
+class StepThread:
+    """A daemon thread that runs batches' steps, one `StepRun` after another (kept between
+    batches: handing a batch over costs ~15 us, starting a thread ~60 us of CPU and
+    ~400 us of waiting). A thread given up (stuck, or left running at a stop) is retired:
+    it ends after the batch it runs."""
+
+    def __init__(self) -> None:
+        self.runs: SimpleQueue[StepRun | None] = SimpleQueue()
+        self.thread = threading.Thread(target=self.serve, name="flowyard-steps", daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while (run := self.runs.get()) is not None:
+            run.run()
+
+    def retire(self) -> None:
+        self.runs.put(None)
+
+
 class StepRun:
-    """One batch's steps on a daemon thread; `done` resolves on the event loop when the
+    """One batch's steps on a `StepThread`; `done` resolves on the event loop when the
     thread has run them all, or when the watchdog gives up a message stuck in a call that
     cannot be interrupted (`stuck`: its index in the batch and its watch; the thread is then
     abandoned, and what it ran before stays in `results`)."""
@@ -62,7 +82,6 @@ class StepRun:
         self.current: Watch | None = None  # the message the thread runs now
         self.stuck: tuple[int, Watch] | None = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self.run, name="flowyard-steps", daemon=True)
 
     def run(self) -> None:
         try:
@@ -102,6 +121,7 @@ class StepRun:
 class Processing:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.idle: list[StepThread] = []  # step threads waiting for a batch
 
     async def process_loop(self, index: int) -> None:
         while not self.runtime.closing:
@@ -126,23 +146,33 @@ class Processing:
             finally:
                 self.runtime.working_messages -= ids
 
+    def close(self) -> None:
+        """The idle step threads end (a running one ends after its batch)."""
+        while self.idle:
+            self.idle.pop().retire()
+
     async def run_batch(self, claimed: list[queue.ClaimedMessage]) -> list[Ran]:
         """Run the batch's steps off the event loop (see `StepRun`)."""
         results: list[Ran] = []
         todo = claimed
         while todo:
             run = StepRun(self, todo)
-            run.thread.start()
+            worker = self.idle.pop() if self.idle else StepThread()
+            worker.runs.put(run)
             try:
                 await asyncio.shield(run.done)
             except asyncio.CancelledError:  # stopping: the thread runs no further message
                 run.abandon()
+                worker.retire()
                 raise
             if run.error is not None:
+                worker.retire()
                 raise run.error
             results.extend(run.results)
             if run.stuck is None:
+                self.idle.append(worker)
                 break
+            worker.retire()  # stuck in its call: it ends when (if) the call returns
             index, watch = run.stuck
             results.append((self.stopped_outcome(todo[index], watch), []))
             todo = todo[index + 1:]

@@ -198,6 +198,7 @@ class Runtime:
                         exc)
         await self.flows.close()
         self.watchdog.stop()
+        self.processing.close()
         self.intake.locks.drop_all()
         self.stopped.set()
 
