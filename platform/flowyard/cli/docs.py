@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..schema_gen import reference_markdown
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser("docs", help="print (or write) the option reference generated from the models")
@@ -16,6 +14,8 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..schema_gen import reference_markdown  # every step and connector: not for `flowyard --help`
+
     text = reference_markdown()
     if args.output:
         args.output.write_text(text + "\n", encoding="utf-8")

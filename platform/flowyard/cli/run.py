@@ -6,16 +6,14 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DefinitionError
-from ..flow import StepSpec
-from ..loader import load_flow
 from ..message import Message
-from ..runner import run_flow
 from ..secrets import redactor
-from ..step import Rejected
-from ..store.engines import scratch_store
+
+if TYPE_CHECKING:
+    from ..flow import StepSpec
 
 TRACE_LIMIT = 20_000
 
@@ -31,6 +29,8 @@ def register(sub: Any) -> None:
 
 
 def trace(spec: StepSpec, out: Any, seconds: float) -> None:
+    from ..step import Rejected
+
     if seconds < 0:
         print(f"== {spec.name}: skipped (when: {spec.when})", file=sys.stderr)
         return
@@ -49,6 +49,10 @@ def trace(spec: StepSpec, out: Any, seconds: float) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..loader import load_flow  # steps and the store: not for `flowyard --help`
+    from ..runner import run_flow
+    from ..store.engines import scratch_store
+
     if args.output_dir and not args.dry_run:
         print("flowyard run: --output-dir goes with --dry-run", file=sys.stderr)
         return 2

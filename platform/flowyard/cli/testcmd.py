@@ -9,9 +9,6 @@ from typing import Any
 
 from ..definitions import definition_files, is_table
 from ..errors import DefinitionError
-from ..loader import load_flows
-from ..store.engines import scratch_store
-from ..testing import run_tests
 from ..yamlio import YamlSyntaxError, load_file
 
 
@@ -37,11 +34,15 @@ def flow_files(paths: list[Path]) -> list[Path]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..store.engines import scratch_store  # the store's modules: not for `flowyard --help`
+
     with scratch_store():
         return run_all(args.paths)
 
 
 def run_all(paths: list[Path]) -> int:
+    from ..loader import load_flows  # steps and the store: not for `flowyard --help`
+    from ..testing import run_tests
     passed = failed = broken = 0
     for path in flow_files(paths):
         try:
