@@ -150,6 +150,15 @@ def test_a_deployed_instance_shows_no_false_change(deployer: UiClient, flows: Pa
     assert row is not None and "draft differs" not in row.group(0) and "never deployed" not in row.group(0)
     other = re.search(r'<tr>\s*<td><a href="/flows/mx01-supplierz-856">.*?</tr>', page.text, re.S)
     assert other is not None and "never deployed" in other.group(0)
+    # the instance's other flows are drafts on Changes, one per flow; deploying the last
+    # listed one (not the first of the file) deploys the file's flows
+    changes = deployer.get("/changes").text
+    versions = re.findall(r'name="key" value="mx01-supplierz.yaml"><input type="hidden" name="version" value="([0-9a-f]+)"', changes)
+    assert len(set(versions)) == 2, versions  # 856 and 850 (810 is deployed)
+    deployer.refresh_token("/changes")
+    done = deployer.post("/changes/deploy", {"key": "mx01-supplierz.yaml", "version": versions[-1], "note": "all of it"})
+    assert done.status_code == 200 and "mx01-supplierz-856" in done.text and "mx01-supplierz-850" in done.text, done.text
+
     # a template change that breaks the deployed flow's tests: saved as a draft, refused at deploy
     path = flows / "templates" / "supplier-x12-full.yaml"
     path.write_text(path.read_text().replace("invoice_number: BIG.BIG02,", "invoice_number: BIG.BIG03,"))

@@ -312,8 +312,11 @@ def _flow_draft(ui: UiState, info: FlowFile, rel: str, states: dict[str, FlowInf
     flow_drafts.append(draft)
 
 
-def find_draft(ui: UiState, key: str) -> Draft | None:
-    return next((d for d in list_drafts(ui) if d.key == key), None)
+def find_draft(ui: UiState, key: str, version: str = "") -> Draft | None:
+    """The draft of a file; of an instance whose template gives several flows (one draft
+    per flow, one key), the one of that version when given."""
+    found = [d for d in list_drafts(ui) if d.key == key]
+    return next((d for d in found if d.version == version), found[0] if found else None)
 
 
 # -- gate results (the tests), cached by version --------------------------------------

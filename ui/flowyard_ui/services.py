@@ -233,7 +233,7 @@ class Changes:
 
     def _draft(self, key: str, version: str) -> drafts.Draft:
         """The draft the deployer reviewed: refused when it changed since."""
-        draft = drafts.find_draft(self.ui, key)
+        draft = drafts.find_draft(self.ui, key, version)
         if draft is None:
             raise Refused(f"{key} is not a draft awaiting deployment (deployed already, or gone).", 404)
         if draft.kind == "broken":
