@@ -109,6 +109,41 @@ async def test_claimed_work_that_does_not_move_is_unhealthy(
         assert code == 200 and runtime.health.problems() == []
 
 
+DEDUPE_XSL = """<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:template match="/"><skus><xsl:for-each select="//line[not(@sku = preceding::line/@sku)]">
+    <sku><xsl:value-of select="@sku"/></sku></xsl:for-each></skus></xsl:template>
+</xsl:stylesheet>
+"""
+
+
+async def test_a_long_batch_of_slow_messages_that_move_is_healthy(tmp_path: Path, sqlite_store: Store) -> None:
+    """Eight messages in one batch, each stopped at its stylesheet's time limit (0.6 s, so
+    each takes at least that, then a fresh worker): the batch takes longer than
+    stall_after, but each message going through its steps is progress."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "dedupe.xsl").write_text(DEDUPE_XSL)
+    (flows / "slow.yaml").write_text("apiVersion: flowyard/v1\nkind: Flow\nmetadata: {name: slow}\n"
+                                     "source: {file: {path: in}}\n"
+                                     "steps:\n  - xml.xslt: {stylesheet: dedupe.xsl, time_limit: 0.6}\n"
+                                     "targets:\n  - file: {path: out}\n")
+    version = take(flows / "slow.yaml").version
+    document = b"<o>" + b"".join(b'<line sku="S%d"/>' % n for n in range(30_000)) + b"</o>"
+    async for _runtime, probe in started(sqlite_store, flows, processors=1, stall_after=3.0):
+        await wait_for(probe, "ok")
+        began = time.monotonic()
+        sqlite_store.accept_many([Message(payload=document, content_type="application/xml", flow="slow",
+                                          flow_version=version) for _ in range(8)])
+        answers = []
+        while len(sqlite_store.dead_letters()) < 8:
+            answers.append(await probe.detail())
+            assert time.monotonic() - began < 120, "8 messages not through"
+            await asyncio.sleep(0.2)
+        took = time.monotonic() - began
+    assert took > 3.0, "the batch was quicker than stall_after: the case shows nothing"
+    assert [a for a in answers if a[0] != 200] == [], f"took {took:.1f}s"
+
+
 async def test_a_held_event_loop_is_logged_with_where_it_is_held(
         tmp_path: Path, sqlite_store: Store, caplog: pytest.LogCaptureFixture) -> None:
     flows = tmp_path / "flows"

@@ -11,8 +11,9 @@ held by a step. `Health` watches, twice a second and on a thread of its own:
 - the worker threads: a no-op handed to the default executor, timed; one that has
   waited `stall_after` means every thread is busy;
 - the work: a message or a delivery claimed here for `stall_after` seconds while no
-  delivery attempt ended (nor a message, where processing reports each one through
-  `progressed`); accepted messages waiting `stall_after` seconds without a group commit.
+  delivery attempt ended and no message went through its steps (the budget's watchdog
+  says which message runs now: a long batch of slow messages that move is progress);
+  accepted messages waiting `stall_after` seconds without a group commit.
 
 `problems()` lists what is wrong now (empty: healthy). It costs a task turn and a
 thread hand-off every half second.
@@ -51,6 +52,7 @@ class Health:
         self.stored_at = now  # the last group commit of accepted messages
         self.waiting_since: float | None = None  # accepts waiting for their commit since
         self.claimed: dict[tuple[str, Any], float] = {}  # a message or delivery here -> since
+        self.running: set[tuple[str, float]] = set()  # the messages in steps now (the budget's watchdog)
         self.loop_thread: int | None = None
         self.stopping = threading.Event()
         self.watchdog: threading.Thread | None = None
@@ -96,6 +98,12 @@ class Health:
         working: set[tuple[str, Any]] = {("message", m) for m in self.runtime.working_messages}
         working |= {("delivery", d) for d in self.runtime.working_deliveries}
         self.claimed = {key: self.claimed.get(key, now) for key in working}
+        watchdog = getattr(self.runtime, "watchdog", None)  # it knows each message in steps
+        if watchdog is not None:
+            running = {(w.key, w.started) for w in watchdog.running}
+            if running != self.running:  # one finished its steps, or the next began
+                self.running = running
+                self.progressed()
         if self.runtime.intake.inflight_accepts:
             self.waiting_since = self.waiting_since or now
         else:
