@@ -17,7 +17,8 @@ thread: it never holds up the process's exit). A C call that also holds the GIL 
 `re`) holds every thread, the watchdog's included, until it returns.
 
 Memory is the growth of the process's resident set since the message began (read from
-/proc/self/statm; nothing is traced per allocation, so it costs nothing while steps run).
+/proc/self/statm at each look, the start taken from the look before the message began;
+nothing is traced per allocation, so it costs nothing while steps run).
 When messages of several threads run at once, the growth is blamed on the one that has run
 longest (a hungry step takes time to allocate; its neighbours take milliseconds), and
 the others' starting points move up to the current size.
@@ -195,14 +196,16 @@ class Watchdog:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.stopped = 0  # messages stopped so far
+        self.rss = resident_bytes()  # the process's size at the last look
         self.abandoned = 0  # threads left stuck in a C call
 
     # -- what the step threads say -------------------------------------------------
     def begin(self, key: str, time_limit: float, memory: int,
               on_stuck: Callable[[Watch], None] | None = None) -> Watch:
         watch = Watch(threading.get_ident(), key, time_limit, memory, on_stuck)
-        if memory:
-            watch.rss_start = resident_bytes()
+        # the size at the watchdog's last look (at most `every` old): reading /proc here
+        # would cost ~15 us per message
+        watch.rss_start = self.rss
         self.watches[watch.thread] = watch
         return watch
 
@@ -237,10 +240,10 @@ class Watchdog:
                 log.exception("the budget watchdog failed to look at the running messages")
 
     def look(self, now: float) -> None:
+        self.rss = rss = resident_bytes()
         watches = list(self.watches.values())
         if not watches:
             return
-        rss = resident_bytes() if any(w.memory for w in watches) else 0
         over_memory = []
         for watch in watches:
             if watch.fired is not None:
