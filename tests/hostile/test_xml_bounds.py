@@ -220,7 +220,7 @@ targets:
                   what="the other flow's 5 messages delivered")
 
         # a delivery that hangs: /healthz says the claimed work stopped moving, then recovers
-        erp.delay = 6.0
+        erp.delay = 3.5
         (tmp_path / "in" / "erp" / "slow.json").write_text('{"n": "slow"}')
         _code, body = wait_sync(lambda: (h := health(base, token))[0] == 503 and h, timeout=30,
                                what="/healthz unhealthy while the delivery hangs")
