@@ -161,3 +161,14 @@ def test_the_impact_of_a_template_change_covers_every_flow_of_an_instance(onboar
     changed = by_flow["mx01-supplierz-850"]
     assert changed.changed and any("BEG01" in str(c) for c in changed.changes), changed.changes
     assert len(changed.tests) == 2 and changed.label == "mx01-supplierz: flow mx01-supplierz-850"
+
+
+def test_flowyard_run_runs_one_flow_of_an_instance_by_name(onboarding: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from flowyard.cli import main
+
+    instance, sample = onboarding / "mx01-supplierz.yaml", onboarding / "tests" / "mx01-supplierz" / "856.edi"
+    assert main(["run", str(instance), "--input", str(sample), "--dry-run"]) == 2
+    assert "gives 3 flows (mx01-supplierz-856, mx01-supplierz-810, mx01-supplierz-850); name one with --flow NAME" in capsys.readouterr().err
+    assert main(["run", str(instance), "--input", str(sample), "--dry-run", "--flow", "mx01-supplierz-999"]) == 2
+    assert main(["run", str(instance), "--input", str(sample), "--dry-run", "--flow", "mx01-supplierz-856", "--output-dir", str(tmp_path / "out")]) == 0
+    assert "ASN-77812" in (tmp_path / "out" / "1").read_text()

@@ -25,6 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="touch no target; write the final payloads instead")
     p.add_argument("--output-dir", type=Path, metavar="DIR", help="with --dry-run: write DIR/1, DIR/2, ...")
     p.add_argument("--trace", action="store_true", help="print every step's output to stderr")
+    p.add_argument("--flow", dest="flow_name", metavar="NAME", help="of an instance whose template gives several flows: the one to run")
     p.set_defaults(handler=handle)
 
 
@@ -49,7 +50,7 @@ def trace(spec: StepSpec, out: Any, seconds: float) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..loader import load_flow  # steps and the store: not for `flowyard --help`
+    from ..loader import load_flows  # steps and the store: not for `flowyard --help`
     from ..runner import run_flow
     from ..store.engines import scratch_store
 
@@ -60,10 +61,20 @@ def handle(args: argparse.Namespace) -> int:
         print(f"flowyard run: input file {args.input} not found", file=sys.stderr)
         return 2
     try:
-        flow = load_flow(args.flow)
+        flows = load_flows(args.flow)
     except DefinitionError as exc:
         print(exc, file=sys.stderr)
         return 2
+    names = [f.name for f in flows]
+    if args.flow_name is not None:
+        flows = [f for f in flows if f.name == args.flow_name]
+        if not flows:
+            print(f"flowyard run: {args.flow} gives no flow named {args.flow_name!r}; it gives: {', '.join(names)}", file=sys.stderr)
+            return 2
+    if len(flows) > 1:
+        print(f"flowyard run: {args.flow} gives {len(flows)} flows ({', '.join(names)}); name one with --flow NAME", file=sys.stderr)
+        return 2
+    flow = flows[0]
     with scratch_store() if args.dry_run else contextlib.nullcontext():
         report = run_flow(flow, args.input, deliver=not args.dry_run, tracer=trace if args.trace else None)
     result = report.result

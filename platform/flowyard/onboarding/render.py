@@ -507,7 +507,7 @@ def load_instance(path: Path, text: str | None = None) -> Flow:
             where = Position(str(path), *value_position(instance.document, "template"))
             raise DefinitionError([Issue(where, f"template {flows[0].template.label} gives {len(flows)} flows "
                                          f"({', '.join(r.name for r in flows)}): this file stands for all of them, "
-                                         "so test, validate and deploy it whole, or load one by `flow: NAME`")])
+                                         "so test, validate and deploy it whole (flowyard run --flow NAME runs one)")])
         return flows[0].flow()
     return render_instance(instance).flow()
 
