@@ -11,10 +11,15 @@ import threading
 import time
 from pathlib import Path
 
+from pydantic import Field
 from rthelp import order, runtime_for, until, write_flow
 
+from flowyard import registry
 from flowyard.budget import Budget, BudgetExceeded, Watch, Watchdog, parse_size
+from flowyard.message import Message
+from flowyard.options import Options
 from flowyard.runtime.runtime import RuntimeConfig
+from flowyard.step import Step
 from flowyard.store.api import Store
 
 # 1,000 items doubled 12 times, then a Python-level filter over each of the 4 million:
@@ -165,3 +170,68 @@ def test_a_thread_stuck_in_one_c_call_is_given_up_and_stopped_when_the_call_retu
     assert given_up < 1.5, given_up  # before the call returned
     assert events == ["exceeded its time budget in step sleepy (0.2s); the step was stopped"]
     assert watchdog.abandoned == 1 and watchdog.running == []
+
+
+class BlockOptions(Options):
+    seconds: float = Field(description="how long one call blocks")
+
+
+class Block(Step):
+    """Blocks in one C call (`time.sleep`), the way a step waiting in a library does: the
+    watchdog's exception cannot get in until the call returns."""
+
+    kind = "test.block"
+    Options = BlockOptions
+    main_option = "seconds"
+
+    def process(self, message: Message) -> Message:
+        if message.payload.get("block"):
+            time.sleep(self.options.seconds)
+        return message
+
+
+class Registered:
+    """An entry point found in the `flowyard.steps` group, as an installed package gives."""
+
+    def __init__(self, cls: type[Step]) -> None:
+        self.cls, self.dist = cls, None
+
+    def load(self) -> type[Step]:
+        return self.cls
+
+
+async def test_a_step_stuck_in_one_call_is_dead_lettered_and_its_batch_goes_on(
+        tmp_path: Path, sqlite_store: Store) -> None:
+    steps = registry._group(registry.STEP_GROUP)
+    steps["test.block"] = Registered(Block)
+    try:
+        flows = tmp_path / "flows"
+        (flows / "in").mkdir(parents=True)
+        (flows / "blocking.yaml").write_text(
+            "apiVersion: flowyard/v1\nkind: Flow\nmetadata: {name: blocking}\nbudget: {time: 500ms}\n"
+            "source: {file: {path: in, poll: 50ms, settle: 0s}}\nsteps:\n  - json.parse: {}\n"
+            "  - name: wait\n    test.block: 8\ntargets:\n  - file: {path: out}\n")
+        for n, block in enumerate((False, True, False, False)):  # one batch (one loop)
+            (flows / "in" / f"m{n}.json").write_text(json.dumps({"n": n, "block": block}))
+        runtime = runtime_for(sqlite_store, config(flows, processors=1, run_sources=False))
+        version = sqlite_store.deployments("blocking")[0].version
+        sqlite_store.accept_many([
+            Message(payload=(flows / "in" / f"m{n}.json").read_bytes(), content_type="application/json",
+                    flow="blocking", flow_version=version) for n in range(4)])
+        await runtime.start()
+        began = time.monotonic()
+        try:
+            [dead] = await until(lambda: sqlite_store.dead_letters(with_input=True), timeout=30,
+                                 what="the stuck one")
+            await until(lambda: sqlite_store.count_messages(state="done") == 3, timeout=30,
+                        what="the three others done")
+            took = time.monotonic() - began
+        finally:
+            await runtime.stop()
+    finally:
+        del steps["test.block"]
+    assert dead.step == "wait" and json.loads(dead.input_text)["n"] == 1
+    assert dead.reason == ("step 'wait': exceeded its time budget in step wait (0.5s); the step was "
+                           "stopped (it did not give way: stuck in a call that cannot be interrupted)")
+    assert took < 8, took  # the others did not wait for the call to return
+    assert runtime.watchdog.abandoned == 1

@@ -91,6 +91,7 @@ class StepRun:
                     if self.abandoned:
                         return
                     self.results.append(ran)
+                    self.current = None  # with the append: `give_up` sees both or neither
         except BaseException as exc:  # a bug: the event loop side raises it
             self.error = exc
         finally:
@@ -108,7 +109,7 @@ class StepRun:
     def give_up(self, watch: Watch) -> None:
         with self.lock:
             if self.abandoned or self.done.done() or self.current is not watch:
-                return  # it gave way after all
+                return  # it gave way after all (its result is in `results`)
             self.abandoned = True
             self.stuck = (len(self.results), watch)
         self.done.set_result(None)
