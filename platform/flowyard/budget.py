@@ -46,7 +46,7 @@ EVERY = 0.1  # seconds between two looks of the watchdog
 STUCK_AFTER = 0.6  # seconds after the stop during which the step must give way
 
 DEFAULT_TIME = 30.0  # seconds; below /healthz's stall_after (60 s)
-DEFAULT_MEMORY = 1024 ** 3  # bytes
+DEFAULT_MEMORY = 1000 ** 3  # bytes (1GB)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3,
@@ -126,7 +126,7 @@ def spoken_seconds(seconds: float) -> str:
 
 
 def spoken_size(size: int) -> str:
-    return f"{size / 1000 ** 2:.0f}MB" if size >= 1000 ** 2 else f"{size}B"
+    return format_size(size)
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
