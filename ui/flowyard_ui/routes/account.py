@@ -15,6 +15,15 @@ from ..state import UiState
 from .common import form, off_loop, page, redirect
 
 
+async def _record_login(state: UiState, *args: Any) -> None:
+    """The audit entry of a login, on the password threads: a login never waits behind
+    busy UI work (the UI's threads), only behind other logins."""
+    try:
+        await auth.password_work(audit.record, state.engine, *args)
+    except auth.Busy:
+        await off_loop(audit.record, state.engine, *args)
+
+
 @get("/login", exclude_from_auth=True, sync_to_thread=False)
 def login_page(request: Request[Any, Any, Any]) -> Template:
     return Template(
@@ -49,14 +58,14 @@ async def login_submit(request: Request[Any, Any, Any], ui: NamedDependency[UiSt
         elif isinstance(exc, auth.Busy):
             status, headers = 503, {"Retry-After": "5"}
         else:
-            await off_loop(audit.record, state.engine, username or "?", "login-failed", username)
+            await _record_login(state, username or "?", "login-failed", username)
         return Template(
             "login.html",
             context={"error": str(exc), "username": username, "next": data.get("next") or "/"},
             status_code=status,
             headers=headers,
         )
-    await off_loop(audit.record, state.engine, username, "login")
+    await _record_login(state, username, "login")
     response: Response[Any] = Redirect(_safe_next(data.get("next")), status_code=303)
     response.set_cookie(
         auth.SESSION_COOKIE,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from litestar import Request
@@ -53,9 +55,17 @@ async def form_lists(request: Request[Any, Any, Any]) -> dict[str, list[Any]]:
     return {k: data.getall(k) for k in data}
 
 
+UI_WORKERS = 8
+"""UI requests doing work off the event loop at once; more wait for a turn."""
+
+_ui_pool = ThreadPoolExecutor(max_workers=UI_WORKERS, thread_name_prefix="flowyard-ui")
+
+
 async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """CPU or database work off the event loop, so the runtime in the same process keeps moving."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    """CPU or database work off the event loop, on the UI's own threads: the runtime in
+    the same process claims and commits on asyncio's default threads (six on two
+    cores), so UI requests, however many and however slow, never take its turn."""
+    return await asyncio.get_running_loop().run_in_executor(_ui_pool, functools.partial(fn, *args, **kwargs))
 
 
 def arg(request: Request[Any, Any, Any], name: str, default: str = "") -> str:
