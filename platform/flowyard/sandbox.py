@@ -24,6 +24,7 @@ Filters (examples in docs/reference.md):
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
@@ -170,7 +171,7 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
         super().__init__(**kwargs)
         self.max_output = max_output
         self.time_limit = time_limit
-        self.deadline = 0.0
+        self._renders = threading.local()  # each thread's render has its own deadline
         self.filters.update(
             date=f_date,
             number=f_number,
@@ -196,8 +197,20 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
         environment's globals are complete once `__init__` ends, so nothing is missed."""
         return {**self.globals, **(d or {})}
 
+    @property
+    def deadline(self) -> float:
+        """When the render running on this thread must end (0: none is running). Per
+        thread: the runtime runs one flow's messages on several threads at once, and one
+        render ending must not lift another's deadline."""
+        return float(getattr(self._renders, "deadline", 0.0))
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self._renders.deadline = value
+
     def check_deadline(self) -> None:
-        if self.deadline and time.monotonic() > self.deadline:
+        deadline = self.deadline
+        if deadline and time.monotonic() > deadline:
             raise RenderLimitError(f"the template ran longer than {self.time_limit:g}s")
 
     def checked_range(self, *args: int) -> Iterator[int]:

@@ -74,3 +74,33 @@ def test_ordinary_widths_and_loops_still_render(tmp_path: Path) -> None:
     path.write_text(FLOW.format(template=repr(template)), encoding="utf-8")
     result = Pipeline(load_flow(path)).run(Message(payload=b'{"items": [1, 22]}', content_type="application/json"))
     assert not result.failures and result.outputs[0].payload_text() == "000100001002200022|  x  |"
+
+
+def test_a_render_ending_on_another_thread_does_not_lift_this_ones_deadline() -> None:
+    """The runtime runs one flow's messages on several threads: each render keeps its own
+    deadline while the same step renders other messages."""
+    import threading
+    import time
+
+    from flowyard.sandbox import RenderLimitError, make_environment
+
+    env = make_environment(autoescape=False, time_limit=0.5)
+    endless = env.from_string('{% for a in "a"|center(8000) %}{% for b in "b"|center(8000) %}{% endfor %}{% endfor %}')
+    quick = env.from_string("{{ x }}")
+    stop = threading.Event()
+
+    def others() -> None:  # short renders ending all the time
+        while not stop.is_set():
+            env.render_limited(lambda: quick.generate(x=1))
+
+    helper = threading.Thread(target=others)
+    helper.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(RenderLimitError, match=r"longer than 0\.5s"):
+            env.render_limited(lambda: endless.generate())
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        helper.join()
+    assert 0.45 < took < 5  # stopped at its own deadline: not at another's, nor never
