@@ -536,11 +536,3 @@ def select_flow(text: str, name: str) -> str:
     if not text.endswith("\n"):
         text += "\n"
     return text + f"flow: {name}\n"
-
-
-def unselect(text: str) -> str:
-    """The instance file's text a `select_flow` text was made from (else `text`)."""
-    head, sep, last = text.rstrip("\n").rpartition("\n")
-    if sep and last.startswith("flow: ") and " " not in last[6:].strip():
-        return head + "\n"
-    return text
