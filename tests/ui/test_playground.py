@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+
+import pytest
 
 from flowyard.loader import load_flow
 from flowyard.testing import run_tests
+from flowyard_ui import budgets
 
 from .conftest import ORDERS_FLOW, UiClient
 
@@ -98,3 +102,23 @@ def test_save_as_test_case_of_a_failure_expects_the_error(analyst: UiClient, flo
     analyst.post("/flows/erp-orders/save", {"yaml": new_text})
     results = run_tests(load_flow(flows / "erp-orders.yaml"))
     assert results and results[0].passed, results[0].report
+
+
+# 1,000 items doubled 12 times, then a Python-level filter over the 4 million: a minute
+SPIN = "a" + " | [@,@][]" * 12 + " | [?to_string(@) == 'x'] | length(@)"
+
+
+def test_a_runaway_step_in_the_playground_is_stopped_at_the_preview_budget(
+    analyst: UiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(budgets, "PREVIEW_SECONDS", 1.0)
+    spinning = ORDERS_FLOW.replace('- jmespath: "{order: po, qty: qty}"', f'- name: spin\n    jmespath: "{SPIN}"')
+    started = time.monotonic()
+    response = analyst.post("/flows/erp-orders/playground/run",
+                            {"yaml": spinning, "sample": json.dumps({"a": list(range(1000))}), "sample_name": "o.json"})
+    took = time.monotonic() - started
+    assert response.status_code == 200
+    assert "exceeded its time budget in step spin (1s)" in response.text
+    assert took < 8, took  # stopped, not run for its minute
+    quick = analyst.post("/flows/erp-orders/playground/run", {"yaml": ORDERS_FLOW, "sample": SAMPLE, "sample_name": "o.json"})
+    assert "All steps succeeded: 1 output" in quick.text  # the next run is not hit by a late stop

@@ -22,6 +22,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from flowyard.budget import BudgetExceeded
 from flowyard.engine import Pipeline, target_applies
 from flowyard.errors import DefinitionError, FlowyardError, Issue
 from flowyard.flow import Flow, StepSpec
@@ -32,6 +33,7 @@ from flowyard.store.scratch import ScratchServices, scratch_run
 from flowyard.testing import as_text
 from flowyard.yamlio import dump_text, load_text
 
+from .budgets import within_budget
 from .fastyaml import load_flow
 
 SHOW_CAP = 20_000
@@ -177,8 +179,13 @@ def run(path: Path, text: str, sample: bytes, name: str = "") -> Preview:
                     snap.duration = elapsed
                     lane.entries.append(snap)
 
-    with scratch_run():
-        result = Pipeline(flow).run(message, tracer)
+    try:
+        with scratch_run(), within_budget(f"playground of {flow.name}"):
+            result = Pipeline(flow).run(message, tracer)
+    except BudgetExceeded as exc:  # stopped outside a step (the engine reports those)
+        preview.error = exc.reason(None)
+        preview.lanes = lanes
+        return preview
     for failure in result.failures:
         reason = redactor.redact(failure.error.describe())
         preview.failures.append(reason)

@@ -14,6 +14,7 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from flowyard import registry, schema_gen
+from flowyard.budget import BudgetExceeded
 from flowyard.definitions import kind_of
 from flowyard.errors import DefinitionError, FlowyardError, Issue, Position
 from flowyard.loader import content_hash, load_flows
@@ -21,6 +22,7 @@ from flowyard.yamlio import YamlSyntaxError, dump_text, load_text
 
 from .. import auth, diagram, forms, gitops
 from ..auth import CurrentUser
+from ..budgets import within_budget
 from ..fastyaml import FastFlowLoader
 from ..flowfiles import FlowFile, normalise, unified_diff
 from ..services import Changes, Refused
@@ -41,20 +43,25 @@ def _yaml_of(data: dict[str, Any]) -> str:
 def check(path: Path, text: str) -> dict[str, Any]:
     """Issues (sorted by line) and the diagram for the text being edited; the YAML is
     parsed once, with the fast parse (comments are not needed here)."""
-    if kind_of(text) not in (None, "Flow"):  # an instance or other kind that renders to a flow (or several)
-        try:
-            load_flows(path, text)
-            found: list[Any] = []
-        except DefinitionError as exc:
-            found = list(exc.issues)
-        except FlowyardError as exc:
-            found = [Issue(Position(path.name), str(exc))]
-        document = parse_or_none(text, path.name)
-    else:
-        loader = FastFlowLoader(path, text)
-        loader.load()
-        found = loader.issues.issues
-        document = getattr(loader, "document", None)
+    document: Any = None
+    try:
+        with within_budget(f"check of {path.name}"):
+            if kind_of(text) not in (None, "Flow"):  # an instance or other kind that renders to a flow (or several)
+                try:
+                    load_flows(path, text)
+                    found: list[Any] = []
+                except DefinitionError as exc:
+                    found = list(exc.issues)
+                except FlowyardError as exc:
+                    found = [Issue(Position(path.name), str(exc))]
+                document = parse_or_none(text, path.name)
+            else:
+                loader = FastFlowLoader(path, text)
+                loader.load()
+                found = loader.issues.issues
+                document = getattr(loader, "document", None)
+    except BudgetExceeded as exc:
+        found = [Issue(Position(path.name), f"the check {exc.reason(None).replace('the step was', 'it was')}")]
     issues = sorted(found, key=lambda i: (i.position.line or 0, i.position.column or 0))
     bad = {i.position.line for i in issues if i.position.line and i.severity == "error"}
     return {
