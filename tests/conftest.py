@@ -107,3 +107,25 @@ def write_flow(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+# -- running on several workers (bin/test: pytest-xdist, --dist loadgroup) -------------
+
+SHARED_SERVICES = ("connectors", "runtime", "hostile", "flowsrepo")
+"""Folders whose tests use this machine's brokers, databases and ports, or time what a
+real worker does: one worker runs them in turn, so two never share a queue, a topic or
+the machine's cores."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test's xdist group: the shared-services folders one group, the browser tests
+    one (a Chromium and a server each), every other file its own (its tests in turn)."""
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(ROOT / "tests")
+        if path.parts[0] in SHARED_SERVICES:
+            group = "shared-services"
+        elif "browser" in path.name:
+            group = "browser"
+        else:
+            group = path.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
