@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,10 @@ from ..yamlio import YamlSyntaxError, key_position, load_text, locate, to_plain,
 YAML_SUFFIXES = (".yaml", ".yml")
 TABLE_SUFFIXES = (".csv", *YAML_SUFFIXES)
 SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", "archive"}
-KINDS = ("Flow", "FlowInstance", "Template", "Guide", "Partner")
+KINDS = tuple(sorted(e.name for e in entry_points(group="flowyard.definitions") if e.name != "Table"))
+"""The `kind:` values definition files have: the registered definition kinds (entry point
+names, read without importing the kinds' modules, which sit above this one). Code tables
+have no `kind:`."""
 FLOW_SECTIONS = ("source", "steps", "targets")
 SOURCE_COMMON_KEYS: tuple[str, ...] = ()
 STEP_COMMON_KEYS = ("name", "when")
