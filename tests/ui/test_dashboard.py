@@ -204,7 +204,7 @@ def _churn(engine: Engine, rng: random.Random, now: float) -> None:
 def _check_window_keeps_up(engine: Engine) -> None:
     rng = random.Random(7)
     _known(engine)
-    window = MessageWindow(engine)
+    window = MessageWindow(engine, whole_check_every=0)
     for round_ in range(25):
         now = time.time()
         _churn(engine, rng, now)
@@ -236,7 +236,7 @@ def test_the_windows_open_dead_letters_follow_new_and_closed_ones(app: Litestar)
         return {"message_id": ids[flow], "flow": flow, "kind": "step", "reason": "boom", "input": b"{}",
                 "status": "open", "created_at": now - age}
 
-    window = MessageWindow(engine)
+    window = MessageWindow(engine, whole_check_every=0)
     assert window.open_dead_letters() == {}
     with engine.begin() as c:
         c.execute(insert(DeadLetter), [letter("orders", 250), letter("orders", 100)])
