@@ -248,3 +248,14 @@ def test_the_windows_open_dead_letters_follow_new_and_closed_ones(app: Litestar)
         ("orders", "MX01", "ERP"): (1, pytest.approx(now - 100)),
         ("asn", "DE02", "WMS"): (1, pytest.approx(now - 50)),
     }
+
+
+def test_a_message_stored_late_with_an_old_created_at_counts_at_the_next_refresh(app: Litestar) -> None:
+    engine = app.state.ui.engine
+    _known(engine)
+    window = MessageWindow(engine)  # the whole-window check only every 30 s...
+    window.refresh()
+    _messages(engine, [("orders", "MX01", "ERP", "dead", 1.0, 5 * 3600)])  # ...but the count moved
+    now = time.time()
+    window.refresh(now)
+    assert _window_figures(window, now - 24 * 3600) == _truth(engine, now - 24 * 3600)

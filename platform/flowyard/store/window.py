@@ -137,9 +137,11 @@ class MessageWindow:
             start = since if self.read_until is None else max(since, self.read_until - SLACK)
             self._read_new(connection, start)
             self._follow_changes(connection, since)
-            # the last RECENT seconds at each refresh (a late commit, a clock a little
-            # behind), the whole window now and then (a message deleted, a clock far off)
-            whole = now - self.whole_checked_at >= self.whole_check_every
+            # the whole window when its message count moved (one count of the created_at
+            # index: a message stored late, whatever its age), else now and then (an
+            # arrival and a deletion that cancel out); the last RECENT seconds always
+            whole = (now - self.whole_checked_at >= self.whole_check_every
+                     or self._count_moved(connection, since))
             self._catch_stragglers(connection, since if whole else max(since, now - RECENT))
             if whole:
                 self.whole_checked_at = now
@@ -257,6 +259,11 @@ class MessageWindow:
         for minute in sorted(stored.keys() | {at for at in self.arrived if at * 60.0 >= start}):
             if not _same(stored.get(minute), self.arrived.get(minute)):
                 self._read_minute(connection, minute)
+
+    def _count_moved(self, connection: Connection, since: float) -> bool:
+        start = (_minute_of(since) + 1) * 60.0
+        stored = connection.execute(select(func.count()).where(StoredMessage.created_at >= start)).scalar_one()
+        return int(stored) != sum(n for minute, (n, _) in self.arrived.items() if minute * 60.0 >= start)
 
     def _read_minute(self, connection: Connection, minute: int) -> None:
         """Forget what the window holds of one minute and read it again."""
