@@ -89,3 +89,19 @@ def wait_for(path: Path, seconds: float = 45) -> Any:
         time.sleep(0.3)
     assert path.exists(), f"{path} was not written"
     return json.loads(path.read_text())
+
+
+def first_login(page: Any, password: str, user: str = "admin", new: str = "a long admin password") -> None:
+    """On the login page: log in with a one-time password and set a new one, as a first
+    login must; ends on the flows list."""
+    from playwright.sync_api import expect
+
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/account/password"))
+    page.get_by_label("Current password").fill(password)
+    page.get_by_label("New password (10 characters or more)").fill(new)
+    page.get_by_label("New password again").fill(new)
+    page.get_by_role("button", name="Save password").click()
+    expect(page).to_have_url(re.compile(r"/flows$"))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .serving import CHROMIUM_ARGS, SHOTS, serving
+from .serving import CHROMIUM_ARGS, SHOTS, first_login, serving
 
 FLOW = """\
 # Orders dropped as JSON files, written out for the MES
@@ -81,15 +81,7 @@ def test_author_try_deploy_watch_and_replay(served: dict[str, Any], chromium_pat
         page.goto(f"{base}/flows")
         expect(page).to_have_url(re.compile(r"/login"))
         shot("01-login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(served["password"])
-        page.get_by_role("button", name="Log in").click()
-        expect(page).to_have_url(re.compile(r"/account/password"))
-        page.get_by_label("Current password").fill(served["password"])
-        page.get_by_label("New password (10 characters or more)").fill("a long admin password")
-        page.get_by_label("New password again").fill("a long admin password")
-        page.get_by_role("button", name="Save password").click()
-        expect(page).to_have_url(re.compile(r"/flows$"))
+        first_login(page, served["password"])
 
         # -- create a flow in the editor, with a mistake that validation points at -------
         page.get_by_role("button", name="New flow").click()

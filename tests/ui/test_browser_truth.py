@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .serving import CHROMIUM_ARGS, SHOTS, serving, wait_for
+from .serving import CHROMIUM_ARGS, SHOTS, first_login, serving, wait_for
 
 FLOW = """\
 apiVersion: flowyard/v1
@@ -78,14 +78,7 @@ def test_tests_search_timeline_and_replay_preview(served: dict[str, Any], chromi
             page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
         page.goto(f"{base}/login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(served["password"])
-        page.get_by_role("button", name="Log in").click()
-        page.get_by_label("Current password").fill(served["password"])
-        page.get_by_label("New password (10 characters or more)").fill("a long admin password")
-        page.get_by_label("New password again").fill("a long admin password")
-        page.get_by_role("button", name="Save password").click()
-        expect(page).to_have_url(re.compile(r"/flows$"))
+        first_login(page, served["password"])
 
         # -- messages: two that fail at per-unit (qty 0), one that goes through ------------
         (inbox / "po-4711.json").write_text(json.dumps({"po": "PO-4711", "qty": 0}))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .serving import CHROMIUM_ARGS, SHOTS, serving
+from .serving import CHROMIUM_ARGS, SHOTS, first_login, serving
 
 FLOW = """\
 # Stock levels from the WMS export
@@ -60,14 +60,7 @@ def test_the_code_editor_underlines_completes_and_the_form_edits_a_map(served: d
         page.on("pageerror", lambda exc: errors.append(str(exc)))
 
         page.goto(f"{base}/login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(served["password"])
-        page.get_by_role("button", name="Log in").click()
-        page.get_by_label("Current password").fill(served["password"])
-        page.get_by_label("New password (10 characters or more)").fill("a long admin password")
-        page.get_by_label("New password again").fill("a long admin password")
-        page.get_by_role("button", name="Save password").click()
-        expect(page).to_have_url(re.compile(r"/flows$"))
+        first_login(page, served["password"])
 
         # -- the editor replaces the textarea; JMESPath and Jinja are highlighted inside -----
         page.goto(f"{base}/flows/wms-stock/edit")

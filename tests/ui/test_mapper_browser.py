@@ -18,7 +18,7 @@ import pytest
 from flowyard import mapping
 from flowyard.yamlio import load_text
 
-from .serving import CHROMIUM_ARGS, ROOT, SHOTS, serving
+from .serving import CHROMIUM_ARGS, ROOT, SHOTS, first_login, serving
 
 ASN_SAMPLE = ROOT / "examples" / "x12" / "856-supplierx-2cartons.edi"
 
@@ -67,14 +67,7 @@ def test_map_by_clicking_save_and_see_the_changes(served: dict[str, Any], chromi
         page.set_default_timeout(20_000)
         expect.set_options(timeout=15_000)
         page.goto(f"{base}/flows")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(served["password"])
-        page.get_by_role("button", name="Log in").click()
-        page.get_by_label("Current password").fill(served["password"])
-        page.get_by_label("New password (10 characters or more)").fill("a long admin password")
-        page.get_by_label("New password again").fill("a long admin password")
-        page.get_by_role("button", name="Save password").click()
-        expect(page).to_have_url(re.compile(r"/flows$"))
+        first_login(page, served["password"])
 
         # -- from the editor to the mapper, by clicking -----------------------------------
         page.goto(f"{base}/flows/mx01-supplierx-asn/edit")

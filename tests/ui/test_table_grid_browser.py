@@ -8,14 +8,13 @@ to test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .serving import CHROMIUM_ARGS, SHOTS, serving, wait_for
+from .serving import CHROMIUM_ARGS, SHOTS, first_login, serving, wait_for
 
 FLOW = """\
 # Orders whose unit of measure is translated from the code table uom
@@ -70,14 +69,7 @@ def test_edit_a_code_table_in_the_grid_and_deploy_it(served: dict[str, Any], chr
         expect.set_options(timeout=20_000)
 
         page.goto(f"{base}/login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(served["password"])
-        page.get_by_role("button", name="Log in").click()
-        page.get_by_label("Current password").fill(served["password"])
-        page.get_by_label("New password (10 characters or more)").fill("a long admin password")
-        page.get_by_label("New password again").fill("a long admin password")
-        page.get_by_role("button", name="Save password").click()
-        expect(page).to_have_url(re.compile(r"/flows$"))
+        first_login(page, served["password"])
 
         # -- the grid, and the flow that uses the table ---------------------------------------
         page.goto(f"{base}/tables/uom.csv")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .serving import CHROMIUM_ARGS, SHOTS, serving
+from .serving import CHROMIUM_ARGS, SHOTS, first_login, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,15 +53,7 @@ def test_a_template_change_shows_its_impact_and_instances_look_like_flows(served
             page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
         page.goto(f"{base}/login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(served["password"])
-        page.get_by_role("button", name="Log in").click()
-        expect(page).to_have_url(re.compile(r"/account/password"))
-        page.get_by_label("Current password").fill(served["password"])
-        page.get_by_label("New password (10 characters or more)").fill("a long admin password")
-        page.get_by_label("New password again").fill("a long admin password")
-        page.get_by_role("button", name="Save password").click()
-        expect(page).to_have_url(re.compile(r"/flows$"))
+        first_login(page, served["password"])
 
         # -- an instance of a several-flow template is three flows in the list ---------------
         row = page.locator("tr", has=page.locator('a[href="/flows/mx01-supplierz-850"]'))
