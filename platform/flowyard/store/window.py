@@ -2,9 +2,10 @@
 
 Reading every message of the window on each refresh cost the dashboard a third of a
 second at 100,000 messages (and grows with the traffic). A `MessageWindow` reads the
-window once, then on each refresh only (1) the messages created since the last read and
+window once, then on each refresh only (1) the messages created since the last read,
 (2) the ids still open or dead, whose changes are the only ones a message makes after it
-arrives: `done` and `dropped` are final, a dead message can be sent again (`resend`). Its
+arrives (`done` and `dropped` are final, a dead message can be sent again: `resend`), and
+(3) a count of the `created_at` index, which shows a message stored late or deleted. Its
 figures are exact: counts and latencies are summed per minute and per flow, and the one
 minute the window cuts in two is read from the store when asked for.
 
