@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .serving import CHROMIUM_ARGS, SHOTS, serving, wait_for
+from .serving import CHROMIUM_ARGS, SHOTS, first_login, serving, wait_for
 
 FLOW = """\
 # Orders dropped as JSON files, written out for the MES
@@ -77,15 +77,7 @@ def test_a_save_is_a_draft_until_a_deployer_deploys_it(served: dict[str, Any], c
 
         def login(page: Any, user: str, password: str, new: str) -> None:
             page.goto(f"{base}/login")
-            page.get_by_label("User name").fill(user)
-            page.get_by_label("Password").fill(password)
-            page.get_by_role("button", name="Log in").click()
-            expect(page).to_have_url(re.compile(r"/account/password"))
-            page.get_by_label("Current password").fill(password)
-            page.get_by_label("New password (10 characters or more)").fill(new)
-            page.get_by_label("New password again").fill(new)
-            page.get_by_role("button", name="Save password").click()
-            expect(page).to_have_url(re.compile(r"/flows$"))
+            first_login(page, password, user=user, new=new)
 
         # -- the admin (a deployer) and an analyst ------------------------------------------
         login(boss, "admin", served["password"], "a long admin password")

@@ -312,20 +312,6 @@ class FlowCounts:
 
 
 @dataclass
-class Dashboard:
-    states: dict[str, int]
-    flows: list[FlowCounts]
-    backlog: int
-    pending_deliveries: int
-    dead_letters_open: int
-    oldest_dead_letter_age: float | None
-    received_last_hour: int
-    finished_last_hour: int
-    workers: list[WorkerInfo]
-    recent_failures: list[MessageSummary]
-
-
-@dataclass
 class Overview:
     """The dashboard's summary cards."""
 
@@ -337,6 +323,14 @@ class Overview:
     finished_last_hour: int
     workers: list[WorkerInfo]
     recent_failures: list[MessageSummary]
+
+
+@dataclass
+class Dashboard(Overview):
+    """The summary cards and the counts per flow and state (the flows list, the CLI)."""
+
+    states: dict[str, int]
+    flows: list[FlowCounts]
 
 
 @dataclass
