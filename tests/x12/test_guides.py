@@ -4,6 +4,7 @@ and `flowyard validate` for guides and partner profiles."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,19 @@ def test_compiled_map_is_pyx12_xml(tmp_path: Path) -> None:
     map_file = compile_to_directory(guide, tmp_path / "maps")
     assert map_file.is_file() and (tmp_path / "maps" / "dataele.xml").is_file()
 
+
+
+def test_threads_compiling_the_same_guide_at_once_all_get_the_whole_map(tmp_path: Path) -> None:
+    """Two processing loops met the same guide at once in a worker: one thread renamed
+    the other's temporary map away (both used the process id in its name)."""
+    guide = find_guide("850-4010")
+    expected = map_xml(guide)
+    for attempt in range(5):
+        folder = tmp_path / f"maps{attempt}"
+        with ThreadPoolExecutor(8) as pool:
+            made = list(pool.map(lambda _: compile_to_directory(guide, folder), range(8)))
+        assert {m.read_text(encoding="utf-8") for m in made} == {expected}
+        assert sorted(p.name for p in folder.iterdir()) == ["850-4010.xml", "codes.xml", "dataele.xml"]
 
 def _validate(guide_name: str, text: str) -> SetResult:
     guide = find_guide(guide_name, [FLOW_GUIDES])

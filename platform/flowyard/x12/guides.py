@@ -39,6 +39,7 @@ Usage: M mandatory (pyx12 R), O optional (S), N not used.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -657,13 +658,28 @@ def compile_to_directory(guide: Guide, directory: Path | None = None) -> Path:
     map_file = target / f"{guide.name}.xml"
     if not map_file.is_file():
         target.mkdir(parents=True, exist_ok=True)
-        (target / "dataele.xml").write_text(dataele, encoding="utf-8")
         with resource_files("pyx12").joinpath("map", "codes.xml").open("rb") as handle:
-            (target / "codes.xml").write_bytes(handle.read())
-        tmp = target / f".{guide.name}.{os.getpid()}.tmp"
-        tmp.write_text(xml, encoding="utf-8")
-        tmp.replace(map_file)
+            codes = handle.read()
+        # the map last: its presence says the folder is complete
+        for name, content in (("dataele.xml", dataele.encode()), ("codes.xml", codes),
+                              (map_file.name, xml.encode())):
+            _replace_file(target / name, content)
     return map_file
+
+
+def _replace_file(path: Path, content: bytes) -> None:
+    """Write through a temporary file of its own, then rename: two threads or processes
+    compiling the same guide at once never rename each other's file away or let a
+    reader see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @functools.lru_cache(maxsize=1)
