@@ -125,16 +125,21 @@ class Processing:
         self.idle: list[StepThread] = []  # step threads waiting for a batch
 
     async def process_loop(self, index: int) -> None:
+        config = self.runtime.config
+        last = 0  # messages in this loop's last claim
         while not self.runtime.closing:
+            if 0 < last < config.batch and config.gather > 0:
+                await self.runtime.nap(config.gather)  # messages keep coming: let the batch grow
             try:
                 claimed = await asyncio.to_thread(
                     queue.claim_messages, self.runtime.engine, self.runtime.worker, list(self.runtime.flows.current),
-                    self.runtime.config.batch, self.runtime.config.lease_ttl,
+                    config.batch, config.lease_ttl,
                 )
             except Exception as exc:
                 log.warning("cannot claim messages (store unreachable?): %s", brief(exc))
                 await asyncio.sleep(1.0)
                 continue
+            last = len(claimed)
             if not claimed:
                 self.runtime.wake.clear()
                 with contextlib.suppress(TimeoutError):
