@@ -53,7 +53,7 @@ def test_threads_compiling_the_same_guide_at_once_all_get_the_whole_map(tmp_path
     for attempt in range(5):
         folder = tmp_path / f"maps{attempt}"
         with ThreadPoolExecutor(8) as pool:
-            made = list(pool.map(lambda _: compile_to_directory(guide, folder), range(8)))
+            made = list(pool.map(compile_to_directory, [guide] * 8, [folder] * 8))
         assert {m.read_text(encoding="utf-8") for m in made} == {expected}
         assert sorted(p.name for p in folder.iterdir()) == ["850-4010.xml", "codes.xml", "dataele.xml"]
 
