@@ -8,12 +8,14 @@ while a step held the event loop)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import select
@@ -74,6 +76,18 @@ def outputs(root: Path, flow: str) -> int:
     return len(list(folder.glob("*"))) if folder.is_dir() else 0
 
 
+@contextlib.contextmanager
+def worker_log_on_failure(log: Path, store: Store) -> Iterator[None]:
+    """A failed wait shows the worker's log and the messages' states (a CI failure
+    here could not be told apart from a slow machine without them)."""
+    try:
+        yield
+    except AssertionError as exc:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-6000:] if log.is_file() else "(none)"
+        states = [(m.flow, m.state) for m in store.list_messages(limit=20)]
+        raise AssertionError(f"{exc}\nmessages: {states}\nthe worker's log, its end:\n{tail}") from exc
+
+
 def test_a_worker_stops_a_looping_step_at_its_budget_and_exits_on_sigterm_during_one(
         tmp_path: Path) -> None:
     write_flow(tmp_path, "hog", SPIN, budget="{time: 2s}", step="spin")
@@ -85,33 +99,34 @@ def test_a_worker_stops_a_looping_step_at_its_budget_and_exits_on_sigterm_during
     store = Store(engine)
     deploy_paths(store, [tmp_path / "flows"], who="test")  # as `flowyard deploy` does
     worker = start_worker(tmp_path, grace=2.0)
+    log = tmp_path / "worker.log"
     try:
-        log = tmp_path / "worker.log"
-        wait_sync(lambda: log.is_file() and "started with 3 flows" in log.read_text(), timeout=90,
-                  what="the worker up")
-        hog = json.dumps({"a": list(range(1000))})
-        (tmp_path / "in" / "hog" / "loop.json").write_text(hog)
-        wait_sync(lambda: claimed(store, "hog"), timeout=30, what="the hog claimed")
-        for n in range(5):
-            (tmp_path / "in" / "orders" / f"o{n}.json").write_text(json.dumps({"n": n}))
-        wait_sync(lambda: outputs(tmp_path, "orders") == 5, timeout=30,
-                  what="the other flow's 5 messages delivered")
-        [dead] = wait_sync(lambda: store.dead_letters(), timeout=30, what="the hog dead-lettered")
-        assert dead.flow == "hog" and dead.step == "spin"
-        assert "exceeded its time budget in step spin (2s)" in dead.reason
-        detail = store.message(dead.message_id)
-        assert detail is not None and detail.summary.state == "dead"
-        [process] = [a for a in detail.attempts if a.kind == "process"]  # the first occurrence
-        assert process.duration < 2 + 1, process.duration  # unbounded: a minute
+        with worker_log_on_failure(log, store):
+            wait_sync(lambda: log.is_file() and "started with 3 flows" in log.read_text(), timeout=90,
+                      what="the worker up")
+            hog = json.dumps({"a": list(range(1000))})
+            (tmp_path / "in" / "hog" / "loop.json").write_text(hog)
+            wait_sync(lambda: claimed(store, "hog"), timeout=30, what="the hog claimed")
+            for n in range(5):
+                (tmp_path / "in" / "orders" / f"o{n}.json").write_text(json.dumps({"n": n}))
+            wait_sync(lambda: outputs(tmp_path, "orders") == 5, timeout=30,
+                      what="the other flow's 5 messages delivered")
+            [dead] = wait_sync(lambda: store.dead_letters(), timeout=30, what="the hog dead-lettered")
+            assert dead.flow == "hog" and dead.step == "spin"
+            assert "exceeded its time budget in step spin (2s)" in dead.reason
+            detail = store.message(dead.message_id)
+            assert detail is not None and detail.summary.state == "dead"
+            [process] = [a for a in detail.attempts if a.kind == "process"]  # the first occurrence
+            assert process.duration < 2 + 1, process.duration  # unbounded: a minute
 
-        # SIGTERM while a step with an hour's budget runs: the worker exits within its grace
-        (tmp_path / "in" / "endless" / "loop.json").write_text(hog)
-        wait_sync(lambda: claimed(store, "endless"), timeout=30, what="the endless step claimed")
-        time.sleep(0.5)
-        signalled = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=2 + 30)  # grace plus generous slack for the hand-back and exit
-        took = time.monotonic() - signalled
+            # SIGTERM while a step with an hour's budget runs: the worker exits within its grace
+            (tmp_path / "in" / "endless" / "loop.json").write_text(hog)
+            wait_sync(lambda: claimed(store, "endless"), timeout=30, what="the endless step claimed")
+            time.sleep(0.5)
+            signalled = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=2 + 30)  # grace plus generous slack for the hand-back and exit
+            took = time.monotonic() - signalled
     finally:
         if worker.poll() is None:
             worker.kill()
