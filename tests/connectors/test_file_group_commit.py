@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flowyard.errors import DeliveryError
 from flowyard.message import Message
 from flowyard.step import FlowContext
+from flowyard_connectors import groupcommit
 from flowyard_connectors.file import FileTarget, FileTargetOptions
 from flowyard_connectors.groupcommit import GroupCommit, Write, commit, write_temporary
 
@@ -120,3 +124,51 @@ async def test_a_folder_removed_between_sends_is_made_again(tmp_path: Path) -> N
     (tmp_path / "out" / "sub").rmdir()  # the target remembered it as existing
     await tgt.send(Message(payload=b"2", content_type="text/plain"), "b")
     assert (tmp_path / "out" / "sub" / "b.txt").read_bytes() == b"2"
+
+
+async def test_the_event_loop_never_waits_for_the_file_system(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating, flushing and renaming happen in worker threads: a slow file system (a
+    network share, a disk just after a mass deletion) must not stop the HTTP intake."""
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+    for name in ("write_temporary", "flush_data", "rename", "flush_folders"):
+        real = getattr(groupcommit, name)
+
+        def spy(*args: object, _real: Any = real) -> Any:
+            threads.add(threading.get_ident())
+            return _real(*args)
+
+        monkeypatch.setattr(groupcommit, name, spy)
+    tgt = target(tmp_path, name="{{ key }}.json")
+    await asyncio.gather(*(tgt.send(Message(payload={"n": i}, content_type="application/json"), f"k{i}")
+                           for i in range(50)))
+    assert len(list((tmp_path / "out").glob("*.json"))) == 50
+    assert threads and loop_thread not in threads
+
+
+async def test_stopping_mid_write_acknowledges_nothing_and_cleans_up_after_the_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled while its thread writes, the stage fails every send of the batch at
+    once, and removes the temporary files only when the thread is done with them."""
+    real = groupcommit.write_temporary
+
+    def slow(write: Write, folders: Any = None) -> None:
+        time.sleep(0.1)
+        real(write, folders)
+
+    monkeypatch.setattr(groupcommit, "write_temporary", slow)
+    commits = GroupCommit()
+    writes = [Write(tmp_path / f"f{i}.json", b"{}", 0o644) for i in range(3)]
+    sends = [asyncio.ensure_future(commits.write(w)) for w in writes]
+    await asyncio.sleep(0.05)  # the thread is in the first write
+    assert commits.writer is not None
+    commits.writer.cancel()
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    assert all(isinstance(r, OSError) and "interrupted" in str(r) for r in results), results
+    assert any(w.error is None for w in writes)  # acknowledged as failed while the thread works
+    deadline = time.monotonic() + 10
+    while any(w.error is None for w in writes) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert all(w.fd is None and w.tmp is None for w in writes)
+    assert os.listdir(tmp_path) == []  # no temporary file left, nothing renamed
