@@ -208,9 +208,9 @@ def worker(args: argparse.Namespace) -> int:
 
 def event_loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
     """(the loop's name, its factory; None for asyncio's own). `auto` takes uvloop where
-    it is installed: on bench/runtime.py it carried the runtime's HTTP intake from about
-    1,150 to 1,550 messages/s (asyncio's loop does its socket and timer bookkeeping in
-    Python, under the GIL the steps and the store need)."""
+    it is installed: with httptools it carried a worker on bench/runtime.py's flow and
+    load from about 1,150 to 1,550 messages/s (asyncio's loop does its socket and timer
+    bookkeeping in Python, under the GIL the steps and the store need)."""
     if choice == "asyncio":
         return "asyncio", None
     try:
