@@ -308,7 +308,12 @@ class GroupCommit:
             for write, future in batch:
                 if not future.done():
                     future.set_exception(OSError(f"the write of {write.path.name} was interrupted: {exc!r}"))
-            running.add_done_callback(lambda _, error=exc: GroupCommit._abandon(batch, error))
+            error = exc
+
+            def clean_up(_: asyncio.Future[None]) -> None:
+                GroupCommit._abandon(batch, error)
+
+            running.add_done_callback(clean_up)
             raise
 
     @staticmethod
