@@ -7,13 +7,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ONBOARDING = ROOT / "examples" / "onboarding"
+# a template checked in place (another test, in parallel) renders in a scratch folder
+# beside it for a moment: a copy made meanwhile must not take it
+SCRATCH = shutil.ignore_patterns(".onboard-preview-*")
 
 
 @pytest.fixture
 def onboarding(tmp_path: Path) -> Path:
     """A private copy of examples/onboarding (templates, instances, tables, tests)."""
     target = tmp_path / "onboarding"
-    shutil.copytree(ONBOARDING, target)
+    shutil.copytree(ONBOARDING, target, ignore=SCRATCH)
     return target
 
 

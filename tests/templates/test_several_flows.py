@@ -142,10 +142,10 @@ def test_a_template_change_breaking_an_instance_is_refused_by_the_gate(onboardin
 def test_first_start_seeds_every_flows_samples(tmp_path: Path) -> None:
     from flowyard.runtime.cli import seed_samples
 
-    from .conftest import ONBOARDING
+    from .conftest import ONBOARDING, SCRATCH
 
     flows = tmp_path / "plant" / "flows"
-    shutil.copytree(ONBOARDING, flows)
+    shutil.copytree(ONBOARDING, flows, ignore=SCRATCH)
     copied = {p.relative_to(tmp_path).as_posix() for p in seed_samples(flows)}
     assert "data/inbox/supplierz/856/856.edi" in copied and "data/inbox/supplierz/810/810.edi" in copied
     assert "data/outbox/erp/po-supplierz/po-no-lines.json" in copied

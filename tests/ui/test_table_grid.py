@@ -306,7 +306,8 @@ def test_used_by_lists_the_flows_and_a_saved_grid_is_a_draft_on_the_changes_page
 
 def test_an_instance_that_looks_codes_up_in_a_plant_table_is_listed(analyst: UiClient, flows: Path) -> None:
     """The table name is rendered from the template (`{{ plant | lower }}-work-centres`)."""
-    shutil.copytree(ROOT / "examples" / "onboarding", flows, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "examples" / "onboarding", flows, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".onboard-preview-*"))  # another test's scratch
     (flows / "templates" / "plant-pick.yaml").write_text(
         "apiVersion: flowyard/v1\nkind: Template\nmetadata: {name: plant-pick}\n"
         "parameters:\n  type: object\n  properties:\n    work_centre: {type: string, x-table: de02-work-centres}\n"

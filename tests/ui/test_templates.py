@@ -24,7 +24,7 @@ def flows(tmp_path: Path) -> Path:
     """A flows folder holding the onboarding examples: templates, instances, partners,
     tables and the instances' samples."""
     folder = tmp_path / "flows"
-    shutil.copytree(ONBOARDING, folder)
+    shutil.copytree(ONBOARDING, folder, ignore=shutil.ignore_patterns(".onboard-preview-*"))  # another test's scratch
     return folder
 
 

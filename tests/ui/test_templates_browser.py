@@ -29,7 +29,8 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     without running every instance's gate); the test adds the instances once it runs."""
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "examples" / "onboarding", flows,
-                    ignore=lambda folder, names: [n for n in names if Path(folder) == ROOT / "examples" / "onboarding" and n.endswith(".yaml")])
+                    ignore=lambda folder, names: [n for n in names if Path(folder) == ROOT / "examples" / "onboarding"
+                                                  and (n.endswith(".yaml") or n.startswith(".onboard-preview-"))])
     with serving(tmp_path, flows, start_timeout=150) as served:  # a loaded CI machine
         for name in INSTANCES:
             shutil.copyfile(ROOT / "examples" / "onboarding" / name, flows / name)
