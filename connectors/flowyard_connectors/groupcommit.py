@@ -224,6 +224,10 @@ def commit(batch: list[Write]) -> None:
     flush_folders(batch)
 
 
+def interrupted(write: Write, cause: BaseException) -> OSError:
+    return OSError(f"the write of {write.path.name} was interrupted: {cause!r}")
+
+
 class GroupCommit:
     """Two stages, each one batch at a time in a worker thread: the writes that arrived
     are written to their temporary files (step 1) while the batch before them is
@@ -307,7 +311,7 @@ class GroupCommit:
         except BaseException as exc:
             for write, future in batch:
                 if not future.done():
-                    future.set_exception(OSError(f"the write of {write.path.name} was interrupted: {exc!r}"))
+                    future.set_exception(interrupted(write, exc))
             error = exc
 
             def clean_up(_: asyncio.Future[None]) -> None:
@@ -319,6 +323,7 @@ class GroupCommit:
     @staticmethod
     def _abandon(pending: list[tuple[Write, asyncio.Future[None]]], exc: BaseException) -> None:
         for write, future in pending:
-            discard(write, OSError(f"the write of {write.path.name} was interrupted: {exc!r}"))
+            error = interrupted(write, exc)
+            discard(write, error)
             if not future.done():
-                future.set_exception(write.error or OSError("interrupted"))
+                future.set_exception(write.error or error)

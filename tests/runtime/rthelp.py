@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -78,6 +79,13 @@ async def until(predicate: Callable[[], Any], timeout: float = 60.0, every: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s (last: {value!r})")
         await asyncio.sleep(every)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_sync(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:

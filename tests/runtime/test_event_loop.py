@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from rthelp import wait_sync
+from rthelp import free_port, wait_sync
 
 FLOWYARD = str(Path(sys.executable).parent / "flowyard")
 
@@ -31,11 +30,6 @@ targets:
   - file: {path: ../out, name: "{{ data.order }}.json"}
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def posted(url: str, body: dict[str, int]) -> int:

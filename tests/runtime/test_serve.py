@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from rthelp import ROOT, wait_sync
+from rthelp import ROOT, free_port, wait_sync
 
 from flowyard.store.api import Store
 from flowyard.store.database import make_engine
@@ -37,11 +36,6 @@ targets:
 
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
